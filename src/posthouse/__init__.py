@@ -1,0 +1,3 @@
+"""Posthouse: an IMAP mail server where the mail stays on the server."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from posthouse.cli import main
+
+raise SystemExit(main())
