@@ -1,0 +1,140 @@
+"""Sans-IO IMAP command reader: bytes in, events out.
+
+Feed it whatever the socket gave; call next_event() until it returns None.
+Literals ({n}, {n+}, ~{n}) are collected as they stream in; a synchronizing
+literal yields NeedContinuation so the caller can send "+ ..." first. Sizes
+are checked before a literal is read, so an oversized APPEND costs nothing.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .tokenizer import Literal, build_command, split_tag
+from .tokens import Command, ParseError
+
+_LITERAL_AT_END = re.compile(rb"(~?)\{(\d{1,20})(\+?)\}$")
+
+
+@dataclass(slots=True)
+class NeedContinuation:
+    """A synchronizing literal was announced; send a continuation request."""
+    size: int
+
+
+@dataclass(slots=True)
+class BadCommand:
+    tag: str | None
+    reason: str
+
+
+@dataclass(slots=True)
+class LiteralTooBig:
+    """A synchronizing literal over the limit: refused, command discarded."""
+    tag: str | None
+    size: int
+
+
+@dataclass(slots=True)
+class Fatal:
+    """The stream cannot be resynchronized; say BYE and close."""
+    reason: str
+
+
+@dataclass(slots=True)
+class RawLine:
+    """A line read in raw mode (IDLE's DONE, an AUTHENTICATE response)."""
+    line: bytes
+
+
+class CommandReader:
+    def __init__(self, max_line: int = 65536, max_literal: int = 64 * 1024 * 1024,
+                 max_literals_per_command: int = 1000):
+        self.max_line = max_line
+        self.max_literal = max_literal
+        self.max_literals = max_literals_per_command
+        self._buf = bytearray()
+        self._parts: list = []          # text segments and Literals of the command so far
+        self._text_len = 0
+        self._literal_left = 0          # bytes still to read into the current literal
+        self._literal: bytearray | None = None
+        self._literal_binary = False
+        self.raw_mode = False           # next complete line comes back as RawLine
+        self.closed = False
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+
+    @property
+    def in_literal(self) -> bool:
+        return self._literal is not None
+
+    def next_event(self):
+        if self.closed:
+            return None
+        while True:
+            if self._literal is not None:
+                if not self._buf:
+                    return None
+                take = min(self._literal_left, len(self._buf))
+                self._literal += self._buf[:take]
+                del self._buf[:take]
+                self._literal_left -= take
+                if self._literal_left:
+                    return None
+                self._parts.append(Literal(bytes(self._literal), self._literal_binary))
+                self._literal = None
+                continue
+            nl = self._buf.find(b"\n")
+            if nl < 0:
+                if len(self._buf) > self.max_line:
+                    self.closed = True
+                    return Fatal("Line too long")
+                return None
+            line = bytes(self._buf[:nl])
+            del self._buf[: nl + 1]
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if self.raw_mode:
+                self.raw_mode = False
+                return RawLine(line)
+            self._text_len += len(line)
+            if self._text_len > self.max_line:
+                return self._abort(Fatal("Line too long"), fatal=True)
+            m = _LITERAL_AT_END.search(line)
+            if m is None:
+                self._parts.append(line)
+                return self._finish()
+            size = int(m.group(2))
+            nonsync = bool(m.group(3))
+            self._parts.append(line[: m.start()])
+            tag = split_tag(self._parts[0]) if self._parts else None
+            if size > self.max_literal:
+                if nonsync:
+                    return self._abort(Fatal("Literal too big"), fatal=True)
+                return self._abort(LiteralTooBig(tag, size))
+            if sum(isinstance(p, Literal) for p in self._parts) >= self.max_literals:
+                return self._abort(Fatal("Too many literals"), fatal=True)
+            self._literal = bytearray()
+            self._literal_left = size
+            self._literal_binary = bool(m.group(1))
+            if not nonsync:
+                return NeedContinuation(size)
+
+    def _finish(self):
+        parts, self._parts, self._text_len = self._parts, [], 0
+        try:
+            return build_command(parts)
+        except ParseError as e:
+            first = parts[0] if parts and isinstance(parts[0], bytes) else b""
+            return BadCommand(split_tag(first), str(e))
+
+    def _abort(self, event, fatal: bool = False):
+        self._parts, self._text_len = [], 0
+        if fatal:
+            self.closed = True
+        return event
+
+
+__all__ = ["CommandReader", "Command", "NeedContinuation", "BadCommand",
+           "LiteralTooBig", "Fatal", "RawLine"]

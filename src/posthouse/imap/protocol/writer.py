@@ -1,0 +1,34 @@
+"""Serialize IMAP response values."""
+from __future__ import annotations
+
+_QUOTE_UNSAFE = frozenset(b"\r\n\x00")
+
+
+def quoted_or_literal(value: bytes | str, utf8: bool = True) -> bytes:
+    """A string as "quoted" when it can be, else as a {n} literal."""
+    if isinstance(value, str):
+        value = value.encode("utf-8", "surrogateescape")
+    if len(value) < 1024 and not any(b in _QUOTE_UNSAFE for b in value) and (
+            utf8 or value.isascii()):
+        return b'"' + value.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+    return b"{%d}\r\n" % len(value) + value
+
+
+def nstring(value: bytes | str | None, utf8: bool = True) -> bytes:
+    return b"NIL" if value is None else quoted_or_literal(value, utf8)
+
+
+def literal(value: bytes, binary: bool = False) -> bytes:
+    return (b"~{%d}\r\n" if binary else b"{%d}\r\n") % len(value) + value
+
+
+def astring(value: str, utf8: bool = True) -> bytes:
+    """An atom when safe (mailbox names like INBOX look nicer bare), else quoted."""
+    raw = value.encode("utf-8", "surrogateescape")
+    if raw and all(0x21 <= b <= 0x7E and b not in b'(){%*"\\]' for b in raw):
+        return raw
+    return quoted_or_literal(raw, utf8)
+
+
+def paren(items) -> bytes:
+    return b"(" + b" ".join(items) + b")"

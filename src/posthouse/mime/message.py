@@ -1,0 +1,112 @@
+"""Parse a message once, at arrival, into everything FETCH and SEARCH need."""
+from __future__ import annotations
+
+import email.utils
+from dataclasses import dataclass
+
+from . import imapformat
+from .address import address_text, parse_address_list
+from .decode import UnknownEncoding, decode_transfer, html_to_text, normalize_space, to_text
+from .headers import decode_words, raw_text
+from .structure import Part, parse_part
+
+# Search text is bounded so a giant attachment-like text part cannot bloat the index.
+MAX_SEARCH_TEXT = 1 << 20
+
+
+@dataclass(slots=True)
+class ParsedMessage:
+    envelope: bytes
+    body: bytes              # BODY (non-extensible)
+    bodystructure: bytes
+    parts: dict              # offset tree, see Part.to_json
+    header_size: int
+    sent_date: float | None  # Date: header as a timestamp
+    subject: str             # decoded
+    from_: str               # decoded "Name <a@b>" lists, for SEARCH and SORT
+    to: str
+    cc: str
+    bcc: str
+    message_id: str
+    in_reply_to: str
+    references: str
+    body_text: str           # decoded text of the text parts, for SEARCH BODY
+
+
+def normalize_newlines(raw: bytes) -> bytes:
+    """IMAP messages use CRLF; mail from LF-only sources is converted once here."""
+    if b"\n" not in raw:
+        return raw
+    if raw.count(b"\n") == raw.count(b"\r\n"):
+        return raw
+    return raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def _decoded_addresses(part: Part, name: str) -> str:
+    value = part.headers.first(name)
+    if value is None:
+        return ""
+    addrs = parse_address_list(raw_text(value))
+    decoded = [(decode_words(n) if n else n, a, m, h) for n, a, m, h in addrs]
+    return address_text(decoded)
+
+
+def _collect_text(raw: bytes, part: Part, out: list[str], budget: list[int]) -> None:
+    if budget[0] <= 0:
+        return
+    if part.children is not None:
+        for child in part.children:
+            _collect_text(raw, child, out, budget)
+        return
+    if part.message is not None:
+        inner = part.message
+        for name in ("subject", "from", "to"):
+            v = inner.headers.text(name)
+            if v:
+                out.append(decode_words(v))
+        _collect_text(raw, inner, out, budget)
+        return
+    if part.mtype.lower() != "text":
+        return
+    try:
+        data = decode_transfer(raw[part.bstart:part.end], part.encoding)
+    except UnknownEncoding:
+        data = raw[part.bstart:part.end]
+    charset = next((v for k, v in part.params if k.lower() == "charset"), None)
+    text = to_text(data, charset)
+    if part.stype.lower() == "html":
+        text = html_to_text(text)
+    text = text[: budget[0]]
+    budget[0] -= len(text)
+    out.append(text)
+
+
+def parse_message(raw: bytes) -> ParsedMessage:
+    root = parse_part(raw, 0, len(raw))
+    h = root.headers
+    date_text = h.text("date")
+    sent = None
+    if date_text:
+        try:
+            sent = email.utils.parsedate_to_datetime(date_text).timestamp()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            sent = None
+    texts: list[str] = []
+    _collect_text(raw, root, texts, [MAX_SEARCH_TEXT])
+    return ParsedMessage(
+        envelope=imapformat.envelope(h),
+        body=imapformat.body_structure(raw, root, extended=False),
+        bodystructure=imapformat.body_structure(raw, root, extended=True),
+        parts=root.to_json(),
+        header_size=root.bstart - root.hstart,
+        sent_date=sent,
+        subject=decode_words(h.text("subject") or ""),
+        from_=_decoded_addresses(root, "from"),
+        to=_decoded_addresses(root, "to"),
+        cc=_decoded_addresses(root, "cc"),
+        bcc=_decoded_addresses(root, "bcc"),
+        message_id=h.text("message-id") or "",
+        in_reply_to=h.text("in-reply-to") or "",
+        references=h.text("references") or "",
+        body_text=normalize_space("\n".join(texts)),
+    )
