@@ -1,0 +1,64 @@
+"""Wiring: config -> store -> service -> IMAP server, and the run loop."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+
+from .auth.authenticator import Authenticator
+from .config import Config
+from .imap.registry import MailboxRegistry
+from .imap.server import ImapServer, ServerContext
+from .store.service import StoreService
+from .store.sqlite.backend import SQLiteStore
+from .tls import ensure_self_signed, server_context
+
+log = logging.getLogger("posthouse")
+
+
+def open_store(config: Config) -> SQLiteStore:
+    return SQLiteStore(config.data_dir, fsync=config.fsync)
+
+
+def build_context(config: Config) -> ServerContext:
+    os.makedirs(config.data_dir, exist_ok=True)
+    service = StoreService(open_store(config))
+    cert, key = config.tls_cert, config.tls_key
+    if not cert:
+        cert, key = config.path("tls/cert.pem"), config.path("tls/key.pem")
+        ensure_self_signed(cert, key)
+    tls = server_context(cert, key)
+    return ServerContext(config, service, MailboxRegistry(service),
+                         Authenticator(service, config.failure_delay), tls)
+
+
+async def serve(config: Config, ready=None) -> None:
+    ctx = build_context(config)
+    server = ImapServer(ctx)
+    await server.start()
+    log.info("IMAP listening on %s ports %s", config.imap_host, server.ports)
+    if ready is not None:
+        ready(server)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    try:
+        await stop.wait()
+    finally:
+        await server.close()
+        ctx.authenticator.close()
+        ctx.service.close()
+
+
+def run(config: Config) -> None:
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(serve(config))

@@ -1,0 +1,63 @@
+"""Server configuration: TOML file, with defaults for a local, unprivileged run."""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+
+
+@dataclass
+class Config:
+    data_dir: str = "posthouse-data"
+    imap_host: str = "127.0.0.1"
+    imap_port: int = 1143              # 143 in production
+    imap_tls_port: int | None = 1993   # implicit TLS; 993 in production; None disables
+    tls_cert: str | None = None        # PEM; a self-signed pair is made in data_dir if unset
+    tls_key: str | None = None
+    max_message_size: int = 64 * 1024 * 1024   # APPENDLIMIT
+    max_line: int = 64 * 1024
+    # Plaintext LOGIN/AUTHENTICATE outside TLS only from loopback peers.
+    plaintext_auth: str = "loopback"   # "loopback" | "always" | "never"
+    failure_delay: float = 1.0
+    max_auth_failures: int = 3
+    idle_timeout: float = 30 * 60
+    fsync: bool = True
+    log_level: str = "INFO"
+    default_mailboxes: list = field(default_factory=lambda: [
+        ["Drafts", "\\Drafts"], ["Sent", "\\Sent"], ["Trash", "\\Trash"],
+        ["Junk", "\\Junk"], ["Archive", "\\Archive"]])
+
+    @classmethod
+    def load(cls, path: str | None, **overrides) -> "Config":
+        values: dict = {}
+        if path:
+            with open(path, "rb") as f:
+                doc = tomllib.load(f)
+            values.update(_flatten(doc))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError("unknown config keys: " + ", ".join(sorted(unknown)))
+        cfg = cls(**values)
+        if cfg.plaintext_auth not in ("loopback", "always", "never"):
+            raise ValueError("plaintext_auth must be loopback, always or never")
+        return cfg
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.data_dir, name)
+
+
+def _flatten(doc: dict) -> dict:
+    """[imap] port = 143 -> imap_port; [tls] cert = ... -> tls_cert; top-level keys as they are."""
+    out = {}
+    for key, value in doc.items():
+        if isinstance(value, dict) and key in ("imap", "tls", "server", "limits", "storage"):
+            for k, v in value.items():
+                if key in ("imap", "tls"):
+                    out[f"{key}_{k}"] = v
+                else:
+                    out[k] = v
+        else:
+            out[key] = value
+    return out

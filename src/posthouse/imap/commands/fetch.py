@@ -1,0 +1,243 @@
+"""FETCH: every data item of RFC 9051 and RFC 3501, and BINARY (RFC 3516)."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ...mime.decode import UnknownEncoding, decode_transfer
+from ...mime.sections import resolve, section_range, filter_header_fields
+from ..args import format_datetime
+from ..errors import bad, no
+from ..protocol.tokens import Atom, ParenList, ParseError
+from ..protocol.writer import literal
+
+_MACROS = {
+    "ALL": ["FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE"],
+    "FAST": ["FLAGS", "INTERNALDATE", "RFC822.SIZE"],
+    "FULL": ["FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY"],
+}
+_SIMPLE = {"UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY", "BODYSTRUCTURE",
+           "RFC822", "RFC822.HEADER", "RFC822.TEXT"}
+_SECTION_ATT = re.compile(r"^(BODY|BODY\.PEEK|BINARY|BINARY\.PEEK|BINARY\.SIZE)\[(.*)\](?:<(\d+)(?:\.(\d+))?>)?$",
+                          re.DOTALL | re.IGNORECASE)
+_SECTION = re.compile(r"^((?:[1-9]\d*\.)*[1-9]\d*)?(?:\.?(HEADER\.FIELDS\.NOT|HEADER\.FIELDS|HEADER|TEXT|MIME))?"
+                      r"(?:\s*\((.*)\))?$", re.DOTALL | re.IGNORECASE)
+
+
+@dataclass
+class Item:
+    name: str                  # UID, FLAGS, BODY[], BINARY.SIZE[] ...
+    numbers: list | None = None
+    keyword: str | None = None
+    fields: list | None = None
+    partial: tuple | None = None
+    peek: bool = True
+
+    @property
+    def needs_data(self) -> bool:
+        return self.name not in ("UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE")
+
+
+def _parse_item(text: str) -> Item:
+    upper = text.upper()
+    if upper in _SIMPLE:
+        return Item(upper, peek=upper not in ("RFC822", "RFC822.TEXT"))
+    m = _SECTION_ATT.match(text)
+    if not m:
+        raise ParseError(f"Unknown FETCH item {text}")
+    kind, spec, start, length = m.group(1).upper(), m.group(2), m.group(3), m.group(4)
+    sm = _SECTION.match(spec)
+    if not sm:
+        raise ParseError("Invalid section " + spec)
+    numbers = [int(n) for n in sm.group(1).split(".")] if sm.group(1) else []
+    keyword = sm.group(2).upper() if sm.group(2) else None
+    fields = None
+    if keyword in ("HEADER.FIELDS", "HEADER.FIELDS.NOT"):
+        if sm.group(3) is None:
+            raise ParseError("HEADER.FIELDS needs a field list")
+        fields = [f.strip('"') for f in sm.group(3).split()]
+        if not fields:
+            raise ParseError("Empty header field list")
+    elif sm.group(3) is not None:
+        raise ParseError("Unexpected field list")
+    if keyword == "MIME" and not numbers:
+        raise ParseError("MIME needs a part number")
+    if kind.startswith("BINARY") and keyword is not None:
+        raise ParseError("BINARY takes part numbers only")
+    if kind == "BINARY.SIZE" and start is not None:
+        raise ParseError("BINARY.SIZE takes no partial range")
+    partial = None
+    if start is not None:
+        if length is None:
+            raise ParseError("Partial needs a length")
+        partial = (int(start), int(length))
+        if partial[1] == 0 and False:
+            pass
+    base = {"BODY.PEEK": "BODY", "BINARY.PEEK": "BINARY"}.get(kind, kind)
+    peek = kind in ("BODY.PEEK", "BINARY.PEEK", "BINARY.SIZE")
+    return Item(base, numbers, keyword, fields, partial, peek)
+
+
+def parse_items(args) -> list[Item]:
+    tok = args.next("fetch items")
+    if isinstance(tok, Atom):
+        macro = _MACROS.get(tok.upper)
+        texts = macro if macro is not None else [tok.value]
+    elif isinstance(tok, ParenList):
+        if not tok.items:
+            raise ParseError("Empty FETCH item list")
+        texts = []
+        for t in tok.items:
+            if not isinstance(t, Atom):
+                raise ParseError("Invalid FETCH item")
+            texts.append(t.value)
+    else:
+        raise ParseError("Invalid FETCH items")
+    return [_parse_item(t) for t in texts]
+
+
+def _section_label(item: Item) -> str:
+    spec = ".".join(str(n) for n in item.numbers or [])
+    if item.keyword:
+        spec = f"{spec}.{item.keyword}" if spec else item.keyword
+    if item.fields is not None:
+        spec += " (" + " ".join(f.upper() for f in item.fields) + ")"
+    label = f"{item.name}[{spec}]"
+    if item.partial is not None and item.name != "BINARY.SIZE":
+        label += f"<{item.partial[0]}>"
+    return label
+
+
+async def fetch(session, cmd):
+    args = session.args(cmd)
+    seqset = args.sequence_set()
+    items = parse_items(args)
+    if args.more():
+        modifiers = args.plist("fetch modifiers")
+        if modifiers:
+            raise bad("Unsupported FETCH modifier")
+    args.end()
+    view = session.view
+    try:
+        uids = (view.uids_for_uidset if cmd.uid else view.uids_for_seqset)(seqset, session.saved_search)
+    except IndexError:
+        raise bad("Invalid message sequence number") from None
+    if cmd.uid and not any(i.name == "UID" for i in items):
+        items.insert(0, Item("UID"))
+    service = session.ctx.service
+    mailbox_id = view.shared.id
+    marked: set[int] = set()
+    if not view.readonly and any(not i.peek for i in items):
+        to_mark = [u for u in uids if "\\Seen" not in view.flags(u) and not view.is_expunged(u)]
+        if to_mark:
+            events, _ = await service.change("store_flags", mailbox_id, to_mark, "add", frozenset({"\\Seen"}))
+            marked = {e.uid for e in events}
+            view.flag_changes.difference_update(marked)
+    needs_data = any(i.needs_data for i in items)
+    missing = False
+    for start in range(0, len(uids), 200):
+        batch = uids[start:start + 200]
+        data = await service.call("message_data", mailbox_id, batch) if needs_data else {}
+        for uid in batch:
+            seq = view.seq_of(uid)
+            if seq is None:
+                continue
+            msg = data.get(uid)
+            if needs_data and msg is None:
+                missing = True
+                continue
+            try:
+                out = await _render(session, uid, msg, items, marked)
+            except FileNotFoundError:
+                missing = True
+                continue
+            session.conn.write(b"* %d FETCH (" % seq + b" ".join(out) + b")\r\n")
+        await session.conn.drain()
+    if missing:
+        return "EXPUNGEISSUED", "Some of the requested messages no longer exist"
+    return "FETCH completed"
+
+
+async def _render(session, uid, msg, items, marked) -> list[bytes]:
+    view = session.view
+    entry = view.entry(uid)
+    out: list[bytes] = []
+    flags_sent = False
+    for item in items:
+        name = item.name
+        if name == "UID":
+            out.append(b"UID %d" % uid)
+        elif name == "FLAGS":
+            out.append(b"FLAGS " + session.format_flags(uid).encode())
+            flags_sent = True
+        elif name == "INTERNALDATE":
+            idate = entry.internaldate if entry else msg.internaldate if msg else 0
+            out.append(f'INTERNALDATE "{format_datetime(idate)}"'.encode())
+        elif name == "RFC822.SIZE":
+            out.append(b"RFC822.SIZE %d" % (entry.size if entry else msg.size))
+        elif name == "ENVELOPE":
+            out.append(b"ENVELOPE " + msg.envelope)
+        elif name == "BODY" and item.numbers is None:
+            out.append(b"BODY " + msg.body)
+        elif name == "BODYSTRUCTURE":
+            out.append(b"BODYSTRUCTURE " + msg.bodystructure)
+        elif name == "RFC822":
+            out.append(b"RFC822 " + literal(await _read(session, msg, 0, msg.size)))
+        elif name == "RFC822.HEADER":
+            out.append(b"RFC822.HEADER " + literal(await _read(session, msg, 0, msg.header_size)))
+        elif name == "RFC822.TEXT":
+            out.append(b"RFC822.TEXT " + literal(await _read(session, msg, msg.header_size, msg.size)))
+        elif name == "BODY":
+            out.append(_section_label(item).encode() + b" " + await _body_section(session, msg, item))
+        else:
+            out.append(await _binary(session, msg, item))
+    if uid in marked and not flags_sent:
+        out.append(b"FLAGS " + session.format_flags(uid).encode())
+    return out
+
+
+async def _read(session, msg, start, end) -> bytes:
+    return await session.ctx.service.read_blob(msg.blob_key, start, end)
+
+
+def _apply_partial(data: bytes, partial) -> bytes:
+    if partial is None:
+        return data
+    start, length = partial
+    return data[start:start + length]
+
+
+async def _body_section(session, msg, item) -> bytes:
+    span = section_range(msg.parts, item.numbers, item.keyword)
+    if span is None:
+        return b"NIL"
+    start, end = span
+    if item.fields is not None:
+        block = await _read(session, msg, start, end)
+        data = filter_header_fields(block, item.fields, item.keyword.endswith(".NOT"))
+        return literal(_apply_partial(data, item.partial))
+    if item.partial is not None:
+        p_start, p_len = item.partial
+        start, end = min(end, start + p_start), min(end, start + p_start + p_len)
+    return literal(await _read(session, msg, start, end))
+
+
+async def _binary(session, msg, item) -> bytes:
+    label = _section_label(item).encode()
+    if not item.numbers:
+        data = await _read(session, msg, 0, msg.size)
+    else:
+        node = resolve(msg.parts, item.numbers)
+        if node is None:
+            return label + b" NIL"
+        if "c" in node:
+            raise no("BINARY can't decode a multipart", "UNKNOWN-CTE")
+        raw = await _read(session, msg, node["b"], node["e"])
+        try:
+            data = decode_transfer(raw, node.get("x", "7bit"))
+        except UnknownEncoding:
+            raise no("Unknown Content-Transfer-Encoding", "UNKNOWN-CTE") from None
+    if item.name == "BINARY.SIZE":
+        return label + b" %d" % len(data)
+    data = _apply_partial(data, item.partial)
+    return label + b" " + literal(data, binary=b"\x00" in data)

@@ -1,0 +1,64 @@
+"""SEARCH, with CHARSET, ESEARCH return options (RFC 4731) and SAVE (RFC 5182)."""
+from __future__ import annotations
+
+from ..args import format_uid_set
+from ..errors import bad, no
+from ..protocol.tokens import Atom, ParenList
+from ..search import Evaluator, parse_program
+
+_CHARSETS = {"UTF-8", "US-ASCII"}
+_RETURN_OPTS = {"MIN", "MAX", "ALL", "COUNT", "SAVE"}
+
+
+async def search(session, cmd):
+    args = session.args(cmd)
+    returns = None
+    tok = args.peek()
+    if isinstance(tok, Atom) and tok.upper == "RETURN":
+        args.next()
+        returns = []
+        for opt in args.plist("return options"):
+            if not isinstance(opt, Atom) or opt.upper not in _RETURN_OPTS:
+                raise bad("Unknown SEARCH return option")
+            returns.append(opt.upper)
+        if not returns:
+            returns = ["ALL"]
+    tok = args.peek()
+    if isinstance(tok, Atom) and tok.upper == "CHARSET":
+        args.next()
+        charset = args.astring("charset").upper()
+        if charset not in _CHARSETS:
+            raise no("Unsupported charset", "BADCHARSET (UTF-8 US-ASCII)")
+    try:
+        program = parse_program(args)
+    except Exception:
+        if returns and "SAVE" in returns:
+            session.saved_search = []
+        raise
+    result = await Evaluator(session, program).run()
+    view = session.view
+    numbers = result if cmd.uid else [view.seq_of(u) for u in result]
+    if returns is not None and "SAVE" in returns:
+        session.saved_search = list(result)
+        if returns == ["SAVE"]:
+            return "SEARCH completed"
+    if returns is None and not session.rev2:
+        session.untagged("SEARCH" + "".join(f" {n}" for n in numbers))
+        return "SEARCH completed"
+    opts = [r for r in (returns or ["ALL"]) if r != "SAVE"]
+    if returns and "SAVE" in returns and not opts:
+        return "SEARCH completed"
+    parts = [f'(TAG "{cmd.tag}")']
+    if cmd.uid:
+        parts.append("UID")
+    if numbers:
+        if "MIN" in opts:
+            parts.append(f"MIN {min(numbers)}")
+        if "MAX" in opts:
+            parts.append(f"MAX {max(numbers)}")
+        if "ALL" in opts:
+            parts.append("ALL " + format_uid_set(sorted(numbers)))
+    if "COUNT" in opts:
+        parts.append(f"COUNT {len(numbers)}")
+    session.untagged("ESEARCH " + " ".join(parts))
+    return "SEARCH completed"

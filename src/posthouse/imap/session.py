@@ -1,0 +1,196 @@
+"""One IMAP connection's state machine: not authenticated -> authenticated ->
+selected -> logout, its selected view, and the untagged updates it owes."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from ..store.api import StoreError
+from .args import ArgReader, encode_mailbox_name
+from .capabilities import capabilities
+from .errors import CommandError
+from .mailbox_index import SYSTEM_FLAGS, SelectedView
+from .protocol.tokens import Command, ParseError
+from .protocol.writer import astring
+
+log = logging.getLogger("posthouse.imap")
+
+NOT_AUTH, AUTH, SELECTED, LOGOUT = "not-authenticated", "authenticated", "selected", "logout"
+
+# Returned by a handler that has already sent its own tagged response.
+ANSWERED = object()
+
+
+@dataclass
+class CommandSpec:
+    handler: object
+    states: tuple
+    # Whether EXPUNGE responses may be sent while this command runs (RFC 9051 7.5.1):
+    # never during FETCH, STORE or SEARCH by sequence number.
+    expunge_ok: bool = True
+    uid_ok: bool = False
+
+
+class Session:
+    def __init__(self, conn, ctx):
+        self.conn = conn
+        self.ctx = ctx            # ServerContext: config, service, registry, authenticator
+        self.state = NOT_AUTH
+        self.user = None
+        self.view: SelectedView | None = None
+        self.mailbox_name: str | None = None
+        self.enabled: set[str] = set()
+        self.saved_search: list[int] = []
+        self.auth_failures = 0
+
+    # -- modes ----------------------------------------------------------------
+    @property
+    def rev2(self) -> bool:
+        return "IMAP4REV2" in self.enabled
+
+    @property
+    def utf8(self) -> bool:
+        return self.rev2 or "UTF8=ACCEPT" in self.enabled
+
+    def args(self, cmd: Command) -> ArgReader:
+        return ArgReader(cmd.args, utf8_names=self.utf8)
+
+    def wire_name(self, name: str) -> bytes:
+        return astring(encode_mailbox_name(name, self.utf8), self.utf8)
+
+    def capability_list(self) -> list[str]:
+        return capabilities(self)
+
+    # -- output -----------------------------------------------------------------
+    def untagged(self, data: bytes | str) -> None:
+        if isinstance(data, str):
+            data = data.encode()
+        self.conn.write(b"* " + data + b"\r\n")
+
+    def tagged(self, tag: str, status: str, text: str, code: str | None = None) -> None:
+        code_part = f"[{code}] " if code else ""
+        self.conn.write(f"{tag} {status} {code_part}{text}\r\n".encode("utf-8", "replace"))
+
+    def greeting(self) -> None:
+        caps = " ".join(self.capability_list())
+        self.untagged(f"OK [CAPABILITY {caps}] Posthouse ready.")
+
+    # -- dispatch ---------------------------------------------------------------
+    async def handle(self, cmd: Command) -> None:
+        from .commands import COMMANDS
+        spec = COMMANDS.get(cmd.name)
+        if spec is None or (cmd.uid and not spec.uid_ok):
+            self.tagged(cmd.tag, "BAD", f"Unknown command {cmd.name}")
+            return
+        if self.state not in spec.states:
+            self.tagged(cmd.tag, "BAD", f"{cmd.name} not allowed in the {self.state} state")
+            return
+        expunge_ok = spec.expunge_ok or cmd.uid
+        try:
+            result = await spec.handler(self, cmd)
+        except ParseError as e:
+            await self.flush_updates(expunge_ok)
+            self.tagged(cmd.tag, "BAD", str(e) or "Syntax error")
+            return
+        except CommandError as e:
+            await self.flush_updates(expunge_ok)
+            self.tagged(cmd.tag, e.status, e.text, e.code)
+            return
+        except StoreError as e:
+            await self.flush_updates(expunge_ok)
+            self.tagged(cmd.tag, "NO", str(e), e.code)
+            return
+        if self.state == LOGOUT or result is ANSWERED:
+            return
+        await self.flush_updates(expunge_ok)
+        code, text = result if isinstance(result, tuple) else (None, result or f"{cmd.name} completed")
+        self.tagged(cmd.tag, "OK", text, code)
+
+    # -- the selected mailbox -----------------------------------------------------
+    async def select(self, mailbox_id: int, name: str, readonly: bool) -> SelectedView:
+        shared = await self.ctx.registry.acquire(mailbox_id)
+        view = SelectedView(shared, readonly)
+        shared.views.add(view)
+        self.view, self.mailbox_name, self.state = view, name, SELECTED
+        if not readonly:
+            first = shared.info.first_recent_uid
+            view.recent = {u for u in view.uids if u >= first}
+            if shared.info.uidnext > first:
+                shared.info.first_recent_uid = shared.info.uidnext
+                await self.ctx.service.call("claim_recent", mailbox_id, shared.info.uidnext)
+        else:
+            view.recent = {u for u in view.uids if u >= shared.info.first_recent_uid}
+        return view
+
+    def unselect(self) -> None:
+        if self.view is not None:
+            shared = self.view.shared
+            shared.views.discard(self.view)
+            self.ctx.registry.release(shared)
+        self.view, self.mailbox_name = None, None
+        if self.state == SELECTED:
+            self.state = AUTH
+
+    def flags_responses(self) -> None:
+        kw = sorted(self.view.shared.keywords)
+        flags = " ".join(list(SYSTEM_FLAGS) + kw)
+        self.untagged(f"FLAGS ({flags})")
+        perm = "" if self.view.readonly else " ".join(list(SYSTEM_FLAGS) + kw + ["\\*"])
+        self.untagged(f"OK [PERMANENTFLAGS ({perm})] Flags permitted.")
+
+    def format_flags(self, uid: int) -> str:
+        flags = sorted(self.view.flags(uid))
+        if not self.rev2 and uid in self.view.recent:
+            flags.append("\\Recent")
+        return "(" + " ".join(flags) + ")"
+
+    async def flush_updates(self, expunge_ok: bool = True) -> None:
+        """Tell the client what changed in its mailbox, as far as it may be told now."""
+        view = self.view
+        if view is None:
+            return
+        view.wakeup.clear()
+        if view.gone:
+            # Deleted or renamed by another session: nothing here is valid any more.
+            self.conn.write(b"* BYE Selected mailbox was deleted or renamed\r\n")
+            self.unselect()
+            self.state = LOGOUT
+            self.conn.close()
+            return
+        if expunge_ok and view.expunged:
+            for uid in sorted(view.expunged, reverse=True):
+                seq = view.seq_of(uid)
+                if seq is not None:
+                    del view.uids[seq - 1]
+                    self.untagged(f"{seq} EXPUNGE")
+                view.recent.discard(uid)
+            view.expunged.clear()
+        if view.shared.keywords - view.known_keywords:
+            view.known_keywords = set(view.shared.keywords)
+            self.flags_responses()
+        if view.added:
+            new = sorted(u for u in view.added if u not in view.expunged and view.seq_of(u) is None)
+            view.added.clear()
+            if new:
+                view.uids.extend(new)
+                view.uids.sort()
+                if not view.readonly:
+                    shared = view.shared
+                    claim = [u for u in new if u >= shared.info.first_recent_uid]
+                    if claim:
+                        view.recent.update(claim)
+                        shared.info.first_recent_uid = max(claim) + 1
+                        await self.ctx.service.call("claim_recent", shared.id, shared.info.first_recent_uid)
+                self.untagged(f"{view.exists} EXISTS")
+                if not self.rev2:
+                    self.untagged(f"{len(view.recent)} RECENT")
+        if view.flag_changes:
+            for uid in sorted(view.flag_changes):
+                seq = view.seq_of(uid)
+                if seq is not None and uid not in view.expunged:
+                    self.untagged(f"{seq} FETCH (UID {uid} FLAGS {self.format_flags(uid)})")
+            view.flag_changes.clear()
+
+    async def close(self) -> None:
+        self.unselect()
+        self.state = LOGOUT

@@ -1,0 +1,187 @@
+"""The storage API every backend implements, and the values it deals in.
+
+IMAP, POP3 and delivery code talk only to this interface; sqlite/ is the
+embedded backend. Methods are synchronous and called from the store's own
+thread (see service.py), never from the event loop.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+
+
+class StoreError(Exception):
+    """A request the store refuses; the message is safe to show a client."""
+    code: str | None = None   # IMAP response code such as NONEXISTENT, ALREADYEXISTS
+
+
+class NoSuchMailbox(StoreError):
+    code = "NONEXISTENT"
+
+
+class MailboxExists(StoreError):
+    code = "ALREADYEXISTS"
+
+
+class NoSuchUser(StoreError):
+    pass
+
+
+class UserExists(StoreError):
+    pass
+
+
+@dataclass(slots=True)
+class User:
+    id: int
+    name: str
+    password_hash: str
+
+
+@dataclass(slots=True)
+class MailboxInfo:
+    id: int
+    user_id: int
+    name: str
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+    special_use: str | None
+    first_recent_uid: int = 1
+
+
+@dataclass(slots=True)
+class IndexEntry:
+    """What the shared in-memory index keeps for each message."""
+    uid: int
+    flags: frozenset
+    modseq: int
+    size: int
+    internaldate: float
+
+
+@dataclass(slots=True)
+class MessageData:
+    """Everything FETCH needs about one message apart from its bytes."""
+    uid: int
+    blob_key: str
+    size: int
+    internaldate: float
+    envelope: bytes
+    body: bytes
+    bodystructure: bytes
+    parts: dict
+    header_size: int
+
+
+@dataclass(slots=True)
+class SearchFields:
+    uid: int
+    sent_date: float | None
+    subject: str
+    from_: str
+    to: str
+    cc: str
+    bcc: str
+    message_id: str
+    in_reply_to: str
+    references: str
+
+
+# --- change events: what the store tells the shared mailbox indexes -------
+
+@dataclass(slots=True)
+class MessageAdded:
+    mailbox_id: int
+    entry: IndexEntry
+
+
+@dataclass(slots=True)
+class FlagsChanged:
+    mailbox_id: int
+    uid: int
+    flags: frozenset
+    modseq: int
+
+
+@dataclass(slots=True)
+class MessagesExpunged:
+    mailbox_id: int
+    uids: list
+    modseq: int
+
+
+@dataclass(slots=True)
+class MailboxGone:
+    """Deleted or renamed away: sessions with it selected must be told."""
+    mailbox_id: int
+
+
+@dataclass(slots=True)
+class AppendResult:
+    uidvalidity: int
+    uid: int
+    events: list = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class CopyResult:
+    uidvalidity: int
+    source_uids: list
+    dest_uids: list
+    events: list = field(default_factory=list)
+
+
+class Store(abc.ABC):
+    # users
+    @abc.abstractmethod
+    def create_user(self, name: str, password_hash: str, mailboxes: list[tuple[str, str | None]]) -> User: ...
+    @abc.abstractmethod
+    def get_user(self, name: str) -> User | None: ...
+    @abc.abstractmethod
+    def set_password(self, name: str, password_hash: str) -> None: ...
+    @abc.abstractmethod
+    def delete_user(self, name: str) -> list: ...
+    @abc.abstractmethod
+    def list_users(self) -> list[str]: ...
+
+    # mailboxes
+    @abc.abstractmethod
+    def list_mailboxes(self, user_id: int) -> list[MailboxInfo]: ...
+    @abc.abstractmethod
+    def get_mailbox(self, user_id: int, name: str) -> MailboxInfo: ...
+    @abc.abstractmethod
+    def create_mailbox(self, user_id: int, name: str, special_use: str | None = None) -> MailboxInfo: ...
+    @abc.abstractmethod
+    def delete_mailbox(self, user_id: int, name: str) -> list: ...
+    @abc.abstractmethod
+    def rename_mailbox(self, user_id: int, old: str, new: str) -> list: ...
+    @abc.abstractmethod
+    def subscriptions(self, user_id: int) -> set[str]: ...
+    @abc.abstractmethod
+    def set_subscribed(self, user_id: int, name: str, subscribed: bool) -> None: ...
+    @abc.abstractmethod
+    def mailbox_counts(self, mailbox_id: int) -> dict: ...
+    @abc.abstractmethod
+    def claim_recent(self, mailbox_id: int, first_recent_uid: int) -> None: ...
+
+    # messages
+    @abc.abstractmethod
+    def load_index(self, mailbox_id: int) -> tuple[MailboxInfo, list[IndexEntry]]: ...
+    @abc.abstractmethod
+    def append(self, mailbox_id: int, raw: bytes, parsed, flags: frozenset, internaldate: float) -> AppendResult: ...
+    @abc.abstractmethod
+    def store_flags(self, mailbox_id: int, uids: list[int], mode: str, flags: frozenset,
+                    unchanged_since: int | None = None) -> tuple[list, list]: ...
+    @abc.abstractmethod
+    def expunge(self, mailbox_id: int, uids: list[int]) -> list: ...
+    @abc.abstractmethod
+    def copy(self, src_id: int, uids: list[int], dst_id: int, move: bool = False) -> CopyResult: ...
+    @abc.abstractmethod
+    def message_data(self, mailbox_id: int, uids: list[int]) -> dict[int, MessageData]: ...
+    @abc.abstractmethod
+    def search_fields(self, mailbox_id: int, uids: list[int]) -> dict[int, SearchFields]: ...
+    @abc.abstractmethod
+    def search_body(self, mailbox_id: int, uids: list[int], needle: str) -> set[int]: ...
+    @abc.abstractmethod
+    def read_blob(self, key: str, start: int = 0, end: int | None = None) -> bytes: ...

@@ -1,0 +1,435 @@
+"""The embedded store: SQLite (WAL, synchronous=FULL) for metadata, files for bytes.
+
+Every method runs on the store thread. A method that changes mail commits
+before it returns, so a caller that answers OK afterwards has made the change
+durable first.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+
+from ..api import (AppendResult, CopyResult, FlagsChanged, IndexEntry, MailboxExists,
+                   MailboxGone, MailboxInfo, MessageAdded, MessageData, MessagesExpunged,
+                   NoSuchMailbox, NoSuchUser, SearchFields, Store, StoreError, User, UserExists)
+from ..blobs import BlobStore
+from .schema import SCHEMA
+
+_MB_COLS = "id, user_id, name, uidvalidity, uidnext, highestmodseq, special_use, first_recent_uid"
+
+
+def _flags_text(flags) -> str:
+    return " ".join(sorted(flags))
+
+
+def _flags_set(text: str) -> frozenset:
+    return frozenset(text.split()) if text else frozenset()
+
+
+def _fold(flags) -> dict:
+    return {f.lower(): f for f in flags}
+
+
+class SQLiteStore(Store):
+    def __init__(self, data_dir: str, fsync: bool = True):
+        os.makedirs(data_dir, exist_ok=True)
+        self.blobs = BlobStore(os.path.join(data_dir, "blobs"), fsync=fsync)
+        self.db = sqlite3.connect(os.path.join(data_dir, "index.sqlite3"),
+                                  isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=%s" % ("FULL" if fsync else "OFF"))
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.execute("PRAGMA busy_timeout=10000")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- helpers ------------------------------------------------------------
+    def _tx(self):
+        return _Transaction(self.db)
+
+    def _next_uidvalidity(self) -> int:
+        row = self.db.execute("SELECT value FROM meta WHERE key='uidvalidity'").fetchone()
+        value = max(int(time.time()), (row[0] + 1) if row else 0)
+        self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('uidvalidity', ?)", (value,))
+        return value
+
+    def _mailbox_row(self, user_id: int, name: str) -> MailboxInfo:
+        row = self.db.execute(f"SELECT {_MB_COLS} FROM mailboxes WHERE user_id=? AND name=?",
+                              (user_id, name)).fetchone()
+        if row is None:
+            raise NoSuchMailbox("Mailbox doesn't exist: " + name)
+        return MailboxInfo(*row)
+
+    def _mailbox_by_id(self, mailbox_id: int) -> MailboxInfo:
+        row = self.db.execute(f"SELECT {_MB_COLS} FROM mailboxes WHERE id=?", (mailbox_id,)).fetchone()
+        if row is None:
+            raise NoSuchMailbox("Mailbox doesn't exist")
+        return MailboxInfo(*row)
+
+    def _bump_modseq(self, mailbox_id: int) -> int:
+        self.db.execute("UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id=?", (mailbox_id,))
+        return self.db.execute("SELECT highestmodseq FROM mailboxes WHERE id=?", (mailbox_id,)).fetchone()[0]
+
+    def _take_uids(self, mailbox_id: int, count: int) -> int:
+        first = self.db.execute("SELECT uidnext FROM mailboxes WHERE id=?", (mailbox_id,)).fetchone()[0]
+        self.db.execute("UPDATE mailboxes SET uidnext = uidnext + ? WHERE id=?", (count, mailbox_id))
+        return first
+
+    def _release_blobs(self, blob_ids) -> list[str]:
+        """Drop one reference from each blob; return keys of blobs now unused."""
+        dead = []
+        for blob_id in blob_ids:
+            self.db.execute("UPDATE blobs SET refs = refs - 1 WHERE id=?", (blob_id,))
+            row = self.db.execute("SELECT key FROM blobs WHERE id=? AND refs <= 0", (blob_id,)).fetchone()
+            if row:
+                self.db.execute("DELETE FROM blobs WHERE id=?", (blob_id,))
+                dead.append(row[0])
+        return dead
+
+    # -- users --------------------------------------------------------------
+    def create_user(self, name, password_hash, mailboxes):
+        with self._tx():
+            try:
+                cur = self.db.execute("INSERT INTO users(name, password, created) VALUES (?,?,?)",
+                                      (name, password_hash, time.time()))
+            except sqlite3.IntegrityError:
+                raise UserExists(f"user {name} exists") from None
+            user_id = cur.lastrowid
+            for mbox, special in mailboxes:
+                self._insert_mailbox(user_id, mbox, special)
+                self.db.execute("INSERT OR IGNORE INTO subscriptions VALUES (?,?)", (user_id, mbox))
+        return User(user_id, name, password_hash)
+
+    def get_user(self, name):
+        row = self.db.execute("SELECT id, name, password FROM users WHERE name=?", (name,)).fetchone()
+        return User(*row) if row else None
+
+    def set_password(self, name, password_hash):
+        with self._tx():
+            cur = self.db.execute("UPDATE users SET password=? WHERE name=?", (password_hash, name))
+            if cur.rowcount == 0:
+                raise NoSuchUser(f"no user {name}")
+
+    def delete_user(self, name):
+        user = self.get_user(name)
+        if user is None:
+            raise NoSuchUser(f"no user {name}")
+        events, dead = [], []
+        with self._tx():
+            for (mbox_id,) in self.db.execute("SELECT id FROM mailboxes WHERE user_id=?", (user.id,)).fetchall():
+                dead += self._drop_mailbox(mbox_id)
+                events.append(MailboxGone(mbox_id))
+            self.db.execute("DELETE FROM users WHERE id=?", (user.id,))
+        for key in dead:
+            self.blobs.delete(key)
+        return events
+
+    def list_users(self):
+        return [r[0] for r in self.db.execute("SELECT name FROM users ORDER BY name")]
+
+    # -- mailboxes ----------------------------------------------------------
+    def _insert_mailbox(self, user_id, name, special_use=None) -> MailboxInfo:
+        try:
+            cur = self.db.execute(
+                "INSERT INTO mailboxes(user_id, name, uidvalidity, special_use) VALUES (?,?,?,?)",
+                (user_id, name, self._next_uidvalidity(), special_use))
+        except sqlite3.IntegrityError:
+            raise MailboxExists("Mailbox already exists") from None
+        return self._mailbox_by_id(cur.lastrowid)
+
+    def list_mailboxes(self, user_id):
+        rows = self.db.execute(f"SELECT {_MB_COLS} FROM mailboxes WHERE user_id=? ORDER BY name", (user_id,))
+        return [MailboxInfo(*r) for r in rows]
+
+    def get_mailbox(self, user_id, name):
+        return self._mailbox_row(user_id, name)
+
+    def create_mailbox(self, user_id, name, special_use=None):
+        with self._tx():
+            # Superior names are created too (RFC 9051 6.3.4).
+            parts = name.split("/")
+            for i in range(1, len(parts)):
+                parent = "/".join(parts[:i])
+                if parent and self.db.execute("SELECT 1 FROM mailboxes WHERE user_id=? AND name=?",
+                                              (user_id, parent)).fetchone() is None:
+                    self._insert_mailbox(user_id, parent)
+            return self._insert_mailbox(user_id, name, special_use)
+
+    def _drop_mailbox(self, mailbox_id) -> list[str]:
+        blob_ids = [r[0] for r in self.db.execute("SELECT blob_id FROM messages WHERE mailbox_id=?", (mailbox_id,))]
+        self.db.execute("DELETE FROM messages WHERE mailbox_id=?", (mailbox_id,))
+        self.db.execute("DELETE FROM expunged WHERE mailbox_id=?", (mailbox_id,))
+        self.db.execute("DELETE FROM mailboxes WHERE id=?", (mailbox_id,))
+        return self._release_blobs(blob_ids)
+
+    def delete_mailbox(self, user_id, name):
+        with self._tx():
+            info = self._mailbox_row(user_id, name)
+            if self._children(user_id, name):
+                raise StoreError("Mailbox has children, delete them first")
+            dead = self._drop_mailbox(info.id)
+        for key in dead:
+            self.blobs.delete(key)
+        return [MailboxGone(info.id)]
+
+    def rename_mailbox(self, user_id, old, new):
+        events = []
+        with self._tx():
+            info = self._mailbox_row(user_id, old)
+            if self.db.execute("SELECT 1 FROM mailboxes WHERE user_id=? AND name=?", (user_id, new)).fetchone():
+                raise MailboxExists("Target mailbox already exists")
+            if old == "INBOX":
+                # Renaming INBOX moves its messages to the new name; INBOX stays, empty.
+                target = self.create_mailbox_in_tx(user_id, new)
+                uids = [r[0] for r in self.db.execute(
+                    "SELECT uid FROM messages WHERE mailbox_id=? ORDER BY uid", (info.id,))]
+                if uids:
+                    events += self._copy_in_tx(info.id, uids, target.id, move=True).events
+                return events
+            parts = new.split("/")
+            for i in range(1, len(parts)):
+                parent = "/".join(parts[:i])
+                if parent == old or parent.startswith(old + "/"):
+                    raise StoreError("Can't rename a mailbox under itself")
+                if self.db.execute("SELECT 1 FROM mailboxes WHERE user_id=? AND name=?",
+                                   (user_id, parent)).fetchone() is None:
+                    self._insert_mailbox(user_id, parent)
+            for mb in [info] + self._children(user_id, old):
+                renamed = new + mb.name[len(old):]
+                # A renamed mailbox is a new mailbox to clients: new UIDVALIDITY.
+                self.db.execute("UPDATE mailboxes SET name=?, uidvalidity=? WHERE id=?",
+                                (renamed, self._next_uidvalidity(), mb.id))
+                if self.db.execute("DELETE FROM subscriptions WHERE user_id=? AND name=?",
+                                   (user_id, mb.name)).rowcount:
+                    self.db.execute("INSERT OR IGNORE INTO subscriptions VALUES (?,?)", (user_id, renamed))
+                events.append(MailboxGone(mb.id))
+        return events
+
+    def _children(self, user_id, name) -> list[MailboxInfo]:
+        # substr, not LIKE: mailbox names are case-sensitive and may hold % or _.
+        prefix = name + "/"
+        rows = self.db.execute(f"SELECT {_MB_COLS} FROM mailboxes WHERE user_id=? AND substr(name, 1, ?) = ?",
+                               (user_id, len(prefix), prefix)).fetchall()
+        return [MailboxInfo(*r) for r in rows]
+
+    def create_mailbox_in_tx(self, user_id, name):
+        return self._insert_mailbox(user_id, name)
+
+    def subscriptions(self, user_id):
+        return {r[0] for r in self.db.execute("SELECT name FROM subscriptions WHERE user_id=?", (user_id,))}
+
+    def set_subscribed(self, user_id, name, subscribed):
+        with self._tx():
+            if subscribed:
+                self.db.execute("INSERT OR IGNORE INTO subscriptions VALUES (?,?)", (user_id, name))
+            else:
+                self.db.execute("DELETE FROM subscriptions WHERE user_id=? AND name=?", (user_id, name))
+
+    def mailbox_counts(self, mailbox_id):
+        info = self._mailbox_by_id(mailbox_id)
+        row = self.db.execute(
+            """SELECT count(*), coalesce(sum(b.size), 0),
+                      coalesce(sum(instr(' ' || m.flags || ' ', ' \\Seen ') = 0), 0),
+                      coalesce(sum(instr(' ' || m.flags || ' ', ' \\Deleted ') > 0), 0),
+                      coalesce(sum(m.uid >= ?), 0)
+               FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE m.mailbox_id=?""",
+            (info.first_recent_uid, mailbox_id)).fetchone()
+        return {"MESSAGES": row[0], "SIZE": row[1], "UNSEEN": row[2], "DELETED": row[3],
+                "RECENT": row[4], "UIDNEXT": info.uidnext, "UIDVALIDITY": info.uidvalidity,
+                "HIGHESTMODSEQ": info.highestmodseq}
+
+    def claim_recent(self, mailbox_id, first_recent_uid):
+        with self._tx():
+            self.db.execute("UPDATE mailboxes SET first_recent_uid=max(first_recent_uid, ?) WHERE id=?",
+                            (first_recent_uid, mailbox_id))
+
+    # -- messages -----------------------------------------------------------
+    def load_index(self, mailbox_id):
+        info = self._mailbox_by_id(mailbox_id)
+        rows = self.db.execute(
+            """SELECT m.uid, m.flags, m.modseq, b.size, m.internaldate
+               FROM messages m JOIN blobs b ON b.id = m.blob_id
+               WHERE m.mailbox_id=? ORDER BY m.uid""", (mailbox_id,))
+        return info, [IndexEntry(uid, _flags_set(fl), ms, size, idate) for uid, fl, ms, size, idate in rows]
+
+    def _blob_id(self, raw: bytes, parsed) -> int:
+        key = self.blobs.put(raw)   # durable before the row that points at it
+        row = self.db.execute("SELECT id FROM blobs WHERE key=?", (key,)).fetchone()
+        if row:
+            self.db.execute("UPDATE blobs SET refs = refs + 1 WHERE id=?", (row[0],))
+            return row[0]
+        p = parsed
+        cur = self.db.execute(
+            """INSERT INTO blobs(key, size, refs, envelope, body, bodystructure, parts, header_size,
+                   sent_date, subject, from_, to_, cc, bcc, message_id, in_reply_to, refs_header, body_text)
+               VALUES (?,?,1,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+            (key, len(raw), p.envelope, p.body, p.bodystructure, json.dumps(p.parts), p.header_size,
+             p.sent_date, p.subject, p.from_, p.to, p.cc, p.bcc, p.message_id, p.in_reply_to,
+             p.references, p.body_text))
+        return cur.lastrowid
+
+    def append(self, mailbox_id, raw, parsed, flags, internaldate):
+        return self.append_many(mailbox_id, [(raw, parsed, flags, internaldate)])[0]
+
+    def append_many(self, mailbox_id, items) -> list[AppendResult]:
+        """Append several messages in one transaction (MULTIAPPEND is all or nothing)."""
+        with self._tx():
+            info = self._mailbox_by_id(mailbox_id)
+            blob_ids = [self._blob_id(raw, parsed) for raw, parsed, _f, _d in items]
+            first = self._take_uids(mailbox_id, len(items))
+            modseq = self._bump_modseq(mailbox_id)
+            results = []
+            for i, ((raw, _p, flags, idate), blob_id) in enumerate(zip(items, blob_ids)):
+                uid = first + i
+                self.db.execute("INSERT INTO messages VALUES (?,?,?,?,?,?)",
+                                (mailbox_id, uid, blob_id, modseq, _flags_text(flags), idate))
+                entry = IndexEntry(uid, frozenset(flags), modseq, len(raw), idate)
+                results.append(AppendResult(info.uidvalidity, uid, [MessageAdded(mailbox_id, entry)]))
+        return results
+
+    def store_flags(self, mailbox_id, uids, mode, flags, unchanged_since=None):
+        """Change flags; returns (events, uids refused by UNCHANGEDSINCE)."""
+        if not uids:
+            return [], []
+        events, failed = [], []
+        with self._tx():
+            modseq = None
+            want = _fold(flags)
+            for uid, old_text, old_modseq in self._rows(mailbox_id, uids, "uid, flags, modseq"):
+                if unchanged_since is not None and old_modseq > unchanged_since:
+                    failed.append(uid)
+                    continue
+                old = _fold(_flags_set(old_text))
+                if mode == "set":
+                    new = dict(want)
+                elif mode == "add":
+                    new = dict(old)
+                    for k, v in want.items():
+                        new.setdefault(k, v)
+                else:
+                    new = {k: v for k, v in old.items() if k not in want}
+                if new.keys() == old.keys():
+                    continue
+                if modseq is None:
+                    modseq = self._bump_modseq(mailbox_id)
+                new_flags = frozenset(new.values())
+                self.db.execute("UPDATE messages SET flags=?, modseq=? WHERE mailbox_id=? AND uid=?",
+                                (_flags_text(new_flags), modseq, mailbox_id, uid))
+                events.append(FlagsChanged(mailbox_id, uid, new_flags, modseq))
+        return events, failed
+
+    def _rows(self, mailbox_id, uids, cols):
+        out = []
+        for i in range(0, len(uids), 500):
+            chunk = uids[i:i + 500]
+            out += self.db.execute(
+                f"SELECT {cols} FROM messages WHERE mailbox_id=? AND uid IN ({','.join('?' * len(chunk))})"
+                " ORDER BY uid", (mailbox_id, *chunk)).fetchall()
+        return out
+
+    def expunge(self, mailbox_id, uids):
+        if not uids:
+            return []
+        with self._tx():
+            rows = self._rows(mailbox_id, uids, "uid, blob_id")
+            if not rows:
+                return []
+            modseq = self._bump_modseq(mailbox_id)
+            gone = [r[0] for r in rows]
+            for uid in gone:
+                self.db.execute("DELETE FROM messages WHERE mailbox_id=? AND uid=?", (mailbox_id, uid))
+                self.db.execute("INSERT OR REPLACE INTO expunged VALUES (?,?,?)", (mailbox_id, uid, modseq))
+            dead = self._release_blobs([r[1] for r in rows])
+        for key in dead:
+            self.blobs.delete(key)
+        return [MessagesExpunged(mailbox_id, gone, modseq)]
+
+    def copy(self, src_id, uids, dst_id, move=False):
+        with self._tx():
+            return self._copy_in_tx(src_id, uids, dst_id, move)
+
+    def _copy_in_tx(self, src_id, uids, dst_id, move):
+        dst = self._mailbox_by_id(dst_id)
+        rows = self._rows_join(src_id, uids, "m.uid, m.blob_id, m.flags, m.internaldate, b.size")
+        if not rows:
+            return CopyResult(dst.uidvalidity, [], [], [])
+        first = self._take_uids(dst_id, len(rows))
+        modseq = self._bump_modseq(dst_id)
+        events, src_uids, dst_uids = [], [], []
+        for i, (uid, blob_id, flags, idate, size) in enumerate(rows):
+            new_uid = first + i
+            self.db.execute("INSERT INTO messages VALUES (?,?,?,?,?,?)",
+                            (dst_id, new_uid, blob_id, modseq, flags, idate))
+            self.db.execute("UPDATE blobs SET refs = refs + 1 WHERE id=?", (blob_id,))
+            events.append(MessageAdded(dst_id, IndexEntry(new_uid, _flags_set(flags), modseq, size, idate)))
+            src_uids.append(uid)
+            dst_uids.append(new_uid)
+        if move:
+            src_modseq = self._bump_modseq(src_id)
+            for uid in src_uids:
+                self.db.execute("DELETE FROM messages WHERE mailbox_id=? AND uid=?", (src_id, uid))
+                self.db.execute("INSERT OR REPLACE INTO expunged VALUES (?,?,?)", (src_id, uid, src_modseq))
+            self._release_blobs([r[1] for r in rows])   # refs were added above, so none dies
+            events.append(MessagesExpunged(src_id, src_uids, src_modseq))
+        return CopyResult(dst.uidvalidity, src_uids, dst_uids, events)
+
+    def message_data(self, mailbox_id, uids):
+        rows = self._rows_join(mailbox_id, uids,
+                               "m.uid, b.key, b.size, m.internaldate, b.envelope, b.body, "
+                               "b.bodystructure, b.parts, b.header_size")
+        return {r[0]: MessageData(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]), r[8])
+                for r in rows}
+
+    def search_fields(self, mailbox_id, uids):
+        rows = self._rows_join(mailbox_id, uids,
+                               "m.uid, b.sent_date, b.subject, b.from_, b.to_, b.cc, b.bcc, "
+                               "b.message_id, b.in_reply_to, b.refs_header")
+        return {r[0]: SearchFields(*r) for r in rows}
+
+    def search_body(self, mailbox_id, uids, needle):
+        needle = needle.casefold()
+        rows = self._rows_join(mailbox_id, uids, "m.uid, b.body_text")
+        return {uid for uid, text in rows if needle in text.casefold()}
+
+    def blob_keys(self, mailbox_id, uids) -> dict[int, str]:
+        return dict(self._rows_join(mailbox_id, uids, "m.uid, b.key"))
+
+    def _rows_join(self, mailbox_id, uids, cols):
+        out = []
+        for i in range(0, len(uids), 500):
+            chunk = uids[i:i + 500]
+            out += self.db.execute(
+                f"SELECT {cols} FROM messages m JOIN blobs b ON b.id = m.blob_id "
+                f"WHERE m.mailbox_id=? AND m.uid IN ({','.join('?' * len(chunk))}) ORDER BY m.uid",
+                (mailbox_id, *chunk)).fetchall()
+        return out
+
+    def read_blob(self, key, start=0, end=None):
+        return self.blobs.read(key, start, end)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception; nestable."""
+
+    def __init__(self, db):
+        self.db = db
+        self.outer = False
+
+    def __enter__(self):
+        if not self.db.in_transaction:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.outer = True
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if not self.outer:
+            return False
+        if exc_type is None:
+            self.db.execute("COMMIT")
+        else:
+            self.db.execute("ROLLBACK")
+        return False

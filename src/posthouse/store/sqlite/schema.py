@@ -1,0 +1,66 @@
+"""The embedded store's SQLite schema."""
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS users (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    password TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS mailboxes (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    uidvalidity INTEGER NOT NULL,
+    uidnext INTEGER NOT NULL DEFAULT 1,
+    highestmodseq INTEGER NOT NULL DEFAULT 1,
+    special_use TEXT,
+    first_recent_uid INTEGER NOT NULL DEFAULT 1,
+    UNIQUE (user_id, name)
+);
+CREATE TABLE IF NOT EXISTS subscriptions (
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    PRIMARY KEY (user_id, name)
+) WITHOUT ROWID;
+-- One row per distinct message content; the bytes live in the blob store.
+-- Everything MIME parsing produces is kept here, so FETCH never re-parses.
+CREATE TABLE IF NOT EXISTS blobs (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    size INTEGER NOT NULL,
+    refs INTEGER NOT NULL,
+    envelope BLOB NOT NULL,
+    body BLOB NOT NULL,
+    bodystructure BLOB NOT NULL,
+    parts TEXT NOT NULL,
+    header_size INTEGER NOT NULL,
+    sent_date REAL,
+    subject TEXT NOT NULL,
+    from_ TEXT NOT NULL,
+    to_ TEXT NOT NULL,
+    cc TEXT NOT NULL,
+    bcc TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    in_reply_to TEXT NOT NULL,
+    refs_header TEXT NOT NULL,
+    body_text TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    uid INTEGER NOT NULL,
+    blob_id INTEGER NOT NULL REFERENCES blobs(id),
+    modseq INTEGER NOT NULL,
+    flags TEXT NOT NULL,
+    internaldate REAL NOT NULL,
+    PRIMARY KEY (mailbox_id, uid)
+) WITHOUT ROWID;
+-- Expunge history: what QRESYNC's VANISHED (EARLIER) is answered from.
+CREATE TABLE IF NOT EXISTS expunged (
+    mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    uid INTEGER NOT NULL,
+    modseq INTEGER NOT NULL,
+    PRIMARY KEY (mailbox_id, uid)
+) WITHOUT ROWID;
+"""
