@@ -42,6 +42,7 @@ class Session:
         self.enabled: set[str] = set()
         self.saved_search: list[int] = []
         self.auth_failures = 0
+        self.bye_after: str | None = None   # say BYE and close once this command is answered
 
     # -- modes ----------------------------------------------------------------
     @property
@@ -77,6 +78,13 @@ class Session:
 
     # -- dispatch ---------------------------------------------------------------
     async def handle(self, cmd: Command) -> None:
+        await self._handle(cmd)
+        if self.bye_after is not None:
+            self.untagged("BYE " + self.bye_after)
+            await self.close()
+            self.conn.close()
+
+    async def _handle(self, cmd: Command) -> None:
         from .commands import COMMANDS
         spec = COMMANDS.get(cmd.name)
         if spec is None or (cmd.uid and not spec.uid_ok):

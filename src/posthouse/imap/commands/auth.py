@@ -26,8 +26,7 @@ async def _finish_login(session, user):
     if user is None:
         session.auth_failures += 1
         if session.auth_failures >= session.ctx.config.max_auth_failures:
-            session.untagged("BYE Too many failed logins")
-            session.conn.close()
+            session.bye_after = "Too many failed logins"
         raise no("Authentication failed.", "AUTHENTICATIONFAILED")
     session.user = user
     session.state = AUTH

@@ -56,9 +56,9 @@ async def search(session, cmd):
             parts.append(f"MIN {min(numbers)}")
         if "MAX" in opts:
             parts.append(f"MAX {max(numbers)}")
-        if "ALL" in opts:
-            parts.append("ALL " + format_uid_set(sorted(numbers)))
     if "COUNT" in opts:
         parts.append(f"COUNT {len(numbers)}")
+    if numbers and "ALL" in opts:
+        parts.append("ALL " + format_uid_set(sorted(numbers)))
     session.untagged("ESEARCH " + " ".join(parts))
     return "SEARCH completed"

@@ -1,0 +1,146 @@
+"""Shared fixtures: a real Posthouse server on 127.0.0.1, and fresh users."""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import socket
+import threading
+
+import pytest
+
+from posthouse.auth.passwords import hash_password
+from posthouse.config import Config
+
+SHARED = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
+DEFAULT_BOXES = [("INBOX", None), ("Drafts", "\\Drafts"), ("Sent", "\\Sent"), ("Trash", "\\Trash"),
+                 ("Junk", "\\Junk"), ("Archive", "\\Archive")]
+
+
+def shared_path(*parts) -> str:
+    path = os.path.join(SHARED, *parts)
+    if not os.path.exists(path):
+        pytest.skip(f"../shared is absent here ({path} not found)")
+    return path
+
+
+class RunningServer:
+    """A Posthouse server on its own event loop in a background thread."""
+
+    def __init__(self, data_dir: str, **overrides):
+        from posthouse.app import build_context
+        from posthouse.imap.server import ImapServer
+        opts = dict(data_dir=data_dir, imap_port=0, imap_tls_port=0, fsync=False, failure_delay=0.05,
+                    max_message_size=1024 * 1024)
+        opts.update(overrides)
+        self.config = Config(**opts)
+        self.loop = asyncio.new_event_loop()
+        self.ctx = build_context(self.config)
+        self.server = ImapServer(self.ctx)
+        started = threading.Event()
+
+        def run():
+            asyncio.set_event_loop(self.loop)
+            self.loop.run_until_complete(self.server.start())
+            started.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        started.wait(10)
+        self.host = "127.0.0.1"
+        self.port, self.tls_port = self.server.ports[0], self.server.ports[1]
+        self._names = itertools.count(1)
+
+    def call(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
+
+    def add_user(self, name: str | None = None, password: str = "pw-secret") -> tuple[str, str]:
+        name = name or f"user{next(self._names)}"
+        self.call(self.ctx.service.call("create_user", name, hash_password(password), DEFAULT_BOXES))
+        return name, password
+
+    def stop(self):
+        self.call(self.server.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.ctx.service.close()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    srv = RunningServer(str(tmp_path_factory.mktemp("posthouse")))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def user(server):
+    return server.add_user()
+
+
+@pytest.fixture
+def imap(server, user):
+    """A logged-in imaplib client."""
+    import imaplib
+    c = imaplib.IMAP4(server.host, server.port)
+    c.login(*user)
+    yield c
+    try:
+        c.logout()
+    except Exception:
+        pass
+
+
+class RawClient:
+    """A plain socket client for exact protocol checks."""
+
+    def __init__(self, host, port, timeout=10):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.buf = b""
+        self.greeting = self.readline()
+
+    def send(self, data: bytes | str):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def readline(self) -> bytes:
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                line, self.buf = self.buf, b""
+                return line
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\r\n")
+        return line + b"\r\n"
+
+    def read_until_tag(self, tag: str) -> list[bytes]:
+        lines = []
+        while True:
+            line = self.readline()
+            if not line:
+                raise ConnectionError("closed; got " + repr(lines))
+            lines.append(line)
+            if line.startswith(tag.encode() + b" "):
+                return lines
+
+    def cmd(self, tag: str, text: str | bytes) -> list[bytes]:
+        if isinstance(text, str):
+            text = text.encode()
+        self.send(tag.encode() + b" " + text + b"\r\n")
+        return self.read_until_tag(tag)
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+@pytest.fixture
+def raw(server, user):
+    c = RawClient(server.host, server.port)
+    assert c.cmd("L", f"LOGIN {user[0]} {user[1]}")[-1].startswith(b"L OK")
+    yield c
+    c.close()
