@@ -1,0 +1,161 @@
+"""Garbage, oversized input and wrong states: clear errors, no crash, no leak."""
+from __future__ import annotations
+
+import random
+
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from tests.conftest import RawClient
+
+
+def alive(server, user) -> bool:
+    c = RawClient(server.host, server.port)
+    ok = c.cmd("a", f"LOGIN {user[0]} {user[1]}")[-1].startswith(b"a OK")
+    c.close()
+    return ok
+
+
+def test_malformed_commands_get_bad(raw):
+    for line in ["", "x", "x FOOBAR", 'x SELECT "unterminated', "x SELECT (", "x FETCH 1:2 (FLAGS",
+                 "x LOGIN", "x UID", "x UID NOOP", "x STATUS INBOX", "x STATUS INBOX (BOGUS)",
+                 "x LIST", "x SEARCH", "x APPEND INBOX", "x\x01 NOOP", "x SELECT INBOX EXTRA ARGS"]:
+        lines = raw.cmd("x", line) if line.startswith("x") else None
+        if lines is None:
+            raw.send(line + "\r\n")
+            assert raw.readline().startswith(b"* BAD")
+            continue
+        assert lines[-1].startswith((b"x BAD", b"* BAD")), (line, lines)
+    assert raw.cmd("n", "NOOP")[-1].startswith(b"n OK")
+
+
+def test_wrong_state(server):
+    c = RawClient(server.host, server.port)
+    for cmd in ("SELECT INBOX", "FETCH 1 FLAGS", "LIST \"\" *", "ENABLE IMAP4rev2", "EXPUNGE"):
+        assert c.cmd("w", cmd)[-1].startswith(b"w BAD"), cmd
+    assert c.cmd("n", "NOOP")[-1].startswith(b"n OK")
+    c.close()
+
+
+def test_selected_only_commands_need_selection(raw):
+    for cmd in ("FETCH 1 FLAGS", "STORE 1 +FLAGS (\\Seen)", "SEARCH ALL", "EXPUNGE", "CLOSE", "COPY 1 INBOX"):
+        assert raw.cmd("w", cmd)[-1].startswith(b"w BAD"), cmd
+
+
+def test_oversized_sync_literal_refused_before_reading(server, raw):
+    limit = server.config.max_message_size
+    raw.send(b"big APPEND INBOX {%d}\r\n" % (limit + 1))
+    line = raw.readline()
+    assert line.startswith(b"big NO [TOOBIG]"), line
+    assert raw.cmd("n", "NOOP")[-1].startswith(b"n OK")      # still usable
+    assert raw.cmd("s", "STATUS INBOX (MESSAGES)")[0] == b"* STATUS INBOX (MESSAGES 0)\r\n"
+
+
+def test_oversized_nonsync_literal_closes_cleanly(server, user, raw):
+    raw.send(b"big APPEND INBOX {%d+}\r\n" % (server.config.max_message_size + 1))
+    assert raw.readline().startswith(b"* BYE")
+    assert raw.readline() == b""
+    assert alive(server, user)
+
+
+def test_overlong_line_closes_cleanly(server, user, raw):
+    raw.send(b"x NOOP " + b"A" * (server.config.max_line + 10))
+    assert raw.readline().startswith(b"* BYE")
+    assert alive(server, user)
+
+
+def test_mailbox_names_cannot_reach_other_accounts(server):
+    victim = server.add_user()
+    attacker = server.add_user()
+    v = RawClient(server.host, server.port)
+    v.cmd("l", f"LOGIN {victim[0]} {victim[1]}")
+    v.cmd("c", "CREATE Secret")
+    msg = b"Subject: private\r\n\r\nfor victim only\r\n"
+    v.send(b"a APPEND Secret {%d+}\r\n" % len(msg) + msg + b"\r\n")
+    v.read_until_tag("a")
+    a = RawClient(server.host, server.port)
+    a.cmd("l", f"LOGIN {attacker[0]} {attacker[1]}")
+    for name in ("Secret", f"../{victim[0]}/Secret", f"/{victim[0]}/Secret", f"~{victim[0]}/Secret",
+                 f"#shared/{victim[0]}/Secret", "../../index.sqlite3"):
+        assert a.cmd("s", f'SELECT "{name}"')[-1].startswith(b"s NO"), name
+        assert a.cmd("t", f'STATUS "{name}" (MESSAGES)')[-1].startswith(b"t NO"), name
+    lines = a.cmd("li", 'LIST "" *')
+    assert not any(b"Secret" in l for l in lines)
+    a.cmd("s2", "SELECT INBOX")
+    lines = a.cmd("se", "SEARCH TEXT victim")
+    assert lines[0] == b"* SEARCH\r\n"
+    a.close(), v.close()
+
+
+def test_command_after_broken_literal(server, user, raw):
+    # announce a literal, then send less and a newline: the rest becomes literal data,
+    # and the connection must recover on the next command line
+    raw.send(b"a LOGIN {5}\r\n")
+    assert raw.readline().startswith(b"+ ")
+    raw.send(b"ab\r\n\r\n")            # 5 bytes: the literal; then an empty line ends the command
+    assert raw.readline().startswith(b"a BAD")
+    assert raw.cmd("n", "NOOP")[-1].startswith(b"n OK")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.binary(max_size=200), max_size=6))
+def test_fuzz_codec(chunks):
+    from posthouse.imap.protocol.reader import CommandReader
+    reader = CommandReader(max_line=1000, max_literal=500)
+    for chunk in chunks:
+        reader.feed(chunk)
+        for _ in range(1000):
+            if reader.next_event() is None:
+                break
+
+
+COMMANDS = [b"NOOP", b"SELECT INBOX", b"FETCH 1:* (FLAGS BODY[])", b"STORE 1 +FLAGS (\\Seen)",
+            b"SEARCH OR FROM a TEXT b", b'LIST "" *', b"APPEND INBOX {5+}\r\nhello", b"IDLE",
+            b"UID FETCH 1:* BODYSTRUCTURE", b"EXPUNGE", b"STATUS INBOX (MESSAGES)", b"COPY 1 Trash"]
+
+
+def _mutate(rng: random.Random, data: bytes) -> bytes:
+    b = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        op = rng.random()
+        pos = rng.randint(0, len(b))
+        if op < 0.3:
+            b[pos:pos] = bytes([rng.randint(0, 255)])
+        elif op < 0.5 and b:
+            del b[min(pos, len(b) - 1)]
+        elif op < 0.7:
+            b[pos:pos] = rng.choice([b"{", b"}", b"(", b")", b'"', b"\\", b"[", b"]", b"{99999999999}",
+                                     b"{3+}", b"~{2}", b"*", b"%", b"\x00", b"\xff", b"\r\n"])
+        elif b:
+            b[min(pos, len(b) - 1)] = rng.randint(0, 255)
+    return bytes(b)
+
+
+def test_fuzz_live_session(server, user):
+    rng = random.Random(1234)
+    msg = b"Subject: fuzz\r\n\r\nbody\r\n"
+    seed = RawClient(server.host, server.port)
+    seed.cmd("l", f"LOGIN {user[0]} {user[1]}")
+    seed.send(b"a APPEND INBOX {%d+}\r\n" % len(msg) + msg + b"\r\n")
+    seed.read_until_tag("a")
+    for round_ in range(40):
+        c = RawClient(server.host, server.port, timeout=5)
+        c.cmd("l", f"LOGIN {user[0]} {user[1]}")
+        for i in range(8):
+            line = _mutate(rng, b"t%d " % i + rng.choice(COMMANDS))
+            try:
+                c.send(line + b"\r\n")
+            except OSError:
+                break
+        try:
+            c.send(b"\r\nDONE\r\nzz NOOP\r\n")
+            c.sock.settimeout(2)
+            while True:
+                chunk = c.sock.recv(65536)
+                if not chunk or b"zz OK" in chunk:
+                    break
+        except OSError:
+            pass   # a closed connection is an acceptable answer to garbage
+        c.close()
+        # the server keeps answering other clients
+        assert seed.cmd("p", "NOOP")[-1].startswith(b"p OK"), round_
+    assert alive(server, user)
