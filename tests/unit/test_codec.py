@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, strategies as st
+
+from posthouse.imap.protocol import mutf7
+from posthouse.imap.protocol.reader import (BadCommand, CommandReader, Fatal, LiteralTooBig,
+                                            NeedContinuation, RawLine)
+from posthouse.imap.protocol.tokens import Atom, Command, ParenList, String
+from posthouse.imap.protocol.writer import astring, quoted_or_literal
+
+
+def events(reader, data):
+    reader.feed(data)
+    out = []
+    while (e := reader.next_event()) is not None:
+        out.append(e)
+    return out
+
+
+def test_simple_command():
+    [cmd] = events(CommandReader(), b"a1 select INBOX\r\n")
+    assert cmd == Command("a1", "SELECT", [Atom("INBOX")], False)
+
+
+def test_uid_prefix_and_nested_lists():
+    [cmd] = events(CommandReader(), b'x UID FETCH 1:* (FLAGS BODY.PEEK[HEADER.FIELDS (From "To")]<0.10>)\r\n')
+    assert cmd.uid and cmd.name == "FETCH"
+    assert cmd.args[0] == Atom("1:*")
+    assert isinstance(cmd.args[1], ParenList)
+    assert cmd.args[1].items[1] == Atom('BODY.PEEK[HEADER.FIELDS (From "To")]<0.10>')
+
+
+def test_quoted_escapes():
+    [cmd] = events(CommandReader(), b'a LOGIN "us\\"er" "p\\\\w"\r\n')
+    assert cmd.args == [String(b'us"er'), String(b"p\\w")]
+
+
+def test_sync_literal_streams_in_pieces():
+    r = CommandReader()
+    assert events(r, b"a APPEND INBOX {11}\r\n") == [NeedContinuation(11)]
+    assert events(r, b"hello ") == []
+    [cmd] = events(r, b"world\r\n")
+    assert cmd.args[1] == String(b"hello world", is_literal=True)
+
+
+def test_nonsync_and_binary_literals_in_one_command():
+    [cmd] = events(CommandReader(), b"a APPEND INBOX {2+}\r\nab ~{3+}\r\n\x00\x01\x02\r\n")
+    assert cmd.args[1].value == b"ab" and cmd.args[2].literal8 and cmd.args[2].value == b"\x00\x01\x02"
+
+
+def test_literal_limits():
+    r = CommandReader(max_literal=10)
+    [e] = events(r, b"a APPEND INBOX {11}\r\n")
+    assert e == LiteralTooBig("a", 11)
+    [cmd] = events(r, b"b NOOP\r\n")          # the stream is still in step
+    assert cmd.name == "NOOP"
+    r = CommandReader(max_literal=10)
+    [e] = events(r, b"a APPEND INBOX {11+}\r\n")
+    assert isinstance(e, Fatal)
+
+
+def test_line_limit():
+    r = CommandReader(max_line=100)
+    [e] = events(r, b"a NOOP " + b"x" * 200)
+    assert isinstance(e, Fatal)
+
+
+@pytest.mark.parametrize("line", [b"", b"(", b"a", b"a (", b'a NOOP "x', b"a NOOP )", b"a{ NOOP",
+                                  b"a NOOP {5", b"a NOOP \x01", b"a NOOP [", b"\xff\xfe NOOP"])
+def test_malformed_lines_are_bad(line):
+    [e] = events(CommandReader(), line + b"\r\n")
+    assert isinstance(e, BadCommand)
+
+
+def test_raw_mode():
+    r = CommandReader()
+    r.raw_mode = True
+    assert events(r, b"DONE\r\nb NOOP\r\n")[0] == RawLine(b"DONE")
+
+
+@given(st.binary(max_size=300))
+def test_reader_never_raises(data):
+    r = CommandReader(max_line=200, max_literal=100)
+    for i in range(0, len(data), 7):
+        events(r, data[i:i + 7])
+
+
+def test_writer():
+    assert quoted_or_literal("a\"b") == b'"a\\"b"'
+    assert quoted_or_literal(b"a\r\nb") == b"{4}\r\na\r\nb"
+    assert quoted_or_literal("é", utf8=False) == b"{2}\r\n\xc3\xa9"
+    assert astring("INBOX") == b"INBOX" and astring("a b") == b'"a b"'
+
+
+@pytest.mark.parametrize("text,encoded", [("INBOX", "INBOX"), ("Entwürfe", "Entw&APw-rfe"), ("a&b", "a&-b"),
+                                          ("日本語", "&ZeVnLIqe-"), ("~peter/mail/台北", "~peter/mail/&U,BTFw-")])
+def test_mutf7(text, encoded):
+    assert mutf7.encode(text) == encoded
+    assert mutf7.decode(encoded) == text
+
+
+@pytest.mark.parametrize("bad", ["&", "&Jjo", "&AGE-", "é", "&!!-"])
+def test_mutf7_rejects(bad):
+    with pytest.raises(mutf7.MUTF7Error):
+        mutf7.decode(bad)
+
+
+@given(st.text(max_size=40))
+def test_mutf7_roundtrip(text):
+    assert mutf7.decode(mutf7.encode(text)) == text

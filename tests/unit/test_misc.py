@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from posthouse.auth.passwords import hash_password, verify_password
+from posthouse.config import Config
+from posthouse.imap.args import format_uid_set, parse_sequence_set
+from posthouse.imap.protocol.tokens import ParseError
+
+
+def test_password_hash():
+    h = hash_password("correct horse")
+    assert h.startswith("$scrypt$") and "correct" not in h
+    assert verify_password(h, "correct horse")
+    assert not verify_password(h, "wrong")
+    assert not verify_password("garbage", "x") and not verify_password("$scrypt$ln=99,r=1,p=1$a$b", "x")
+
+
+def test_sequence_sets():
+    assert parse_sequence_set("1:3,7,9:*").resolve(10) == [(1, 3), (7, 7), (9, 10)]
+    assert parse_sequence_set("*:4").resolve(2) == [(2, 4)]
+    for bad in ("", "0", "1:", "a", "1,,2", "4294967296"):
+        with pytest.raises(ParseError):
+            parse_sequence_set(bad)
+    assert format_uid_set([1, 2, 3, 5, 7, 8]) == "1:3,5,7:8"
+
+
+def test_config_file(tmp_path):
+    path = tmp_path / "p.toml"
+    path.write_text('data_dir = "/x"\nmax_message_size = 1000\n[imap]\nport = 143\ntls_port = 993\n'
+                    '[tls]\ncert = "c.pem"\nkey = "k.pem"\n')
+    cfg = Config.load(str(path))
+    assert (cfg.data_dir, cfg.imap_port, cfg.imap_tls_port, cfg.tls_cert, cfg.max_message_size) == (
+        "/x", 143, 993, "c.pem", 1000)
+    path.write_text("bogus_key = 1\n")
+    with pytest.raises(ValueError, match="unknown config keys"):
+        Config.load(str(path))
+
+
+def run_cli(*args, stdin=""):
+    return subprocess.run([sys.executable, "-m", "posthouse", *args], input=stdin, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_cli_users(tmp_path):
+    d = str(tmp_path / "data")
+    assert run_cli("--data-dir", d, "user", "add", "carol", "--password-stdin", stdin="pw1\n").returncode == 0
+    r = run_cli("--data-dir", d, "user", "add", "carol", "--password-stdin", stdin="pw1\n")
+    assert r.returncode == 1 and "exists" in r.stderr
+    assert run_cli("--data-dir", d, "user", "list").stdout.split() == ["carol"]
+    assert run_cli("--data-dir", d, "user", "passwd", "carol", "--password-stdin", stdin="pw2\n").returncode == 0
+    from posthouse.store.sqlite.backend import SQLiteStore
+    store = SQLiteStore(d, fsync=False)
+    user = store.get_user("carol")
+    assert verify_password(user.password_hash, "pw2")
+    boxes = {b.name: b.special_use for b in store.list_mailboxes(user.id)}
+    assert boxes == {"INBOX": None, "Drafts": "\\Drafts", "Sent": "\\Sent", "Trash": "\\Trash",
+                     "Junk": "\\Junk", "Archive": "\\Archive"}
+    store.close()
+    assert run_cli("--data-dir", d, "user", "del", "carol").returncode == 0
+    assert run_cli("--data-dir", d, "user", "list").stdout.split() == []
+    assert run_cli("--data-dir", d, "user", "del", "carol").returncode == 1
+    assert run_cli("--data-dir", d, "user", "add", "x", "--password-stdin", stdin="\n").returncode != 0
