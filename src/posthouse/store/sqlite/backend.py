@@ -299,7 +299,7 @@ class SQLiteStore(Store):
         with self._tx():
             modseq = None
             want = _fold(flags)
-            for uid, old_text, old_modseq in self._rows(mailbox_id, uids, "uid, flags, modseq"):
+            for uid, old_text, old_modseq in self._rows(mailbox_id, uids, "m.uid, m.flags, m.modseq"):
                 if unchanged_since is not None and old_modseq > unchanged_since:
                     failed.append(uid)
                     continue
@@ -322,20 +322,23 @@ class SQLiteStore(Store):
                 events.append(FlagsChanged(mailbox_id, uid, new_flags, modseq))
         return events, failed
 
-    def _rows(self, mailbox_id, uids, cols):
+    def _rows(self, mailbox_id, uids, cols, with_blob: bool = False):
+        """Rows of the given messages (m.*, and b.* when with_blob), by UID, in chunks."""
+        join = " JOIN blobs b ON b.id = m.blob_id" if with_blob else ""
         out = []
         for i in range(0, len(uids), 500):
             chunk = uids[i:i + 500]
             out += self.db.execute(
-                f"SELECT {cols} FROM messages WHERE mailbox_id=? AND uid IN ({','.join('?' * len(chunk))})"
-                " ORDER BY uid", (mailbox_id, *chunk)).fetchall()
+                f"SELECT {cols} FROM messages m{join} "
+                f"WHERE m.mailbox_id=? AND m.uid IN ({','.join('?' * len(chunk))}) ORDER BY m.uid",
+                (mailbox_id, *chunk)).fetchall()
         return out
 
     def expunge(self, mailbox_id, uids):
         if not uids:
             return []
         with self._tx():
-            rows = self._rows(mailbox_id, uids, "uid, blob_id")
+            rows = self._rows(mailbox_id, uids, "m.uid, m.blob_id")
             if not rows:
                 return []
             modseq = self._bump_modseq(mailbox_id)
@@ -354,7 +357,7 @@ class SQLiteStore(Store):
 
     def _copy_in_tx(self, src_id, uids, dst_id, move):
         dst = self._mailbox_by_id(dst_id)
-        rows = self._rows_join(src_id, uids, "m.uid, m.blob_id, m.flags, m.internaldate, b.size")
+        rows = self._rows(src_id, uids, "m.uid, m.blob_id, m.flags, m.internaldate, b.size", True)
         if not rows:
             return CopyResult(dst.uidvalidity, [], [], [])
         first = self._take_uids(dst_id, len(rows))
@@ -378,35 +381,25 @@ class SQLiteStore(Store):
         return CopyResult(dst.uidvalidity, src_uids, dst_uids, events)
 
     def message_data(self, mailbox_id, uids):
-        rows = self._rows_join(mailbox_id, uids,
-                               "m.uid, b.key, b.size, m.internaldate, b.envelope, b.body, "
-                               "b.bodystructure, b.parts, b.header_size")
+        rows = self._rows(mailbox_id, uids,
+                          "m.uid, b.key, b.size, m.internaldate, b.envelope, b.body, "
+                          "b.bodystructure, b.parts, b.header_size", True)
         return {r[0]: MessageData(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]), r[8])
                 for r in rows}
 
     def search_fields(self, mailbox_id, uids):
-        rows = self._rows_join(mailbox_id, uids,
-                               "m.uid, b.sent_date, b.subject, b.from_, b.to_, b.cc, b.bcc, "
-                               "b.message_id, b.in_reply_to, b.refs_header")
+        rows = self._rows(mailbox_id, uids,
+                          "m.uid, b.sent_date, b.subject, b.from_, b.to_, b.cc, b.bcc, "
+                          "b.message_id, b.in_reply_to, b.refs_header", True)
         return {r[0]: SearchFields(*r) for r in rows}
 
     def search_body(self, mailbox_id, uids, needle):
         needle = needle.casefold()
-        rows = self._rows_join(mailbox_id, uids, "m.uid, b.body_text")
+        rows = self._rows(mailbox_id, uids, "m.uid, b.body_text", True)
         return {uid for uid, text in rows if needle in text.casefold()}
 
     def blob_keys(self, mailbox_id, uids) -> dict[int, str]:
-        return dict(self._rows_join(mailbox_id, uids, "m.uid, b.key"))
-
-    def _rows_join(self, mailbox_id, uids, cols):
-        out = []
-        for i in range(0, len(uids), 500):
-            chunk = uids[i:i + 500]
-            out += self.db.execute(
-                f"SELECT {cols} FROM messages m JOIN blobs b ON b.id = m.blob_id "
-                f"WHERE m.mailbox_id=? AND m.uid IN ({','.join('?' * len(chunk))}) ORDER BY m.uid",
-                (mailbox_id, *chunk)).fetchall()
-        return out
+        return dict(self._rows(mailbox_id, uids, "m.uid, b.key", True))
 
     def read_blob(self, key, start=0, end=None):
         return self.blobs.read(key, start, end)
