@@ -159,3 +159,16 @@ def test_fuzz_live_session(server, user):
         # the server keeps answering other clients
         assert seed.cmd("p", "NOOP")[-1].startswith(b"p OK"), round_
     assert alive(server, user)
+
+
+def test_internal_error_answers_serverbug_and_keeps_session(server, raw, monkeypatch):
+    store = server.ctx.service.store
+
+    def broken(*args):
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(store, "mailbox_counts", broken)
+    lines = raw.cmd("s", "STATUS INBOX (MESSAGES)")
+    assert lines[-1].startswith(b"s NO [SERVERBUG]")
+    monkeypatch.undo()
+    assert raw.cmd("s2", "STATUS INBOX (MESSAGES)")[-1].startswith(b"s2 OK")

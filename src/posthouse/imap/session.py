@@ -108,6 +108,13 @@ class Session:
             await self.flush_updates(expunge_ok)
             self.tagged(cmd.tag, "NO", str(e), e.code)
             return
+        except (ConnectionError, OSError):
+            raise
+        except Exception:
+            # A bug in one command must not cost the client its session.
+            log.exception("command %s failed user=%s", cmd.name, getattr(self.user, "name", None))
+            self.tagged(cmd.tag, "NO", "Internal error; it has been logged", "SERVERBUG")
+            return
         if self.state == LOGOUT or result is ANSWERED:
             return
         await self.flush_updates(expunge_ok)
