@@ -433,3 +433,18 @@ def test_logout(raw):
     lines = raw.cmd("z", "LOGOUT")
     assert lines[0].startswith(b"* BYE") and lines[-1].startswith(b"z OK")
     assert raw.readline() == b""
+
+
+def test_binary_append_keeps_bytes_and_text_append_gets_crlf(raw):
+    binary = b"Subject: bin\r\nContent-Type: application/octet-stream\r\n\r\n\x00\x01\n\x02\n"
+    raw.send(b"b APPEND INBOX ~{%d+}\r\n" % len(binary) + binary + b"\r\n")
+    assert raw.read_until_tag("b")[-1].startswith(b"b OK")
+    text = b"Subject: lf\n\nline one\nline two\n"
+    raw.send(b"t APPEND INBOX {%d+}\r\n" % len(text) + text + b"\r\n")
+    assert raw.read_until_tag("t")[-1].startswith(b"t OK")
+    raw.cmd("s", "SELECT INBOX")
+    lines = raw.cmd("f", "FETCH 1:2 RFC822.SIZE")
+    assert lines[0] == b"* 1 FETCH (RFC822.SIZE %d)\r\n" % len(binary)
+    assert lines[1] == b"* 2 FETCH (RFC822.SIZE %d)\r\n" % len(text.replace(b"\n", b"\r\n"))
+    lines = raw.cmd("g", "FETCH 1 BINARY.PEEK[1]")
+    assert b"~{5}\r\n\x00\x01\n\x02\n" in b"".join(lines)

@@ -59,15 +59,18 @@ class StoreService:
             self.hub.publish(events)
         return result
 
-    async def parse(self, raw: bytes) -> tuple[bytes, ParsedMessage]:
+    async def parse(self, raw: bytes, binary: bool = False) -> tuple[bytes, ParsedMessage]:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._io_threads, _normalize_and_parse, raw)
+        return await loop.run_in_executor(self._io_threads, _normalize_and_parse, raw, binary)
 
     async def append(self, mailbox_id: int, items: list) -> list:
-        """items: (raw, flags, internaldate); parsed off-loop, committed together."""
+        """items: (raw, flags, internaldate[, binary]); parsed off-loop, committed together.
+
+        binary: the message came as a ~{n} literal and its bytes are kept exactly.
+        """
         prepared = []
-        for raw, flags, idate in items:
-            raw, parsed = await self.parse(raw)
+        for raw, flags, idate, *binary in items:
+            raw, parsed = await self.parse(raw, bool(binary and binary[0]))
             prepared.append((raw, parsed, flags, idate))
         results = await self.call("append_many", mailbox_id, prepared)
         for r in results:
@@ -84,6 +87,7 @@ class StoreService:
         self.store.close()
 
 
-def _normalize_and_parse(raw: bytes):
-    raw = normalize_newlines(raw)
+def _normalize_and_parse(raw: bytes, binary: bool = False):
+    if not binary:
+        raw = normalize_newlines(raw)
     return raw, parse_message(raw)

@@ -31,7 +31,7 @@ async def append(session, cmd):
             raise no("Message too large", "TOOBIG")
         if not tok.literal8 and b"\x00" in tok.value:
             raise no("NUL in a non-binary literal; use ~{n}", "UNKNOWN-CTE")
-        items.append((tok.value, flags, idate if idate is not None else time.time()))
+        items.append((tok.value, flags, idate if idate is not None else time.time(), tok.literal8))
         if not args.more():
             break
     try:
