@@ -192,7 +192,7 @@ def test_select_examine_status(imap):
     assert data == [b"2"]
     assert untagged(imap, "UIDVALIDITY") and untagged(imap, "UIDNEXT") == [b"3"]
     assert untagged(imap, "UNSEEN") == [b"2"]
-    assert b"READ-WRITE" in untagged(imap, "READ-WRITE") or "READ-WRITE" in imap.untagged_responses
+    assert "READ-WRITE" in imap.untagged_responses
     typ, data = imap.select("INBOX", readonly=True)
     assert "READ-ONLY" in imap.untagged_responses
     assert imap.store("1", "+FLAGS", "\\Flagged")[0] == "NO"
@@ -205,16 +205,14 @@ def test_select_examine_status(imap):
 def test_append_variants(imap, server):
     typ, data = imap.append("INBOX", "(\\Flagged $Important)", imaplib.Time2Internaldate(1700000000), simple(1))
     assert typ == "OK" and re.search(rb"APPENDUID \d+ 1", data[0])
-    assert imap.append("Nope", None, None, simple(2))[0] == "NO"
-    assert "TRYCREATE" in str(imap.untagged_responses) or True
+    typ, data = imap.append("Nope", None, None, simple(2))
+    assert typ == "NO" and data[0].startswith(b"[TRYCREATE]")
     imap.select("INBOX")
     _, data = imap.fetch("1", "(FLAGS INTERNALDATE)")
     assert b"$Important" in data[0] and b"\\Flagged" in data[0]
     assert b'"14-Nov-2023 22:13:20 +0000"' in data[0]
-    # MULTIAPPEND: two messages in one command, both or neither
-    r = RawClient(server.host, server.port)
-    r.cmd("l", f"LOGIN {imap._user} {imap._pw}") if hasattr(imap, "_user") else None
-    r.close()
+    with pytest.raises(imaplib.IMAP4.error, match="Invalid date-time"):
+        imap.append("INBOX", None, '"31-Feb-2024 00:00:00 +0000"', simple(3))
 
 
 def test_multiappend_and_literal_plus(raw):
@@ -240,7 +238,6 @@ def test_fetch_items(imap):
     assert b'"mixed"' in head and b'("attachment" ("filename" "data.bin"))' in head
     assert b"RFC822.SIZE %d" % len(MSG) in head
     _, data = imap.fetch("1", "(BODY.PEEK[1] BODY.PEEK[1.MIME] BINARY.PEEK[1] BINARY.SIZE[2] BINARY.PEEK[2])")
-    parts = {k.split(b" {")[0].strip(b"( ").split(b" ")[-1]: v for k, v in data[0:-1] if isinstance(k, bytes)} if False else None
     flat = b"".join(x if isinstance(x, bytes) else b"".join(x) for x in data)
     assert b"Gr=C3=BC=C3=9Fe" in flat
     assert "Grüße".encode() in flat

@@ -66,9 +66,6 @@ def _tokens(text: str) -> list[tuple[str, str]]:
 
 
 def _phrase(tokens) -> str | None:
-    words = [v for k, v in tokens if k in ("a", "q")]
-    words = [w for w in words] if words else []
-    text = " ".join(w for w in words)
     # Dots inside a phrase (obs-phrase, "John Q. Public") stay attached.
     dotted = []
     for k, v in tokens:

@@ -71,8 +71,6 @@ def _parse_item(text: str) -> Item:
         if length is None:
             raise ParseError("Partial needs a length")
         partial = (int(start), int(length))
-        if partial[1] == 0 and False:
-            pass
     base = {"BODY.PEEK": "BODY", "BINARY.PEEK": "BINARY"}.get(kind, kind)
     peek = kind in ("BODY.PEEK", "BINARY.PEEK", "BINARY.SIZE")
     return Item(base, numbers, keyword, fields, partial, peek)

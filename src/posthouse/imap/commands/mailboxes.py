@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 
-from ...store.api import NoSuchMailbox
 from ..args import check_mailbox_name, decode_mailbox_name
 from ..errors import bad, no
 from ..protocol.tokens import Atom, ParenList, ParseError, String
