@@ -49,6 +49,15 @@ def test_sections_of_nested_message():
     assert "inner-2" in p.body_text and "preamble" not in p.body_text
 
 
+def test_empty_parts_stay_inside_their_multipart():
+    raw = b"Content-Type: multipart/mixed; boundary=X\r\n\r\n--X\r\n\r\n--X\r\n"
+    p = parse_message(raw)
+    for nums in ([1], [2]):
+        span = section_range(p.parts, nums, None)
+        assert span is not None and span[0] <= span[1] <= len(raw)
+    assert b" -" not in p.bodystructure     # no negative sizes
+
+
 def test_header_fields_filter_keeps_folding():
     block = b"Subject: a\r\n b\r\nFrom: x\r\nTo: y\r\n\r\n"
     assert filter_header_fields(block, ["subject"], False) == b"Subject: a\r\n b\r\n\r\n"

@@ -104,6 +104,7 @@ class Evaluator:
         self.view = session.view
         self.program = program
         self.store_sets: dict[int, set[int]] = {}   # id(node) -> matching UIDs
+        self.saved = set(session.saved_search)      # '$' (SEARCHRES)
 
     async def run(self) -> list[int]:
         view = self.view
@@ -192,15 +193,14 @@ class Evaluator:
         if kind == "or":
             return self._match(node[1], uid, seq) or self._match(node[2], uid, seq)
         if kind == "seqset":
-            return self._in_set(node[1], seq, len(view.uids), self.session.saved_search, uid)
+            return self._in_set(node[1], seq, len(view.uids), uid)
         if kind == "uidset":
-            return self._in_set(node[1], uid, view.uids[-1] if view.uids else 0, self.session.saved_search, uid)
+            return self._in_set(node[1], uid, view.uids[-1] if view.uids else 0, uid)
         return uid in self.store_sets.get(id(node), ())
 
-    @staticmethod
-    def _in_set(seqset, n, largest, saved, uid) -> bool:
+    def _in_set(self, seqset, n, largest, uid) -> bool:
         if seqset.saved:
-            return uid in set(saved)
+            return uid in self.saved
         return any(lo <= n <= hi for lo, hi in seqset.resolve(largest))
 
 

@@ -6,6 +6,8 @@ Names stay raw (encoded words are not decoded), as RFC 3501 requires.
 """
 from __future__ import annotations
 
+from .headers import read_quoted
+
 Address = tuple  # (name, adl, mailbox, host)
 
 MISSING_DOMAIN = "MISSING_DOMAIN"
@@ -21,15 +23,8 @@ def _tokens(text: str) -> list[tuple[str, str]]:
         if c in " \t\r\n":
             i += 1
         elif c == '"':
-            i += 1
-            buf = []
-            while i < n and text[i] != '"':
-                if text[i] == "\\" and i + 1 < n:
-                    i += 1
-                buf.append(text[i])
-                i += 1
-            out.append(("q", "".join(buf)))
-            i += 1
+            value, i = read_quoted(text, i)
+            out.append(("q", value))
         elif c == "(":
             depth, i, buf = 1, i + 1, []
             while i < n and depth:

@@ -10,9 +10,10 @@ def header_end(raw: bytes, start: int, end: int) -> int:
 
     A message with no blank line is all header.
     """
-    if raw.startswith(b"\r\n", start):
+    # Bounded by end: an empty part must not reach into the delimiter after it.
+    if raw.startswith(b"\r\n", start, end):
         return start + 2
-    if raw.startswith(b"\n", start):
+    if raw.startswith(b"\n", start, end):
         return start + 1
     i = raw.find(b"\n\r\n", start, end)
     j = raw.find(b"\n\n", start, end)
@@ -45,6 +46,19 @@ def split_fields(block: bytes) -> list[tuple[str, bytes]]:
     if name is not None:
         fields.append((name, b"".join(value)))
     return fields
+
+
+def read_quoted(text: str, i: int) -> tuple[str, int]:
+    """The quoted-string opening at text[i] == '"': (unescaped value, index past its end)."""
+    i += 1
+    n = len(text)
+    buf = []
+    while i < n and text[i] != '"':
+        if text[i] == "\\" and i + 1 < n:
+            i += 1
+        buf.append(text[i])
+        i += 1
+    return "".join(buf), i + 1
 
 
 def raw_text(value: bytes) -> str:

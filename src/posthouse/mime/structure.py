@@ -5,7 +5,7 @@ byte ranges of the stored blob without parsing MIME again.
 """
 from __future__ import annotations
 
-from .headers import HeaderBlock, header_end, raw_text
+from .headers import HeaderBlock, header_end, raw_text, read_quoted
 
 MAX_DEPTH = 64
 MAX_PARTS = 5000
@@ -68,15 +68,7 @@ def parse_params(text: str) -> list[tuple[str, str]]:
         while i < n and text[i] in " \t":
             i += 1
         if i < n and text[i] == '"':
-            i += 1
-            buf = []
-            while i < n and text[i] != '"':
-                if text[i] == "\\" and i + 1 < n:
-                    i += 1
-                buf.append(text[i])
-                i += 1
-            value = "".join(buf)
-            i += 1
+            value, i = read_quoted(text, i)
             semi = text.find(";", i)
             i = n if semi < 0 else semi
         else:

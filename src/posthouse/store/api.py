@@ -7,7 +7,9 @@ thread (see service.py), never from the event loop.
 from __future__ import annotations
 
 import abc
+import json
 from dataclasses import dataclass, field
+from functools import cached_property
 
 
 class StoreError(Exception):
@@ -60,7 +62,7 @@ class IndexEntry:
     internaldate: float
 
 
-@dataclass(slots=True)
+@dataclass
 class MessageData:
     """Everything FETCH needs about one message apart from its bytes."""
     uid: int
@@ -70,8 +72,13 @@ class MessageData:
     envelope: bytes
     body: bytes
     bodystructure: bytes
-    parts: dict
+    parts_json: str
     header_size: int
+
+    @cached_property
+    def parts(self) -> dict:
+        """The part tree (mime.sections), decoded only when a section is asked for."""
+        return json.loads(self.parts_json)
 
 
 @dataclass(slots=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 
 from ...store.api import NoSuchMailbox
-from ..args import parse_datetime
+from ..args import format_uid_set, parse_datetime
 from ..errors import bad, no
 from ..protocol.tokens import Atom, ParenList, String
 from .store import parse_flag_list
@@ -39,10 +39,6 @@ async def append(session, cmd):
     except NoSuchMailbox:
         raise no("Mailbox doesn't exist: " + name, "TRYCREATE") from None
     results = await session.ctx.service.append(info.id, items)
-    uidset = _uids([r.uid for r in results])
+    uidset = format_uid_set([r.uid for r in results])
     return f"APPENDUID {results[0].uidvalidity} {uidset}", "APPEND completed"
 
-
-def _uids(uids):
-    from ..args import format_uid_set
-    return format_uid_set(uids)

@@ -1,6 +1,7 @@
 """STORE: FLAGS, +FLAGS, -FLAGS, each with .SILENT."""
 from __future__ import annotations
 
+from ..args import format_uid_set
 from ..errors import bad, no
 from ..mailbox_index import SYSTEM_FLAGS
 from ..protocol.tokens import Atom, ParenList
@@ -82,6 +83,5 @@ async def store(session, cmd):
     if any(view.is_expunged(u) for u in uids):
         return "EXPUNGEISSUED", "Some of the messages no longer exist"
     if failed:
-        from ..args import format_uid_set
         return f"MODIFIED {format_uid_set(failed)}", "Conditional STORE failed"
     return "STORE completed"

@@ -184,7 +184,7 @@ class SQLiteStore(Store):
                 raise MailboxExists("Target mailbox already exists")
             if old == "INBOX":
                 # Renaming INBOX moves its messages to the new name; INBOX stays, empty.
-                target = self.create_mailbox_in_tx(user_id, new)
+                target = self._insert_mailbox(user_id, new)
                 uids = [r[0] for r in self.db.execute(
                     "SELECT uid FROM messages WHERE mailbox_id=? ORDER BY uid", (info.id,))]
                 if uids:
@@ -215,9 +215,6 @@ class SQLiteStore(Store):
         rows = self.db.execute(f"SELECT {_MB_COLS} FROM mailboxes WHERE user_id=? AND substr(name, 1, ?) = ?",
                                (user_id, len(prefix), prefix)).fetchall()
         return [MailboxInfo(*r) for r in rows]
-
-    def create_mailbox_in_tx(self, user_id, name):
-        return self._insert_mailbox(user_id, name)
 
     def subscriptions(self, user_id):
         return {r[0] for r in self.db.execute("SELECT name FROM subscriptions WHERE user_id=?", (user_id,))}
@@ -384,7 +381,7 @@ class SQLiteStore(Store):
         rows = self._rows(mailbox_id, uids,
                           "m.uid, b.key, b.size, m.internaldate, b.envelope, b.body, "
                           "b.bodystructure, b.parts, b.header_size", True)
-        return {r[0]: MessageData(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]), r[8])
+        return {r[0]: MessageData(*r)
                 for r in rows}
 
     def search_fields(self, mailbox_id, uids):
@@ -397,9 +394,6 @@ class SQLiteStore(Store):
         needle = needle.casefold()
         rows = self._rows(mailbox_id, uids, "m.uid, b.body_text", True)
         return {uid for uid, text in rows if needle in text.casefold()}
-
-    def blob_keys(self, mailbox_id, uids) -> dict[int, str]:
-        return dict(self._rows(mailbox_id, uids, "m.uid, b.key", True))
 
     def read_blob(self, key, start=0, end=None):
         return self.blobs.read(key, start, end)
