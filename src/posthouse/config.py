@@ -40,6 +40,8 @@ class Config:
         if unknown:
             raise ValueError("unknown config keys: " + ", ".join(sorted(unknown)))
         cfg = cls(**values)
+        if cfg.imap_tls_port is False or (cfg.imap_tls_port is not None and cfg.imap_tls_port < 0):
+            cfg.imap_tls_port = None        # tls_port = false (or -1) turns implicit TLS off
         if cfg.plaintext_auth not in ("loopback", "always", "never"):
             raise ValueError("plaintext_auth must be loopback, always or never")
         return cfg

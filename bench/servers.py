@@ -1,0 +1,234 @@
+"""The two servers under test, each started privately on 127.0.0.1.
+
+Dovecot gets its own base_dir, config, passwd-file and sdbox mail under a
+temporary directory; Posthouse gets its own data_dir. Both listen on a free
+loopback port and are stopped (with everything they started) at the end.
+"""
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+PASSWORD = "bench-pass"
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with socket.create_connection((HOST, port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port} after {timeout}s")
+
+
+def process_tree(root_pid: int) -> list[int]:
+    """root_pid and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(name))
+    out, todo = [], [root_pid]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, ()))
+    return out
+
+
+def pss_kib(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+                        break
+        except OSError:
+            pass
+    return total
+
+
+class Server:
+    name = "?"
+    proc: subprocess.Popen
+
+    def pss_kib(self) -> int:
+        return pss_kib(process_tree(self.proc.pid))
+
+    def process_count(self) -> int:
+        return len(process_tree(self.proc.pid))
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+class PosthouseServer(Server):
+    name = "posthouse"
+
+    def __init__(self, workdir: str, users: list[str]):
+        self.dir = os.path.join(workdir, "posthouse")
+        os.makedirs(self.dir, exist_ok=True)
+        self.port = free_port()
+        self.config_path = os.path.join(self.dir, "posthouse.toml")
+        with open(self.config_path, "w") as f:
+            f.write(f'data_dir = "{self.dir}/data"\nfsync = true\nlog_level = "WARNING"\n'
+                    f'default_mailboxes = []\n'
+                    f'[imap]\nhost = "{HOST}"\nport = {self.port}\ntls_port = false\n')
+        self._create_users(users)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "posthouse", "--config", self.config_path, "serve"],
+            stdout=open(os.path.join(self.dir, "server.log"), "w"), stderr=subprocess.STDOUT,
+            start_new_session=True)
+        wait_port(self.port, self.proc)
+
+    def _create_users(self, users: list[str]) -> None:
+        from posthouse.app import open_store
+        from posthouse.auth.passwords import hash_password
+        from posthouse.config import Config
+        store = open_store(Config.load(self.config_path))
+        try:
+            hashed = hash_password(PASSWORD)    # one scrypt; each user gets its own salt below is not needed here
+            for name in users:
+                store.create_user(name, hashed, [("INBOX", None)])
+        finally:
+            store.close()
+
+
+class DovecotServer(Server):
+    name = "dovecot"
+
+    def __init__(self, workdir: str, users: list[str], max_sessions: int):
+        self.dir = os.path.join(workdir, "dovecot")
+        os.makedirs(self.dir, exist_ok=True)
+        self.port = free_port()
+        mail_user = _mail_user()
+        pw = pwd.getpwnam(mail_user)
+        os.makedirs(os.path.join(self.dir, "home"), exist_ok=True)
+        os.chown(os.path.join(self.dir, "home"), pw.pw_uid, pw.pw_gid)
+        with open(os.path.join(self.dir, "passwd"), "w") as f:
+            for name in users:
+                f.write(f"{name}:{{PLAIN}}{PASSWORD}:{pw.pw_uid}:{pw.pw_gid}::{self.dir}/home/{name}\n")
+        self.config_path = os.path.join(self.dir, "dovecot.conf")
+        run_dir = os.path.join(self.dir, "run")
+        os.makedirs(run_dir, exist_ok=True)
+        with open(self.config_path, "w") as f:
+            f.write(_DOVECOT_CONF.format(dir=self.dir, run=run_dir, port=self.port,
+                                         uid=pw.pw_uid, max=max_sessions + 100,
+                                         first_uid=min(pw.pw_uid, 500)))
+        self.proc = subprocess.Popen(["dovecot", "-F", "-c", self.config_path],
+                                     stdout=open(os.path.join(self.dir, "server.log"), "w"),
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        wait_port(self.port, self.proc)
+
+
+def _mail_user() -> str:
+    """Dovecot refuses to store mail as root: use (and make) an unprivileged user."""
+    if os.getuid() != 0:
+        return pwd.getpwuid(os.getuid()).pw_name
+    try:
+        pwd.getpwnam("phbench")
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "phbench"], check=True)
+    return "phbench"
+
+
+def ensure_dovecot() -> None:
+    if shutil.which("dovecot"):
+        return
+    if os.getuid() != 0:
+        raise SystemExit("dovecot is not installed and this is not root: "
+                         "apt-get install dovecot-imapd dovecot-lmtpd")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "dovecot-imapd", "dovecot-lmtpd"], check=True, env=env)
+    # The package may start the system instance; ours is separate (own base_dir and port).
+
+
+# A private instance: nothing outside the work directory is read or written.
+_DOVECOT_CONF = """\
+base_dir = {run}
+instance_name = posthouse-bench-{port}
+state_dir = {dir}/state
+log_path = {dir}/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+first_valid_uid = {first_uid}
+mail_location = sdbox:~/mail
+mail_fsync = optimized
+mail_max_userip_connections = {max}
+default_process_limit = {max}
+default_client_limit = {max}
+default_vsz_limit = 1G
+passdb {{
+  driver = passwd-file
+  args = {dir}/passwd
+}}
+userdb {{
+  driver = passwd-file
+  args = {dir}/passwd
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+  # "High-performance mode": a few login processes serve every connection.
+  service_count = 0
+  process_min_avail = 2
+  client_limit = {max}
+}}
+service imap {{
+  process_limit = {max}
+}}
+service anvil {{
+  client_limit = {max}
+}}
+service auth {{
+  client_limit = {max}
+}}
+service stats {{
+  client_limit = {max}
+}}
+service lmtp {{
+  unix_listener lmtp {{
+    mode = 0666
+  }}
+}}
+"""

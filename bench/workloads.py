@@ -1,0 +1,316 @@
+"""The workloads, each run the same way against either server.
+
+Every workload is bounded: by a count of operations and by a deadline
+(asyncio.wait_for), so a server that stalls makes a failed figure, not a hang.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import statistics
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from imap_client import Client, ImapError
+from servers import HOST, PASSWORD
+
+
+@dataclass
+class Figure:
+    """One measured value, with the generator's own CPU use while measuring it."""
+    value: float | None
+    unit: str
+    gen_cpu: float | None = None          # generator CPU, % of one core
+    better: str = "higher"                # or "lower"
+    detail: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+class GenCpu:
+    """Wall time and this process's CPU time over a with-block."""
+
+    def __enter__(self):
+        self.wall0, self.cpu0 = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.perf_counter() - self.wall0
+        self.cpu = 100.0 * (time.process_time() - self.cpu0) / max(self.wall, 1e-9)
+        return False
+
+
+async def connect_login(server, user: str) -> Client:
+    client = await Client.connect(HOST, server.port)
+    await client.login(user, PASSWORD)
+    return client
+
+
+async def append_batch(client: Client, mailbox: bytes, messages: list[bytes]) -> None:
+    """One MULTIAPPEND (RFC 3502) of all messages, with non-synchronizing literals."""
+    tag = client._next_tag()
+    chunks = [tag, b" APPEND ", mailbox]
+    for msg in messages:
+        chunks += [b" {%d+}\r\n" % len(msg), msg]
+    chunks.append(b"\r\n")
+    client.writer.writelines(chunks)
+    while True:
+        line = await client.read_response()
+        if line.startswith(tag + b" "):
+            if b" OK" not in line[:len(tag) + 4]:
+                raise ImapError(f"APPEND failed: {line!r}")
+            return
+
+
+async def load_mailbox(server, user: str, messages: list[bytes], batch: int = 200,
+                       connections: int = 2) -> float:
+    """Append messages into user's INBOX; returns messages per second."""
+    chunks = [messages[i:i + batch] for i in range(0, len(messages), batch)]
+    t0 = time.perf_counter()
+
+    async def feeder(k: int) -> None:
+        client = await connect_login(server, user)
+        for chunk in chunks[k::connections]:
+            await append_batch(client, b"INBOX", chunk)
+        await client.logout()
+
+    await asyncio.gather(*(feeder(k) for k in range(connections)))
+    return len(messages) / (time.perf_counter() - t0)
+
+
+# -- 1. idle sessions ----------------------------------------------------------
+async def idle_sessions(server, users: list[str], count: int, wake_message: bytes,
+                        timeout: float) -> dict[str, Figure]:
+    """count sessions in IDLE; PSS per session; time until all see a new message."""
+    await asyncio.sleep(0.5)
+    rest_kib = server.pss_kib()
+    sem = asyncio.Semaphore(64)
+
+    async def open_one(i: int) -> Client:
+        async with sem:
+            client = await connect_login(server, users[i % len(users)])
+            await client.command(b"SELECT INBOX")
+            await client.idle_start()
+            return client
+
+    with GenCpu() as setup:
+        clients = await asyncio.wait_for(asyncio.gather(*(open_one(i) for i in range(count))), timeout)
+    await asyncio.sleep(1.0)        # let the server settle (login processes, allocator)
+    loaded_kib = server.pss_kib()
+    processes = server.process_count()
+    appenders = await asyncio.gather(*(connect_login(server, u) for u in users))
+    waiters = [asyncio.ensure_future(c.wait_for(b"EXISTS")) for c in clients]
+    with GenCpu() as wake:
+        await asyncio.gather(*(a.command(b"APPEND INBOX", wake_message) for a in appenders))
+        await asyncio.wait_for(asyncio.gather(*waiters), timeout)
+    for c in clients + appenders:
+        c.close()
+    await asyncio.sleep(1.0)
+    per_session = (loaded_kib - rest_kib) * 1024 / count
+    return {
+        f"idle {count}: memory per session": Figure(
+            per_session / 1024, "KiB", setup.cpu, "lower",
+            f"PSS {rest_kib / 1024:.0f} -> {loaded_kib / 1024:.0f} MiB, {processes} processes"),
+        f"idle {count}: all sessions see EXISTS": Figure(wake.wall * 1000, "ms", wake.cpu, "lower",
+                                                         f"{len(users)} appends"),
+    }
+
+
+# -- 2. delivery ------------------------------------------------------------------
+async def delivery(server, user: str, messages: list[bytes], connections: int,
+                   timeout: float) -> Figure:
+    """Each message its own APPEND, acknowledged before the next (as delivery is)."""
+    clients = await asyncio.gather(*(connect_login(server, user) for _ in range(connections)))
+
+    async def feed(client: Client, mine: list[bytes]) -> None:
+        for msg in mine:
+            await client.command(b"APPEND INBOX", msg)
+
+    with GenCpu() as g:
+        await asyncio.wait_for(asyncio.gather(
+            *(feed(c, messages[k::connections]) for k, c in enumerate(clients))), timeout)
+    for c in clients:
+        await c.logout()
+    return Figure(len(messages) / g.wall, "msg/s", g.cpu, "higher", f"{len(messages)} messages")
+
+
+# -- 3. mixed command load ---------------------------------------------------------
+MIXED_COMMANDS = ("LOGIN", "LIST", "STATUS", "SELECT", "FETCH meta", "FETCH body", "STORE",
+                  "EXPUNGE", "APPEND", "LOGOUT")
+
+
+async def mixed(server, users: list[str], clients: int, duration: float, per_session_login: bool,
+                append_message: bytes) -> dict:
+    """imaptest-like stress: each client repeats a session of typical commands."""
+    counts: Counter = Counter()
+    errors: Counter = Counter()
+    deadline = time.perf_counter() + duration
+
+    async def run(kind: str, client: Client, text: bytes, literal: bytes | None = None,
+                  untagged: list | None = None) -> bool:
+        try:
+            await client.command(text, literal, untagged=untagged)
+            counts[kind] += 1
+            return True
+        except ImapError:
+            errors[kind] += 1
+            return False
+
+    async def worker(i: int) -> None:
+        rnd = random.Random(i)
+        user = users[i % len(users)]
+        client = None
+        while time.perf_counter() < deadline:
+            if client is None:
+                client = await Client.connect(HOST, server.port)
+                await run("LOGIN", client, b'LOGIN "%s" "%s"' % (user.encode(), PASSWORD.encode()))
+                await run("LIST", client, b'LIST "" "*"')
+                await run("STATUS", client, b"STATUS INBOX (MESSAGES UNSEEN UIDNEXT)")
+            untagged: list = []
+            await run("SELECT", client, b"SELECT INBOX", untagged=untagged)
+            exists = 0
+            for line in untagged:
+                if line.endswith(b" EXISTS\r\n"):
+                    exists = int(line.split()[1])
+            if exists:
+                lo = rnd.randint(1, exists)
+                hi = min(exists, lo + 9)
+                await run("FETCH meta", client, b"FETCH %d:%d (UID FLAGS ENVELOPE BODYSTRUCTURE)" % (lo, hi))
+                await run("FETCH body", client, b"FETCH %d BODY.PEEK[]" % rnd.randint(1, exists))
+                await run("STORE", client, b"STORE %d +FLAGS (\\Seen)" % rnd.randint(1, exists))
+                await run("STORE", client, b"STORE %d +FLAGS (\\Deleted)" % rnd.randint(1, exists))
+                await run("EXPUNGE", client, b"EXPUNGE")
+            await run("APPEND", client, b"APPEND INBOX", append_message)
+            if per_session_login:
+                await run("LOGOUT", client, b"LOGOUT")
+                client.close()
+                client = None
+        if client is not None:
+            await client.logout()
+
+    with GenCpu() as g:
+        await asyncio.wait_for(asyncio.gather(*(worker(i) for i in range(clients))), duration + 60)
+    total = sum(counts.values())
+    per_type = {k: counts[k] / g.wall for k in MIXED_COMMANDS if counts[k]}
+    return {"total": Figure(total / g.wall, "cmd/s", g.cpu, "higher",
+                            f"errors: {dict(errors)}" if errors else ""),
+            "per_type": per_type}
+
+
+# -- 4. large mailbox ------------------------------------------------------------------
+LARGE_COMMANDS = [
+    ("SELECT", b"SELECT INBOX"),
+    ("UID FETCH 1:* (FLAGS)", b"UID FETCH 1:* (FLAGS)"),
+    ("SEARCH UNSEEN", b"SEARCH UNSEEN"),
+    ("SEARCH FROM", b'SEARCH FROM "alice"'),
+    ("SEARCH BODY", b'SEARCH BODY "zanzibar"'),
+    ("SORT (DATE)", b"SORT (DATE) UTF-8 ALL"),
+]
+
+
+async def large_mailbox(server, user: str, repeats: int, timeout: float) -> dict[str, Figure]:
+    client = await connect_login(server, user)
+    await client.command(b"SELECT INBOX")
+    out = {}
+    for name, text in LARGE_COMMANDS:
+        times, cpus = [], []
+        for _ in range(repeats):
+            with GenCpu() as g:
+                try:
+                    await asyncio.wait_for(client.command(text), timeout)
+                except ImapError as e:
+                    out[name] = Figure(None, "ms", None, "lower", f"failed: {str(e)[:80]}")
+                    break
+            times.append(g.wall * 1000)
+            cpus.append(g.cpu)
+        else:
+            out[name] = Figure(statistics.median(times), "ms", statistics.median(cpus), "lower",
+                               f"first {times[0]:.0f} ms")
+    await client.logout()
+    return out
+
+
+# -- 5. big messages ------------------------------------------------------------------------
+class PssSampler:
+    """Peak PSS of a server while a block runs, sampled from a thread."""
+
+    def __init__(self, server, interval: float = 0.02):
+        self.server = server
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+
+    def __enter__(self):
+        self.base = self.server.pss_kib()
+        self.peak = self.base
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.server.pss_kib())
+            self._stop.wait(self.interval)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        return False
+
+
+async def big_messages(server, user: str, sizes: dict[str, int], repeats: int,
+                       timeout: float) -> dict[str, Figure]:
+    """FETCH BODY[] of big messages: MB/s and how much the server's memory grows."""
+    client = await connect_login(server, user)
+    untagged: list = []
+    await client.command(b"SELECT INBOX", untagged=untagged)
+    out = {}
+    for seq, (label, size) in enumerate(sizes.items(), start=1):
+        with PssSampler(server) as pss, GenCpu() as g:
+            before = client.literal_bytes
+            for _ in range(repeats):
+                await asyncio.wait_for(client.command(b"FETCH %d BODY.PEEK[]" % seq), timeout)
+            got = client.literal_bytes - before
+        out[f"FETCH BODY[] {label}: throughput"] = Figure(got / g.wall / 1e6, "MB/s", g.cpu, "higher",
+                                                          f"{repeats} fetches")
+        out[f"FETCH BODY[] {label}: server memory growth"] = Figure(
+            (pss.peak - pss.base) / 1024, "MiB", None, "lower", "peak PSS over PSS before")
+    await client.logout()
+    return out
+
+
+def big_message(size: int, seed: int) -> bytes:
+    """A message of about size bytes: text part and a base64 attachment."""
+    import base64
+    rnd = random.Random(seed)
+    payload = rnd.randbytes(size * 3 // 4)
+    b64 = base64.encodebytes(payload).replace(b"\n", b"\r\n")
+    return (b"From: Big Sender <big@example.com>\r\nTo: bench@example.com\r\n"
+            b"Subject: big message %d\r\nMessage-ID: <big%d@bench.example>\r\n"
+            b"Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\n"
+            b"Content-Type: multipart/mixed; boundary=\"b0undary\"\r\n\r\n"
+            b"--b0undary\r\nContent-Type: text/plain\r\n\r\nSee attachment.\r\n"
+            b"--b0undary\r\nContent-Type: application/octet-stream\r\n"
+            b"Content-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=\"data.bin\"\r\n\r\n"
+            % (seed, seed) + b64 + b"--b0undary--\r\n")
+
+
+def read_mbox(path: str) -> list[bytes]:
+    """Messages of an mbox, with CRLF line ends, as a server would store them."""
+    import mailbox
+    out = []
+    for msg in mailbox.mbox(path):
+        raw = msg.as_bytes()
+        out.append(raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
+    return out
+
+
+def tagged_copy(raw: bytes, n: int, rare_word: str | None = None) -> bytes:
+    """A distinct copy of a message (so content-addressed stores can't share it)."""
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    head = b"X-Bench-Copy: %d\r\n" % n + head
+    if rare_word and sep:
+        body = rare_word.encode() + b" " + body
+    return head + sep + body
