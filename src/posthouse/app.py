@@ -30,7 +30,8 @@ def build_context(config: Config) -> ServerContext:
         ensure_self_signed(cert, key)
     tls = server_context(cert, key)
     return ServerContext(config, service, MailboxRegistry(service),
-                         Authenticator(service, config.failure_delay), tls)
+                         Authenticator(service, config.failure_delay,
+                                       cache_ttl=config.auth_cache_ttl), tls)
 
 
 async def serve(config: Config, ready=None) -> None:

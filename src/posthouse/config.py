@@ -20,6 +20,8 @@ class Config:
     plaintext_auth: str = "loopback"   # "loopback" | "always" | "never"
     failure_delay: float = 1.0
     max_auth_failures: int = 3
+    # A password verified this recently is not hashed again (0: always hash).
+    auth_cache_ttl: float = 3600
     idle_timeout: float = 30 * 60
     fsync: bool = True
     log_level: str = "INFO"

@@ -2,7 +2,12 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
+import secrets
+import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
 from ..store.api import User
@@ -12,10 +17,47 @@ from .passwords import DUMMY_HASH, verify_password
 log = logging.getLogger("posthouse.auth")
 
 
+class VerifiedCache:
+    """Recently verified (user, password) pairs, so a client that logs in again
+    and again (phones, CRMs, every IMAP session of a busy client) doesn't pay for
+    scrypt each time. Only a keyed digest of the password is kept, with a key that
+    lives in this process only, and an entry is valid only while the user's
+    stored hash is the one it was checked against (a password change ends it)."""
+
+    def __init__(self, ttl: float, size: int = 10_000):
+        self.ttl = ttl
+        self.size = size
+        self._key = secrets.token_bytes(32)
+        self._entries: OrderedDict[str, tuple[str, bytes, float]] = OrderedDict()
+
+    def _digest(self, name: str, password: str) -> bytes:
+        return hmac.new(self._key, f"{name}\0{password}".encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
+
+    def check(self, name: str, stored_hash: str, password: str) -> bool:
+        entry = self._entries.get(name)
+        if entry is None:
+            return False
+        cached_hash, digest, expires = entry
+        if time.monotonic() > expires or cached_hash != stored_hash:
+            del self._entries[name]
+            return False
+        return hmac.compare_digest(digest, self._digest(name, password))
+
+    def add(self, name: str, stored_hash: str, password: str) -> None:
+        if self.ttl <= 0:
+            return
+        self._entries[name] = (stored_hash, self._digest(name, password), time.monotonic() + self.ttl)
+        self._entries.move_to_end(name)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+
 class Authenticator:
-    def __init__(self, service: StoreService, failure_delay: float = 1.0, hash_threads: int = 2):
+    def __init__(self, service: StoreService, failure_delay: float = 1.0, hash_threads: int = 2,
+                 cache_ttl: float = 0):
         self.service = service
         self.failure_delay = failure_delay
+        self.cache = VerifiedCache(cache_ttl)
         # A bounded pool: a burst of logins queues here instead of eating memory.
         self._pool = ThreadPoolExecutor(hash_threads, thread_name_prefix="posthouse-hash")
         self.failures = 0
@@ -24,8 +66,12 @@ class Authenticator:
         user = await self.service.call("get_user", username) if username and len(username) <= 256 else None
         loop = asyncio.get_running_loop()
         stored = user.password_hash if user else DUMMY_HASH
+        if user is not None and self.cache.check(user.name, stored, password):
+            log.debug("login ok (cached) user=%s peer=%s", user.name, peer)
+            return user
         ok = await loop.run_in_executor(self._pool, verify_password, stored, password)
         if ok and user is not None:
+            self.cache.add(user.name, stored, password)
             log.info("login ok user=%s peer=%s", user.name, peer)
             return user
         self.failures += 1

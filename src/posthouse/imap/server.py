@@ -16,6 +16,8 @@ from .session import LOGOUT, Session
 
 log = logging.getLogger("posthouse.imap")
 
+_FLUSH_AT = 64 * 1024
+
 
 @dataclass
 class ServerContext:
@@ -41,13 +43,27 @@ class Connection:
         except ValueError:
             self.is_loopback = False
         self.closed = False
+        # Responses are gathered and sent in one write at drain(): one system
+        # call per command instead of one per response line.
+        self._out: list[bytes] = []
+        self._out_size = 0
 
     def write(self, data: bytes) -> None:
         if not self.closed:
-            self._writer.write(data)
+            self._out.append(data)
+            self._out_size += len(data)
+            if self._out_size >= _FLUSH_AT:
+                self._flush()
+
+    def _flush(self) -> None:
+        if self._out:
+            self._writer.write(b"".join(self._out))
+            self._out.clear()
+            self._out_size = 0
 
     async def drain(self) -> None:
         if not self.closed:
+            self._flush()
             try:
                 await self._writer.drain()
             except (ConnectionError, OSError):
@@ -55,6 +71,10 @@ class Connection:
 
     def close(self) -> None:
         if not self.closed:
+            try:
+                self._flush()
+            except Exception:
+                pass
             self.closed = True
             try:
                 self._writer.close()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 
 
 class BlobStore:
@@ -26,7 +27,7 @@ class BlobStore:
             return key
         folder = os.path.dirname(path)
         os.makedirs(folder, exist_ok=True)
-        tmp = f"{path}.tmp{os.getpid()}"
+        tmp = f"{path}.tmp{os.getpid()}.{threading.get_ident()}"
         with open(tmp, "wb") as f:
             f.write(data)
             if self.fsync:

@@ -1,14 +1,18 @@
 """The store as the event loop sees it: one thread owns the database.
 
 All store calls run, in order, on a single worker thread, so SQLite is never
-touched from the event loop and changes are applied in one sequence. After a
-change commits, its events are published on the loop to whoever follows that
+touched from the event loop and changes are applied in one sequence. Calls
+that queue up while the thread is busy run together as one group commit: one
+transaction, one fsync, each call in its own savepoint. After a change
+commits, its events are published on the loop to whoever follows that
 mailbox (the shared in-memory indexes of open mailboxes).
 """
 from __future__ import annotations
 
 import asyncio
 import functools
+import queue
+import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
@@ -37,17 +41,81 @@ class ChangeHub:
                 callback(event)
 
 
+class _DatabaseThread:
+    """The one thread that touches the database; runs queued calls in batches."""
+
+    MAX_BATCH = 128
+
+    def __init__(self, store: Store):
+        self.store = store
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="posthouse-store", daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._queue.put((fn, future, loop))
+        return future
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        run_batch = getattr(self.store, "run_batch", None) or _one_by_one
+        stopping = False
+        while not stopping:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < self.MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            try:
+                results = run_batch([fn for fn, _f, _l in batch])
+            except BaseException as e:     # the commit itself failed: every call in the batch did
+                results = [(False, e)] * len(batch)
+            for (_fn, future, loop), (ok, value) in zip(batch, results):
+                loop.call_soon_threadsafe(_settle, future, ok, value)
+
+
+def _one_by_one(calls):
+    out = []
+    for call in calls:
+        try:
+            out.append((True, call()))
+        except Exception as e:
+            out.append((False, e))
+    return out
+
+
+def _settle(future: asyncio.Future, ok: bool, value) -> None:
+    if future.cancelled():
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
 class StoreService:
     def __init__(self, store: Store):
         self.store = store
         self.hub = ChangeHub()
-        self._db_thread = ThreadPoolExecutor(1, thread_name_prefix="posthouse-store")
-        # Blob reads and MIME parsing touch no database: they get their own threads.
+        self._db_thread = _DatabaseThread(store)
+        # Blob reads and writes and MIME parsing touch no database: they get their own threads.
         self._io_threads = ThreadPoolExecutor(4, thread_name_prefix="posthouse-io")
 
     async def call(self, method: str, *args):
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._db_thread, functools.partial(getattr(self.store, method), *args))
+        return await self._db_thread.submit(functools.partial(getattr(self.store, method), *args))
 
     async def change(self, method: str, *args):
         """Call a method that returns events (or an object with .events); publish them."""
@@ -60,8 +128,17 @@ class StoreService:
         return result
 
     async def parse(self, raw: bytes, binary: bool = False) -> tuple[bytes, ParsedMessage]:
+        """Normalize and parse a new message, and write its blob (off the database
+        thread, so a group commit waits for no message's fsync but its own)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._io_threads, _normalize_and_parse, raw, binary)
+        return await loop.run_in_executor(self._io_threads, self._prepare, raw, binary)
+
+    def _prepare(self, raw: bytes, binary: bool):
+        raw, parsed = _normalize_and_parse(raw, binary)
+        put = getattr(getattr(self.store, "blobs", None), "put", None)
+        if put is not None:
+            put(raw)
+        return raw, parsed
 
     async def append(self, mailbox_id: int, items: list) -> list:
         """items: (raw, flags, internaldate[, binary]); parsed off-loop, committed together.
@@ -82,7 +159,7 @@ class StoreService:
         return await loop.run_in_executor(self._io_threads, self.store.read_blob, key, start, end)
 
     def close(self) -> None:
-        self._db_thread.shutdown(wait=True)
+        self._db_thread.stop()
         self._io_threads.shutdown(wait=True)
         self.store.close()
 

@@ -43,13 +43,39 @@ class SQLiteStore(Store):
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.execute("PRAGMA busy_timeout=10000")
         self.db.executescript(SCHEMA)
+        self._dead_keys: list[str] = []     # blob files to remove once the transaction commits
 
     def close(self) -> None:
         self.db.close()
 
-    # -- helpers ------------------------------------------------------------
+    # -- transactions ----------------------------------------------------------
     def _tx(self):
-        return _Transaction(self.db)
+        return _Transaction(self)
+
+    def run_batch(self, calls) -> list[tuple[bool, object]]:
+        """Group commit: run calls (no-argument callables) in one transaction,
+        each in its own savepoint, so one COMMIT (one fsync) makes all of them
+        durable while a failing call undoes only itself. Returns (ok, result
+        or exception) per call; nothing is returned before the commit."""
+        out = []
+        with self._tx():
+            for call in calls:
+                try:
+                    with self._tx():
+                        out.append((True, call()))
+                except Exception as e:      # handed to the caller, as if it had run alone
+                    out.append((False, e))
+        return out
+
+    def _forget_blobs(self, keys) -> None:
+        self._dead_keys.extend(keys)
+
+    def _after_commit(self) -> None:
+        keys, self._dead_keys = self._dead_keys, []
+        for key in keys:
+            # The same content may have arrived again after the expunge, in the same batch.
+            if self.db.execute("SELECT 1 FROM blobs WHERE key=?", (key,)).fetchone() is None:
+                self.blobs.delete(key)
 
     def _next_uidvalidity(self) -> int:
         row = self.db.execute("SELECT value FROM meta WHERE key='uidvalidity'").fetchone()
@@ -124,8 +150,7 @@ class SQLiteStore(Store):
                 dead += self._drop_mailbox(mbox_id)
                 events.append(MailboxGone(mbox_id))
             self.db.execute("DELETE FROM users WHERE id=?", (user.id,))
-        for key in dead:
-            self.blobs.delete(key)
+            self._forget_blobs(dead)
         return events
 
     def list_users(self):
@@ -171,9 +196,7 @@ class SQLiteStore(Store):
             info = self._mailbox_row(user_id, name)
             if self._children(user_id, name):
                 raise StoreError("Mailbox has children, delete them first")
-            dead = self._drop_mailbox(info.id)
-        for key in dead:
-            self.blobs.delete(key)
+            self._forget_blobs(self._drop_mailbox(info.id))
         return [MailboxGone(info.id)]
 
     def rename_mailbox(self, user_id, old, new):
@@ -343,9 +366,7 @@ class SQLiteStore(Store):
             for uid in gone:
                 self.db.execute("DELETE FROM messages WHERE mailbox_id=? AND uid=?", (mailbox_id, uid))
                 self.db.execute("INSERT OR REPLACE INTO expunged VALUES (?,?,?)", (mailbox_id, uid, modseq))
-            dead = self._release_blobs([r[1] for r in rows])
-        for key in dead:
-            self.blobs.delete(key)
+            self._forget_blobs(self._release_blobs([r[1] for r in rows]))
         return [MessagesExpunged(mailbox_id, gone, modseq)]
 
     def copy(self, src_id, uids, dst_id, move=False):
@@ -400,23 +421,41 @@ class SQLiteStore(Store):
 
 
 class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception; nestable."""
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception. Nested, it is a
+    savepoint: an inner failure undoes the inner work only."""
 
-    def __init__(self, db):
-        self.db = db
+    def __init__(self, store: SQLiteStore):
+        self.store = store
+        self.db = store.db
         self.outer = False
 
     def __enter__(self):
+        self.dead_mark = len(self.store._dead_keys)
         if not self.db.in_transaction:
             self.db.execute("BEGIN IMMEDIATE")
             self.outer = True
+        else:
+            self.db.execute("SAVEPOINT op")
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        if not self.outer:
-            return False
-        if exc_type is None:
-            self.db.execute("COMMIT")
+        if exc_type is not None:
+            del self.store._dead_keys[self.dead_mark:]
+        if self.outer:
+            if exc_type is None:
+                try:
+                    self.db.execute("COMMIT")
+                except BaseException:
+                    if self.db.in_transaction:
+                        self.db.execute("ROLLBACK")
+                    self.store._dead_keys.clear()
+                    raise
+                self.store._after_commit()
+            else:
+                self.db.execute("ROLLBACK")
+        elif exc_type is None:
+            self.db.execute("RELEASE op")
         else:
-            self.db.execute("ROLLBACK")
+            self.db.execute("ROLLBACK TO op")
+            self.db.execute("RELEASE op")
         return False
