@@ -96,13 +96,13 @@ class Server:
 class PosthouseServer(Server):
     name = "posthouse"
 
-    def __init__(self, workdir: str, users: list[str]):
+    def __init__(self, workdir: str, users: list[str], fsync: bool = True):
         self.dir = os.path.join(workdir, "posthouse")
         os.makedirs(self.dir, exist_ok=True)
         self.port = free_port()
         self.config_path = os.path.join(self.dir, "posthouse.toml")
         with open(self.config_path, "w") as f:
-            f.write(f'data_dir = "{self.dir}/data"\nfsync = true\nlog_level = "WARNING"\n'
+            f.write(f'data_dir = "{self.dir}/data"\nfsync = {str(fsync).lower()}\nlog_level = "WARNING"\n'
                     f'default_mailboxes = []\n'
                     f'[imap]\nhost = "{HOST}"\nport = {self.port}\ntls_port = false\n')
         self._create_users(users)

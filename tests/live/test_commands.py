@@ -445,3 +445,24 @@ def test_binary_append_keeps_bytes_and_text_append_gets_crlf(raw):
     assert lines[1] == b"* 2 FETCH (RFC822.SIZE %d)\r\n" % len(text.replace(b"\n", b"\r\n"))
     lines = raw.cmd("g", "FETCH 1 BINARY.PEEK[1]")
     assert b"~{5}\r\n\x00\x01\n\x02\n" in b"".join(lines)
+
+
+def test_big_message_streamed_exactly(imap):
+    """Messages above the inline size live in files and are streamed: the bytes must be exact."""
+    import os as _os
+    payload = b"".join(b"line %06d " % i + _os.urandom(30).hex().encode() + b"\r\n" for i in range(12000))
+    big = (b"From: big@example.com\r\nSubject: big\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n"
+           b"--B\r\nContent-Type: text/plain\r\n\r\nhello\r\n--B\r\nContent-Type: text/plain\r\n\r\n"
+           + payload + b"--B--\r\n")
+    assert len(big) > 600_000
+    imap.append("INBOX", None, None, big)
+    imap.select("INBOX")
+    typ, data = imap.fetch("1", "(BODY.PEEK[] BODY.PEEK[]<1000.300000> BODY.PEEK[2] RFC822.SIZE)")
+    assert typ == "OK"
+    parts = [x for x in data if isinstance(x, tuple)]
+    assert parts[0][1] == big
+    assert parts[1][1] == big[1000:301000]
+    assert parts[2][1] == payload[:-2]      # the CRLF before a boundary belongs to it
+    assert b"RFC822.SIZE %d" % len(big) in b"".join(x if isinstance(x, bytes) else x[0] for x in data)
+    typ, data = imap.search(None, "BODY", "line 011999")
+    assert data[0].split() == [b"1"]

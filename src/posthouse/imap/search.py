@@ -149,15 +149,17 @@ class Evaluator:
 
     async def _header_blocks(self, uids):
         service = self.session.ctx.service
-        data = await service.call("message_data", self.view.shared.id, uids)
         out = {}
-        for uid, msg in data.items():
-            try:
-                block = await service.read_blob(msg.blob_key, 0, msg.header_size)
-            except FileNotFoundError:
-                continue
-            text = decode_words(raw_text(block)).casefold()
-            out[uid] = (HeaderBlock(block), text)
+        for i in range(0, len(uids), 500):
+            data = await service.call("message_data", self.view.shared.id, uids[i:i + 500], True)
+            for uid, msg in data.items():
+                try:
+                    block = (msg.inline[:msg.header_size] if msg.inline is not None
+                             else await service.read_blob(msg.blob_key, 0, msg.header_size))
+                except FileNotFoundError:
+                    continue
+                text = decode_words(raw_text(block)).casefold()
+                out[uid] = (HeaderBlock(block), text)
         return out
 
     def _idate(self, uid):

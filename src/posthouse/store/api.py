@@ -74,6 +74,7 @@ class MessageData:
     bodystructure: bytes
     parts_json: str
     header_size: int
+    inline: bytes | None = None    # the bytes, when asked for and kept in the database
 
     @cached_property
     def parts(self) -> dict:
@@ -185,7 +186,7 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def copy(self, src_id: int, uids: list[int], dst_id: int, move: bool = False) -> CopyResult: ...
     @abc.abstractmethod
-    def message_data(self, mailbox_id: int, uids: list[int]) -> dict[int, MessageData]: ...
+    def message_data(self, mailbox_id: int, uids: list[int], with_bytes: bool = False) -> dict[int, MessageData]: ...
     @abc.abstractmethod
     def search_fields(self, mailbox_id: int, uids: list[int]) -> dict[int, SearchFields]: ...
     @abc.abstractmethod

@@ -52,10 +52,10 @@ class _DatabaseThread:
         self._thread = threading.Thread(target=self._run, name="posthouse-store", daemon=True)
         self._thread.start()
 
-    def submit(self, fn: Callable) -> asyncio.Future:
+    def submit(self, fn: Callable, durable: bool = True) -> asyncio.Future:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._queue.put((fn, future, loop))
+        self._queue.put((fn, future, loop, durable))
         return future
 
     def stop(self) -> None:
@@ -79,15 +79,16 @@ class _DatabaseThread:
                     stopping = True
                     break
                 batch.append(item)
+            durable = any(d for _fn, _f, _l, d in batch)
             try:
-                results = run_batch([fn for fn, _f, _l in batch])
+                results = run_batch([fn for fn, _f, _l, _d in batch], durable)
             except BaseException as e:     # the commit itself failed: every call in the batch did
                 results = [(False, e)] * len(batch)
-            for (_fn, future, loop), (ok, value) in zip(batch, results):
+            for (_fn, future, loop, _d), (ok, value) in zip(batch, results):
                 loop.call_soon_threadsafe(_settle, future, ok, value)
 
 
-def _one_by_one(calls):
+def _one_by_one(calls, durable=True):
     out = []
     for call in calls:
         try:
@@ -115,7 +116,9 @@ class StoreService:
         self._io_threads = ThreadPoolExecutor(4, thread_name_prefix="posthouse-io")
 
     async def call(self, method: str, *args):
-        return await self._db_thread.submit(functools.partial(getattr(self.store, method), *args))
+        store = self.store
+        durable = method not in getattr(store, "LAZY", ()) and method not in getattr(store, "READS", ())
+        return await self._db_thread.submit(functools.partial(getattr(self.store, method), *args), durable)
 
     async def change(self, method: str, *args):
         """Call a method that returns events (or an object with .events); publish them."""
@@ -135,9 +138,9 @@ class StoreService:
 
     def _prepare(self, raw: bytes, binary: bool):
         raw, parsed = _normalize_and_parse(raw, binary)
-        put = getattr(getattr(self.store, "blobs", None), "put", None)
-        if put is not None:
-            put(raw)
+        wants_file = getattr(self.store, "wants_file", None)
+        if wants_file is not None and wants_file(raw):
+            self.store.blobs.put(raw)
         return raw, parsed
 
     async def append(self, mailbox_id: int, items: list) -> list:
@@ -158,10 +161,34 @@ class StoreService:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._io_threads, self.store.read_blob, key, start, end)
 
+    async def stream_blob(self, key: str, start: int, end: int, conn, chunk: int = 1 << 20) -> None:
+        """Send a range of a blob file to conn in chunks, waiting for each to drain."""
+        loop = asyncio.get_running_loop()
+        path = self.store.blob_path(key)
+        f = await loop.run_in_executor(self._io_threads, open, path, "rb")
+        try:
+            pos = start
+            while pos < end:
+                data = await loop.run_in_executor(self._io_threads, _read_at, f, pos, min(chunk, end - pos))
+                if not data:
+                    raise OSError(f"blob {key} is shorter than its record")
+                conn.write(data)
+                await conn.drain()
+                if conn.closed:
+                    return
+                pos += len(data)
+        finally:
+            f.close()
+
     def close(self) -> None:
         self._db_thread.stop()
         self._io_threads.shutdown(wait=True)
         self.store.close()
+
+
+def _read_at(f, pos: int, size: int) -> bytes:
+    f.seek(pos)
+    return f.read(size)
 
 
 def _normalize_and_parse(raw: bytes, binary: bool = False):

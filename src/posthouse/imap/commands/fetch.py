@@ -37,6 +37,23 @@ class Item:
     def needs_data(self) -> bool:
         return self.name not in ("UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE")
 
+    @property
+    def needs_bytes(self) -> bool:
+        return self.needs_data and self.name not in ("ENVELOPE", "BODYSTRUCTURE") and not (
+            self.name == "BODY" and self.numbers is None)
+
+
+@dataclass
+class BlobSpan:
+    """A range of a big message, sent from its file in chunks instead of read whole."""
+    key: str
+    start: int
+    end: int
+
+
+# Ranges at least this big are streamed from the blob file.
+_STREAM_FROM = 256 * 1024
+
 
 def _parse_item(text: str) -> Item:
     upper = text.upper()
@@ -132,10 +149,13 @@ async def fetch(session, cmd):
             marked = {e.uid for e in events}
             view.flag_changes.difference_update(marked)
     needs_data = any(i.needs_data for i in items)
+    needs_bytes = any(i.needs_bytes for i in items)
+    step = 50 if needs_bytes else 500
     missing = False
-    for start in range(0, len(uids), 200):
-        batch = uids[start:start + 200]
-        data = await service.call("message_data", mailbox_id, batch) if needs_data else {}
+    conn = session.conn
+    for start in range(0, len(uids), step):
+        batch = uids[start:start + step]
+        data = await service.call("message_data", mailbox_id, batch, needs_bytes) if needs_data else {}
         for uid in batch:
             seq = view.seq_of(uid)
             if seq is None:
@@ -149,8 +169,11 @@ async def fetch(session, cmd):
             except FileNotFoundError:
                 missing = True
                 continue
-            session.conn.write(b"* %d FETCH (" % seq + b" ".join(out) + b")\r\n")
-        await session.conn.drain()
+            if not any(isinstance(part, tuple) for part in out):
+                conn.write(b"* %d FETCH (" % seq + b" ".join(out) + b")\r\n")
+            else:
+                await _write_streamed(session, b"* %d FETCH (" % seq, out)
+        await conn.drain()
     if missing:
         return "EXPUNGEISSUED", "Some of the requested messages no longer exist"
     return "FETCH completed"
@@ -180,13 +203,13 @@ async def _render(session, uid, msg, items, marked) -> list[bytes]:
         elif name == "BODYSTRUCTURE":
             out.append(b"BODYSTRUCTURE " + msg.bodystructure)
         elif name == "RFC822":
-            out.append(b"RFC822 " + literal(await _read(session, msg, 0, msg.size)))
+            out.append(await _literal_of_range(session, msg, b"RFC822 ", 0, msg.size))
         elif name == "RFC822.HEADER":
             out.append(b"RFC822.HEADER " + literal(await _read(session, msg, 0, msg.header_size)))
         elif name == "RFC822.TEXT":
-            out.append(b"RFC822.TEXT " + literal(await _read(session, msg, msg.header_size, msg.size)))
+            out.append(await _literal_of_range(session, msg, b"RFC822.TEXT ", msg.header_size, msg.size))
         elif name == "BODY":
-            out.append(_section_label(item).encode() + b" " + await _body_section(session, msg, item))
+            out.append(await _body_section(session, msg, item, _section_label(item).encode() + b" "))
         else:
             out.append(await _binary(session, msg, item))
     if uid in marked and not flags_sent:
@@ -194,8 +217,35 @@ async def _render(session, uid, msg, items, marked) -> list[bytes]:
     return out
 
 
+async def _write_streamed(session, head: bytes, out: list) -> None:
+    """A FETCH response with big literals sent from their files chunk by chunk,
+    so memory stays flat whatever the message size."""
+    conn = session.conn
+    conn.write(head)
+    for i, part in enumerate(out):
+        if i:
+            conn.write(b" ")
+        if isinstance(part, tuple):
+            prefix, span = part
+            conn.write(prefix)
+            await session.ctx.service.stream_blob(span.key, span.start, span.end, conn)
+        else:
+            conn.write(part)
+    conn.write(b")\r\n")
+
+
 async def _read(session, msg, start, end) -> bytes:
+    """Bytes of a range of the message, from the database row or the blob file."""
+    if msg.inline is not None:
+        return msg.inline[start:end]
     return await session.ctx.service.read_blob(msg.blob_key, start, end)
+
+
+async def _literal_of_range(session, msg, label: bytes, start: int, end: int):
+    """label + a literal of the range: in memory if small, else streamed."""
+    if msg.inline is None and end - start >= _STREAM_FROM:
+        return (label + b"{%d}\r\n" % (end - start), BlobSpan(msg.blob_key, start, end))
+    return label + literal(await _read(session, msg, start, end))
 
 
 def _apply_partial(data: bytes, partial) -> bytes:
@@ -205,19 +255,19 @@ def _apply_partial(data: bytes, partial) -> bytes:
     return data[start:start + length]
 
 
-async def _body_section(session, msg, item) -> bytes:
+async def _body_section(session, msg, item, label: bytes):
     span = section_range(msg.parts, item.numbers, item.keyword)
     if span is None:
-        return b"NIL"
+        return label + b"NIL"
     start, end = span
     if item.fields is not None:
         block = await _read(session, msg, start, end)
         data = filter_header_fields(block, item.fields, item.keyword.endswith(".NOT"))
-        return literal(_apply_partial(data, item.partial))
+        return label + literal(_apply_partial(data, item.partial))
     if item.partial is not None:
         p_start, p_len = item.partial
         start, end = min(end, start + p_start), min(end, start + p_start + p_len)
-    return literal(await _read(session, msg, start, end))
+    return await _literal_of_range(session, msg, label, start, end)
 
 
 async def _binary(session, msg, item) -> bytes:

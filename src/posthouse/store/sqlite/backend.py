@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 import time
 
 from ..api import (AppendResult, CopyResult, FlagsChanged, IndexEntry, MailboxExists,
@@ -33,31 +34,62 @@ def _fold(flags) -> dict:
 
 
 class SQLiteStore(Store):
-    def __init__(self, data_dir: str, fsync: bool = True):
+    # Changes that need not be on disk before the client hears OK: flags,
+    # expunges and \Recent claims (as in Dovecot, whose index writes are not
+    # fsynced). They commit without an fsync, so a crash of the process loses
+    # none of them and a power cut at most the last moments of them; the next
+    # durable commit (any new mail) makes them durable too. New mail, copies,
+    # moves and mailbox changes always commit with fsync.
+    LAZY = frozenset({"store_flags", "expunge", "claim_recent"})
+    # Calls that only read: they ask for no fsync either.
+    READS = frozenset({"get_user", "list_users", "list_mailboxes", "get_mailbox", "subscriptions",
+                       "mailbox_counts", "load_index", "message_data", "search_fields", "search_body",
+                       "read_blob"})
+
+    def __init__(self, data_dir: str, fsync: bool = True, inline_max: int = 128 * 1024):
         os.makedirs(data_dir, exist_ok=True)
         self.blobs = BlobStore(os.path.join(data_dir, "blobs"), fsync=fsync)
-        self.db = sqlite3.connect(os.path.join(data_dir, "index.sqlite3"),
-                                  isolation_level=None, check_same_thread=False)
+        # Messages up to inline_max bytes live in the database: one fsync (the
+        # commit's) makes them durable, where a file costs two more.
+        self.inline_max = inline_max
+        self._db_path = os.path.join(data_dir, "index.sqlite3")
+        self._local = threading.local()
+        self.db = sqlite3.connect(self._db_path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=%s" % ("FULL" if fsync else "OFF"))
+        self.fsync = fsync
+        self._sync_mode = "FULL" if fsync else "OFF"
+        self.db.execute("PRAGMA synchronous=" + self._sync_mode)
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.execute("PRAGMA busy_timeout=10000")
+        columns = {r[1] for r in self.db.execute("PRAGMA table_info(blobs)")}
+        if "body_text" in columns:
+            raise StoreError(f"{data_dir} holds a store from an early development version of Posthouse; "
+                             "move it aside and start with an empty data directory")
         self.db.executescript(SCHEMA)
+        self._readers: list[sqlite3.Connection] = []
         self._dead_keys: list[str] = []     # blob files to remove once the transaction commits
+        self._current_sync = self._sync_mode
 
     def close(self) -> None:
+        for conn in self._readers:
+            conn.close()
         self.db.close()
 
     # -- transactions ----------------------------------------------------------
     def _tx(self):
         return _Transaction(self)
 
-    def run_batch(self, calls) -> list[tuple[bool, object]]:
+    def run_batch(self, calls, durable: bool = True) -> list[tuple[bool, object]]:
         """Group commit: run calls (no-argument callables) in one transaction,
         each in its own savepoint, so one COMMIT (one fsync) makes all of them
         durable while a failing call undoes only itself. Returns (ok, result
-        or exception) per call; nothing is returned before the commit."""
+        or exception) per call; nothing is returned before the commit.
+        durable=False: the calls are all of the LAZY kind; commit without fsync."""
         out = []
+        mode = self._sync_mode if durable else ("NORMAL" if self.fsync else "OFF")
+        if mode != self._current_sync:
+            self.db.execute("PRAGMA synchronous=" + mode)
+            self._current_sync = mode
         with self._tx():
             for call in calls:
                 try:
@@ -276,20 +308,29 @@ class SQLiteStore(Store):
                WHERE m.mailbox_id=? ORDER BY m.uid""", (mailbox_id,))
         return info, [IndexEntry(uid, _flags_set(fl), ms, size, idate) for uid, fl, ms, size, idate in rows]
 
+    def wants_file(self, raw: bytes) -> bool:
+        return len(raw) > self.inline_max
+
     def _blob_id(self, raw: bytes, parsed) -> int:
-        key = self.blobs.put(raw)   # durable before the row that points at it
+        key = self.blobs.key_for(raw)
         row = self.db.execute("SELECT id FROM blobs WHERE key=?", (key,)).fetchone()
         if row:
             self.db.execute("UPDATE blobs SET refs = refs + 1 WHERE id=?", (row[0],))
             return row[0]
+        inline = None
+        if self.wants_file(raw):
+            self.blobs.put(raw)     # durable before the row that points at it
+        else:
+            inline = raw
         p = parsed
         cur = self.db.execute(
             """INSERT INTO blobs(key, size, refs, envelope, body, bodystructure, parts, header_size,
-                   sent_date, subject, from_, to_, cc, bcc, message_id, in_reply_to, refs_header, body_text)
+                   sent_date, subject, from_, to_, cc, bcc, message_id, in_reply_to, refs_header, data)
                VALUES (?,?,1,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
             (key, len(raw), p.envelope, p.body, p.bodystructure, json.dumps(p.parts), p.header_size,
              p.sent_date, p.subject, p.from_, p.to, p.cc, p.bcc, p.message_id, p.in_reply_to,
-             p.references, p.body_text))
+             p.references, inline))
+        self.db.execute("INSERT INTO body_text(rowid, text) VALUES (?,?)", (cur.lastrowid, p.body_text))
         return cur.lastrowid
 
     def append(self, mailbox_id, raw, parsed, flags, internaldate):
@@ -398,12 +439,11 @@ class SQLiteStore(Store):
             events.append(MessagesExpunged(src_id, src_uids, src_modseq))
         return CopyResult(dst.uidvalidity, src_uids, dst_uids, events)
 
-    def message_data(self, mailbox_id, uids):
+    def message_data(self, mailbox_id, uids, with_bytes=False):
         rows = self._rows(mailbox_id, uids,
                           "m.uid, b.key, b.size, m.internaldate, b.envelope, b.body, "
-                          "b.bodystructure, b.parts, b.header_size", True)
-        return {r[0]: MessageData(*r)
-                for r in rows}
+                          "b.bodystructure, b.parts, b.header_size" + (", b.data" if with_bytes else ""), True)
+        return {r[0]: MessageData(*r) for r in rows}
 
     def search_fields(self, mailbox_id, uids):
         rows = self._rows(mailbox_id, uids,
@@ -412,12 +452,46 @@ class SQLiteStore(Store):
         return {r[0]: SearchFields(*r) for r in rows}
 
     def search_body(self, mailbox_id, uids, needle):
-        needle = needle.casefold()
-        rows = self._rows(mailbox_id, uids, "m.uid, b.body_text", True)
-        return {uid for uid, text in rows if needle in text.casefold()}
+        """UIDs (among uids) whose decoded body text holds needle, case-insensitively."""
+        wanted = set(uids)
+        # Case folding is the simple, per-character one (as i;unicode-casemap's
+        # titlecase mapping, RFC 5051): ß matches ß and ẞ, not "ss".
+        folded = needle.lower()
+        if len(needle) >= 3:
+            # The trigram index finds exact substrings, folding case per character.
+            rows = self.db.execute(
+                "SELECT m.uid FROM body_text t JOIN messages m ON m.blob_id = t.rowid "
+                "WHERE t.text MATCH ? AND m.mailbox_id = ?",
+                ('"' + needle.replace('"', '""') + '"', mailbox_id))
+            return {uid for (uid,) in rows if uid in wanted}
+        # Too short for trigrams: scan.
+        rows = self.db.execute(
+            "SELECT m.uid, t.text FROM messages m JOIN body_text t ON t.rowid = m.blob_id "
+            "WHERE m.mailbox_id = ?", (mailbox_id,))
+        return {uid for uid, text in rows if uid in wanted and folded in text.lower()}
 
     def read_blob(self, key, start=0, end=None):
+        """Bytes of a blob (a range of them), wherever it is kept. Safe from any
+        thread: it reads the database through a connection of that thread's own."""
+        path_data = self._reader().execute("SELECT data FROM blobs WHERE key=?", (key,)).fetchone()
+        if path_data is None:
+            raise FileNotFoundError(key)
+        if path_data[0] is not None:
+            data = path_data[0]
+            return data[start:] if end is None else data[start:end]
         return self.blobs.read(key, start, end)
+
+    def blob_path(self, key) -> str:
+        return self.blobs.path(key)
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "db", None)
+        if conn is None:
+            conn = sqlite3.connect(f"file:{self._db_path}?mode=ro", uri=True, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout=10000")
+            self._local.db = conn
+            self._readers.append(conn)
+        return conn
 
 
 class _Transaction:

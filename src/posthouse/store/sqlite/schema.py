@@ -45,8 +45,15 @@ CREATE TABLE IF NOT EXISTS blobs (
     message_id TEXT NOT NULL,
     in_reply_to TEXT NOT NULL,
     refs_header TEXT NOT NULL,
-    body_text TEXT NOT NULL
+    data BLOB          -- the message itself when small; NULL: in the blob files
 );
+-- SEARCH BODY: the decoded text of each blob, indexed by trigrams so that any
+-- substring of three or more characters is found without a scan (RFC 9051
+-- asks for substring matches, which word tokenizers can't give). rowid = blobs.id.
+CREATE VIRTUAL TABLE IF NOT EXISTS body_text USING fts5(text, tokenize='trigram');
+CREATE TRIGGER IF NOT EXISTS blobs_gone AFTER DELETE ON blobs BEGIN
+    DELETE FROM body_text WHERE rowid = old.id;
+END;
 CREATE TABLE IF NOT EXISTS messages (
     mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
     uid INTEGER NOT NULL,

@@ -1,0 +1,115 @@
+"""The SQLite store: group commit, where bytes are kept, the body-text index."""
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import pytest
+
+from posthouse.auth.authenticator import VerifiedCache
+from posthouse.mime.message import parse_message
+from posthouse.store.api import NoSuchMailbox
+from posthouse.store.service import StoreService
+from posthouse.store.sqlite.backend import SQLiteStore
+
+
+def message(body: str, subject: str = "s") -> bytes:
+    return (f"From: a@example.com\r\nSubject: {subject}\r\n"
+            f"Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n").encode()
+
+
+@pytest.fixture
+def store(tmp_path):
+    st = SQLiteStore(str(tmp_path), fsync=False, inline_max=1000)
+    user = st.create_user("u", "h", [("INBOX", None), ("Other", None)])
+    st.inbox = st.get_mailbox(user.id, "INBOX").id
+    yield st
+    st.close()
+
+
+def add(store, *raws):
+    return store.append_many(store.inbox, [(r, parse_message(r), [], time.time()) for r in raws])
+
+
+def test_batch_failure_undoes_only_itself(store):
+    ok1 = lambda: add(store, message("first"))           # noqa: E731
+    bad = lambda: (add(store, message("doomed")), store.copy(store.inbox, [1], 9999))  # noqa: E731
+    ok2 = lambda: add(store, message("second"))          # noqa: E731
+    results = store.run_batch([ok1, bad, ok2])
+    assert [ok for ok, _ in results] == [True, False, True]
+    assert isinstance(results[1][1], NoSuchMailbox)
+    _info, entries = store.load_index(store.inbox)
+    bodies = [store.read_blob(d.blob_key) for d in store.message_data(store.inbox, [e.uid for e in entries]).values()]
+    assert len(entries) == 2 and all(b"doomed" not in b for b in bodies)
+    # UIDs taken by the undone append are not reused... nor needed: they were never announced.
+    assert [e.uid for e in entries] == sorted(e.uid for e in entries)
+
+
+def test_small_messages_inline_big_ones_in_files(store, tmp_path):
+    small, big = message("x" * 100), message("y" * 5000)
+    add(store, small, big)
+    data = store.message_data(store.inbox, [1, 2], True)
+    assert data[1].inline == small and data[2].inline is None
+    assert os.path.exists(store.blob_path(data[2].blob_key))
+    assert store.read_blob(data[2].blob_key, 10, 20) == big[10:20]
+    assert store.read_blob(data[1].blob_key, 10, 20) == small[10:20]
+    store.run_batch([lambda: store.expunge(store.inbox, [2])])
+    assert not os.path.exists(store.blob_path(data[2].blob_key))
+    with pytest.raises(FileNotFoundError):
+        store.read_blob(data[2].blob_key)
+
+
+def test_expunge_then_same_content_again_in_one_batch_keeps_file(store):
+    big = message("z" * 5000)
+    add(store, big)
+    key = store.message_data(store.inbox, [1])[1].blob_key
+    store.run_batch([lambda: store.expunge(store.inbox, [1]), lambda: add(store, big)])
+    assert store.read_blob(key) == big
+
+
+def test_body_search_is_a_substring_search(store):
+    add(store, message("The Quick brown fox"), message("Grüße aus MÜNCHEN"), message("no match here"),
+        message("Straße"))
+    uids = [1, 2, 3, 4]
+    assert store.search_body(store.inbox, uids, "quick") == {1}
+    assert store.search_body(store.inbox, uids, "UICK BRO") == {1}      # inside words, across them
+    assert store.search_body(store.inbox, uids, "münchen") == {2}
+    assert store.search_body(store.inbox, uids, "ox") == {1}            # shorter than a trigram
+    assert store.search_body(store.inbox, uids, "x") == {1}
+    assert store.search_body(store.inbox, uids, "STRAẞE") == {4}        # simple case folding...
+    assert store.search_body(store.inbox, uids, "STRASSE") == set()     # ...as RFC 5051's, not full
+    assert store.search_body(store.inbox, uids, 'a"b') == set()         # quotes can't break the query
+    assert store.search_body(store.inbox, [2, 3], "quick") == set()     # only the candidates
+    store.run_batch([lambda: store.expunge(store.inbox, [1])])
+    assert store.search_body(store.inbox, [2, 3, 4], "quick") == set()
+    assert store.db.execute("SELECT count(*) FROM body_text").fetchone()[0] == 3
+
+
+def test_service_group_commit_under_concurrency(tmp_path):
+    store = SQLiteStore(str(tmp_path), fsync=True)
+    user = store.create_user("u", "h", [("INBOX", None)])
+    inbox = store.get_mailbox(user.id, "INBOX").id
+    service = StoreService(store)
+
+    async def go():
+        results = await asyncio.gather(*(service.append(inbox, [(message(f"m{i}"), [], time.time())])
+                                         for i in range(40)))
+        return sorted(r[0].uid for r in results)
+
+    try:
+        assert asyncio.run(go()) == list(range(1, 41))
+    finally:
+        service.close()
+
+
+def test_verified_cache():
+    cache = VerifiedCache(ttl=60)
+    cache.add("u", "hash1", "pw")
+    assert cache.check("u", "hash1", "pw")
+    assert not cache.check("u", "hash1", "other")
+    assert not cache.check("u", "hash2", "pw")     # the password was changed: forget it
+    assert not cache.check("u", "hash1", "pw")
+    off = VerifiedCache(ttl=0)
+    off.add("u", "h", "pw")
+    assert not off.check("u", "h", "pw")
