@@ -464,5 +464,5 @@ def test_big_message_streamed_exactly(imap):
     assert parts[1][1] == big[1000:301000]
     assert parts[2][1] == payload[:-2]      # the CRLF before a boundary belongs to it
     assert b"RFC822.SIZE %d" % len(big) in b"".join(x if isinstance(x, bytes) else x[0] for x in data)
-    typ, data = imap.search(None, "BODY", "line 011999")
+    typ, data = imap.search(None, "BODY", '"line 011999"')
     assert data[0].split() == [b"1"]
