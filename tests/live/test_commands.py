@@ -466,3 +466,38 @@ def test_big_message_streamed_exactly(imap):
     assert b"RFC822.SIZE %d" % len(big) in b"".join(x if isinstance(x, bytes) else x[0] for x in data)
     typ, data = imap.search(None, "BODY", '"line 011999"')
     assert data[0].split() == [b"1"]
+
+
+def test_sort(imap):
+    msgs = [
+        b"From: Zed <zed@example.com>\r\nTo: b@x\r\nSubject: Re: beta\r\nDate: Wed, 03 Jan 2024 10:00:00 +0000\r\n\r\nx\r\n",
+        b"From: alice@example.com\r\nTo: c@x\r\nSubject: alpha\r\nDate: Mon, 01 Jan 2024 10:00:00 +0000\r\n\r\nxxxxxxxxx\r\n",
+        b"From: Bob <bob@example.com>\r\nTo: a@x\r\nSubject: [list] gamma\r\nDate: garbage\r\n\r\nxxxx\r\n",
+    ]
+    for m in msgs:
+        imap.append("INBOX", None, None, m)
+    imap.select("INBOX")
+    caps = imap.capability()[1][0].decode().split()
+    assert "SORT" in caps and "SORT=DISPLAY" in caps
+
+    def sort(criteria, search="ALL"):
+        typ, data = imap._simple_command("SORT", criteria, "UTF-8", search)
+        assert typ == "OK", data
+        return [int(x) for x in imap._untagged_response(typ, data, "SORT")[1][0].split()]
+
+    assert sort("(SUBJECT)") == [2, 1, 3]
+    assert sort("(REVERSE SUBJECT)") == [3, 1, 2]
+    assert sort("(FROM)") == [2, 3, 1]
+    assert sort("(DISPLAYFROM)") == [2, 3, 1]          # alice@example.com, Bob, Zed
+    assert sort("(TO)") == [3, 1, 2]
+    assert sort("(SIZE)") == sorted([1, 2, 3], key=lambda n: len(msgs[n - 1]))
+    assert sort("(ARRIVAL)") == [1, 2, 3]
+    assert sort("(DATE)")[:2] == [2, 1]                 # message 3's date is broken: its arrival counts
+    assert sort("(SUBJECT)", "FROM bob") == [3]
+    typ, data = imap._simple_command("UID", "SORT", "(REVERSE ARRIVAL)", "UTF-8", "ALL")
+    assert typ == "OK"
+    for bad_args in (("(BOGUS)", "UTF-8", "ALL"), ("()", "UTF-8", "ALL"), ("(REVERSE)", "UTF-8", "ALL")):
+        with pytest.raises(imaplib.IMAP4.error):
+            imap._simple_command("SORT", *bad_args)
+    typ, data = imap._simple_command("SORT", "(DATE)", "KOI8-R", "ALL")
+    assert typ == "NO" and b"BADCHARSET" in data[0]

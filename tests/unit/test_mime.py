@@ -98,3 +98,30 @@ def test_structured_garbage(pieces):
     for nums in ([1], [1, 1], [2, 1, 1]):
         span = section_range(p.parts, nums, None)
         assert span is None or 0 <= span[0] <= span[1] <= len(raw)
+
+
+def test_base_subject_rfc5256():
+    from posthouse.mime.subject import base_subject
+    cases = {
+        "Re: hello": ("hello", True),
+        "RE: Re: [list] Fwd: hello (fwd)": ("hello", True),
+        "[Fwd: Re: hello]": ("hello", True),
+        "  hello   world  ": ("hello world", False),
+        "[list] hello": ("hello", False),
+        "[only a blob]": ("[only a blob]", False),       # a blob stays when nothing would be left
+        "Re [x]: topic": ("topic", True),
+        "fw: topic": ("topic", True),
+        "": ("", False),
+        "Re:": ("", True),
+        "Re: [": ("[", True),
+    }
+    for subject, expected in cases.items():
+        assert base_subject(subject) == expected, subject
+
+
+def test_sort_keys_from_headers():
+    from posthouse.mime.message import parse_message
+    p = parse_message(b"From: =?utf-8?q?J=C3=BCrgen?= <jurgen@example.com>, b@x\r\n"
+                      b"To: undisclosed:;, Zed <zed@example.org>\r\nSubject: Re: Fwd: plans\r\n\r\nx\r\n")
+    assert p.sort_keys == {"from": "jurgen", "to": "zed", "cc": "", "displayfrom": "Jürgen",
+                           "displayto": "Zed", "subject": "plans"}

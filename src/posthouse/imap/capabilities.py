@@ -4,7 +4,7 @@ from __future__ import annotations
 BASE = ["IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE"]
 AFTER_AUTH = ["NAMESPACE", "UNSELECT", "UIDPLUS", "MOVE", "CHILDREN", "LIST-EXTENDED",
               "LIST-STATUS", "SPECIAL-USE", "STATUS=SIZE", "ESEARCH", "SEARCHRES",
-              "MULTIAPPEND", "BINARY", "UTF8=ACCEPT"]
+              "MULTIAPPEND", "BINARY", "UTF8=ACCEPT", "SORT", "SORT=DISPLAY"]
 
 
 def plaintext_allowed(session) -> bool:

@@ -5,10 +5,11 @@ import email.utils
 from dataclasses import dataclass
 
 from . import imapformat
-from .address import address_text, parse_address_list
+from .address import MISSING_DOMAIN, address_text, parse_address_list
 from .decode import UnknownEncoding, decode_transfer, html_to_text, normalize_space, to_text
 from .headers import decode_words, raw_text
 from .structure import Part, parse_part
+from .subject import base_subject
 
 # Search text is bounded so a giant attachment-like text part cannot bloat the index.
 MAX_SEARCH_TEXT = 1 << 20
@@ -31,6 +32,7 @@ class ParsedMessage:
     in_reply_to: str
     references: str
     body_text: str           # decoded text of the text parts, for SEARCH BODY
+    sort_keys: dict = None   # SORT keys (RFC 5256, RFC 5957) that need parsing: see sort_keys()
 
 
 def normalize_newlines(raw: bytes) -> bytes:
@@ -49,6 +51,29 @@ def _decoded_addresses(part: Part, name: str) -> str:
     addrs = parse_address_list(raw_text(value))
     decoded = [(decode_words(n) if n else n, a, m, h) for n, a, m, h in addrs]
     return address_text(decoded)
+
+
+def _first_address(part: Part, name: str) -> tuple[str, str]:
+    """(addr-mailbox, display) of the first address, as SORT FROM and DISPLAYFROM want them."""
+    value = part.headers.first(name)
+    if value is None:
+        return "", ""
+    for display_name, _adl, mailbox, host in parse_address_list(raw_text(value)):
+        if mailbox is None or host is None:
+            continue        # group syntax
+        display = decode_words(display_name).strip() if display_name else ""
+        if not display:
+            display = f"{mailbox}@{host}" if host != MISSING_DOMAIN else mailbox
+        return mailbox, display
+    return "", ""
+
+
+def sort_keys(root: Part, subject: str) -> dict:
+    from_mbox, from_display = _first_address(root, "from")
+    to_mbox, to_display = _first_address(root, "to")
+    cc_mbox, _ = _first_address(root, "cc")
+    return {"from": from_mbox, "to": to_mbox, "cc": cc_mbox, "displayfrom": from_display,
+            "displayto": to_display, "subject": base_subject(subject)[0]}
 
 
 def _collect_text(raw: bytes, part: Part, out: list[str], budget: list[int]) -> None:
@@ -93,6 +118,7 @@ def parse_message(raw: bytes) -> ParsedMessage:
             sent = None
     texts: list[str] = []
     _collect_text(raw, root, texts, [MAX_SEARCH_TEXT])
+    subject = decode_words(h.text("subject") or "")
     return ParsedMessage(
         envelope=imapformat.envelope(h),
         body=imapformat.body_structure(raw, root, extended=False),
@@ -100,7 +126,7 @@ def parse_message(raw: bytes) -> ParsedMessage:
         parts=root.to_json(),
         header_size=root.bstart - root.hstart,
         sent_date=sent,
-        subject=decode_words(h.text("subject") or ""),
+        subject=subject,
         from_=_decoded_addresses(root, "from"),
         to=_decoded_addresses(root, "to"),
         cc=_decoded_addresses(root, "cc"),
@@ -109,4 +135,5 @@ def parse_message(raw: bytes) -> ParsedMessage:
         in_reply_to=h.text("in-reply-to") or "",
         references=h.text("references") or "",
         body_text=normalize_space("\n".join(texts)),
+        sort_keys=sort_keys(root, subject),
     )

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..session import AUTH, NOT_AUTH, SELECTED, CommandSpec
-from . import any_state, append, auth, fetch, idle, mailboxes, search, selected, store
+from . import any_state, append, auth, fetch, idle, mailboxes, search, selected, sort, store
 
 ANY = (NOT_AUTH, AUTH, SELECTED)
 AUTHED = (AUTH, SELECTED)
@@ -38,4 +38,5 @@ COMMANDS: dict[str, CommandSpec] = {
     "FETCH": CommandSpec(fetch.fetch, (SELECTED,), expunge_ok=False, uid_ok=True),
     "STORE": CommandSpec(store.store, (SELECTED,), expunge_ok=False, uid_ok=True),
     "SEARCH": CommandSpec(search.search, (SELECTED,), expunge_ok=False, uid_ok=True),
+    "SORT": CommandSpec(sort.sort, (SELECTED,), expunge_ok=False, uid_ok=True),
 }

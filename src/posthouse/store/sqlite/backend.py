@@ -43,7 +43,7 @@ class SQLiteStore(Store):
     LAZY = frozenset({"store_flags", "expunge", "claim_recent"})
     # Calls that only read: they ask for no fsync either.
     READS = frozenset({"get_user", "list_users", "list_mailboxes", "get_mailbox", "subscriptions",
-                       "mailbox_counts", "load_index", "message_data", "search_fields", "search_body",
+                       "mailbox_counts", "load_index", "message_data", "search_fields", "search_body", "sort_data",
                        "read_blob"})
 
     def __init__(self, data_dir: str, fsync: bool = True, inline_max: int = 128 * 1024):
@@ -325,11 +325,12 @@ class SQLiteStore(Store):
         p = parsed
         cur = self.db.execute(
             """INSERT INTO blobs(key, size, refs, envelope, body, bodystructure, parts, header_size,
-                   sent_date, subject, from_, to_, cc, bcc, message_id, in_reply_to, refs_header, data)
-               VALUES (?,?,1,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+                   sent_date, subject, from_, to_, cc, bcc, message_id, in_reply_to, refs_header,
+                   sort_keys, data)
+               VALUES (?,?,1,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
             (key, len(raw), p.envelope, p.body, p.bodystructure, json.dumps(p.parts), p.header_size,
              p.sent_date, p.subject, p.from_, p.to, p.cc, p.bcc, p.message_id, p.in_reply_to,
-             p.references, inline))
+             p.references, json.dumps(p.sort_keys, ensure_ascii=False), inline))
         self.db.execute("INSERT INTO body_text(rowid, text) VALUES (?,?)", (cur.lastrowid, p.body_text))
         return cur.lastrowid
 
@@ -469,6 +470,15 @@ class SQLiteStore(Store):
             "SELECT m.uid, t.text FROM messages m JOIN body_text t ON t.rowid = m.blob_id "
             "WHERE m.mailbox_id = ?", (mailbox_id,))
         return {uid for uid, text in rows if uid in wanted and folded in text.lower()}
+
+    def sort_data(self, mailbox_id, with_keys):
+        """uid -> (sent_date, internaldate, size, parsed SORT keys or None) for the whole mailbox."""
+        cols = "m.uid, b.sent_date, m.internaldate, b.size" + (", b.sort_keys" if with_keys else "")
+        rows = self.db.execute(f"SELECT {cols} FROM messages m JOIN blobs b ON b.id = m.blob_id "
+                               "WHERE m.mailbox_id = ?", (mailbox_id,))
+        if with_keys:
+            return {r[0]: (r[1], r[2], r[3], json.loads(r[4])) for r in rows}
+        return {r[0]: (r[1], r[2], r[3], None) for r in rows}
 
     def read_blob(self, key, start=0, end=None):
         """Bytes of a blob (a range of them), wherever it is kept. Safe from any

@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS blobs (
     message_id TEXT NOT NULL,
     in_reply_to TEXT NOT NULL,
     refs_header TEXT NOT NULL,
+    sort_keys TEXT NOT NULL,   -- JSON: the SORT keys that take parsing (mime.message.sort_keys)
     data BLOB          -- the message itself when small; NULL: in the blob files
 );
 -- SEARCH BODY: the decoded text of each blob, indexed by trigrams so that any
