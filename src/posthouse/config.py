@@ -24,6 +24,8 @@ class Config:
     auth_cache_ttl: float = 3600
     idle_timeout: float = 30 * 60
     fsync: bool = True
+    # Worker processes that parse new mail (0: parse on a thread of the server).
+    parse_processes: int = min(4, os.cpu_count() or 1)
     log_level: str = "INFO"
     default_mailboxes: list = field(default_factory=lambda: [
         ["Drafts", "\\Drafts"], ["Sent", "\\Sent"], ["Trash", "\\Trash"],

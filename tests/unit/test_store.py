@@ -70,8 +70,12 @@ def test_expunge_then_same_content_again_in_one_batch_keeps_file(store):
 
 def test_body_search_is_a_substring_search(store):
     add(store, message("The Quick brown fox"), message("Grüße aus MÜNCHEN"), message("no match here"),
-        message("Straße"))
-    uids = [1, 2, 3, 4]
+        message("Straße"), message("☺"))
+    uids = [1, 2, 3, 4, 5]
+    assert store.search_body(store.inbox, uids, "☺") == {5}             # one character, three bytes
+    assert store.search_body(store.inbox, uids, "ü") == {2}
+    assert store.search_body(store.inbox, uids, "*") == set()           # GLOB characters are literal
+    assert store.search_body(store.inbox, uids, "[") == set()
     assert store.search_body(store.inbox, uids, "quick") == {1}
     assert store.search_body(store.inbox, uids, "UICK BRO") == {1}      # inside words, across them
     assert store.search_body(store.inbox, uids, "münchen") == {2}
@@ -83,7 +87,7 @@ def test_body_search_is_a_substring_search(store):
     assert store.search_body(store.inbox, [2, 3], "quick") == set()     # only the candidates
     store.run_batch([lambda: store.expunge(store.inbox, [1])])
     assert store.search_body(store.inbox, [2, 3, 4], "quick") == set()
-    assert store.db.execute("SELECT count(*) FROM body_text").fetchone()[0] == 3
+    assert store.db.execute("SELECT count(*) FROM body_text").fetchone()[0] == 4
 
 
 def test_service_group_commit_under_concurrency(tmp_path):

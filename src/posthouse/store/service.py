@@ -17,7 +17,8 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
-from ..mime.message import ParsedMessage, normalize_newlines, parse_message
+from ..mime.message import ParsedMessage
+from .parsing import ParsePool
 from .api import Store
 
 
@@ -108,12 +109,14 @@ def _settle(future: asyncio.Future, ok: bool, value) -> None:
 
 
 class StoreService:
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, parse_processes: int = 0):
         self.store = store
         self.hub = ChangeHub()
         self._db_thread = _DatabaseThread(store)
         # Blob reads and writes and MIME parsing touch no database: they get their own threads.
         self._io_threads = ThreadPoolExecutor(4, thread_name_prefix="posthouse-io")
+        self._parser = ParsePool(parse_processes, self._io_threads)
+        self._parser.warm_up()
 
     async def call(self, method: str, *args):
         store = self.store
@@ -131,16 +134,14 @@ class StoreService:
         return result
 
     async def parse(self, raw: bytes, binary: bool = False) -> tuple[bytes, ParsedMessage]:
-        """Normalize and parse a new message, and write its blob (off the database
-        thread, so a group commit waits for no message's fsync but its own)."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._io_threads, self._prepare, raw, binary)
-
-    def _prepare(self, raw: bytes, binary: bool):
-        raw, parsed = _normalize_and_parse(raw, binary)
+        """Normalize and parse a new message, and write its blob file if it gets
+        one (off the database thread, so a group commit waits for no message's
+        fsync but its own)."""
+        raw, parsed = await self._parser.parse(raw, binary)
         wants_file = getattr(self.store, "wants_file", None)
         if wants_file is not None and wants_file(raw):
-            self.store.blobs.put(raw)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._io_threads, self.store.blobs.put, raw)
         return raw, parsed
 
     async def append(self, mailbox_id: int, items: list) -> list:
@@ -148,10 +149,9 @@ class StoreService:
 
         binary: the message came as a ~{n} literal and its bytes are kept exactly.
         """
-        prepared = []
-        for raw, flags, idate, *binary in items:
-            raw, parsed = await self.parse(raw, bool(binary and binary[0]))
-            prepared.append((raw, parsed, flags, idate))
+        parsed = await asyncio.gather(*(self.parse(raw, bool(binary and binary[0]))
+                                        for raw, _flags, _idate, *binary in items))
+        prepared = [(raw, p, flags, idate) for (raw, p), (_r, flags, idate, *_b) in zip(parsed, items)]
         results = await self.call("append_many", mailbox_id, prepared)
         for r in results:
             self.hub.publish(r.events)
@@ -181,6 +181,7 @@ class StoreService:
             f.close()
 
     def close(self) -> None:
+        self._parser.close()
         self._db_thread.stop()
         self._io_threads.shutdown(wait=True)
         self.store.close()
@@ -189,9 +190,3 @@ class StoreService:
 def _read_at(f, pos: int, size: int) -> bytes:
     f.seek(pos)
     return f.read(size)
-
-
-def _normalize_and_parse(raw: bytes, binary: bool = False):
-    if not binary:
-        raw = normalize_newlines(raw)
-    return raw, parse_message(raw)

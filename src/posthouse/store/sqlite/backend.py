@@ -331,7 +331,7 @@ class SQLiteStore(Store):
             (key, len(raw), p.envelope, p.body, p.bodystructure, json.dumps(p.parts), p.header_size,
              p.sent_date, p.subject, p.from_, p.to, p.cc, p.bcc, p.message_id, p.in_reply_to,
              p.references, json.dumps(p.sort_keys, ensure_ascii=False), inline))
-        self.db.execute("INSERT INTO body_text(rowid, text) VALUES (?,?)", (cur.lastrowid, p.body_text))
+        self.db.execute("INSERT INTO body_text(rowid, text) VALUES (?,?)", (cur.lastrowid, p.body_text.lower()))
         return cur.lastrowid
 
     def append(self, mailbox_id, raw, parsed, flags, internaldate):
@@ -453,23 +453,25 @@ class SQLiteStore(Store):
         return {r[0]: SearchFields(*r) for r in rows}
 
     def search_body(self, mailbox_id, uids, needle):
-        """UIDs (among uids) whose decoded body text holds needle, case-insensitively."""
+        """UIDs (among uids) whose decoded body text holds needle, case-insensitively.
+
+        Case folding is the simple, per-character one (as i;unicode-casemap's
+        titlecase mapping, RFC 5051): ß matches ẞ, not "ss". The text is kept
+        lower-cased, and GLOB on it uses the trigram index for needles of three
+        characters or more (shorter ones scan the text, in C)."""
         wanted = set(uids)
-        # Case folding is the simple, per-character one (as i;unicode-casemap's
-        # titlecase mapping, RFC 5051): ß matches ß and ẞ, not "ss".
         folded = needle.lower()
-        if len(needle) >= 3:
-            # The trigram index finds exact substrings, folding case per character.
-            rows = self.db.execute(
-                "SELECT m.uid FROM body_text t JOIN messages m ON m.blob_id = t.rowid "
-                "WHERE t.text MATCH ? AND m.mailbox_id = ?",
-                ('"' + needle.replace('"', '""') + '"', mailbox_id))
-            return {uid for (uid,) in rows if uid in wanted}
-        # Too short for trigrams: scan.
+        if len(folded) >= 3:
+            pattern = "*" + "".join(f"[{c}]" if c in "*?[" else c for c in folded) + "*"
+            condition = "t.text GLOB ?"
+        else:
+            # Too short for a trigram (and SQLite 3.40's GLOB misses a short
+            # non-ASCII pattern): instr() over the text.
+            pattern, condition = folded, "instr(t.text, ?) > 0"
         rows = self.db.execute(
-            "SELECT m.uid, t.text FROM messages m JOIN body_text t ON t.rowid = m.blob_id "
-            "WHERE m.mailbox_id = ?", (mailbox_id,))
-        return {uid for uid, text in rows if uid in wanted and folded in text.lower()}
+            "SELECT m.uid FROM body_text t JOIN messages m ON m.blob_id = t.rowid "
+            f"WHERE {condition} AND m.mailbox_id = ?", (pattern, mailbox_id))
+        return {uid for (uid,) in rows if uid in wanted}
 
     def sort_data(self, mailbox_id, with_keys):
         """uid -> (sent_date, internaldate, size, parsed SORT keys or None) for the whole mailbox."""

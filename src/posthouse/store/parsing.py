@@ -1,0 +1,63 @@
+"""MIME parsing of new mail in worker processes.
+
+Parsing is pure Python and holds the GIL; in the server's own process it
+would compete with every session. Messages above a small size go to a pool of
+worker processes (spawned, not forked: the server has threads), which uses
+the other cores; small ones are parsed on a thread, where the hop to another
+process would cost more than it saves. A broken pool (a worker killed) is
+replaced, and the message is parsed on a thread meanwhile.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from ..mime.message import ParsedMessage, normalize_newlines, parse_message
+
+log = logging.getLogger("posthouse.store")
+
+# Below this size a message is parsed in-process (a round trip to a worker costs ~0.2 ms).
+PROCESS_FROM = 8 * 1024
+
+
+def normalize_and_parse(raw: bytes, binary: bool = False) -> tuple[bytes, ParsedMessage]:
+    if not binary:
+        raw = normalize_newlines(raw)
+    return raw, parse_message(raw)
+
+
+class ParsePool:
+    def __init__(self, processes: int, threads):
+        self.processes = processes
+        self.threads = threads
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"))
+        return self._pool
+
+    def warm_up(self) -> None:
+        """Start the workers now rather than on the first big message."""
+        if self.processes:
+            pool = self._executor()
+            for _ in range(self.processes):
+                pool.submit(normalize_and_parse, b"Subject: warm-up\r\n\r\n")
+
+    async def parse(self, raw: bytes, binary: bool = False) -> tuple[bytes, ParsedMessage]:
+        loop = asyncio.get_running_loop()
+        if self.processes and len(raw) >= PROCESS_FROM:
+            try:
+                return await loop.run_in_executor(self._executor(), normalize_and_parse, raw, binary)
+            except BrokenProcessPool:
+                log.error("a parser process died; starting new ones")
+                self._pool = None
+        return await loop.run_in_executor(self.threads, normalize_and_parse, raw, binary)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
