@@ -83,6 +83,16 @@ class Server:
     def process_count(self) -> int:
         return len(process_tree(self.proc.pid))
 
+    def _start(self) -> None:
+        self.proc = subprocess.Popen(self.argv, stdout=open(os.path.join(self.dir, "server.log"), "a"),
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        wait_port(self.port, self.proc)
+
+    def restart(self) -> None:
+        """A fresh process on the same data: the baseline for memory figures."""
+        self.stop()
+        self._start()
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -106,11 +116,8 @@ class PosthouseServer(Server):
                     f'default_mailboxes = []\n'
                     f'[imap]\nhost = "{HOST}"\nport = {self.port}\ntls_port = false\n')
         self._create_users(users)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "posthouse", "--config", self.config_path, "serve"],
-            stdout=open(os.path.join(self.dir, "server.log"), "w"), stderr=subprocess.STDOUT,
-            start_new_session=True)
-        wait_port(self.port, self.proc)
+        self.argv = [sys.executable, "-m", "posthouse", "--config", self.config_path, "serve"]
+        self._start()
 
     def _create_users(self, users: list[str]) -> None:
         from posthouse.app import open_store
@@ -118,7 +125,7 @@ class PosthouseServer(Server):
         from posthouse.config import Config
         store = open_store(Config.load(self.config_path))
         try:
-            hashed = hash_password(PASSWORD)    # one scrypt; each user gets its own salt below is not needed here
+            hashed = hash_password(PASSWORD)    # one scrypt for all: the salt doesn't matter here
             for name in users:
                 store.create_user(name, hashed, [("INBOX", None)])
         finally:
@@ -146,10 +153,8 @@ class DovecotServer(Server):
             f.write(_DOVECOT_CONF.format(dir=self.dir, run=run_dir, port=self.port,
                                          uid=pw.pw_uid, max=max_sessions + 100,
                                          first_uid=min(pw.pw_uid, 500)))
-        self.proc = subprocess.Popen(["dovecot", "-F", "-c", self.config_path],
-                                     stdout=open(os.path.join(self.dir, "server.log"), "w"),
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        wait_port(self.port, self.proc)
+        self.argv = ["dovecot", "-F", "-c", self.config_path]
+        self._start()
 
 
 def _mail_user() -> str:

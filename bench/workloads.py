@@ -84,7 +84,8 @@ async def load_mailbox(server, user: str, messages: list[bytes], batch: int = 20
 async def idle_sessions(server, users: list[str], count: int, wake_message: bytes,
                         timeout: float) -> dict[str, Figure]:
     """count sessions in IDLE; PSS per session; time until all see a new message."""
-    await asyncio.sleep(0.5)
+    server.restart()
+    await asyncio.sleep(1.0)
     rest_kib = server.pss_kib()
     sem = asyncio.Semaphore(64)
 

@@ -103,16 +103,16 @@ class SelectedView:
         self.recent: set[int] = set()
         self.known_keywords = set(shared.keywords)
         self.gone = False
-        self.wakeup = asyncio.Event()               # set on any change: IDLE waits on it
+        self.listener = None                        # called on any change (IDLE pushes then)
 
     # -- fed by SharedMailbox -------------------------------------------------
     def on_added(self, uid: int) -> None:
         self.added.append(uid)
-        self.wakeup.set()
+        self._changed()
 
     def on_flags(self, uid: int) -> None:
         self.flag_changes.add(uid)
-        self.wakeup.set()
+        self._changed()
 
     def on_expunged(self, last_flags: dict) -> None:
         for uid, flags in last_flags.items():
@@ -121,11 +121,15 @@ class SelectedView:
             else:
                 self.expunged[uid] = flags
             self.flag_changes.discard(uid)
-        self.wakeup.set()
+        self._changed()
 
     def on_gone(self) -> None:
         self.gone = True
-        self.wakeup.set()
+        self._changed()
+
+    def _changed(self) -> None:
+        if self.listener is not None:
+            self.listener()
 
     # -- lookups --------------------------------------------------------------
     @property

@@ -164,7 +164,6 @@ class Session:
         view = self.view
         if view is None:
             return
-        view.wakeup.clear()
         if view.gone:
             # Deleted or renamed by another session: nothing here is valid any more.
             self.conn.write(b"* BYE Selected mailbox was deleted or renamed\r\n")

@@ -1,11 +1,46 @@
-"""IDLE (RFC 2177): updates are pushed as they happen until the client says DONE."""
+"""IDLE (RFC 2177): updates are pushed as they happen until the client says DONE.
+
+An idling session costs no task of its own beyond its socket read: the view
+calls back on a change, and only then is a short push task started.
+"""
 from __future__ import annotations
 
 import asyncio
 
 from ..errors import bad
 from ..protocol.reader import RawLine
-from ..session import ANSWERED
+from ..session import ANSWERED, LOGOUT
+
+
+class _Pusher:
+    """Sends a view's changes to an idling client, one push at a time."""
+
+    def __init__(self, session):
+        self.session = session
+        self.task: asyncio.Task | None = None
+        self.again = False
+
+    def kick(self) -> None:
+        if self.task is None:
+            self.task = asyncio.ensure_future(self._push())
+        else:
+            self.again = True
+
+    async def _push(self) -> None:
+        session = self.session
+        try:
+            while True:
+                self.again = False
+                await session.flush_updates(True)
+                await session.conn.drain()
+                if not self.again or session.state == LOGOUT:
+                    return
+        finally:
+            self.task = None
+
+    async def finish(self) -> None:
+        if self.task is not None:
+            await asyncio.shield(self.task)
 
 
 async def idle(session, cmd):
@@ -15,40 +50,27 @@ async def idle(session, cmd):
     conn.write(b"+ idling\r\n")
     await conn.drain()
     conn.reader.raw_mode = True
-    read = asyncio.ensure_future(conn.next_event())
-    timeout = session.ctx.config.idle_timeout
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    view = session.view
+    pusher = _Pusher(session)
+    if view is not None:
+        view.listener = pusher.kick
+        if view.added or view.expunged or view.flag_changes or view.gone:
+            pusher.kick()       # changed between the flush above and now
     try:
-        while True:
-            waiters = {read}
-            wake = None
-            if session.view is not None:
-                wake = asyncio.ensure_future(session.view.wakeup.wait())
-                waiters.add(wake)
-            remaining = deadline - loop.time()
-            done, _ = await asyncio.wait(waiters, timeout=max(0.0, remaining),
-                                         return_when=asyncio.FIRST_COMPLETED)
-            if wake is not None and not wake.done():
-                wake.cancel()
-            if not done:
-                conn.write(b"* BYE IDLE timed out\r\n")
-                conn.close()
-                await session.close()
-                return ANSWERED
-            if wake is not None and wake in done:
-                await session.flush_updates(True)
-                await conn.drain()
-                if session.state == "logout":
-                    return ANSWERED
-            if read in done:
-                event = read.result()
-                if event is None:
-                    await session.close()
-                    return ANSWERED
-                if isinstance(event, RawLine) and event.line.strip().upper() == b"DONE":
-                    return "IDLE terminated"
-                raise bad("Expected DONE")
+        try:
+            event = await asyncio.wait_for(conn.next_event(), session.ctx.config.idle_timeout)
+        except asyncio.TimeoutError:
+            conn.write(b"* BYE IDLE timed out\r\n")
+            conn.close()
+            await session.close()
+            return ANSWERED
     finally:
-        if not read.done():
-            read.cancel()
+        if view is not None:
+            view.listener = None
+        await pusher.finish()
+    if event is None or session.state == LOGOUT:
+        await session.close()
+        return ANSWERED
+    if isinstance(event, RawLine) and event.line.strip().upper() == b"DONE":
+        return "IDLE terminated"
+    raise bad("Expected DONE")
