@@ -117,3 +117,18 @@ def test_verified_cache():
     off = VerifiedCache(ttl=0)
     off.add("u", "h", "pw")
     assert not off.check("u", "h", "pw")
+
+
+def test_field_search(store):
+    def msg(frm, subject):
+        return f"From: {frm}\r\nSubject: {subject}\r\n\r\nbody\r\n".encode()
+    add(store, msg("Jürgen <j@example.com>", "50% off_today"), msg("ALICE <alice@example.com>", "5 off today"),
+        msg("bob@example.com", r"back\slash"))
+    uids = [1, 2, 3]
+    assert store.search_field(store.inbox, uids, "from_", "alice") == {2}
+    assert store.search_field(store.inbox, uids, "from_", "JÜRGEN") == {1}      # non-ASCII folding
+    assert store.search_field(store.inbox, uids, "subject", "50%") == {1}        # LIKE wildcards are literal
+    assert store.search_field(store.inbox, uids, "subject", "off_") == {1}
+    assert store.search_field(store.inbox, uids, "subject", "\\s") == {3}
+    assert store.search_field(store.inbox, uids, "from_", "example.com") == {1, 2, 3}
+    assert store.search_field(store.inbox, [1], "from_", "example.com") == {1}

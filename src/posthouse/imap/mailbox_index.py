@@ -28,6 +28,7 @@ class SharedMailbox:
         self.keywords: set[str] = set()
         self.views: set[SelectedView] = set()
         self.refs = 0
+        self.cached_size = 0        # messages, while kept loaded with no session (registry)
         self.gone = False
         self.loaded = asyncio.Event()
         self._early: list = []

@@ -1,17 +1,34 @@
-"""Open mailboxes: one SharedMailbox per mailbox any session has selected."""
+"""Open mailboxes: one SharedMailbox per mailbox any session has selected.
+
+A mailbox no session has selected any more stays loaded (and kept current by
+the change hub) for a while, so a client that selects it again, or selects
+it anew in every session, doesn't reload its whole index: the least recently
+released ones are dropped beyond a bound on mailboxes and on messages.
+"""
 from __future__ import annotations
+
+from collections import OrderedDict
 
 from ..store.service import StoreService
 from .mailbox_index import SharedMailbox
 
 
 class MailboxRegistry:
-    def __init__(self, service: StoreService):
+    def __init__(self, service: StoreService, keep_mailboxes: int = 256, keep_messages: int = 1_000_000):
         self.service = service
         self.open: dict[int, SharedMailbox] = {}
+        self.keep_mailboxes = keep_mailboxes
+        self.keep_messages = keep_messages
+        self._unused: OrderedDict[int, SharedMailbox] = OrderedDict()
+        self._unused_messages = 0
 
     async def acquire(self, mailbox_id: int) -> SharedMailbox:
         shared = self.open.get(mailbox_id)
+        if shared is not None and shared.gone:
+            self._drop(shared)
+            shared = None
+        if shared is not None and self._unused.pop(mailbox_id, None) is not None:
+            self._unused_messages -= shared.cached_size
         if shared is None:
             shared = SharedMailbox(mailbox_id)
             self.open[mailbox_id] = shared
@@ -30,8 +47,19 @@ class MailboxRegistry:
 
     def release(self, shared: SharedMailbox) -> None:
         shared.refs -= 1
-        if shared.refs <= 0:
+        if shared.refs > 0:
+            return
+        if shared.gone or not shared.loaded.is_set() or len(shared.uids) > self.keep_messages:
             self._drop(shared)
+            return
+        shared.cached_size = len(shared.uids)
+        self._unused[shared.id] = shared
+        self._unused_messages += shared.cached_size
+        while self._unused and (len(self._unused) > self.keep_mailboxes
+                                or self._unused_messages > self.keep_messages):
+            _id, oldest = self._unused.popitem(last=False)
+            self._unused_messages -= oldest.cached_size
+            self._drop(oldest)
 
     def _drop(self, shared: SharedMailbox) -> None:
         if self.open.get(shared.id) is shared:

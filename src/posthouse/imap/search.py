@@ -105,6 +105,7 @@ class Evaluator:
         self.program = program
         self.store_sets: dict[int, set[int]] = {}   # id(node) -> matching UIDs
         self.saved = set(session.saved_search)      # '$' (SEARCHRES)
+        self._lowered: dict[frozenset, frozenset] = {}   # flag set -> lower-cased, computed once
 
     async def run(self) -> list[int]:
         view = self.view
@@ -118,7 +119,7 @@ class Evaluator:
         mailbox_id = self.view.shared.id
         nodes = list(_walk(self.program))
         fields = None
-        if any(n[0] in ("field", "sentbefore", "senton", "sentsince") for n in nodes):
+        if any(n[0] in ("sentbefore", "senton", "sentsince") for n in nodes):
             fields = await service.call("search_fields", mailbox_id, uids)
         headers = None
         if any(n[0] in ("header", "text") for n in nodes):
@@ -126,8 +127,7 @@ class Evaluator:
         for n in nodes:
             kind = n[0]
             if kind == "field":
-                needle = n[2].casefold()
-                self.store_sets[id(n)] = {u for u, f in fields.items() if needle in getattr(f, n[1]).casefold()}
+                self.store_sets[id(n)] = await service.call("search_field", mailbox_id, uids, n[1], n[2])
             elif kind in ("sentbefore", "senton", "sentsince"):
                 self.store_sets[id(n)] = {u for u, f in fields.items() if _date_cmp(
                     kind[4:], _utc_date(f.sent_date) if f.sent_date is not None else self._idate(u), n[1])}
@@ -174,8 +174,11 @@ class Evaluator:
         if kind == "all":
             return True
         if kind == "flag":
-            has = any(f.lower() == node[1] for f in view.flags(uid))
-            return has == node[2]
+            flags = view.flags(uid)
+            lowered = self._lowered.get(flags)
+            if lowered is None:
+                lowered = self._lowered[flags] = frozenset(f.lower() for f in flags)
+            return (node[1] in lowered) == node[2]
         if kind == "recent":
             return uid in view.recent
         if kind == "new":

@@ -149,6 +149,10 @@ async def fetch(session, cmd):
             marked = {e.uid for e in events}
             view.flag_changes.difference_update(marked)
     needs_data = any(i.needs_data for i in items)
+    if not needs_data:
+        _fetch_from_index(session, uids, items, marked)
+        await session.conn.drain()
+        return "FETCH completed"
     needs_bytes = any(i.needs_bytes for i in items)
     step = 50 if needs_bytes else 500
     missing = False
@@ -177,6 +181,43 @@ async def fetch(session, cmd):
     if missing:
         return "EXPUNGEISSUED", "Some of the requested messages no longer exist"
     return "FETCH completed"
+
+
+def _fetch_from_index(session, uids, items, marked) -> None:
+    """UID, FLAGS, INTERNALDATE, RFC822.SIZE: all in memory, no awaits, and the
+    flag list rendered once per distinct set of flags (a big mailbox has few)."""
+    view = session.view
+    conn = session.conn
+    names = [i.name for i in items]
+    want_flags = "FLAGS" in names
+    rendered: dict = {}
+    positions = {u: i + 1 for i, u in enumerate(view.uids)} if len(uids) > 64 else None
+    for uid in uids:
+        seq = positions.get(uid) if positions is not None else view.seq_of(uid)
+        if seq is None:
+            continue
+        entry = view.entry(uid)
+        out = []
+        for name in names:
+            if name == "UID":
+                out.append(b"UID %d" % uid)
+            elif name == "FLAGS":
+                out.append(_flags_item(session, view, uid, rendered))
+            elif name == "INTERNALDATE":
+                out.append(f'INTERNALDATE "{format_datetime(entry.internaldate if entry else 0)}"'.encode())
+            else:
+                out.append(b"RFC822.SIZE %d" % (entry.size if entry else 0))
+        if uid in marked and not want_flags:
+            out.append(_flags_item(session, view, uid, rendered))
+        conn.write(b"* %d FETCH (" % seq + b" ".join(out) + b")\r\n")
+
+
+def _flags_item(session, view, uid, rendered: dict) -> bytes:
+    key = (view.flags(uid), not session.rev2 and uid in view.recent)
+    text = rendered.get(key)
+    if text is None:
+        text = rendered[key] = b"FLAGS " + session.format_flags(uid).encode()
+    return text
 
 
 async def _render(session, uid, msg, items, marked) -> list[bytes]:

@@ -44,6 +44,7 @@ class SQLiteStore(Store):
     # Calls that only read: they ask for no fsync either.
     READS = frozenset({"get_user", "list_users", "list_mailboxes", "get_mailbox", "subscriptions",
                        "mailbox_counts", "load_index", "message_data", "search_fields", "search_body", "sort_data",
+                       "search_field",
                        "read_blob"})
 
     def __init__(self, data_dir: str, fsync: bool = True, inline_max: int = 128 * 1024):
@@ -326,11 +327,13 @@ class SQLiteStore(Store):
         cur = self.db.execute(
             """INSERT INTO blobs(key, size, refs, envelope, body, bodystructure, parts, header_size,
                    sent_date, subject, from_, to_, cc, bcc, message_id, in_reply_to, refs_header,
-                   sort_keys, data)
-               VALUES (?,?,1,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+                   sort_keys)
+               VALUES (?,?,1,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
             (key, len(raw), p.envelope, p.body, p.bodystructure, json.dumps(p.parts), p.header_size,
              p.sent_date, p.subject, p.from_, p.to, p.cc, p.bcc, p.message_id, p.in_reply_to,
-             p.references, json.dumps(p.sort_keys, ensure_ascii=False), inline))
+             p.references, json.dumps(p.sort_keys, ensure_ascii=False)))
+        if inline is not None:
+            self.db.execute("INSERT INTO blob_bytes(id, data) VALUES (?,?)", (cur.lastrowid, inline))
         self.db.execute("INSERT INTO body_text(rowid, text) VALUES (?,?)", (cur.lastrowid, p.body_text.lower()))
         return cur.lastrowid
 
@@ -384,9 +387,20 @@ class SQLiteStore(Store):
                 events.append(FlagsChanged(mailbox_id, uid, new_flags, modseq))
         return events, failed
 
-    def _rows(self, mailbox_id, uids, cols, with_blob: bool = False):
-        """Rows of the given messages (m.*, and b.* when with_blob), by UID, in chunks."""
+    def _rows(self, mailbox_id, uids, cols, with_blob: bool = False, with_bytes: bool = False):
+        """Rows of the given messages (m.*, b.* when with_blob, d.data when
+        with_bytes), by UID, in chunks."""
         join = " JOIN blobs b ON b.id = m.blob_id" if with_blob else ""
+        if with_bytes:
+            join += " LEFT JOIN blob_bytes d ON d.id = m.blob_id"
+        if len(uids) > 2000:
+            # Many messages (a search over a big mailbox): one range scan, filtered
+            # here, costs far less than thousands of IN lookups.
+            wanted = set(uids)
+            rows = self.db.execute(
+                f"SELECT {cols} FROM messages m{join} WHERE m.mailbox_id=? AND m.uid BETWEEN ? AND ? "
+                "ORDER BY m.uid", (mailbox_id, min(uids), max(uids)))
+            return [r for r in rows if r[0] in wanted]
         out = []
         for i in range(0, len(uids), 500):
             chunk = uids[i:i + 500]
@@ -443,7 +457,8 @@ class SQLiteStore(Store):
     def message_data(self, mailbox_id, uids, with_bytes=False):
         rows = self._rows(mailbox_id, uids,
                           "m.uid, b.key, b.size, m.internaldate, b.envelope, b.body, "
-                          "b.bodystructure, b.parts, b.header_size" + (", b.data" if with_bytes else ""), True)
+                          "b.bodystructure, b.parts, b.header_size" + (", d.data" if with_bytes else ""), True,
+                          with_bytes)
         return {r[0]: MessageData(*r) for r in rows}
 
     def search_fields(self, mailbox_id, uids):
@@ -468,10 +483,29 @@ class SQLiteStore(Store):
             # Too short for a trigram (and SQLite 3.40's GLOB misses a short
             # non-ASCII pattern): instr() over the text.
             pattern, condition = folded, "instr(t.text, ?) > 0"
+        # CROSS JOIN fixes the order: the text index first, then its few messages
+        # (the other way round reads every text of the mailbox).
         rows = self.db.execute(
-            "SELECT m.uid FROM body_text t JOIN messages m ON m.blob_id = t.rowid "
+            "SELECT m.uid FROM body_text t CROSS JOIN messages m ON m.blob_id = t.rowid "
             f"WHERE {condition} AND m.mailbox_id = ?", (pattern, mailbox_id))
         return {uid for (uid,) in rows if uid in wanted}
+
+    _FIELD_COLUMNS = {"from_": "from_", "to": "to_", "cc": "cc", "bcc": "bcc", "subject": "subject"}
+
+    def search_field(self, mailbox_id, uids, field, needle):
+        """UIDs (among uids) whose decoded From/To/Cc/Bcc/Subject holds needle,
+        case-insensitively. An ASCII needle is narrowed down in SQL first (LIKE
+        folds ASCII case), so only hits reach Python."""
+        column = self._FIELD_COLUMNS[field]
+        base = f"SELECT m.uid, b.{column} FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE m.mailbox_id = ?"
+        if needle.isascii():
+            pattern = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            rows = self.db.execute(base + f" AND b.{column} LIKE ? ESCAPE '\\'", (mailbox_id, pattern))
+        else:
+            rows = self.db.execute(base, (mailbox_id,))
+        wanted = set(uids)
+        folded = needle.casefold()
+        return {uid for uid, text in rows if uid in wanted and folded in text.casefold()}
 
     def sort_data(self, mailbox_id, with_keys):
         """uid -> (sent_date, internaldate, size, parsed SORT keys or None) for the whole mailbox."""
@@ -485,7 +519,8 @@ class SQLiteStore(Store):
     def read_blob(self, key, start=0, end=None):
         """Bytes of a blob (a range of them), wherever it is kept. Safe from any
         thread: it reads the database through a connection of that thread's own."""
-        path_data = self._reader().execute("SELECT data FROM blobs WHERE key=?", (key,)).fetchone()
+        path_data = self._reader().execute(
+            "SELECT d.data FROM blobs b LEFT JOIN blob_bytes d ON d.id = b.id WHERE b.key=?", (key,)).fetchone()
         if path_data is None:
             raise FileNotFoundError(key)
         if path_data[0] is not None:

@@ -45,8 +45,14 @@ CREATE TABLE IF NOT EXISTS blobs (
     message_id TEXT NOT NULL,
     in_reply_to TEXT NOT NULL,
     refs_header TEXT NOT NULL,
-    sort_keys TEXT NOT NULL,   -- JSON: the SORT keys that take parsing (mime.message.sort_keys)
-    data BLOB          -- the message itself when small; NULL: in the blob files
+    sort_keys TEXT NOT NULL    -- JSON: the SORT keys that take parsing (mime.message.sort_keys)
+);
+-- The bytes of small messages (bigger ones are files in the blob store). A
+-- table of their own keeps the rows of blobs narrow, so scans of metadata
+-- (sizes, dates, addresses) don't wade through message bodies. id = blobs.id.
+CREATE TABLE IF NOT EXISTS blob_bytes (
+    id INTEGER PRIMARY KEY,
+    data BLOB NOT NULL
 );
 -- SEARCH BODY: the decoded text of each blob, lower-cased, indexed by trigrams
 -- so that a substring of three or more characters is found without a scan
@@ -57,6 +63,7 @@ CREATE VIRTUAL TABLE IF NOT EXISTS body_text USING fts5(
     text, tokenize='trigram case_sensitive 1', detail=none);
 CREATE TRIGGER IF NOT EXISTS blobs_gone AFTER DELETE ON blobs BEGIN
     DELETE FROM body_text WHERE rowid = old.id;
+    DELETE FROM blob_bytes WHERE id = old.id;
 END;
 CREATE TABLE IF NOT EXISTS messages (
     mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
@@ -67,6 +74,8 @@ CREATE TABLE IF NOT EXISTS messages (
     internaldate REAL NOT NULL,
     PRIMARY KEY (mailbox_id, uid)
 ) WITHOUT ROWID;
+-- Which messages hold a blob: body search hits and blob reference counting.
+CREATE INDEX IF NOT EXISTS messages_blob ON messages(blob_id);
 -- Expunge history: what QRESYNC's VANISHED (EARLIER) is answered from.
 CREATE TABLE IF NOT EXISTS expunged (
     mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
