@@ -218,6 +218,8 @@ async def large_mailbox(server, user: str, repeats: int, timeout: float) -> dict
     for name, text in LARGE_COMMANDS:
         times, cpus = [], []
         for _ in range(repeats):
+            if times and times[0] > 2000:
+                break       # a command this slow is measured once: the run has a time budget
             with GenCpu() as g:
                 try:
                     await asyncio.wait_for(client.command(text), timeout)

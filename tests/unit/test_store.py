@@ -87,7 +87,10 @@ def test_body_search_is_a_substring_search(store):
     assert store.search_body(store.inbox, [2, 3], "quick") == set()     # only the candidates
     store.run_batch([lambda: store.expunge(store.inbox, [1])])
     assert store.search_body(store.inbox, [2, 3, 4], "quick") == set()
+    assert store.db.execute("SELECT count(*) FROM body_text").fetchone()[0] == 5   # removed when idle
+    assert store.idle_work() is False
     assert store.db.execute("SELECT count(*) FROM body_text").fetchone()[0] == 4
+    assert store.db.execute("SELECT count(*) FROM text_garbage").fetchone()[0] == 0
 
 
 def test_service_group_commit_under_concurrency(tmp_path):

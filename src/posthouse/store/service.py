@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import queue
 import threading
 from collections import defaultdict
@@ -19,6 +20,8 @@ from typing import Callable
 
 from ..mime.message import ParsedMessage
 from .parsing import ParsePool
+
+log = logging.getLogger("posthouse.store")
 from .api import Store
 
 
@@ -46,6 +49,7 @@ class _DatabaseThread:
     """The one thread that touches the database; runs queued calls in batches."""
 
     MAX_BATCH = 128
+    IDLE_AFTER = 0.2      # seconds without calls before deferred work runs
 
     def __init__(self, store: Store):
         self.store = store
@@ -65,9 +69,20 @@ class _DatabaseThread:
 
     def _run(self) -> None:
         run_batch = getattr(self.store, "run_batch", None) or _one_by_one
+        idle_work = getattr(self.store, "idle_work", None)
+        idle_pending = idle_work is not None
         stopping = False
         while not stopping:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=self.IDLE_AFTER if idle_pending else None)
+            except queue.Empty:
+                # Nothing asked for a while: do a little deferred work.
+                try:
+                    idle_pending = idle_work()
+                except Exception:
+                    log.exception("deferred store work failed")
+                    idle_pending = False
+                continue
             if item is None:
                 return
             batch = [item]
@@ -87,6 +102,7 @@ class _DatabaseThread:
                 results = [(False, e)] * len(batch)
             for (_fn, future, loop, _d), (ok, value) in zip(batch, results):
                 loop.call_soon_threadsafe(_settle, future, ok, value)
+            idle_pending = idle_work is not None
 
 
 def _one_by_one(calls, durable=True):

@@ -100,6 +100,20 @@ class SQLiteStore(Store):
                     out.append((False, e))
         return out
 
+    def idle_work(self) -> bool:
+        """A little deferred work, run when nothing else waits; True if more remains."""
+        ids = [r[0] for r in self.db.execute("SELECT id FROM text_garbage LIMIT 50")]
+        if not ids:
+            return False
+        marks = ",".join("?" * len(ids))
+        if self._current_sync != "OFF" and self.fsync:
+            self.db.execute("PRAGMA synchronous=NORMAL")     # nothing here needs an fsync
+            self._current_sync = "NORMAL"
+        with self._tx():
+            self.db.execute(f"DELETE FROM body_text WHERE rowid IN ({marks})", ids)
+            self.db.execute(f"DELETE FROM text_garbage WHERE id IN ({marks})", ids)
+        return len(ids) == 50
+
     def _forget_blobs(self, keys) -> None:
         self._dead_keys.extend(keys)
 

@@ -27,7 +27,7 @@ CREATE TABLE IF NOT EXISTS subscriptions (
 -- One row per distinct message content; the bytes live in the blob store.
 -- Everything MIME parsing produces is kept here, so FETCH never re-parses.
 CREATE TABLE IF NOT EXISTS blobs (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,   -- never reused: body_text rows outlive their blob a while
     key TEXT NOT NULL UNIQUE,
     size INTEGER NOT NULL,
     refs INTEGER NOT NULL,
@@ -61,8 +61,12 @@ CREATE TABLE IF NOT EXISTS blob_bytes (
 -- index and checks the text itself. rowid = blobs.id.
 CREATE VIRTUAL TABLE IF NOT EXISTS body_text USING fts5(
     text, tokenize='trigram case_sensitive 1', detail=none);
+-- Removing a text from the index costs as much as adding it (FTS5 tokenizes it
+-- again), so an expunge only notes it here and the store removes it when idle.
+-- Searches never see such rows: they join with the messages that still exist.
+CREATE TABLE IF NOT EXISTS text_garbage (id INTEGER PRIMARY KEY);
 CREATE TRIGGER IF NOT EXISTS blobs_gone AFTER DELETE ON blobs BEGIN
-    DELETE FROM body_text WHERE rowid = old.id;
+    INSERT OR IGNORE INTO text_garbage(id) VALUES (old.id);
     DELETE FROM blob_bytes WHERE id = old.id;
 END;
 CREATE TABLE IF NOT EXISTS messages (
