@@ -109,10 +109,24 @@ class Evaluator:
 
     async def run(self) -> list[int]:
         view = self.view
-        candidates = [u for u in view.uids if not view.is_expunged(u)]
+        candidates = [u for u in view.uids if not view.is_expunged(u)] if view.expunged else list(view.uids)
         await self._prefetch(candidates)
+        program = self.program
+        if program[0] == "flag":
+            # The commonest search (UNSEEN, FLAGGED...): one test per message, nothing more.
+            flag, present = program[1], program[2]
+            return [u for u in candidates if (flag in self._lowered_flags(u)) == present]
+        if not any(n[0] == "seqset" for n in _walk(program)):
+            return [u for u in candidates if self._match(program, u, 0)]
         seq_of = {u: i + 1 for i, u in enumerate(view.uids)}
-        return [u for u in candidates if self._match(self.program, u, seq_of[u])]
+        return [u for u in candidates if self._match(program, u, seq_of[u])]
+
+    def _lowered_flags(self, uid) -> frozenset:
+        flags = self.view.flags(uid)
+        lowered = self._lowered.get(flags)
+        if lowered is None:
+            lowered = self._lowered[flags] = frozenset(f.lower() for f in flags)
+        return lowered
 
     async def _prefetch(self, uids):
         service = self.session.ctx.service
@@ -174,11 +188,7 @@ class Evaluator:
         if kind == "all":
             return True
         if kind == "flag":
-            flags = view.flags(uid)
-            lowered = self._lowered.get(flags)
-            if lowered is None:
-                lowered = self._lowered[flags] = frozenset(f.lower() for f in flags)
-            return (node[1] in lowered) == node[2]
+            return (node[1] in self._lowered_flags(uid)) == node[2]
         if kind == "recent":
             return uid in view.recent
         if kind == "new":
