@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import os
 import platform
-import re
 import resource
 import shutil
 import subprocess

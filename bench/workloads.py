@@ -6,7 +6,6 @@ Every workload is bounded: by a count of operations and by a deadline
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import statistics
 import threading

@@ -47,7 +47,7 @@ async def serve(config: Config, ready=None) -> None:
         try:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
-            pass
+            pass    # not the main thread (the tests run the server on one): stopped by server.close()
     try:
         await stop.wait()
     finally:

@@ -11,7 +11,6 @@ import sys
 import threading
 import time
 
-import pytest
 
 
 def _free_port() -> int:

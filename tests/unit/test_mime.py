@@ -3,7 +3,6 @@ from __future__ import annotations
 import glob
 import os
 
-import pytest
 from hypothesis import given, settings, strategies as st
 
 from posthouse.mime.address import parse_address_list

@@ -135,3 +135,31 @@ def test_field_search(store):
     assert store.search_field(store.inbox, uids, "subject", "\\s") == {3}
     assert store.search_field(store.inbox, uids, "from_", "example.com") == {1, 2, 3}
     assert store.search_field(store.inbox, [1], "from_", "example.com") == {1}
+
+
+def test_parser_pool_survives_a_killed_worker():
+    import os as _os
+    import signal
+    from concurrent.futures import ThreadPoolExecutor
+    from posthouse.store.parsing import PROCESS_FROM, ParsePool
+
+    threads = ThreadPoolExecutor(1)
+    pool = ParsePool(1, threads)
+    big = message("word " * PROCESS_FROM)
+
+    async def go():
+        raw, parsed = await pool.parse(big)
+        assert parsed.body_text.startswith("word word")
+        for pid in list(pool._executor()._processes):
+            _os.kill(pid, signal.SIGKILL)
+        await asyncio.sleep(0.5)
+        raw2, parsed2 = await pool.parse(big)          # falls back to a thread, then a new pool
+        assert parsed2.body_text == parsed.body_text
+        raw3, parsed3 = await pool.parse(big)
+        assert parsed3.body_text == parsed.body_text
+
+    try:
+        asyncio.run(go())
+    finally:
+        pool.close()
+        threads.shutdown()

@@ -42,7 +42,6 @@ def to_text(data: bytes, charset: str | None) -> str:
 
 
 _TAG = re.compile(r"<[^>]*>")
-_WS = re.compile(r"[ \t\r\n]+")
 
 
 def html_to_text(html: str) -> str:

@@ -6,7 +6,7 @@ import time
 from ...store.api import NoSuchMailbox
 from ..args import format_uid_set, parse_datetime
 from ..errors import bad, no
-from ..protocol.tokens import Atom, ParenList, String
+from ..protocol.tokens import ParenList, String
 from .store import parse_flag_list
 
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import re
 
-from ..args import check_mailbox_name, decode_mailbox_name
+from ..args import check_mailbox_name
 from ..errors import bad, no
 from ..protocol.tokens import Atom, ParenList, ParseError, String
-from ..session import SELECTED
 
 DELIM = "/"
 

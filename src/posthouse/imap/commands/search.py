@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..args import format_uid_set
 from ..errors import bad, no
-from ..protocol.tokens import Atom, ParenList
+from ..protocol.tokens import Atom
 from ..search import Evaluator, parse_program
 
 _CHARSETS = {"UTF-8", "US-ASCII"}

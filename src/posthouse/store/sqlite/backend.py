@@ -87,10 +87,7 @@ class SQLiteStore(Store):
         or exception) per call; nothing is returned before the commit.
         durable=False: the calls are all of the LAZY kind; commit without fsync."""
         out = []
-        mode = self._sync_mode if durable else ("NORMAL" if self.fsync else "OFF")
-        if mode != self._current_sync:
-            self.db.execute("PRAGMA synchronous=" + mode)
-            self._current_sync = mode
+        self._set_sync(self._sync_mode if durable else ("NORMAL" if self.fsync else "OFF"))
         with self._tx():
             for call in calls:
                 try:
@@ -106,13 +103,16 @@ class SQLiteStore(Store):
         if not ids:
             return False
         marks = ",".join("?" * len(ids))
-        if self._current_sync != "OFF" and self.fsync:
-            self.db.execute("PRAGMA synchronous=NORMAL")     # nothing here needs an fsync
-            self._current_sync = "NORMAL"
+        self._set_sync("NORMAL" if self.fsync else "OFF")     # nothing here needs an fsync
         with self._tx():
             self.db.execute(f"DELETE FROM body_text WHERE rowid IN ({marks})", ids)
             self.db.execute(f"DELETE FROM text_garbage WHERE id IN ({marks})", ids)
         return len(ids) == 50
+
+    def _set_sync(self, mode: str) -> None:
+        if mode != self._current_sync:
+            self.db.execute("PRAGMA synchronous=" + mode)
+            self._current_sync = mode
 
     def _forget_blobs(self, keys) -> None:
         self._dead_keys.extend(keys)
