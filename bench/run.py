@@ -67,11 +67,16 @@ def rare_word_eligible(raw: bytes) -> bool:
 
 
 def large_set(sample: list[bytes], count: int) -> list[bytes]:
+    """count distinct messages; one in a thousand carries RARE_WORD in a plain-text body."""
+    eligible = [raw for raw in sample if rare_word_eligible(raw)]
+    if not eligible:
+        raise SystemExit("the sample has no plain-text message to carry the rare word")
     out = []
     for n in range(count):
-        raw = sample[n % len(sample)]
-        rare = RARE_WORD if n % 1000 == 7 and rare_word_eligible(raw) else None
-        out.append(w.tagged_copy(raw, n, rare))
+        if n % 1000 == 7:
+            out.append(w.tagged_copy(eligible[(n // 1000) % len(eligible)], n, RARE_WORD))
+        else:
+            out.append(w.tagged_copy(sample[n % len(sample)], n))
     return out
 
 

@@ -320,6 +320,12 @@ def test_search_keys(imap):
     assert s("2:3") == [b"2", b"3"] and s("UID", "4:*") == [b"4"]
     assert s("(SEEN)", "ALL") == [b"1"]
     assert s("KEYWORD", "nothing") == [] and s("UNKEYWORD", "nothing") == [b"1", b"2", b"3", b"4"]
+    # text keys ANDed with others narrow first; under OR and NOT they are tested per message
+    assert s("SUBJECT", "hello", "2:3") == [b"2", b"3"] and s("FLAGGED", "SUBJECT", "hello") == [b"3"]
+    assert s("BODY", "budget", "UNSEEN") == [] and s("SUBJECT", "hello", "BODY", "number") == [b"2", b"3", b"4"]
+    assert s("OR", "BODY", "budget", "FLAGGED") == [b"1", b"3"] and s("NOT", "BODY", "budget") == [b"2", b"3", b"4"]
+    assert s("RECENT") == [b"1", b"2", b"3", b"4"] and s("NEW") == [b"2", b"3", b"4"] and s("OLD") == []
+    assert s("UID", "2,4", "NOT", "4") == [b"2"] and s("SMALLER", "400", "UNFLAGGED") == [b"2", b"4"]
     assert imap.search("KOI8-R", "ALL")[0] == "NO"
     with pytest.raises(imaplib.IMAP4.error, match="Unknown search key"):
         imap.search(None, "BOGUS")

@@ -8,11 +8,17 @@ Each session keeps its own SelectedView: the UID list that its sequence
 numbers refer to, and the changes it has not yet told its client about.
 Expunges wait there until the session may announce them (never during
 FETCH, STORE or SEARCH), so sequence numbers never shift under a client.
+
+UID lists are arrays of 32-bit numbers (IMAP's UID range): a view's copy of
+a 100,000-message mailbox is one memcpy at SELECT, not a list of objects.
+The shared index also keeps the set of unseen messages, which SELECT's
+first-unseen answer and SEARCH UNSEEN (the commonest search) read directly.
 """
 from __future__ import annotations
 
 import asyncio
-from bisect import bisect_left
+from array import array
+from bisect import bisect_left, bisect_right
 
 from ..store.api import FlagsChanged, IndexEntry, MailboxGone, MessageAdded, MessagesExpunged
 
@@ -23,8 +29,10 @@ class SharedMailbox:
     def __init__(self, mailbox_id: int):
         self.id = mailbox_id
         self.info = None
-        self.uids: list[int] = []
+        self.uids = array("I")
         self.entries: dict[int, IndexEntry] = {}
+        self.unseen: set[int] = set()
+        self._flagsets: dict[frozenset, frozenset] = {}   # one object per distinct flag set
         self.keywords: set[str] = set()
         self.views: set[SelectedView] = set()
         self.refs = 0
@@ -35,19 +43,27 @@ class SharedMailbox:
 
     def load(self, info, entries) -> None:
         self.info = info
-        self.entries = {e.uid: e for e in entries}
-        self.uids = [e.uid for e in entries]
+        intern = self._intern
         for e in entries:
-            self._learn(e.flags)
+            e.flags = intern(e.flags)
+        self.entries = {e.uid: e for e in entries}
+        self.uids = array("I", [e.uid for e in entries])
+        self.unseen = {e.uid for e in entries if "\\Seen" not in e.flags}
         early, self._early = self._early, []
         self.loaded.set()
         for event in early:   # changes committed while we were loading
             self.apply(event)
 
-    def _learn(self, flags) -> None:
-        for f in flags:
-            if not f.startswith("\\"):
-                self.keywords.add(f)
+    def _intern(self, flags: frozenset) -> frozenset:
+        """The one shared object for this set of flags (a big mailbox has few
+        distinct sets: less memory, and caches keyed by flag set hit by identity)."""
+        known = self._flagsets.get(flags)
+        if known is None:
+            known = self._flagsets[flags] = flags
+            for f in flags:
+                if not f.startswith("\\"):
+                    self.keywords.add(f)
+        return known
 
     def apply(self, event) -> None:
         if not self.loaded.is_set():
@@ -57,24 +73,29 @@ class SharedMailbox:
             e = event.entry
             if e.uid in self.entries:
                 return
+            e.flags = self._intern(e.flags)
             self.entries[e.uid] = e
             if not self.uids or e.uid > self.uids[-1]:
                 self.uids.append(e.uid)
             else:
                 self.uids.insert(bisect_left(self.uids, e.uid), e.uid)
+            if "\\Seen" not in e.flags:
+                self.unseen.add(e.uid)
             self.info.uidnext = max(self.info.uidnext, e.uid + 1)
             self.info.highestmodseq = max(self.info.highestmodseq, e.modseq)
-            self._learn(e.flags)
             for view in self.views:
                 view.on_added(e.uid)
         elif isinstance(event, FlagsChanged):
             e = self.entries.get(event.uid)
             if e is None or e.modseq >= event.modseq:
                 return
-            e.flags = event.flags
+            e.flags = self._intern(event.flags)
             e.modseq = event.modseq
+            if "\\Seen" in e.flags:
+                self.unseen.discard(e.uid)
+            else:
+                self.unseen.add(e.uid)
             self.info.highestmodseq = max(self.info.highestmodseq, event.modseq)
-            self._learn(event.flags)
             for view in self.views:
                 view.on_flags(event.uid)
         elif isinstance(event, MessagesExpunged):
@@ -82,8 +103,8 @@ class SharedMailbox:
             if not gone:
                 return
             last = {u: self.entries.pop(u).flags for u in gone}
-            dead = set(gone)
-            self.uids = [u for u in self.uids if u not in dead]
+            self.unseen.difference_update(gone)
+            self.uids = _without(self.uids, gone)
             self.info.highestmodseq = max(self.info.highestmodseq, event.modseq)
             for view in self.views:
                 view.on_expunged(last)
@@ -97,7 +118,7 @@ class SelectedView:
     def __init__(self, shared: SharedMailbox, readonly: bool):
         self.shared = shared
         self.readonly = readonly
-        self.uids = list(shared.uids)
+        self.uids = shared.uids[:]                  # what this session's sequence numbers refer to
         self.expunged: dict[int, frozenset] = {}   # announced-later expunges, with last flags
         self.added: list[int] = []
         self.flag_changes: set[int] = set()
@@ -132,6 +153,32 @@ class SelectedView:
         if self.listener is not None:
             self.listener()
 
+    # -- catching up (when the session may tell its client) -------------------
+    def take_expunged(self) -> list[int]:
+        """Forget the expunges not yet announced; returns their sequence numbers
+        highest first, the order in which each stays right as it is sent."""
+        if not self.expunged:
+            return []
+        seqs = sorted((s for s in map(self.seq_of, self.expunged) if s is not None), reverse=True)
+        self.uids = _without(self.uids, self.expunged)
+        self.recent.difference_update(self.expunged)
+        self.expunged.clear()
+        return seqs
+
+    def take_added(self) -> list[int]:
+        """Take in the messages added since; returns their UIDs, ascending."""
+        new = sorted({u for u in self.added if u not in self.expunged and self.seq_of(u) is None})
+        self.added.clear()
+        if new:
+            if not self.uids or new[0] > self.uids[-1]:
+                self.uids.extend(new)
+            else:
+                self.uids = array("I", sorted(set(self.uids).union(new)))
+        return new
+
+    def recent_from(self, first_uid: int) -> set[int]:
+        return set(self.uids[bisect_left(self.uids, first_uid):])
+
     # -- lookups --------------------------------------------------------------
     @property
     def exists(self) -> int:
@@ -153,32 +200,72 @@ class SelectedView:
     def is_expunged(self, uid: int) -> bool:
         return uid in self.expunged
 
-    def uids_for_seqset(self, seqset, saved: list[int] | None = None) -> list[int]:
-        """Message sequence numbers -> UIDs; raises IndexError on numbers out of range."""
+    def first_unseen(self) -> int | None:
+        """Sequence number of the first message without \\Seen. Either few are
+        unseen (take the least) or many are (one turns up early in a scan)."""
+        unseen = self.shared.unseen
+        if not unseen:
+            return None
+        if len(unseen) * 64 < len(self.uids):
+            for uid in sorted(unseen):
+                seq = self.seq_of(uid)
+                if seq is not None:
+                    return seq
+            return None
+        for i, uid in enumerate(self.uids):
+            if uid in unseen:
+                return i + 1
+        return None
+
+    def positions(self, seqset, by_uid: bool, saved: list[int] | None = None):
+        """0-based positions in self.uids of the messages a set names, ascending.
+        Message sequence numbers out of range raise IndexError."""
+        uids = self.uids
         if seqset.saved:
-            return [u for u in (saved or []) if self.seq_of(u) is not None]
-        n = len(self.uids)
-        if n == 0:
-            if seqset.contains_star():
-                return []     # '*' in an empty mailbox matches nothing
-            raise IndexError("Invalid sequence number")
-        out = set()
-        for lo, hi in seqset.resolve(n):
-            if lo < 1 or hi > n:
+            found = (self.seq_of(u) for u in (saved or []))
+            return sorted({s - 1 for s in found if s is not None})
+        n = len(uids)
+        spans = []
+        if by_uid:
+            if not n:
+                return []
+            for lo, hi in seqset.resolve(uids[-1]):
+                spans.append((bisect_left(uids, lo), bisect_right(uids, hi)))
+        else:
+            if n == 0:
+                if seqset.contains_star():
+                    return []     # '*' in an empty mailbox matches nothing
                 raise IndexError("Invalid sequence number")
-            out.update(self.uids[lo - 1:hi])
+            for lo, hi in seqset.resolve(n):
+                if lo < 1 or hi > n:
+                    raise IndexError("Invalid sequence number")
+                spans.append((lo - 1, hi))
+        spans = [s for s in spans if s[0] < s[1]]
+        if len(spans) == 1:
+            return range(*spans[0])
+        out = set()
+        for i, j in spans:
+            out.update(range(i, j))
         return sorted(out)
 
+    def uids_for_seqset(self, seqset, saved: list[int] | None = None) -> list[int]:
+        """Message sequence numbers -> UIDs; raises IndexError on numbers out of range."""
+        uids = self.uids
+        return [uids[i] for i in self.positions(seqset, False, saved)]
+
     def uids_for_uidset(self, seqset, saved: list[int] | None = None) -> list[int]:
-        if seqset.saved:
-            return [u for u in (saved or []) if self.seq_of(u) is not None]
-        if not self.uids:
-            return []
-        largest = self.uids[-1]
-        out: list[int] = []
-        for lo, hi in seqset.resolve(largest):
-            i = bisect_left(self.uids, lo)
-            while i < len(self.uids) and self.uids[i] <= hi:
-                out.append(self.uids[i])
-                i += 1
-        return sorted(set(out))
+        uids = self.uids
+        return [uids[i] for i in self.positions(seqset, True, saved)]
+
+
+def _without(uids: array, gone) -> array:
+    """uids less the ones in gone: a few deleted in place, many by one rebuild."""
+    if len(gone) <= 8:
+        out = uids[:]
+        for uid in gone:
+            i = bisect_left(out, uid)
+            if i < len(out) and out[i] == uid:
+                del out[i]
+        return out
+    gone = gone if isinstance(gone, (set, dict)) else set(gone)
+    return array("I", [u for u in uids if u not in gone])

@@ -20,6 +20,8 @@ _FLAG_KEYS = {
 }
 _ADDRESS_KEYS = {"FROM": "from_", "TO": "to", "CC": "cc", "BCC": "bcc", "SUBJECT": "subject"}
 _DATE_KEYS = {"BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE"}
+# Keys answered by the store (one call per key for all messages), not from memory.
+_STORE_KEYS = {"field", "body", "text", "header", "sentbefore", "senton", "sentsince"}
 
 
 def _string(args: ArgReader) -> str:
@@ -105,28 +107,97 @@ class Evaluator:
         self.program = program
         self.store_sets: dict[int, set[int]] = {}   # id(node) -> matching UIDs
         self.saved = set(session.saved_search)      # '$' (SEARCHRES)
-        self._lowered: dict[frozenset, frozenset] = {}   # flag set -> lower-cased, computed once
 
     async def run(self) -> list[int]:
+        """The matching messages' sequence numbers, ascending (view.uids[seq - 1]
+        is the UID)."""
         view = self.view
-        candidates = [u for u in view.uids if not view.is_expunged(u)] if view.expunged else list(view.uids)
-        await self._prefetch(candidates)
+        uids = view.uids
+        expunged = view.expunged
         program = self.program
-        if program[0] == "flag":
-            # The commonest search (UNSEEN, FLAGGED...): one test per message, nothing more.
-            flag, present = program[1], program[2]
-            return [u for u in candidates if (flag in self._lowered_flags(u)) == present]
-        if not any(n[0] == "seqset" for n in _walk(program)):
-            return [u for u in candidates if self._match(program, u, 0)]
-        seq_of = {u: i + 1 for i, u in enumerate(view.uids)}
-        return [u for u in candidates if self._match(program, u, seq_of[u])]
+        if program[0] == "flag" and program[1] == "\\seen":
+            # The commonest search of all (UNSEEN): the shared index keeps that set.
+            unseen = view.shared.unseen
+            if program[2]:
+                return [i for i, u in enumerate(uids, 1) if u not in unseen and u not in expunged]
+            return [i for i, u in enumerate(uids, 1) if u in unseen]
+        if any(n[0] in _STORE_KEYS for n in _walk(program)):
+            candidates = [u for u in uids if u not in expunged] if expunged else uids.tolist()
+            await self._prefetch(candidates)
+        keys = program[1] if program[0] == "and" else [program]
+        narrowing = sorted((self.store_sets[id(k)] for k in keys if id(k) in self.store_sets), key=len)
+        if narrowing:
+            # A text or header key ANDed in: its (few) hits are the only candidates.
+            hits = set(narrowing[0]).intersection(*narrowing[1:])
+            rest = self._compile(("and", [k for k in keys if id(k) not in self.store_sets]))
+            seqs = sorted(s for s in map(view.seq_of, hits) if s is not None)
+            return [s for s in seqs if uids[s - 1] not in expunged and rest(uids[s - 1], s)]
+        match = self._compile(program)
+        if not expunged:
+            return [i for i, u in enumerate(uids, 1) if match(u, i)]
+        return [i for i, u in enumerate(uids, 1) if u not in expunged and match(u, i)]
 
-    def _lowered_flags(self, uid) -> frozenset:
-        flags = self.view.flags(uid)
-        lowered = self._lowered.get(flags)
-        if lowered is None:
-            lowered = self._lowered[flags] = frozenset(f.lower() for f in flags)
-        return lowered
+    def _compile(self, node):
+        """The search key as a test of (uid, sequence number), built once: the
+        dispatch on key kinds happens here, not once per message."""
+        kind = node[0]
+        view = self.view
+        if kind == "and":
+            tests = [self._compile(k) for k in node[1]]
+            if not tests:
+                return lambda uid, seq: True
+            if len(tests) == 1:
+                return tests[0]
+            return lambda uid, seq: all(t(uid, seq) for t in tests)
+        if kind == "all":
+            return lambda uid, seq: True
+        if kind == "flag":
+            flag, present = node[1], node[2]
+            flags_of = view.flags
+            verdict: dict = {}      # flag set -> answer: a big mailbox has few distinct sets
+
+            def flag_test(uid, seq):
+                flags = flags_of(uid)
+                hit = verdict.get(flags)
+                if hit is None:
+                    hit = verdict[flags] = any(f.lower() == flag for f in flags) == present
+                return hit
+            return flag_test
+        if kind == "recent":
+            return lambda uid, seq: uid in view.recent
+        if kind == "new":
+            return lambda uid, seq: uid in view.recent and "\\Seen" not in view.flags(uid)
+        if kind == "old":
+            return lambda uid, seq: uid not in view.recent
+        if kind in ("larger", "smaller"):
+            limit, larger, entry = node[1], kind == "larger", view.entry
+
+            def size_test(uid, seq):
+                e = entry(uid)
+                return e is not None and (e.size > limit if larger else e.size < limit)
+            return size_test
+        if kind in ("before", "on", "since"):
+            ref = node[1]
+            return lambda uid, seq: _date_cmp(kind, self._idate(uid), ref)
+        if kind == "not":
+            inner = self._compile(node[1])
+            return lambda uid, seq: not inner(uid, seq)
+        if kind == "or":
+            a, b = self._compile(node[1]), self._compile(node[2])
+            return lambda uid, seq: a(uid, seq) or b(uid, seq)
+        if kind in ("seqset", "uidset"):
+            seqset = node[1]
+            if seqset.saved:
+                saved = self.saved
+                return lambda uid, seq: uid in saved
+            uids = view.uids
+            if kind == "seqset":
+                spans = list(seqset.resolve(len(uids)))
+                return lambda uid, seq: any(lo <= seq <= hi for lo, hi in spans)
+            spans = list(seqset.resolve(uids[-1] if uids else 0))
+            return lambda uid, seq: any(lo <= uid <= hi for lo, hi in spans)
+        hits = self.store_sets.get(id(node), frozenset())
+        return lambda uid, seq: uid in hits
 
     async def _prefetch(self, uids):
         service = self.session.ctx.service
@@ -141,12 +212,13 @@ class Evaluator:
         for n in nodes:
             kind = n[0]
             if kind == "field":
-                self.store_sets[id(n)] = await service.call("search_field", mailbox_id, uids, n[1], n[2])
+                # The whole mailbox (uids=None): results outside the view are never looked at.
+                self.store_sets[id(n)] = await service.call("search_field", mailbox_id, None, n[1], n[2])
             elif kind in ("sentbefore", "senton", "sentsince"):
                 self.store_sets[id(n)] = {u for u, f in fields.items() if _date_cmp(
                     kind[4:], _utc_date(f.sent_date) if f.sent_date is not None else self._idate(u), n[1])}
             elif kind == "body":
-                self.store_sets[id(n)] = await service.call("search_body", mailbox_id, uids, n[1])
+                self.store_sets[id(n)] = await service.call("search_body", mailbox_id, None, n[1])
             elif kind == "text":
                 body = await service.call("search_body", mailbox_id, uids, n[1])
                 needle = n[1].casefold()
@@ -179,44 +251,6 @@ class Evaluator:
     def _idate(self, uid):
         e = self.view.entry(uid)
         return _utc_date(e.internaldate) if e else None
-
-    def _match(self, node, uid, seq) -> bool:
-        kind = node[0]
-        view = self.view
-        if kind == "and":
-            return all(self._match(k, uid, seq) for k in node[1])
-        if kind == "all":
-            return True
-        if kind == "flag":
-            return (node[1] in self._lowered_flags(uid)) == node[2]
-        if kind == "recent":
-            return uid in view.recent
-        if kind == "new":
-            return uid in view.recent and "\\Seen" not in view.flags(uid)
-        if kind == "old":
-            return uid not in view.recent
-        if kind in ("larger", "smaller"):
-            e = view.entry(uid)
-            if e is None:
-                return False
-            return e.size > node[1] if kind == "larger" else e.size < node[1]
-        if kind in ("before", "on", "since"):
-            d = self._idate(uid)
-            return d is not None and _date_cmp(kind, d, node[1])
-        if kind == "not":
-            return not self._match(node[1], uid, seq)
-        if kind == "or":
-            return self._match(node[1], uid, seq) or self._match(node[2], uid, seq)
-        if kind == "seqset":
-            return self._in_set(node[1], seq, len(view.uids), uid)
-        if kind == "uidset":
-            return self._in_set(node[1], uid, view.uids[-1] if view.uids else 0, uid)
-        return uid in self.store_sets.get(id(node), ())
-
-    def _in_set(self, seqset, n, largest, uid) -> bool:
-        if seqset.saved:
-            return uid in self.saved
-        return any(lo <= n <= hi for lo, hi in seqset.resolve(largest))
 
 
 def _date_cmp(op, value, ref) -> bool:

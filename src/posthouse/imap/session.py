@@ -127,14 +127,11 @@ class Session:
         view = SelectedView(shared, readonly)
         shared.views.add(view)
         self.view, self.mailbox_name, self.state = view, name, SELECTED
-        if not readonly:
-            first = shared.info.first_recent_uid
-            view.recent = {u for u in view.uids if u >= first}
-            if shared.info.uidnext > first:
-                shared.info.first_recent_uid = shared.info.uidnext
-                await self.ctx.service.call("claim_recent", mailbox_id, shared.info.uidnext)
-        else:
-            view.recent = {u for u in view.uids if u >= shared.info.first_recent_uid}
+        first = shared.info.first_recent_uid
+        view.recent = view.recent_from(first)
+        if not readonly and shared.info.uidnext > first:
+            shared.info.first_recent_uid = shared.info.uidnext
+            await self.ctx.service.call("claim_recent", mailbox_id, shared.info.uidnext)
         return view
 
     def unselect(self) -> None:
@@ -172,22 +169,15 @@ class Session:
             self.conn.close()
             return
         if expunge_ok and view.expunged:
-            for uid in sorted(view.expunged, reverse=True):
-                seq = view.seq_of(uid)
-                if seq is not None:
-                    del view.uids[seq - 1]
-                    self.untagged(f"{seq} EXPUNGE")
-                view.recent.discard(uid)
-            view.expunged.clear()
+            write = self.conn.write
+            for seq in view.take_expunged():
+                write(b"* %d EXPUNGE\r\n" % seq)
         if view.shared.keywords - view.known_keywords:
             view.known_keywords = set(view.shared.keywords)
             self.flags_responses()
         if view.added:
-            new = sorted(u for u in view.added if u not in view.expunged and view.seq_of(u) is None)
-            view.added.clear()
+            new = view.take_added()
             if new:
-                view.uids.extend(new)
-                view.uids.sort()
                 if not view.readonly:
                     shared = view.shared
                     claim = [u for u in new if u >= shared.info.first_recent_uid]

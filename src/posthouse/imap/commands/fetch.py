@@ -134,38 +134,37 @@ async def fetch(session, cmd):
     args.end()
     view = session.view
     try:
-        uids = (view.uids_for_uidset if cmd.uid else view.uids_for_seqset)(seqset, session.saved_search)
+        positions = view.positions(seqset, cmd.uid, session.saved_search)
     except IndexError:
         raise bad("Invalid message sequence number") from None
     if cmd.uid and not any(i.name == "UID" for i in items):
         items.insert(0, Item("UID"))
+    all_uids = view.uids
+    if not any(i.needs_data for i in items):
+        await _fetch_from_index(session, positions, items)
+        return "FETCH completed"
+    # (sequence number, UID) of each message, in order; expunged-but-not-yet-announced ones stay.
+    targets = [(i + 1, all_uids[i]) for i in positions]
     service = session.ctx.service
     mailbox_id = view.shared.id
     marked: set[int] = set()
     if not view.readonly and any(not i.peek for i in items):
-        to_mark = [u for u in uids if "\\Seen" not in view.flags(u) and not view.is_expunged(u)]
+        unseen = view.shared.unseen
+        to_mark = [u for _s, u in targets if u in unseen]
         if to_mark:
             events, _ = await service.change("store_flags", mailbox_id, to_mark, "add", frozenset({"\\Seen"}))
             marked = {e.uid for e in events}
             view.flag_changes.difference_update(marked)
-    needs_data = any(i.needs_data for i in items)
-    if not needs_data:
-        _fetch_from_index(session, uids, items, marked)
-        await session.conn.drain()
-        return "FETCH completed"
     needs_bytes = any(i.needs_bytes for i in items)
     step = 50 if needs_bytes else 500
     missing = False
     conn = session.conn
-    for start in range(0, len(uids), step):
-        batch = uids[start:start + step]
-        data = await service.call("message_data", mailbox_id, batch, needs_bytes) if needs_data else {}
-        for uid in batch:
-            seq = view.seq_of(uid)
-            if seq is None:
-                continue
+    for start in range(0, len(targets), step):
+        batch = targets[start:start + step]
+        data = await service.call("message_data", mailbox_id, [u for _s, u in batch], needs_bytes)
+        for seq, uid in batch:
             msg = data.get(uid)
-            if needs_data and msg is None:
+            if msg is None:
                 missing = True
                 continue
             try:
@@ -183,41 +182,69 @@ async def fetch(session, cmd):
     return "FETCH completed"
 
 
-def _fetch_from_index(session, uids, items, marked) -> None:
-    """UID, FLAGS, INTERNALDATE, RFC822.SIZE: all in memory, no awaits, and the
-    flag list rendered once per distinct set of flags (a big mailbox has few)."""
+# Lines rendered between waits for the socket: the client reads while we render.
+_INDEX_CHUNK = 2000
+
+
+async def _fetch_from_index(session, positions, items) -> None:
+    """UID, FLAGS, INTERNALDATE, RFC822.SIZE (none of which sets \\Seen): all
+    from memory, the flag list rendered once per distinct set of flags (a big
+    mailbox has few), and the socket drained every few thousand lines so the
+    client reads while we render."""
     view = session.view
-    conn = session.conn
+    uids = view.uids
     names = [i.name for i in items]
-    want_flags = "FLAGS" in names
+    flag_text = _flag_renderer(session, view)
+    if names == ["UID", "FLAGS"] or names == ["FLAGS", "UID"]:
+        # The resync every client does on a big mailbox: the tightest loop we have.
+        line = b"* %d FETCH (UID %d %s)\r\n" if names[0] == "UID" else b"* %d FETCH (%s UID %d)\r\n"
+        uid_first = names[0] == "UID"
+        for start in range(0, len(positions), _INDEX_CHUNK):
+            lines = []
+            for i in positions[start:start + _INDEX_CHUNK]:
+                uid = uids[i]
+                if uid_first:
+                    lines.append(line % (i + 1, uid, flag_text(uid)))
+                else:
+                    lines.append(line % (i + 1, flag_text(uid), uid))
+            session.conn.write(b"".join(lines))
+            await session.conn.drain()
+        return
+    for start in range(0, len(positions), _INDEX_CHUNK):
+        for i in positions[start:start + _INDEX_CHUNK]:
+            uid = uids[i]
+            entry = view.entry(uid)
+            out = []
+            for name in names:
+                if name == "UID":
+                    out.append(b"UID %d" % uid)
+                elif name == "FLAGS":
+                    out.append(flag_text(uid))
+                elif name == "INTERNALDATE":
+                    out.append(f'INTERNALDATE "{format_datetime(entry.internaldate if entry else 0)}"'.encode())
+                else:
+                    out.append(b"RFC822.SIZE %d" % (entry.size if entry else 0))
+            session.conn.write(b"* %d FETCH (" % (i + 1) + b" ".join(out) + b")\r\n")
+        await session.conn.drain()
+
+
+def _flag_renderer(session, view):
+    """uid -> b"FLAGS (...)", cached per distinct flag set (and \\Recent)."""
+    entries = view.shared.entries
+    expunged = view.expunged
+    recent = view.recent if not session.rev2 else ()
     rendered: dict = {}
-    positions = {u: i + 1 for i, u in enumerate(view.uids)} if len(uids) > 64 else None
-    for uid in uids:
-        seq = positions.get(uid) if positions is not None else view.seq_of(uid)
-        if seq is None:
-            continue
-        entry = view.entry(uid)
-        out = []
-        for name in names:
-            if name == "UID":
-                out.append(b"UID %d" % uid)
-            elif name == "FLAGS":
-                out.append(_flags_item(session, view, uid, rendered))
-            elif name == "INTERNALDATE":
-                out.append(f'INTERNALDATE "{format_datetime(entry.internaldate if entry else 0)}"'.encode())
-            else:
-                out.append(b"RFC822.SIZE %d" % (entry.size if entry else 0))
-        if uid in marked and not want_flags:
-            out.append(_flags_item(session, view, uid, rendered))
-        conn.write(b"* %d FETCH (" % seq + b" ".join(out) + b")\r\n")
+    empty = frozenset()
 
-
-def _flags_item(session, view, uid, rendered: dict) -> bytes:
-    key = (view.flags(uid), not session.rev2 and uid in view.recent)
-    text = rendered.get(key)
-    if text is None:
-        text = rendered[key] = b"FLAGS " + session.format_flags(uid).encode()
-    return text
+    def flag_text(uid) -> bytes:
+        e = entries.get(uid)
+        flags = e.flags if e is not None else expunged.get(uid, empty)
+        key = (flags, True) if uid in recent else flags
+        text = rendered.get(key)
+        if text is None:
+            text = rendered[key] = b"FLAGS " + session.format_flags(uid).encode()
+        return text
+    return flag_text
 
 
 async def _render(session, uid, msg, items, marked) -> list[bytes]:

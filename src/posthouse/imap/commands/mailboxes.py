@@ -36,7 +36,7 @@ async def _open(session, cmd, readonly: bool):
     session.untagged(f"{view.exists} EXISTS")
     if not session.rev2:
         session.untagged(f"{len(view.recent)} RECENT")
-        first_unseen = next((i + 1 for i, u in enumerate(view.uids) if "\\Seen" not in view.flags(u)), None)
+        first_unseen = view.first_unseen()
         if first_unseen:
             session.untagged(f"OK [UNSEEN {first_unseen}] First unseen.")
     session.untagged(f"OK [UIDVALIDITY {shared.info.uidvalidity}] UIDs valid")

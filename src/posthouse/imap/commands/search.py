@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..args import format_uid_set
+from ..protocol.writer import number_line
 from ..errors import bad, no
 from ..protocol.tokens import Atom
 from ..search import Evaluator, parse_program
@@ -35,15 +36,15 @@ async def search(session, cmd):
         if returns and "SAVE" in returns:
             session.saved_search = []
         raise
-    result = await Evaluator(session, program).run()
-    view = session.view
-    numbers = result if cmd.uid else [view.seq_of(u) for u in result]
+    seqs = await Evaluator(session, program).run()
+    uids = session.view.uids
+    numbers = [uids[s - 1] for s in seqs] if cmd.uid else seqs
     if returns is not None and "SAVE" in returns:
-        session.saved_search = list(result)
+        session.saved_search = numbers if cmd.uid else [uids[s - 1] for s in seqs]
         if returns == ["SAVE"]:
             return "SEARCH completed"
     if returns is None and not session.rev2:
-        session.untagged("SEARCH" + "".join(f" {n}" for n in numbers))
+        session.conn.write(number_line(b"SEARCH", numbers))
         return "SEARCH completed"
     opts = [r for r in (returns or ["ALL"]) if r != "SAVE"]
     if returns and "SAVE" in returns and not opts:
@@ -59,6 +60,6 @@ async def search(session, cmd):
     if "COUNT" in opts:
         parts.append(f"COUNT {len(numbers)}")
     if numbers and "ALL" in opts:
-        parts.append("ALL " + format_uid_set(sorted(numbers)))
+        parts.append("ALL " + format_uid_set(numbers))
     session.untagged("ESEARCH " + " ".join(parts))
     return "SEARCH completed"

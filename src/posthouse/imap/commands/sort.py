@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..errors import bad, no
 from ..protocol.tokens import Atom
+from ..protocol.writer import number_line
 from ..search import Evaluator, parse_program
 
 _CHARSETS = {"UTF-8", "US-ASCII"}
@@ -17,6 +18,7 @@ def _casemap(text: str) -> bytes:
 
 
 def _key_function(key: str, data: dict):
+    """For keys read from the store: data is uid -> (sent_date, internaldate, size, keys)."""
     if key == "ARRIVAL":
         return lambda uid: data[uid][1]
     if key == "DATE":
@@ -26,6 +28,18 @@ def _key_function(key: str, data: dict):
         return lambda uid: data[uid][2]
     name = key.lower()
     return lambda uid: _casemap(data[uid][3][name])
+
+
+def _index_key_function(key: str, entries: dict):
+    """ARRIVAL, DATE and SIZE straight from the shared in-memory index."""
+    if key == "ARRIVAL":
+        return lambda uid: entries[uid].internaldate
+    if key == "DATE":
+        def sent_or_arrival(uid):
+            e = entries[uid]
+            return e.sent_date if e.sent_date is not None else e.internaldate
+        return sent_or_arrival
+    return lambda uid: entries[uid].size
 
 
 def parse_sort_criteria(args) -> list[tuple[str, bool]]:
@@ -51,12 +65,19 @@ def parse_sort_criteria(args) -> list[tuple[str, bool]]:
 
 
 async def sorted_uids(session, criteria, program) -> list[int]:
-    matches = await Evaluator(session, program).run()
-    if not matches:
+    seqs = await Evaluator(session, program).run()
+    if not seqs:
         return []
-    with_keys = any(key in _PARSED for key, _ in criteria)
-    data = await session.ctx.service.call("sort_data", session.view.shared.id, with_keys)
+    all_uids = session.view.uids
+    matches = [all_uids[s - 1] for s in seqs]
     # Messages tie-break in mailbox order; stable sorts, last key first, give that.
+    if not any(key in _PARSED for key, _ in criteria):
+        entries = session.view.shared.entries
+        result = [uid for uid in matches if uid in entries]
+        for key, reverse in reversed(criteria):
+            result.sort(key=_index_key_function(key, entries), reverse=reverse)
+        return result
+    data = await session.ctx.service.call("sort_data", session.view.shared.id, True)
     result = [uid for uid in matches if uid in data]
     for key, reverse in reversed(criteria):
         result.sort(key=_key_function(key, data), reverse=reverse)
@@ -71,7 +92,14 @@ async def sort(session, cmd):
         raise no("Unsupported charset", "BADCHARSET (UTF-8 US-ASCII)")
     program = parse_program(args)
     uids = await sorted_uids(session, criteria, program)
-    view = session.view
-    numbers = uids if cmd.uid else [view.seq_of(u) for u in uids]
-    session.untagged("SORT" + "".join(f" {n}" for n in numbers))
+    if cmd.uid:
+        numbers = uids
+    else:
+        view = session.view
+        if len(uids) > 64:
+            seq = {u: i + 1 for i, u in enumerate(view.uids)}
+            numbers = [seq[u] for u in uids]
+        else:
+            numbers = [view.seq_of(u) for u in uids]
+    session.conn.write(number_line(b"SORT", numbers))
     return "SORT completed"

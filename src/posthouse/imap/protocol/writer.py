@@ -32,3 +32,10 @@ def astring(value: str, utf8: bool = True) -> bytes:
 
 def paren(items) -> bytes:
     return b"(" + b" ".join(items) + b")"
+
+
+def number_line(name: bytes, numbers) -> bytes:
+    """An untagged "* SEARCH 1 2 3" line (map(str) formats in C: it matters at 100,000 numbers)."""
+    if not numbers:
+        return b"* " + name + b"\r\n"
+    return b"* " + name + b" " + " ".join(map(str, numbers)).encode() + b"\r\n"

@@ -318,10 +318,17 @@ class SQLiteStore(Store):
     def load_index(self, mailbox_id):
         info = self._mailbox_by_id(mailbox_id)
         rows = self.db.execute(
-            """SELECT m.uid, m.flags, m.modseq, b.size, m.internaldate
+            """SELECT m.uid, m.flags, m.modseq, b.size, m.internaldate, b.sent_date
                FROM messages m JOIN blobs b ON b.id = m.blob_id
                WHERE m.mailbox_id=? ORDER BY m.uid""", (mailbox_id,))
-        return info, [IndexEntry(uid, _flags_set(fl), ms, size, idate) for uid, fl, ms, size, idate in rows]
+        flagsets: dict[str, frozenset] = {}     # parse each distinct flags text once
+        out = []
+        for uid, fl, ms, size, idate, sent in rows:
+            flags = flagsets.get(fl)
+            if flags is None:
+                flags = flagsets[fl] = _flags_set(fl)
+            out.append(IndexEntry(uid, flags, ms, size, idate, sent))
+        return info, out
 
     def wants_file(self, raw: bytes) -> bool:
         return len(raw) > self.inline_max
@@ -362,11 +369,11 @@ class SQLiteStore(Store):
             first = self._take_uids(mailbox_id, len(items))
             modseq = self._bump_modseq(mailbox_id)
             results = []
-            for i, ((raw, _p, flags, idate), blob_id) in enumerate(zip(items, blob_ids)):
+            for i, ((raw, parsed, flags, idate), blob_id) in enumerate(zip(items, blob_ids)):
                 uid = first + i
                 self.db.execute("INSERT INTO messages VALUES (?,?,?,?,?,?)",
                                 (mailbox_id, uid, blob_id, modseq, _flags_text(flags), idate))
-                entry = IndexEntry(uid, frozenset(flags), modseq, len(raw), idate)
+                entry = IndexEntry(uid, frozenset(flags), modseq, len(raw), idate, parsed.sent_date)
                 results.append(AppendResult(info.uidvalidity, uid, [MessageAdded(mailbox_id, entry)]))
         return results
 
@@ -445,18 +452,18 @@ class SQLiteStore(Store):
 
     def _copy_in_tx(self, src_id, uids, dst_id, move):
         dst = self._mailbox_by_id(dst_id)
-        rows = self._rows(src_id, uids, "m.uid, m.blob_id, m.flags, m.internaldate, b.size", True)
+        rows = self._rows(src_id, uids, "m.uid, m.blob_id, m.flags, m.internaldate, b.size, b.sent_date", True)
         if not rows:
             return CopyResult(dst.uidvalidity, [], [], [])
         first = self._take_uids(dst_id, len(rows))
         modseq = self._bump_modseq(dst_id)
         events, src_uids, dst_uids = [], [], []
-        for i, (uid, blob_id, flags, idate, size) in enumerate(rows):
+        for i, (uid, blob_id, flags, idate, size, sent) in enumerate(rows):
             new_uid = first + i
             self.db.execute("INSERT INTO messages VALUES (?,?,?,?,?,?)",
                             (dst_id, new_uid, blob_id, modseq, flags, idate))
             self.db.execute("UPDATE blobs SET refs = refs + 1 WHERE id=?", (blob_id,))
-            events.append(MessageAdded(dst_id, IndexEntry(new_uid, _flags_set(flags), modseq, size, idate)))
+            events.append(MessageAdded(dst_id, IndexEntry(new_uid, _flags_set(flags), modseq, size, idate, sent)))
             src_uids.append(uid)
             dst_uids.append(new_uid)
         if move:
@@ -482,13 +489,13 @@ class SQLiteStore(Store):
         return {r[0]: SearchFields(*r) for r in rows}
 
     def search_body(self, mailbox_id, uids, needle):
-        """UIDs (among uids) whose decoded body text holds needle, case-insensitively.
+        """UIDs (among uids; None: the whole mailbox) whose decoded body text
+        holds needle, case-insensitively.
 
         Case folding is the simple, per-character one (as i;unicode-casemap's
         titlecase mapping, RFC 5051): ß matches ẞ, not "ss". The text is kept
         lower-cased, and GLOB on it uses the trigram index for needles of three
         characters or more (shorter ones scan the text, in C)."""
-        wanted = set(uids)
         folded = needle.lower()
         if len(folded) >= 3:
             pattern = "*" + "".join(f"[{c}]" if c in "*?[" else c for c in folded) + "*"
@@ -502,12 +509,13 @@ class SQLiteStore(Store):
         rows = self.db.execute(
             "SELECT m.uid FROM body_text t CROSS JOIN messages m ON m.blob_id = t.rowid "
             f"WHERE {condition} AND m.mailbox_id = ?", (pattern, mailbox_id))
-        return {uid for (uid,) in rows if uid in wanted}
+        found = {uid for (uid,) in rows}
+        return found if uids is None else found.intersection(uids)
 
     _FIELD_COLUMNS = {"from_": "from_", "to": "to_", "cc": "cc", "bcc": "bcc", "subject": "subject"}
 
     def search_field(self, mailbox_id, uids, field, needle):
-        """UIDs (among uids) whose decoded From/To/Cc/Bcc/Subject holds needle,
+        """UIDs (among uids; None: all) whose decoded From/To/Cc/Bcc/Subject holds needle,
         case-insensitively. An ASCII needle is narrowed down in SQL first (LIKE
         folds ASCII case), so only hits reach Python."""
         column = self._FIELD_COLUMNS[field]
@@ -517,9 +525,9 @@ class SQLiteStore(Store):
             rows = self.db.execute(base + f" AND b.{column} LIKE ? ESCAPE '\\'", (mailbox_id, pattern))
         else:
             rows = self.db.execute(base, (mailbox_id,))
-        wanted = set(uids)
         folded = needle.casefold()
-        return {uid for uid, text in rows if uid in wanted and folded in text.casefold()}
+        found = {uid for uid, text in rows if folded in text.casefold()}
+        return found if uids is None else found.intersection(uids)
 
     def sort_data(self, mailbox_id, with_keys):
         """uid -> (sent_date, internaldate, size, parsed SORT keys or None) for the whole mailbox."""
