@@ -136,6 +136,8 @@ class StoreService:
 
     async def call(self, method: str, *args):
         store = self.store
+        if method in getattr(store, "QUICK", ()):
+            return store.quick(method, *args)
         durable = method not in getattr(store, "LAZY", ()) and method not in getattr(store, "READS", ())
         return await self._db_thread.submit(functools.partial(getattr(self.store, method), *args), durable)
 
