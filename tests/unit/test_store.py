@@ -68,10 +68,7 @@ def test_expunge_then_same_content_again_in_one_batch_keeps_file(store):
     assert store.read_blob(key) == big
 
 
-def test_body_search_is_a_substring_search(store):
-    add(store, message("The Quick brown fox"), message("Grüße aus MÜNCHEN"), message("no match here"),
-        message("Straße"), message("☺"))
-    uids = [1, 2, 3, 4, 5]
+def _body_search_battery(store, uids):
     assert store.search_body(store.inbox, uids, "☺") == {5}             # one character, three bytes
     assert store.search_body(store.inbox, uids, "ü") == {2}
     assert store.search_body(store.inbox, uids, "*") == set()           # GLOB characters are literal
@@ -85,12 +82,55 @@ def test_body_search_is_a_substring_search(store):
     assert store.search_body(store.inbox, uids, "STRASSE") == set()     # ...as RFC 5051's, not full
     assert store.search_body(store.inbox, uids, 'a"b') == set()         # quotes can't break the query
     assert store.search_body(store.inbox, [2, 3], "quick") == set()     # only the candidates
+    assert store.search_body(store.inbox, None, "quick") == {1}         # None: the whole mailbox
+
+
+def _count(store, table):
+    return store.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def test_body_search_is_a_substring_search(store):
+    add(store, message("The Quick brown fox"), message("Grüße aus MÜNCHEN"), message("no match here"),
+        message("Straße"), message("☺"))
+    uids = [1, 2, 3, 4, 5]
+    # New texts wait outside the index (a commit doesn't pay for indexing) and are found all the same.
+    assert _count(store, "text_pending") == 5 and _count(store, "body_text") == 0
+    _body_search_battery(store, uids)
+    # Half of them indexed, half waiting: still the same answers.
+    store._index_pending(2)
+    assert _count(store, "text_pending") == 3 and _count(store, "body_text") == 2
+    _body_search_battery(store, uids)
+    assert store.idle_work() is True          # moved the rest
+    assert _count(store, "text_pending") == 0 and _count(store, "body_text") == 5
+    _body_search_battery(store, uids)
     store.run_batch([lambda: store.expunge(store.inbox, [1])])
     assert store.search_body(store.inbox, [2, 3, 4], "quick") == set()
-    assert store.db.execute("SELECT count(*) FROM body_text").fetchone()[0] == 5   # removed when idle
+    assert store.search_body(store.inbox, None, "quick") == set()
+    assert _count(store, "body_text") == 5    # removed when idle
     assert store.idle_work() is False
-    assert store.db.execute("SELECT count(*) FROM body_text").fetchone()[0] == 4
-    assert store.db.execute("SELECT count(*) FROM text_garbage").fetchone()[0] == 0
+    assert _count(store, "body_text") == 4 and _count(store, "text_garbage") == 0
+
+
+def test_expunged_before_indexing_leaves_nothing_behind(store):
+    add(store, message("fleeting words"), message("lasting words"))
+    store.run_batch([lambda: store.expunge(store.inbox, [1])])
+    assert _count(store, "text_pending") == 1
+    assert store.search_body(store.inbox, None, "words") == {2}
+    while store.idle_work():
+        pass
+    assert _count(store, "body_text") == 1 and _count(store, "text_garbage") == 0
+    assert store.search_body(store.inbox, None, "words") == {2}
+
+
+def test_many_waiting_texts_are_indexed_while_busy(store):
+    store.PENDING_MAX, store.INDEX_CHUNK = 4, 3
+    add(store, *[message(f"text number {n}") for n in range(6)])
+    store.busy_work()
+    assert _count(store, "text_pending") == 3
+    store.busy_work()          # below the bound now: the rest waits for idle time
+    assert _count(store, "text_pending") == 3
+    assert store.search_body(store.inbox, None, "number 5") == {6}
+    assert store.search_body(store.inbox, None, "number 0") == {1}
 
 
 def test_service_group_commit_under_concurrency(tmp_path):

@@ -6,12 +6,17 @@ Names stay raw (encoded words are not decoded), as RFC 3501 requires.
 """
 from __future__ import annotations
 
+import re
+from functools import lru_cache
+
 from .headers import read_quoted
 
 Address = tuple  # (name, adl, mailbox, host)
 
 MISSING_DOMAIN = "MISSING_DOMAIN"
 _SPECIALS = set('<>@,;:.[]')
+# An atom runs to the next special, space, quote or comment (a regex: C speed).
+_ATOM = re.compile(r'[^<>@,;:.\[\]" \t\r\n(]+')
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:
@@ -52,9 +57,7 @@ def _tokens(text: str) -> list[tuple[str, str]]:
             out.append(("s", c))
             i += 1
         else:
-            j = i
-            while j < n and text[j] not in _SPECIALS and text[j] not in ' \t\r\n"(':
-                j += 1
+            j = _ATOM.match(text, i).end()
             out.append(("a", text[i:j]))
             i = j
     return out
@@ -158,3 +161,10 @@ def address_text(addrs: list[Address]) -> str:
         piece = f"{mailbox}@{host}" if host != MISSING_DOMAIN else mailbox
         out.append(f"{name} <{piece}>" if name else piece)
     return ", ".join(out)
+
+
+@lru_cache(maxsize=256)
+def parsed_addresses(text: str) -> tuple:
+    """parse_address_list, remembered: one message's From and To are read for
+    ENVELOPE, for SEARCH and for SORT, and mail from one sender repeats them."""
+    return tuple(parse_address_list(text))

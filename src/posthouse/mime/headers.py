@@ -93,16 +93,17 @@ def decode_words(value: str) -> str:
 
 class HeaderBlock:
     """Fields of one header block with first-value lookup."""
-    __slots__ = ("fields",)
+    __slots__ = ("fields", "_first")
 
     def __init__(self, block: bytes):
         self.fields = split_fields(block)
+        self._first: dict | None = None
 
     def first(self, name: str) -> bytes | None:
-        for key, value in self.fields:
-            if key == name:
-                return value
-        return None
+        if self._first is None:
+            # Built on first use; reversed, so the first of repeated fields wins.
+            self._first = dict(reversed(self.fields))
+        return self._first.get(name)
 
     def text(self, name: str) -> str | None:
         v = self.first(name)

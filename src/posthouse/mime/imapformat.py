@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..imap.protocol.writer import nstring, paren
-from .address import parse_address_list
+from .address import parsed_addresses
 from .headers import HeaderBlock, raw_text
 from .structure import Part, parse_params
 
@@ -19,7 +19,7 @@ def _addresses(headers: HeaderBlock, name: str) -> list | None:
     value = headers.first(name)
     if value is None:
         return None
-    addrs = parse_address_list(raw_text(value))
+    addrs = parsed_addresses(raw_text(value))
     return addrs or None
 
 

@@ -5,7 +5,7 @@ import email.utils
 from dataclasses import dataclass
 
 from . import imapformat
-from .address import MISSING_DOMAIN, address_text, parse_address_list
+from .address import MISSING_DOMAIN, address_text, parsed_addresses
 from .decode import UnknownEncoding, decode_transfer, html_to_text, normalize_space, to_text
 from .headers import decode_words, raw_text
 from .structure import Part, parse_part
@@ -48,7 +48,7 @@ def _decoded_addresses(part: Part, name: str) -> str:
     value = part.headers.first(name)
     if value is None:
         return ""
-    addrs = parse_address_list(raw_text(value))
+    addrs = parsed_addresses(raw_text(value))
     decoded = [(decode_words(n) if n else n, a, m, h) for n, a, m, h in addrs]
     return address_text(decoded)
 
@@ -58,7 +58,7 @@ def _first_address(part: Part, name: str) -> tuple[str, str]:
     value = part.headers.first(name)
     if value is None:
         return "", ""
-    for display_name, _adl, mailbox, host in parse_address_list(raw_text(value)):
+    for display_name, _adl, mailbox, host in parsed_addresses(raw_text(value)):
         if mailbox is None or host is None:
             continue        # group syntax
         display = decode_words(display_name).strip() if display_name else ""

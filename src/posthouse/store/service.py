@@ -70,6 +70,7 @@ class _DatabaseThread:
     def _run(self) -> None:
         run_batch = getattr(self.store, "run_batch", None) or _one_by_one
         idle_work = getattr(self.store, "idle_work", None)
+        busy_work = getattr(self.store, "busy_work", None)
         idle_pending = idle_work is not None
         stopping = False
         while not stopping:
@@ -103,6 +104,11 @@ class _DatabaseThread:
             for (_fn, future, loop, _d), (ok, value) in zip(batch, results):
                 loop.call_soon_threadsafe(_settle, future, ok, value)
             idle_pending = idle_work is not None
+            if busy_work is not None:
+                try:
+                    busy_work()
+                except Exception:
+                    log.exception("deferred store work failed")
 
 
 def _one_by_one(calls, durable=True):

@@ -1,14 +1,12 @@
 """Serialize IMAP response values."""
 from __future__ import annotations
 
-_QUOTE_UNSAFE = frozenset(b"\r\n\x00")
-
 
 def quoted_or_literal(value: bytes | str, utf8: bool = True) -> bytes:
     """A string as "quoted" when it can be, else as a {n} literal."""
     if isinstance(value, str):
         value = value.encode("utf-8", "surrogateescape")
-    if len(value) < 1024 and not any(b in _QUOTE_UNSAFE for b in value) and (
+    if len(value) < 1024 and b"\r" not in value and b"\n" not in value and b"\x00" not in value and (
             utf8 or value.isascii()):
         return b'"' + value.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
     return b"{%d}\r\n" % len(value) + value

@@ -73,6 +73,7 @@ class SQLiteStore(Store):
         self._readers: list[sqlite3.Connection] = []
         self._dead_keys: list[str] = []     # blob files to remove once the transaction commits
         self._current_sync = self._sync_mode
+        self._pending_guess = self.db.execute("SELECT count(*) FROM text_pending").fetchone()[0]
 
     def close(self) -> None:
         for conn in self._readers:
@@ -100,8 +101,15 @@ class SQLiteStore(Store):
                     out.append((False, e))
         return out
 
+    # Texts moved into the body index per transaction, and how many may wait
+    # before the store moves them even while busy.
+    INDEX_CHUNK = 200
+    PENDING_MAX = 2000
+
     def idle_work(self) -> bool:
         """A little deferred work, run when nothing else waits; True if more remains."""
+        if self._index_pending(self.INDEX_CHUNK):
+            return True
         ids = [r[0] for r in self.db.execute("SELECT id FROM text_garbage LIMIT 50")]
         if not ids:
             return False
@@ -111,6 +119,29 @@ class SQLiteStore(Store):
             self.db.execute(f"DELETE FROM body_text WHERE rowid IN ({marks})", ids)
             self.db.execute(f"DELETE FROM text_garbage WHERE id IN ({marks})", ids)
         return len(ids) == 50
+
+    def busy_work(self) -> None:
+        """Between batches of calls: index waiting texts if too many wait, so a
+        store that is never idle keeps its body scans short."""
+        if self._pending_guess >= self.PENDING_MAX:
+            self._pending_guess = self.db.execute("SELECT count(*) FROM text_pending").fetchone()[0]
+            if self._pending_guess >= self.PENDING_MAX:
+                self._index_pending(self.INDEX_CHUNK)
+
+    def _index_pending(self, limit: int) -> bool:
+        """Move up to limit waiting texts into the body index; True if any moved."""
+        ids = [r[0] for r in self.db.execute("SELECT id FROM text_pending ORDER BY id LIMIT ?", (limit,))]
+        if not ids:
+            self._pending_guess = 0
+            return False
+        # Not durable by itself: a crash just leaves the texts waiting (the move is one transaction).
+        self._set_sync("NORMAL" if self.fsync else "OFF")
+        with self._tx():
+            self.db.execute("INSERT INTO body_text(rowid, text) SELECT id, text FROM text_pending "
+                            "WHERE id BETWEEN ? AND ?", (ids[0], ids[-1]))
+            self.db.execute("DELETE FROM text_pending WHERE id BETWEEN ? AND ?", (ids[0], ids[-1]))
+        self._pending_guess = max(0, self._pending_guess - len(ids))
+        return True
 
     def _set_sync(self, mode: str) -> None:
         if mode != self._current_sync:
@@ -365,7 +396,8 @@ class SQLiteStore(Store):
              p.references, json.dumps(p.sort_keys, ensure_ascii=False)))
         if inline is not None:
             self.db.execute("INSERT INTO blob_bytes(id, data) VALUES (?,?)", (cur.lastrowid, inline))
-        self.db.execute("INSERT INTO body_text(rowid, text) VALUES (?,?)", (cur.lastrowid, p.body_text.lower()))
+        self.db.execute("INSERT INTO text_pending(id, text) VALUES (?,?)", (cur.lastrowid, p.body_text.lower()))
+        self._pending_guess += 1
         return cur.lastrowid
 
     def append(self, mailbox_id, raw, parsed, flags, internaldate):
@@ -520,6 +552,11 @@ class SQLiteStore(Store):
             "SELECT m.uid FROM body_text t CROSS JOIN messages m ON m.blob_id = t.rowid "
             f"WHERE {condition} AND m.mailbox_id = ?", (pattern, mailbox_id))
         found = {uid for (uid,) in rows}
+        # And the texts not yet in the index (few: see text_pending in the schema).
+        rows = self.db.execute(
+            "SELECT m.uid FROM text_pending p CROSS JOIN messages m ON m.blob_id = p.id "
+            "WHERE instr(p.text, ?) > 0 AND m.mailbox_id = ?", (folded, mailbox_id))
+        found.update(uid for (uid,) in rows)
         return found if uids is None else found.intersection(uids)
 
     _FIELD_COLUMNS = {"from_": "from_", "to": "to_", "cc": "cc", "bcc": "bcc", "subject": "subject"}

@@ -65,9 +65,19 @@ CREATE VIRTUAL TABLE IF NOT EXISTS body_text USING fts5(
 -- again), so an expunge only notes it here and the store removes it when idle.
 -- Searches never see such rows: they join with the messages that still exist.
 CREATE TABLE IF NOT EXISTS text_garbage (id INTEGER PRIMARY KEY);
-CREATE TRIGGER IF NOT EXISTS blobs_gone AFTER DELETE ON blobs BEGIN
+-- Texts of new mail not yet in the index. Adding a few texts to FTS5 in each
+-- small transaction costs a new index segment each time (a third of a
+-- delivery's commit); the store moves them in batches when idle, or when many
+-- wait. A body search scans these few with instr() besides asking the index.
+CREATE TABLE IF NOT EXISTS text_pending (
+    id INTEGER PRIMARY KEY,    -- blobs.id
+    text TEXT NOT NULL         -- lower-cased, as body_text keeps it
+);
+DROP TRIGGER IF EXISTS blobs_gone;
+CREATE TRIGGER blobs_gone AFTER DELETE ON blobs BEGIN
     INSERT OR IGNORE INTO text_garbage(id) VALUES (old.id);
     DELETE FROM blob_bytes WHERE id = old.id;
+    DELETE FROM text_pending WHERE id = old.id;
 END;
 CREATE TABLE IF NOT EXISTS messages (
     mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
