@@ -76,6 +76,8 @@ async def load_mailbox(server, user: str, messages: list[bytes], batch: int = 20
         await client.logout()
 
     await asyncio.gather(*(feeder(k) for k in range(connections)))
+    # Deferred work (Posthouse's text indexing) counts: the load is done when the server settles.
+    await asyncio.to_thread(server.settle)
     return len(messages) / (time.perf_counter() - t0)
 
 
@@ -133,7 +135,9 @@ async def delivery(server, user: str, messages: list[bytes], connections: int,
             *(feed(c, messages[k::connections]) for k, c in enumerate(clients))), timeout)
     for c in clients:
         await c.logout()
-    return Figure(len(messages) / g.wall, "msg/s", g.cpu, "higher", f"{len(messages)} messages")
+    settled = await asyncio.to_thread(server.settle)
+    note = f", its text indexed {settled:.1f} s later" if settled >= 0.1 else ""
+    return Figure(len(messages) / g.wall, "msg/s", g.cpu, "higher", f"{len(messages)} messages{note}")
 
 
 # -- 3. mixed command load ---------------------------------------------------------
@@ -144,6 +148,7 @@ MIXED_COMMANDS = ("LOGIN", "LIST", "STATUS", "SELECT", "FETCH meta", "FETCH body
 async def mixed(server, users: list[str], clients: int, duration: float, per_session_login: bool,
                 append_message: bytes) -> dict:
     """imaptest-like stress: each client repeats a session of typical commands."""
+    await asyncio.to_thread(server.settle)
     counts: Counter = Counter()
     errors: Counter = Counter()
     deadline = time.perf_counter() + duration
@@ -211,6 +216,7 @@ LARGE_COMMANDS = [
 
 
 async def large_mailbox(server, user: str, repeats: int, timeout: float) -> dict[str, Figure]:
+    await asyncio.to_thread(server.settle)
     client = await connect_login(server, user)
     await client.command(b"SELECT INBOX")
     out = {}

@@ -96,11 +96,13 @@ def test_body_search_is_a_substring_search(store):
     # New texts wait outside the index (a commit doesn't pay for indexing) and are found all the same.
     assert _count(store, "text_pending") == 5 and _count(store, "body_text") == 0
     _body_search_battery(store, uids)
-    # Half of them indexed, half waiting: still the same answers.
-    store._index_pending(2)
+    # Some indexed, some waiting: still the same answers.
+    store.INDEX_CHUNK_BYTES = 30            # the first two texts are 19 and 17 bytes
+    store._index_pending()
     assert _count(store, "text_pending") == 3 and _count(store, "body_text") == 2
     _body_search_battery(store, uids)
-    assert store.idle_work() is True          # moved the rest
+    while store.idle_work():                  # moves the rest
+        pass
     assert _count(store, "text_pending") == 0 and _count(store, "body_text") == 5
     _body_search_battery(store, uids)
     store.run_batch([lambda: store.expunge(store.inbox, [1])])
@@ -122,15 +124,16 @@ def test_expunged_before_indexing_leaves_nothing_behind(store):
     assert store.search_body(store.inbox, None, "words") == {2}
 
 
-def test_many_waiting_texts_are_indexed_while_busy(store):
-    store.PENDING_MAX, store.INDEX_CHUNK = 4, 3
-    add(store, *[message(f"text number {n}") for n in range(6)])
+def test_much_waiting_text_is_indexed_while_busy(store):
+    store.PENDING_MAX_BYTES, store.INDEX_CHUNK_BYTES = 60, 40
+    add(store, *[message(f"text number {n}") for n in range(6)])     # 13 bytes each
     store.busy_work()
-    assert _count(store, "text_pending") == 3
+    assert _count(store, "text_pending") == 2                        # 78 >= 60: 4 texts (52 >= 40) moved
     store.busy_work()          # below the bound now: the rest waits for idle time
-    assert _count(store, "text_pending") == 3
+    assert _count(store, "text_pending") == 2
     assert store.search_body(store.inbox, None, "number 5") == {6}
     assert store.search_body(store.inbox, None, "number 0") == {1}
+    assert store.idle_work() is True and _count(store, "text_pending") == 0
 
 
 def test_service_group_commit_under_concurrency(tmp_path):

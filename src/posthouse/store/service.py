@@ -137,6 +137,9 @@ class StoreService:
         self._db_thread = _DatabaseThread(store)
         # Blob reads and writes and MIME parsing touch no database: they get their own threads.
         self._io_threads = ThreadPoolExecutor(4, thread_name_prefix="posthouse-io")
+        # Reads (FETCH data, searches, index loads) on threads of their own, each
+        # with its own connection, so they never queue behind a commit.
+        self._read_threads = ThreadPoolExecutor(2, thread_name_prefix="posthouse-read")
         self._parser = ParsePool(parse_processes, self._io_threads)
         self._parser.warm_up()
 
@@ -144,6 +147,9 @@ class StoreService:
         store = self.store
         if method in getattr(store, "QUICK", ()):
             return store.quick(method, *args)
+        if method in getattr(store, "READS", ()) and hasattr(store, "reading"):
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._read_threads, _read, store, method, args)
         durable = method not in getattr(store, "LAZY", ()) and method not in getattr(store, "READS", ())
         return await self._db_thread.submit(functools.partial(getattr(self.store, method), *args), durable)
 
@@ -208,7 +214,12 @@ class StoreService:
         self._parser.close()
         self._db_thread.stop()
         self._io_threads.shutdown(wait=True)
+        self._read_threads.shutdown(wait=True)
         self.store.close()
+
+
+def _read(store, method: str, args: tuple):
+    return getattr(store.reading(), method)(*args)
 
 
 def _read_at(f, pos: int, size: int) -> bytes:

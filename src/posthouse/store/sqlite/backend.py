@@ -73,7 +73,7 @@ class SQLiteStore(Store):
         self._readers: list[sqlite3.Connection] = []
         self._dead_keys: list[str] = []     # blob files to remove once the transaction commits
         self._current_sync = self._sync_mode
-        self._pending_guess = self.db.execute("SELECT count(*) FROM text_pending").fetchone()[0]
+        self._pending_bytes = self.db.execute("SELECT coalesce(sum(size), 0) FROM text_pending").fetchone()[0]
 
     def close(self) -> None:
         for conn in self._readers:
@@ -101,14 +101,15 @@ class SQLiteStore(Store):
                     out.append((False, e))
         return out
 
-    # Texts moved into the body index per transaction, and how many may wait
-    # before the store moves them even while busy.
-    INDEX_CHUNK = 200
-    PENDING_MAX = 2000
+    # Text moved into the body index per transaction (bounds how long a request
+    # can wait behind it), and how much may wait before the store moves it
+    # even while busy (bounds the instr() scan a body search does of it).
+    INDEX_CHUNK_BYTES = 512 * 1024
+    PENDING_MAX_BYTES = 8 * 1024 * 1024
 
     def idle_work(self) -> bool:
         """A little deferred work, run when nothing else waits; True if more remains."""
-        if self._index_pending(self.INDEX_CHUNK):
+        if self._index_pending():
             return True
         ids = [r[0] for r in self.db.execute("SELECT id FROM text_garbage LIMIT 50")]
         if not ids:
@@ -121,26 +122,32 @@ class SQLiteStore(Store):
         return len(ids) == 50
 
     def busy_work(self) -> None:
-        """Between batches of calls: index waiting texts if too many wait, so a
+        """Between batches of calls: index waiting texts if too much waits, so a
         store that is never idle keeps its body scans short."""
-        if self._pending_guess >= self.PENDING_MAX:
-            self._pending_guess = self.db.execute("SELECT count(*) FROM text_pending").fetchone()[0]
-            if self._pending_guess >= self.PENDING_MAX:
-                self._index_pending(self.INDEX_CHUNK)
+        # The running total may overstate the backlog (an expunge before indexing
+        # drops texts without lowering it): then indexing just starts a little early.
+        if self._pending_bytes >= self.PENDING_MAX_BYTES:
+            self._index_pending()
 
-    def _index_pending(self, limit: int) -> bool:
-        """Move up to limit waiting texts into the body index; True if any moved."""
-        ids = [r[0] for r in self.db.execute("SELECT id FROM text_pending ORDER BY id LIMIT ?", (limit,))]
+    def _index_pending(self) -> bool:
+        """Move the oldest waiting texts, about INDEX_CHUNK_BYTES of them, into
+        the body index; True if any moved."""
+        ids, total = [], 0
+        for text_id, size in self.db.execute("SELECT id, size FROM text_pending ORDER BY id"):
+            ids.append(text_id)
+            total += size
+            if total >= self.INDEX_CHUNK_BYTES:
+                break
         if not ids:
-            self._pending_guess = 0
+            self._pending_bytes = 0
             return False
-        # Not durable by itself: a crash just leaves the texts waiting (the move is one transaction).
+        # Needs no fsync: a crash just leaves the texts waiting (the move is one transaction).
         self._set_sync("NORMAL" if self.fsync else "OFF")
         with self._tx():
             self.db.execute("INSERT INTO body_text(rowid, text) SELECT id, text FROM text_pending "
                             "WHERE id BETWEEN ? AND ?", (ids[0], ids[-1]))
             self.db.execute("DELETE FROM text_pending WHERE id BETWEEN ? AND ?", (ids[0], ids[-1]))
-        self._pending_guess = max(0, self._pending_guess - len(ids))
+        self._pending_bytes = max(0, self._pending_bytes - total)
         return True
 
     def _set_sync(self, mode: str) -> None:
@@ -164,8 +171,8 @@ class SQLiteStore(Store):
         self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('uidvalidity', ?)", (value,))
         return value
 
-    def _mailbox_row(self, user_id: int, name: str, db: sqlite3.Connection | None = None) -> MailboxInfo:
-        row = (db or self.db).execute(f"SELECT {_MB_COLS} FROM mailboxes WHERE user_id=? AND name=?",
+    def _mailbox_row(self, user_id: int, name: str) -> MailboxInfo:
+        row = self.db.execute(f"SELECT {_MB_COLS} FROM mailboxes WHERE user_id=? AND name=?",
                               (user_id, name)).fetchone()
         if row is None:
             raise NoSuchMailbox("Mailbox doesn't exist: " + name)
@@ -212,14 +219,23 @@ class SQLiteStore(Store):
         return User(user_id, name, password_hash)
 
     def quick(self, method: str, *args):
-        """A QUICK read, on the calling thread's own read-only connection (it sees
-        every committed change, and takes no lock the database thread waits on)."""
+        """A QUICK read, right here on the calling thread (see reading())."""
         if method not in self.QUICK:
             raise ValueError(f"{method} is not a quick read")
-        return getattr(self, method)(*args, db=self._reader())
+        return getattr(self.reading(), method)(*args)
 
-    def get_user(self, name, db: sqlite3.Connection | None = None):
-        row = (db or self.db).execute("SELECT id, name, password FROM users WHERE name=?", (name,)).fetchone()
+    def reading(self) -> SQLiteStore:
+        """This store as seen through the calling thread's own read-only
+        connection. READS run on it, off the database thread: in WAL mode a
+        reader never waits for a commit (and its fsync), and it sees every
+        change committed before it starts."""
+        view = getattr(self._local, "view", None)
+        if view is None:
+            view = self._local.view = _ReadingView(self, self._reader())
+        return view
+
+    def get_user(self, name):
+        row = self.db.execute("SELECT id, name, password FROM users WHERE name=?", (name,)).fetchone()
         return User(*row) if row else None
 
     def set_password(self, name, password_hash):
@@ -258,8 +274,8 @@ class SQLiteStore(Store):
         rows = self.db.execute(f"SELECT {_MB_COLS} FROM mailboxes WHERE user_id=? ORDER BY name", (user_id,))
         return [MailboxInfo(*r) for r in rows]
 
-    def get_mailbox(self, user_id, name, db: sqlite3.Connection | None = None):
-        return self._mailbox_row(user_id, name, db)
+    def get_mailbox(self, user_id, name):
+        return self._mailbox_row(user_id, name)
 
     def create_mailbox(self, user_id, name, special_use=None):
         with self._tx():
@@ -396,8 +412,10 @@ class SQLiteStore(Store):
              p.references, json.dumps(p.sort_keys, ensure_ascii=False)))
         if inline is not None:
             self.db.execute("INSERT INTO blob_bytes(id, data) VALUES (?,?)", (cur.lastrowid, inline))
-        self.db.execute("INSERT INTO text_pending(id, text) VALUES (?,?)", (cur.lastrowid, p.body_text.lower()))
-        self._pending_guess += 1
+        text = p.body_text.lower()
+        size = len(text.encode("utf-8", "surrogatepass"))
+        self.db.execute("INSERT INTO text_pending(id, size, text) VALUES (?,?,?)", (cur.lastrowid, size, text))
+        self._pending_bytes += size
         return cur.lastrowid
 
     def append(self, mailbox_id, raw, parsed, flags, internaldate):
@@ -608,6 +626,21 @@ class SQLiteStore(Store):
             self._local.db = conn
             self._readers.append(conn)
         return conn
+
+
+class _ReadingView:
+    """A store whose methods run on another connection: everything is the
+    store's own (looked up live), except that self.db is this view's."""
+
+    def __init__(self, store: SQLiteStore, db: sqlite3.Connection):
+        self._store = store
+        self.db = db
+
+    def __getattr__(self, name):
+        value = getattr(self._store, name)
+        if getattr(value, "__self__", None) is self._store:
+            return value.__func__.__get__(self)     # the store's method, bound to this view
+        return value
 
 
 class _Transaction:

@@ -67,10 +67,12 @@ CREATE VIRTUAL TABLE IF NOT EXISTS body_text USING fts5(
 CREATE TABLE IF NOT EXISTS text_garbage (id INTEGER PRIMARY KEY);
 -- Texts of new mail not yet in the index. Adding a few texts to FTS5 in each
 -- small transaction costs a new index segment each time (a third of a
--- delivery's commit); the store moves them in batches when idle, or when many
--- wait. A body search scans these few with instr() besides asking the index.
+-- delivery's commit); the store moves them in batches when idle, or while
+-- busy once more than a few megabytes wait. A body search scans this bounded
+-- backlog with instr() besides asking the index.
 CREATE TABLE IF NOT EXISTS text_pending (
     id INTEGER PRIMARY KEY,    -- blobs.id
+    size INTEGER NOT NULL,     -- of text, in UTF-8 bytes: the backlog is bounded by bytes
     text TEXT NOT NULL         -- lower-cased, as body_text keeps it
 );
 DROP TRIGGER IF EXISTS blobs_gone;
