@@ -29,19 +29,22 @@ class RunningServer:
 
     def __init__(self, data_dir: str, **overrides):
         from posthouse.app import build_context
+        from posthouse.delivery.lmtp import LmtpServer
         from posthouse.imap.server import ImapServer
-        opts = dict(data_dir=data_dir, imap_port=0, imap_tls_port=0, fsync=False, failure_delay=0.05,
-                    max_message_size=1024 * 1024)
+        opts = dict(data_dir=data_dir, imap_port=0, imap_tls_port=0, lmtp_port=0, fsync=False,
+                    failure_delay=0.05, max_message_size=1024 * 1024, hostname="mx.test")
         opts.update(overrides)
         self.config = Config(**opts)
         self.loop = asyncio.new_event_loop()
         self.ctx = build_context(self.config)
         self.server = ImapServer(self.ctx)
+        self.lmtp = LmtpServer(self.ctx)
         started = threading.Event()
 
         def run():
             asyncio.set_event_loop(self.loop)
             self.loop.run_until_complete(self.server.start())
+            self.loop.run_until_complete(self.lmtp.start())
             started.set()
             self.loop.run_forever()
 
@@ -50,6 +53,7 @@ class RunningServer:
         started.wait(10)
         self.host = "127.0.0.1"
         self.port, self.tls_port = self.server.ports[0], self.server.ports[1]
+        self.lmtp_port = self.lmtp.ports[0] if self.lmtp.ports else None
         self._names = itertools.count(1)
 
     def call(self, coro):
@@ -61,6 +65,7 @@ class RunningServer:
         return name, password
 
     def stop(self):
+        self.call(self.lmtp.close())
         self.call(self.server.close())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)

@@ -8,6 +8,7 @@ import signal
 
 from .auth.authenticator import Authenticator
 from .config import Config
+from .delivery.lmtp import LmtpServer
 from .imap.registry import MailboxRegistry
 from .imap.server import ImapServer, ServerContext
 from .store.service import StoreService
@@ -39,6 +40,11 @@ async def serve(config: Config, ready=None) -> None:
     server = ImapServer(ctx)
     await server.start()
     log.info("IMAP listening on %s ports %s", config.imap_host, server.ports)
+    lmtp = LmtpServer(ctx)
+    await lmtp.start()
+    if config.lmtp_port is not None or config.lmtp_socket:
+        log.info("LMTP listening on %s", ", ".join(
+            [f"{config.lmtp_host} port {p}" for p in lmtp.ports] + [config.lmtp_socket or ""]).strip(", "))
     if ready is not None:
         ready(server)
     stop = asyncio.Event()
@@ -51,6 +57,7 @@ async def serve(config: Config, ready=None) -> None:
     try:
         await stop.wait()
     finally:
+        await lmtp.close()
         await server.close()
         ctx.authenticator.close()
         ctx.service.close()

@@ -23,6 +23,15 @@ class Config:
     # A password verified this recently is not hashed again (0: always hash).
     auth_cache_ttl: float = 3600
     idle_timeout: float = 30 * 60
+    # LMTP, for an MTA to hand over mail: TCP (None disables) and/or a unix socket.
+    lmtp_host: str = "127.0.0.1"
+    lmtp_port: int | None = 2424       # 24 in production
+    lmtp_socket: str | None = None
+    lmtp_timeout: float = 300
+    # The name this server gives itself (greetings, Received headers); the host's name if empty.
+    hostname: str = ""
+    # alice+lists@example.com is delivered to alice (RFC 5233); "" turns subaddresses off.
+    recipient_delimiter: str = "+"
     fsync: bool = True
     # Worker processes that parse new mail (0: parse on a thread of the server).
     parse_processes: int = min(4, os.cpu_count() or 1)
@@ -46,6 +55,8 @@ class Config:
         cfg = cls(**values)
         if cfg.imap_tls_port is False or (cfg.imap_tls_port is not None and cfg.imap_tls_port < 0):
             cfg.imap_tls_port = None        # tls_port = false (or -1) turns implicit TLS off
+        if cfg.lmtp_port is False or (cfg.lmtp_port is not None and cfg.lmtp_port < 0):
+            cfg.lmtp_port = None            # [lmtp] port = false turns LMTP over TCP off
         if cfg.plaintext_auth not in ("loopback", "always", "never"):
             raise ValueError("plaintext_auth must be loopback, always or never")
         return cfg
@@ -55,12 +66,13 @@ class Config:
 
 
 def _flatten(doc: dict) -> dict:
-    """[imap] port = 143 -> imap_port; [tls] cert = ... -> tls_cert; top-level keys as they are."""
+    """[imap] port = 143 -> imap_port; [lmtp] port -> lmtp_port; [tls] cert = ... -> tls_cert;
+    top-level keys as they are."""
     out = {}
     for key, value in doc.items():
-        if isinstance(value, dict) and key in ("imap", "tls", "server", "limits", "storage"):
+        if isinstance(value, dict) and key in ("imap", "lmtp", "tls", "server", "limits", "storage"):
             for k, v in value.items():
-                if key in ("imap", "tls"):
+                if key in ("imap", "lmtp", "tls"):
                     out[f"{key}_{k}"] = v
                 else:
                     out[k] = v

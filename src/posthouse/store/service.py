@@ -14,6 +14,7 @@ import functools
 import logging
 import queue
 import threading
+import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
@@ -73,16 +74,23 @@ class _DatabaseThread:
         busy_work = getattr(self.store, "busy_work", None)
         idle_pending = idle_work is not None
         stopping = False
+        last_call = time.monotonic()
         while not stopping:
             try:
-                item = self._queue.get(timeout=self.IDLE_AFTER if idle_pending else None)
+                if not idle_pending:
+                    item = self._queue.get()
+                else:
+                    # Deferred work waits until calls have stopped for a moment, then
+                    # goes on chunk after chunk for as long as nothing else is asked.
+                    wait = self.IDLE_AFTER - (time.monotonic() - last_call)
+                    item = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
             except queue.Empty:
-                # Nothing asked for a while: do a little deferred work.
-                try:
-                    idle_pending = idle_work()
-                except Exception:
-                    log.exception("deferred store work failed")
-                    idle_pending = False
+                if time.monotonic() - last_call >= self.IDLE_AFTER:
+                    try:
+                        idle_pending = idle_work()
+                    except Exception:
+                        log.exception("deferred store work failed")
+                        idle_pending = False
                 continue
             if item is None:
                 return
@@ -104,6 +112,7 @@ class _DatabaseThread:
             for (_fn, future, loop, _d), (ok, value) in zip(batch, results):
                 loop.call_soon_threadsafe(_settle, future, ok, value)
             idle_pending = idle_work is not None
+            last_call = time.monotonic()
             if busy_work is not None:
                 try:
                     busy_work()
@@ -182,6 +191,10 @@ class StoreService:
         parsed = await asyncio.gather(*(self.parse(raw, bool(binary and binary[0]))
                                         for raw, _flags, _idate, *binary in items))
         prepared = [(raw, p, flags, idate) for (raw, p), (_r, flags, idate, *_b) in zip(parsed, items)]
+        return await self.append_parsed(mailbox_id, prepared)
+
+    async def append_parsed(self, mailbox_id: int, prepared: list) -> list:
+        """prepared: (raw, parsed, flags, internaldate) from parse(); committed together."""
         results = await self.call("append_many", mailbox_id, prepared)
         for r in results:
             self.hub.publish(r.events)

@@ -1,0 +1,50 @@
+"""Which user a delivery address means.
+
+An address is looked up as it is, then without its domain, and each of those
+without a "+detail" subaddress (RFC 5233): alice+lists@example.com reaches
+the user "alice+lists@example.com", "alice@example.com", "alice+lists" or
+"alice", the first that exists. User names are matched without case.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..store.api import User
+
+
+@dataclass(frozen=True)
+class Recipient:
+    address: str          # as the client gave it in RCPT TO
+    user: User
+    detail: str | None    # the subaddress, if the address had one
+
+
+def candidates(address: str, delimiter: str = "+") -> list[tuple[str, str | None]]:
+    """(user name to try, detail) in the order they are tried."""
+    address = address.strip().strip("<>")
+    local, at, domain = address.rpartition("@")
+    if not at:
+        local, domain = address, ""
+    names: list[tuple[str, str | None]] = [(address, None)]
+    if domain:
+        names.append((local, None))
+    if delimiter and delimiter in local:
+        base, _, detail = local.partition(delimiter)
+        if base:
+            if domain:
+                names.append((f"{base}@{domain}", detail))
+            names.append((base, detail))
+    seen, out = set(), []
+    for name, detail in names:
+        if name and name.lower() not in seen:
+            seen.add(name.lower())
+            out.append((name, detail))
+    return out
+
+
+async def resolve(service, address: str, delimiter: str = "+") -> Recipient | None:
+    for name, detail in candidates(address, delimiter):
+        user = await service.call("get_user", name)
+        if user is not None:
+            return Recipient(address, user, detail)
+    return None

@@ -1,0 +1,178 @@
+"""LMTP (RFC 2033) with Python's smtplib.LMTP and raw sockets: per-recipient
+replies, delivery visible over IMAP at once, refusals, and garbage."""
+from __future__ import annotations
+
+import imaplib
+import shutil
+import smtplib
+import socket
+import subprocess
+
+import pytest
+
+from ..conftest import RawClient
+
+
+def message(subject: str = "hello", body: str = "Delivered by LMTP.\r\n") -> bytes:
+    return (f"From: Sender <sender@example.org>\r\nTo: someone@example.com\r\nSubject: {subject}\r\n"
+            f"Message-ID: <{subject}@example.org>\r\n\r\n{body}").encode()
+
+
+@pytest.fixture
+def lmtp(server):
+    client = smtplib.LMTP(server.host, server.lmtp_port, timeout=10)
+    yield client
+    try:
+        client.quit()
+    except smtplib.SMTPException:
+        pass
+
+
+def inbox_of(server, user):
+    c = imaplib.IMAP4(server.host, server.port)
+    c.login(*user)
+    c.select("INBOX")
+    return c
+
+
+def test_lhlo_advertises_and_rejects_helo(server):
+    raw = RawClient(server.host, server.lmtp_port)
+    assert raw.greeting.startswith(b"220 ") and b"LMTP" in raw.greeting
+    raw.send("HELO me\r\n")
+    assert raw.readline().startswith(b"500")
+    raw.send("LHLO me\r\n")
+    lines = [raw.readline()]
+    while lines[-1][3:4] == b"-":
+        lines.append(raw.readline())
+    caps = b"".join(lines)
+    assert b"250" in lines[-1] and b"SIZE 1048576" in caps and b"8BITMIME" in caps and b"SMTPUTF8" in caps
+    raw.close()
+
+
+def test_delivery_lands_in_inbox_with_trace_headers(server, user, lmtp):
+    name, _ = user
+    refused = lmtp.sendmail("sender@example.org", [f"{name}@example.com"], message("first"))
+    assert refused == {}
+    c = inbox_of(server, user)
+    _, data = c.fetch("1", "(BODY.PEEK[])")
+    raw = data[0][1]
+    assert raw.startswith(b"Return-Path: <sender@example.org>\r\nReceived: from ")
+    assert b"by mx.test (Posthouse) with LMTP id " in raw and b"Subject: first" in raw
+    _, data = c.fetch("1", "(FLAGS)")
+    assert b"\\Seen" not in data[0]
+    c.logout()
+
+
+def test_idle_session_sees_delivery(server, user, lmtp):
+    name, _ = user
+    c = inbox_of(server, user)
+    tag = c._new_tag().decode()
+    c.send(f"{tag} IDLE\r\n".encode())
+    assert c.readline().startswith(b"+")
+    lmtp.sendmail("", [name], message("wake"))         # null sender, bare user name
+    assert c.readline() == b"* 1 EXISTS\r\n"
+    c.send(b"DONE\r\n")
+    c.readline()
+    c.logout()
+
+
+def test_unknown_recipient_is_refused_at_rcpt_and_others_still_get_it(server, lmtp):
+    alice, bob = server.add_user(), server.add_user()
+    lmtp.ehlo_or_helo_if_needed()
+    assert lmtp.mail("s@example.org")[0] == 250
+    assert lmtp.rcpt(f"{alice[0]}@example.com")[0] == 250
+    code, text = lmtp.rcpt("nobody-here@example.com")
+    assert code == 550 and b"5.1.1" in text
+    assert lmtp.rcpt(f"{bob[0]}+lists@example.com")[0] == 250     # subaddress
+    # smtplib reads one reply after DATA; LMTP sends one per accepted recipient.
+    code, _ = lmtp.data(message("two"))
+    assert code == 250
+    code, text = lmtp.getreply()
+    assert code == 250 and bob[0].encode() in text
+    for who in (alice, bob):
+        c = inbox_of(server, who)
+        _, data = c.search(None, "SUBJECT", "two")
+        assert data[0] == b"1"
+        c.logout()
+    # One stored copy for both: the bytes are the same, so is the blob.
+    store = server.ctx.service.store
+    assert store.db.execute("SELECT count(*) FROM blobs WHERE subject = 'two'").fetchone()[0] == 1
+
+
+def test_duplicate_recipient_gets_two_replies(server, user):
+    name, _ = user
+    raw = RawClient(server.host, server.lmtp_port)
+    raw.send("LHLO me\r\n")
+    while raw.readline()[3:4] == b"-":
+        pass
+    raw.send(f"MAIL FROM:<a@b.c>\r\nRCPT TO:<{name}>\r\nRCPT TO:<{name}>\r\nDATA\r\n")
+    assert [raw.readline()[:3] for _ in range(4)] == [b"250", b"250", b"250", b"354"]
+    raw.send(message("dup") + b"\r\n.\r\n")
+    assert [raw.readline()[:3] for _ in range(2)] == [b"250", b"250"]
+    raw.close()
+
+
+def test_size_limit_refused(server, user, lmtp):
+    name, _ = user
+    big = message("big", "x" * 100 + "\r\n") * 12000        # over the 1 MiB test limit
+    with pytest.raises(smtplib.SMTPException) as info:
+        lmtp.sendmail("s@example.org", [name], big)
+    assert "552" in str(info.value) or "size" in str(info.value).lower()
+
+
+def test_dot_stuffing_and_bare_lf(server, user, lmtp):
+    name, _ = user
+    body = ".leading dot\r\n..two dots\r\nend\r\n"
+    lmtp.sendmail("s@example.org", [name], message("dots", body))
+    c = inbox_of(server, user)
+    _, data = c.fetch("1", "(BODY.PEEK[TEXT])")
+    assert data[0][1] == body.encode()
+    c.logout()
+
+
+def test_garbage_gets_errors_and_the_server_lives(server, user):
+    raw = RawClient(server.host, server.lmtp_port)
+    for junk in (b"\x00\xff\xfe\r\n", b"RCPT TO:<x>\r\n", b"DATA\r\n", b"MAIL FROM:<<<>>>\r\n",
+                 b"X" * 5000 + b"\r\n", b"LHLO\r\n", "LHLO ünïcode\r\n".encode()):
+        raw.send(junk)
+        reply = raw.readline()
+        assert reply[:1] in (b"2", b"4", b"5"), (junk, reply)
+    raw.close()
+    # still serving
+    client = smtplib.LMTP(server.host, server.lmtp_port, timeout=10)
+    assert client.sendmail("s@example.org", [user[0]], message("after")) == {}
+    client.quit()
+
+
+@pytest.mark.skipif(shutil.which("swaks") is None, reason="swaks (Debian package swaks) is not installed")
+def test_swaks_delivers_over_lmtp(server, user):
+    name, _ = user
+    out = subprocess.run(["swaks", "--protocol", "LMTP", "--server", f"{server.host}:{server.lmtp_port}",
+                          "--to", f"{name}@example.com", "--from", "swaks@example.org",
+                          "--header", "Subject: via swaks"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stdout + out.stderr
+    c = inbox_of(server, user)
+    _, data = c.search(None, "SUBJECT", "swaks")
+    assert data[0] == b"1"
+    c.logout()
+
+
+def test_lmtp_over_unix_socket(tmp_path):
+    from ..conftest import RunningServer
+    path = str(tmp_path / "lmtp.sock")
+    srv = RunningServer(str(tmp_path / "data"), lmtp_port=None, lmtp_socket=path)
+    try:
+        name, pw = srv.add_user()
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(path)
+        client = smtplib.LMTP()
+        client.sock = s
+        client.file = None
+        assert client.getreply()[0] == 220
+        assert client.sendmail("s@example.org", [name], message("unix")) == {}
+        client.quit()
+        c = inbox_of(srv, (name, pw))
+        assert c.search(None, "SUBJECT", "unix")[1][0] == b"1"
+        c.logout()
+    finally:
+        srv.stop()
