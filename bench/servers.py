@@ -114,11 +114,13 @@ class PosthouseServer(Server):
         self.dir = os.path.join(workdir, "posthouse")
         os.makedirs(self.dir, exist_ok=True)
         self.port = free_port()
+        self.lmtp_port = free_port()
         self.config_path = os.path.join(self.dir, "posthouse.toml")
         with open(self.config_path, "w") as f:
             f.write(f'data_dir = "{self.dir}/data"\nfsync = {str(fsync).lower()}\nlog_level = "WARNING"\n'
                     f'default_mailboxes = []\n'
-                    f'[imap]\nhost = "{HOST}"\nport = {self.port}\ntls_port = false\n')
+                    f'[imap]\nhost = "{HOST}"\nport = {self.port}\ntls_port = false\n'
+                    f'[lmtp]\nhost = "{HOST}"\nport = {self.lmtp_port}\n')
         self._create_users(users)
         self.argv = [sys.executable, "-m", "posthouse", "--config", self.config_path, "serve"]
         self._start()
@@ -159,6 +161,7 @@ class DovecotServer(Server):
         self.dir = os.path.join(workdir, "dovecot")
         os.makedirs(self.dir, exist_ok=True)
         self.port = free_port()
+        self.lmtp_port = free_port()
         mail_user = _mail_user()
         pw = pwd.getpwnam(mail_user)
         os.makedirs(os.path.join(self.dir, "home"), exist_ok=True)
@@ -170,7 +173,7 @@ class DovecotServer(Server):
         run_dir = os.path.join(self.dir, "run")
         os.makedirs(run_dir, exist_ok=True)
         with open(self.config_path, "w") as f:
-            f.write(_DOVECOT_CONF.format(dir=self.dir, run=run_dir, port=self.port,
+            f.write(_DOVECOT_CONF.format(dir=self.dir, run=run_dir, port=self.port, lmtp_port=self.lmtp_port,
                                          uid=pw.pw_uid, max=max_sessions + 100,
                                          first_uid=min(pw.pw_uid, 500)))
         self.argv = ["dovecot", "-F", "-c", self.config_path]
@@ -206,11 +209,13 @@ base_dir = {run}
 instance_name = posthouse-bench-{port}
 state_dir = {dir}/state
 log_path = {dir}/dovecot.log
-protocols = imap
+protocols = imap lmtp
 listen = 127.0.0.1
 ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
+# LMTP recipients are bare user names here, as they are for Posthouse.
+auth_username_format = %Ln
 first_valid_uid = {first_uid}
 mail_location = sdbox:~/mail
 mail_fsync = optimized
@@ -241,6 +246,12 @@ service imap-login {{
 }}
 service imap {{
   process_limit = {max}
+}}
+service lmtp {{
+  inet_listener lmtp {{
+    address = 127.0.0.1
+    port = {lmtp_port}
+  }}
 }}
 service anvil {{
   client_limit = {max}
