@@ -126,35 +126,29 @@ async def delivery(server, user: str, messages: list[bytes], connections: int,
                    timeout: float) -> Figure:
     """Each message its own APPEND, acknowledged before the next (as delivery is)."""
     clients = await asyncio.gather(*(connect_login(server, user) for _ in range(connections)))
-
-    async def feed(client: Client, mine: list[bytes]) -> None:
-        for msg in mine:
-            await client.command(b"APPEND INBOX", msg)
-
-    with GenCpu() as g:
-        await asyncio.wait_for(asyncio.gather(
-            *(feed(c, messages[k::connections]) for k, c in enumerate(clients))), timeout)
-    for c in clients:
-        await c.logout()
-    settled = await asyncio.to_thread(server.settle)
-    note = f", its text indexed {settled:.1f} s later" if settled >= 0.1 else ""
-    return Figure(len(messages) / g.wall, "msg/s", g.cpu, "higher", f"{len(messages)} messages{note}")
+    return await _one_at_a_time(server, clients, lambda c, msg: c.command(b"APPEND INBOX", msg),
+                                lambda c: c.logout(), messages, timeout)
 
 
 async def lmtp_delivery(server, user: str, messages: list[bytes], connections: int,
                         timeout: float) -> Figure:
     """Each message its own LMTP transaction, acknowledged (durably) before the next."""
     clients = await asyncio.gather(*(LmtpClient.connect(HOST, server.lmtp_port) for _ in range(connections)))
+    return await _one_at_a_time(server, clients, lambda c, msg: c.deliver("sender@example.com", [user], msg),
+                                lambda c: c.quit(), messages, timeout)
 
-    async def feed(client: LmtpClient, mine: list[bytes]) -> None:
+
+async def _one_at_a_time(server, clients, send, close, messages: list[bytes], timeout: float) -> Figure:
+    """messages spread over clients, each client sending its next once the last is acknowledged."""
+    async def feed(client, mine: list[bytes]) -> None:
         for msg in mine:
-            await client.deliver("sender@example.com", [user], msg)
+            await send(client, msg)
 
+    n = len(clients)
     with GenCpu() as g:
-        await asyncio.wait_for(asyncio.gather(
-            *(feed(c, messages[k::connections]) for k, c in enumerate(clients))), timeout)
+        await asyncio.wait_for(asyncio.gather(*(feed(c, messages[k::n]) for k, c in enumerate(clients))), timeout)
     for c in clients:
-        await c.quit()
+        await close(c)
     settled = await asyncio.to_thread(server.settle)
     note = f", its text indexed {settled:.1f} s later" if settled >= 0.1 else ""
     return Figure(len(messages) / g.wall, "msg/s", g.cpu, "higher", f"{len(messages)} messages{note}")
