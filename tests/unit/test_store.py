@@ -125,10 +125,10 @@ def test_expunged_before_indexing_leaves_nothing_behind(store):
 
 
 def test_much_waiting_text_is_indexed_while_busy(store):
-    store.PENDING_MAX_BYTES, store.INDEX_CHUNK_BYTES = 60, 40
+    store.PENDING_MAX_BYTES, store.INDEX_CHUNK_BYTES = 40, 20
     add(store, *[message(f"text number {n}") for n in range(6)])     # 13 bytes each
-    store.busy_work()
-    assert _count(store, "text_pending") == 2                        # 78 >= 60: 4 texts (52 >= 40) moved
+    store.busy_work()          # 78 bytes wait: chunks of 2 texts move until under 40
+    assert _count(store, "text_pending") == 2
     store.busy_work()          # below the bound now: the rest waits for idle time
     assert _count(store, "text_pending") == 2
     assert store.search_body(store.inbox, None, "number 5") == {6}

@@ -122,12 +122,14 @@ class SQLiteStore(Store):
         return len(ids) == 50
 
     def busy_work(self) -> None:
-        """Between batches of calls: index waiting texts if too much waits, so a
-        store that is never idle keeps its body scans short."""
+        """Between batches of calls: while too much text waits, index it before
+        taking more work, so a store that is never idle keeps its body scans
+        short (bulk loads are held to the pace of indexing)."""
         # The running total may overstate the backlog (an expunge before indexing
         # drops texts without lowering it): then indexing just starts a little early.
-        if self._pending_bytes >= self.PENDING_MAX_BYTES:
-            self._index_pending()
+        while self._pending_bytes >= self.PENDING_MAX_BYTES:
+            if not self._index_pending():
+                break
 
     def _index_pending(self) -> bool:
         """Move the oldest waiting texts, about INDEX_CHUNK_BYTES of them, into
@@ -194,14 +196,18 @@ class SQLiteStore(Store):
         return first
 
     def _release_blobs(self, blob_ids) -> list[str]:
-        """Drop one reference from each blob; return keys of blobs now unused."""
+        """Drop one reference from each blob; return the keys of blob files now
+        unused (a blob kept in the database goes with its row: no file to remove)."""
         dead = []
         for blob_id in blob_ids:
             self.db.execute("UPDATE blobs SET refs = refs - 1 WHERE id=?", (blob_id,))
-            row = self.db.execute("SELECT key FROM blobs WHERE id=? AND refs <= 0", (blob_id,)).fetchone()
+            row = self.db.execute(
+                "SELECT b.key, d.id IS NULL FROM blobs b LEFT JOIN blob_bytes d ON d.id = b.id "
+                "WHERE b.id=? AND b.refs <= 0", (blob_id,)).fetchone()
             if row:
                 self.db.execute("DELETE FROM blobs WHERE id=?", (blob_id,))
-                dead.append(row[0])
+                if row[1]:
+                    dead.append(row[0])
         return dead
 
     # -- users --------------------------------------------------------------
