@@ -35,9 +35,24 @@ def test_config_file(tmp_path):
     cfg = Config.load(str(path))
     assert (cfg.data_dir, cfg.imap_port, cfg.imap_tls_port, cfg.tls_cert, cfg.max_message_size) == (
         "/x", 143, 993, "c.pem", 1000)
+    assert (cfg.lmtp_host, cfg.lmtp_port, cfg.lmtp_socket, cfg.recipient_delimiter) == ("127.0.0.1", 2424, None, "+")
+    path.write_text('[lmtp]\nport = false\nsocket = "/run/p/lmtp"\n')
+    cfg = Config.load(str(path))
+    assert (cfg.lmtp_port, cfg.lmtp_socket) == (None, "/run/p/lmtp")
     path.write_text("bogus_key = 1\n")
     with pytest.raises(ValueError, match="unknown config keys"):
         Config.load(str(path))
+
+
+def test_recipient_candidates():
+    from posthouse.delivery.recipients import candidates
+    assert candidates("<Alice+lists@Example.com>") == [
+        ("Alice+lists@Example.com", None), ("Alice+lists", None),
+        ("Alice@Example.com", "lists"), ("Alice", "lists")]
+    assert candidates("bob") == [("bob", None)]
+    assert candidates("bob+x", delimiter="") == [("bob+x", None)]
+    assert candidates("+x@d") == [("+x@d", None), ("+x", None)]        # no base name: no subaddress
+    assert candidates("") == []
 
 
 def run_cli(*args, stdin=""):
