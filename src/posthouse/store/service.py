@@ -146,8 +146,8 @@ class StoreService:
         self._db_thread = _DatabaseThread(store)
         # Blob reads and writes and MIME parsing touch no database: they get their own threads.
         self._io_threads = ThreadPoolExecutor(4, thread_name_prefix="posthouse-io")
-        # Reads (FETCH data, searches, index loads) on threads of their own, each
-        # with its own connection, so they never queue behind a commit.
+        # Long reads (searches, index loads) on threads of their own, each with
+        # its own connection: they never queue behind a commit, nor hold one up.
         self._read_threads = ThreadPoolExecutor(2, thread_name_prefix="posthouse-read")
         self._parser = ParsePool(parse_processes, self._io_threads)
         self._parser.warm_up()
@@ -156,7 +156,7 @@ class StoreService:
         store = self.store
         if method in getattr(store, "QUICK", ()):
             return store.quick(method, *args)
-        if method in getattr(store, "READS", ()) and hasattr(store, "reading"):
+        if method in getattr(store, "LONG_READS", ()):
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._read_threads, _read, store, method, args)
         durable = method not in getattr(store, "LAZY", ()) and method not in getattr(store, "READS", ())

@@ -49,6 +49,11 @@ class SQLiteStore(Store):
     # Reads by a unique key, cheaper than the hop to the database thread and
     # back (~100 us): the caller runs them on a read connection of its own.
     QUICK = frozenset({"get_user", "get_mailbox"})
+    # Reads that may scan a whole mailbox: on reader threads, so a big search
+    # or index load doesn't hold up every commit. (Short reads stay on the
+    # database thread: handing results back from more threads costs more in
+    # GIL waits than it saves, measured on the mixed load.)
+    LONG_READS = frozenset({"load_index", "search_fields", "search_field", "search_body", "sort_data"})
 
     def __init__(self, data_dir: str, fsync: bool = True, inline_max: int = 128 * 1024):
         os.makedirs(data_dir, exist_ok=True)
