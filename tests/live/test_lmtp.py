@@ -176,3 +176,51 @@ def test_lmtp_over_unix_socket(tmp_path):
         c.logout()
     finally:
         srv.stop()
+
+
+def _lhlo(raw):
+    raw.send("LHLO me\r\n")
+    while raw.readline()[3:4] == b"-":
+        pass
+
+
+def test_recipient_without_inbox_gets_451_and_others_250(server, user):
+    from posthouse.auth.passwords import hash_password
+    boxless = "boxless-user"
+    server.call(server.ctx.service.call("create_user", boxless, hash_password("x"), []))
+    raw = RawClient(server.host, server.lmtp_port)
+    _lhlo(raw)
+    raw.send(f"MAIL FROM:<a@b.c>\r\nRCPT TO:<{boxless}>\r\nRCPT TO:<{user[0]}>\r\nDATA\r\n")
+    assert [raw.readline()[:3] for _ in range(4)] == [b"250", b"250", b"250", b"354"]
+    raw.send(message("boxless") + b"\r\n.\r\n")
+    first, second = raw.readline(), raw.readline()
+    assert first.startswith(b"451 4.2.0") and boxless.encode() in first      # in RCPT order
+    assert second.startswith(b"250 2.0.0") and user[0].encode() in second
+    raw.close()
+    c = inbox_of(server, user)
+    assert c.search(None, "SUBJECT", "boxless")[1][0] == b"1"
+    c.logout()
+
+
+def test_too_many_recipients_get_452(server, user, monkeypatch):
+    from posthouse.delivery import lmtp as lmtp_module
+    monkeypatch.setattr(lmtp_module, "MAX_RECIPIENTS", 2)
+    raw = RawClient(server.host, server.lmtp_port)
+    _lhlo(raw)
+    raw.send(f"MAIL FROM:<a@b.c>\r\n" + f"RCPT TO:<{user[0]}>\r\n" * 3)
+    assert [raw.readline()[:9] for _ in range(4)] == [b"250 2.1.0", b"250 2.1.5", b"250 2.1.5", b"452 4.5.3"]
+    raw.close()
+
+
+def test_failed_lookup_is_a_temporary_refusal(server, user, monkeypatch):
+    from posthouse.delivery import lmtp as lmtp_module
+
+    async def broken(*args):
+        raise RuntimeError("simulated store failure")
+    monkeypatch.setattr(lmtp_module, "resolve", broken)
+    raw = RawClient(server.host, server.lmtp_port)
+    _lhlo(raw)
+    raw.send(f"MAIL FROM:<a@b.c>\r\nRCPT TO:<{user[0]}>\r\n")
+    assert raw.readline().startswith(b"250")
+    assert raw.readline().startswith(b"451 4.3.0")
+    raw.close()

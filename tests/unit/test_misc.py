@@ -79,3 +79,13 @@ def test_cli_users(tmp_path):
     assert run_cli("--data-dir", d, "user", "list").stdout.split() == []
     assert run_cli("--data-dir", d, "user", "del", "carol").returncode == 1
     assert run_cli("--data-dir", d, "user", "add", "x", "--password-stdin", stdin="\n").returncode != 0
+
+
+def test_trace_headers_keep_client_words_on_their_line():
+    from posthouse.delivery.deliver import trace_headers
+    out = trace_headers("evil@x\r\nBcc: victim@y", "helo\r\nX-Injected: 1", "127.0.0.1", "mx.test", "LMTP", "abc")
+    lines = out.split(b"\r\n")
+    assert lines[0] == b"Return-Path: <evil@xBcc: victim@y>"
+    assert lines[1] == b"Received: from heloX-Injected: 1 (127.0.0.1)"
+    assert not any(line.startswith((b"Bcc", b"X-Injected")) for line in lines)
+    assert trace_headers("<>", None, "p", "h", "LMTP", "i").startswith(b"Return-Path: <>\r\n")

@@ -46,9 +46,8 @@ def new_ident() -> str:
 
 
 class Deliverer:
-    def __init__(self, service, config):
+    def __init__(self, service):
         self.service = service
-        self.config = config
 
     async def deliver(self, raw: bytes, recipients: list[Recipient]) -> list[DeliveryResult]:
         try:

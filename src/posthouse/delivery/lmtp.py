@@ -25,7 +25,7 @@ class LmtpHandler:
     def __init__(self, service, config):
         self.service = service
         self.config = config
-        self.deliverer = Deliverer(service, config)
+        self.deliverer = Deliverer(service)
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         envelope.mail_from = address

@@ -77,7 +77,7 @@ async def sorted_uids(session, criteria, program) -> list[int]:
         for key, reverse in reversed(criteria):
             result.sort(key=_index_key_function(key, entries), reverse=reverse)
         return result
-    data = await session.ctx.service.call("sort_data", session.view.shared.id, True)
+    data = await session.ctx.service.call("sort_data", session.view.shared.id)
     result = [uid for uid in matches if uid in data]
     for key, reverse in reversed(criteria):
         result.sort(key=_key_function(key, data), reverse=reverse)

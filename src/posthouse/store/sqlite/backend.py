@@ -237,9 +237,9 @@ class SQLiteStore(Store):
 
     def reading(self) -> SQLiteStore:
         """This store as seen through the calling thread's own read-only
-        connection. READS run on it, off the database thread: in WAL mode a
-        reader never waits for a commit (and its fsync), and it sees every
-        change committed before it starts."""
+        connection. QUICK and LONG_READS run on it, off the database thread: in
+        WAL mode a reader never waits for a commit (and its fsync), and it sees
+        every change committed before it starts."""
         view = getattr(self._local, "view", None)
         if view is None:
             view = self._local.view = _ReadingView(self, self._reader())
@@ -605,14 +605,13 @@ class SQLiteStore(Store):
         found = {uid for uid, text in rows if folded in text.casefold()}
         return found if uids is None else found.intersection(uids)
 
-    def sort_data(self, mailbox_id, with_keys):
-        """uid -> (sent_date, internaldate, size, parsed SORT keys or None) for the whole mailbox."""
-        cols = "m.uid, b.sent_date, m.internaldate, b.size" + (", b.sort_keys" if with_keys else "")
-        rows = self.db.execute(f"SELECT {cols} FROM messages m JOIN blobs b ON b.id = m.blob_id "
-                               "WHERE m.mailbox_id = ?", (mailbox_id,))
-        if with_keys:
-            return {r[0]: (r[1], r[2], r[3], json.loads(r[4])) for r in rows}
-        return {r[0]: (r[1], r[2], r[3], None) for r in rows}
+    def sort_data(self, mailbox_id):
+        """uid -> (sent_date, internaldate, size, parsed SORT keys) for the whole
+        mailbox (only sorts on parsed keys come here: the rest sort in memory)."""
+        rows = self.db.execute("SELECT m.uid, b.sent_date, m.internaldate, b.size, b.sort_keys "
+                               "FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE m.mailbox_id = ?",
+                               (mailbox_id,))
+        return {r[0]: (r[1], r[2], r[3], json.loads(r[4])) for r in rows}
 
     def read_blob(self, key, start=0, end=None):
         """Bytes of a blob (a range of them), wherever it is kept. Safe from any
