@@ -207,7 +207,7 @@ def test_too_many_recipients_get_452(server, user, monkeypatch):
     monkeypatch.setattr(lmtp_module, "MAX_RECIPIENTS", 2)
     raw = RawClient(server.host, server.lmtp_port)
     _lhlo(raw)
-    raw.send(f"MAIL FROM:<a@b.c>\r\n" + f"RCPT TO:<{user[0]}>\r\n" * 3)
+    raw.send("MAIL FROM:<a@b.c>\r\n" + f"RCPT TO:<{user[0]}>\r\n" * 3)
     assert [raw.readline()[:9] for _ in range(4)] == [b"250 2.1.0", b"250 2.1.5", b"250 2.1.5", b"452 4.5.3"]
     raw.close()
 
