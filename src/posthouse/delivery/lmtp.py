@@ -27,6 +27,12 @@ class LmtpHandler:
         self.config = config
         self.deliverer = Deliverer(service)
 
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        # aiosmtpd reads pipelined commands in turn; say so (RFC 2920), as MTAs
+        # then send MAIL, RCPT and DATA in one packet.
+        session.host_name = hostname
+        return responses[:-1] + ["250-PIPELINING", "250-ENHANCEDSTATUSCODES", responses[-1]]
+
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
