@@ -19,7 +19,8 @@ log = logging.getLogger("posthouse")
 
 
 def open_store(config: Config) -> SQLiteStore:
-    return SQLiteStore(config.data_dir, fsync=config.fsync)
+    return SQLiteStore(config.data_dir, fsync=config.fsync, quota_storage=config.quota_storage,
+                       quota_messages=config.quota_messages)
 
 
 def build_context(config: Config) -> ServerContext:

@@ -1,4 +1,4 @@
-"""`posthouse serve`, `posthouse user add|passwd|del|list`."""
+"""`posthouse serve`, `posthouse user add|passwd|del|list`, `posthouse quota show|set`."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +7,7 @@ import logging
 import sys
 
 from .auth.passwords import hash_password
-from .config import Config
+from .config import Config, parse_size
 from .store.api import StoreError
 
 
@@ -61,6 +61,42 @@ def cmd_user(args) -> int:
     return 0
 
 
+def _limit(text: str | None, parse):
+    """--storage/--messages: a value, "default" (the config's) or "none" (no limit)."""
+    if text is None or text in ("default", "none"):
+        return text
+    return parse(text)
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise ValueError(f"not a number of messages: {text!r}")
+    return int(text)
+
+
+def cmd_quota(args) -> int:
+    config = _config(args)
+    from .app import open_store
+    store = open_store(config)
+    try:
+        if args.action == "set":
+            if args.storage is None and args.messages is None:
+                raise ValueError("say --storage and/or --messages")
+            store.set_quota(args.name, _limit(args.storage, parse_size), _limit(args.messages, _count))
+        user = store.get_user(args.name)
+        if user is None:
+            raise StoreError(f"no user {args.name}")
+        q = store.get_quota(user.id)
+        print(f"{args.name}: storage {q.storage} of {q.storage_limit if q.storage_limit is not None else 'unlimited'}"
+              f" bytes, messages {q.messages} of {q.message_limit if q.message_limit is not None else 'unlimited'}")
+    except StoreError as e:
+        print(f"posthouse: {e}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="posthouse", description="Posthouse mail server")
     parser.add_argument("--config", "-c", help="TOML config file")
@@ -73,6 +109,12 @@ def main(argv=None) -> int:
     user.add_argument("name", nargs="?")
     user.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     user.set_defaults(func=cmd_user)
+    quota = sub.add_parser("quota", help="show or set a user's quota")
+    quota.add_argument("action", choices=["show", "set"])
+    quota.add_argument("name")
+    quota.add_argument("--storage", help='bytes, or 500M, 2G; "default" or "none"')
+    quota.add_argument("--messages", help='a number; "default" or "none"')
+    quota.set_defaults(func=cmd_quota)
     args = parser.parse_args(argv)
     if args.command == "user" and args.action != "list" and not args.name:
         parser.error("a user name is needed")

@@ -32,6 +32,12 @@ class Config:
     hostname: str = ""
     # alice+lists@example.com is delivered to alice (RFC 5233); "" turns subaddresses off.
     recipient_delimiter: str = "+"
+    # Default quota of users without limits of their own (`posthouse quota set`):
+    # storage as bytes or "500M"/"2G", and a number of messages. None: no limit.
+    quota_storage: int | str | None = None
+    quota_messages: int | None = None
+    # Mail for a user over quota: refused for good (552 5.2.2), or for now (452 4.2.2).
+    quota_full_tempfail: bool = False
     fsync: bool = True
     # Worker processes that parse new mail (0: parse on a thread of the server).
     parse_processes: int = min(4, os.cpu_count() or 1)
@@ -57,6 +63,9 @@ class Config:
             cfg.imap_tls_port = None        # tls_port = false (or -1) turns implicit TLS off
         if cfg.lmtp_port is False or (cfg.lmtp_port is not None and cfg.lmtp_port < 0):
             cfg.lmtp_port = None            # [lmtp] port = false turns LMTP over TCP off
+        cfg.quota_storage = parse_size(cfg.quota_storage) if cfg.quota_storage is not None else None
+        if cfg.quota_messages is not None and (not isinstance(cfg.quota_messages, int) or cfg.quota_messages < 0):
+            raise ValueError("quota messages must be a number of messages")
         if cfg.plaintext_auth not in ("loopback", "always", "never"):
             raise ValueError("plaintext_auth must be loopback, always or never")
         return cfg
@@ -65,14 +74,35 @@ class Config:
         return os.path.join(self.data_dir, name)
 
 
+_UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "M": 1024 ** 2, "MB": 1024 ** 2,
+          "G": 1024 ** 3, "GB": 1024 ** 3, "T": 1024 ** 4, "TB": 1024 ** 4}
+
+
+def parse_size(value) -> int:
+    """A size in bytes: 1048576, "1048576", "500K", "20M", "2G" (binary units)."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a size: {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"not a size: {value!r}")
+        return value
+    text = str(value).strip().upper()
+    number = text.rstrip("KMGTB")
+    unit = text[len(number):]
+    if not number.isdigit() or unit not in _UNITS:
+        raise ValueError(f"not a size: {value!r} (say 1048576, 500K, 20M or 2G)")
+    return int(number) * _UNITS[unit]
+
+
 def _flatten(doc: dict) -> dict:
     """[imap] port = 143 -> imap_port; [lmtp] port -> lmtp_port; [tls] cert = ... -> tls_cert;
+    [quota] storage -> quota_storage;
     top-level keys as they are."""
     out = {}
     for key, value in doc.items():
-        if isinstance(value, dict) and key in ("imap", "lmtp", "tls", "server", "limits", "storage"):
+        if isinstance(value, dict) and key in ("imap", "lmtp", "tls", "quota", "server", "limits", "storage"):
             for k, v in value.items():
-                if key in ("imap", "lmtp", "tls"):
+                if key in ("imap", "lmtp", "tls", "quota"):
                     out[f"{key}_{k}"] = v
                 else:
                     out[k] = v

@@ -112,6 +112,37 @@ def test_duplicate_recipient_gets_two_replies(server, user):
     raw.close()
 
 
+@pytest.mark.parametrize("body, code", [
+    (b"x" * 70000 + b"\r\n", b"500"),                     # a line over the 64 KiB limit
+    ((b"x" * 998 + b"\r\n") * 1100, b"552"),               # over the 1 MiB size limit
+])
+def test_refused_data_gets_a_reply_per_recipient(server, user, body, code):
+    """aiosmtpd refuses these once; LMTP owes each recipient its reply."""
+    name, _ = user
+    other, _ = server.add_user()
+    raw = RawClient(server.host, server.lmtp_port)
+    raw.send("LHLO me\r\n")
+    while raw.readline()[3:4] == b"-":
+        pass
+    raw.send(f"MAIL FROM:<a@b.c>\r\nRCPT TO:<{name}>\r\nRCPT TO:<{other}>\r\nDATA\r\n")
+    assert [raw.readline()[:3] for _ in range(4)] == [b"250", b"250", b"250", b"354"]
+    raw.send(b"Subject: long\r\n\r\n" + body + b".\r\n")
+    assert [raw.readline()[:3] for _ in range(2)] == [code, code]
+    raw.send("NOOP\r\n")
+    assert raw.readline()[:3] == b"250"       # and the session goes on
+    raw.close()
+
+
+def test_long_lines_are_accepted(server, user, lmtp):
+    """Lines past RFC 5321's 1,000 octets exist in real mail; the MTA took them."""
+    name, _ = user
+    lmtp.sendmail("s@example.org", [name], message("long", "y" * 5000 + "\r\n"))
+    c = inbox_of(server, user)
+    typ, data = c.fetch("1", "(RFC822.SIZE)")
+    assert typ == "OK" and int(data[0].split()[-1].rstrip(b")")) > 5000
+    c.logout()
+
+
 def test_size_limit_refused(server, user, lmtp):
     name, _ = user
     big = message("big", "x" * 100 + "\r\n") * 12000        # over the 1 MiB test limit

@@ -89,3 +89,19 @@ def test_trace_headers_keep_client_words_on_their_line():
     assert lines[1] == b"Received: from heloX-Injected: 1 (127.0.0.1)"
     assert not any(line.startswith((b"Bcc", b"X-Injected")) for line in lines)
     assert trace_headers("<>", None, "p", "h", "LMTP", "i").startswith(b"Return-Path: <>\r\n")
+
+
+def test_sizes_and_quota_config(tmp_path):
+    from posthouse.config import parse_size
+    assert [parse_size(v) for v in (0, "512", "500K", "20M", "2G", " 1gb ")] == [
+        0, 512, 500 * 1024, 20 << 20, 2 << 30, 1 << 30]
+    for bad_value in ("-1", "1.5G", "G", "10X", True, -5, ""):
+        with pytest.raises(ValueError):
+            parse_size(bad_value)
+    path = tmp_path / "c.toml"
+    path.write_text('[quota]\nstorage = "1G"\nmessages = 1000\nfull_tempfail = true\n')
+    cfg = Config.load(str(path))
+    assert (cfg.quota_storage, cfg.quota_messages, cfg.quota_full_tempfail) == (1 << 30, 1000, True)
+    path.write_text('[quota]\nmessages = "many"\n')
+    with pytest.raises(ValueError):
+        Config.load(str(path))

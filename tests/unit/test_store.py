@@ -206,3 +206,32 @@ def test_parser_pool_survives_a_killed_worker():
     finally:
         pool.close()
         threads.shutdown()
+
+
+def test_quota_usage_follows_every_change_and_survives_reopen(tmp_path):
+    st = SQLiteStore(str(tmp_path), fsync=False, inline_max=1000, quota_storage=None, quota_messages=5)
+    user = st.create_user("q", "h", [("INBOX", None), ("Other", None)])
+    st.inbox = st.get_mailbox(user.id, "INBOX").id
+    other = st.get_mailbox(user.id, "Other").id
+    a, b = message("a" * 100), message("b" * 3000)       # one inline, one a file
+    add(st, a, b)
+    assert (st.get_quota(user.id).storage, st.get_quota(user.id).messages) == (len(a) + len(b), 2)
+    st.copy(st.inbox, [1, 2], other)
+    st.copy(st.inbox, [1], other, move=True)
+    st.expunge(other, [1])
+    q = st.get_quota(user.id)
+    assert (q.storage, q.messages, q.message_limit) == (len(a) + len(b) * 2, 3, 5)
+    # A store from before quotas (no quota rows) counts usage when opened.
+    st.db.execute("DELETE FROM quota")
+    st.close()
+    st = SQLiteStore(str(tmp_path), fsync=False, quota_storage=1 << 20)
+    q = st.get_quota(user.id)
+    assert (q.storage, q.messages, q.storage_limit, q.message_limit) == (len(a) + len(b) * 2, 3, 1 << 20, None)
+    st.set_quota("q", 10, "none")       # per-user limits beat the default
+    q = st.get_quota(user.id)
+    assert (q.storage_limit, q.message_limit) == (10, None)
+    st.set_quota("q", "default", None)
+    assert st.get_quota(user.id).storage_limit == 1 << 20
+    st.delete_user("q")
+    assert st.db.execute("SELECT count(*) FROM quota").fetchone()[0] == 0
+    st.close()

@@ -13,8 +13,8 @@ import os
 
 from aiosmtpd.lmtp import LMTP
 
-from .deliver import Deliverer, new_ident, trace_headers
-from .recipients import resolve
+from .deliver import Deliverer, mailbox_full, new_ident, trace_headers
+from .recipients import over_quota, resolve
 
 log = logging.getLogger("posthouse.lmtp")
 
@@ -25,7 +25,7 @@ class LmtpHandler:
     def __init__(self, service, config):
         self.service = service
         self.config = config
-        self.deliverer = Deliverer(service)
+        self.deliverer = Deliverer(service, config)
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         # aiosmtpd reads pipelined commands in turn; say so (RFC 2920), as MTAs
@@ -52,6 +52,8 @@ class LmtpHandler:
             return "451 4.3.0 Temporary lookup failure"
         if recipient is None:
             return f"550 5.1.1 <{address}>: no such user here"
+        if await over_quota(self.service, recipient, _declared_size(envelope.mail_options)):
+            return mailbox_full(recipient, self.config.quota_full_tempfail).reply()
         recipients.append(recipient)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
@@ -63,15 +65,35 @@ class LmtpHandler:
         raw = trace_headers(envelope.mail_from, session.host_name, peer, server.hostname, "LMTP",
                             new_ident()) + envelope.original_content
         results = await self.deliverer.deliver(raw, recipients)
-        lines = []
-        for r in results:
-            if r.ok:
-                lines.append(f"250 2.0.0 <{r.recipient.address}> Delivered")
-            else:
-                code = "451" if r.temporary else "550"
-                lines.append(f"{code} {r.reason} <{r.recipient.address}>")
+        lines = [r.reply() for r in results]
         # One reply per accepted recipient, in order (RFC 2033 4.2): several lines in one push.
         return "\r\n".join(lines) if lines else "503 5.5.1 No valid recipients"
+
+
+def _declared_size(mail_options) -> int:
+    """MAIL FROM's SIZE= (RFC 1870), or 0."""
+    for option in mail_options:
+        name, _, value = option.partition("=")
+        if name.upper() == "SIZE" and value.isdigit():
+            return int(value)
+    return 0
+
+
+# aiosmtpd's refusals of an oversized message or line, sent once after the
+# data: LMTP owes a reply per accepted recipient (RFC 2033 4.2), or the
+# client waits for the rest forever.
+_DATA_REFUSALS = ("500 Line too long (see RFC5321", "552 Error: Too much mail data")
+
+
+class _LMTP(LMTP):
+    def __init__(self, handler, line_length_limit: int, **kwargs):
+        self.line_length_limit = line_length_limit      # before the stream reader is made
+        super().__init__(handler, **kwargs)
+
+    async def push(self, status):
+        if isinstance(status, str) and status.startswith(_DATA_REFUSALS) and self.envelope is not None:
+            status = "\r\n".join([status] * max(1, len(self.envelope.rcpt_tos)))
+        return await super().push(status)
 
 
 class LmtpServer:
@@ -84,9 +106,11 @@ class LmtpServer:
 
     def _protocol(self):
         config = self.ctx.config
-        return LMTP(self.handler, data_size_limit=config.max_message_size, enable_SMTPUTF8=True,
-                    decode_data=False, hostname=config.hostname or None, ident="Posthouse LMTP",
-                    timeout=config.lmtp_timeout)
+        # The MTA has accepted the message already: take lines longer than
+        # RFC 5321's 1,000 octets (real mail has them), up to the IMAP line limit.
+        return _LMTP(self.handler, max(config.max_line, 1001), data_size_limit=config.max_message_size,
+                     enable_SMTPUTF8=True, decode_data=False, hostname=config.hostname or None,
+                     ident="Posthouse LMTP", timeout=config.lmtp_timeout)
 
     async def start(self) -> None:
         config = self.ctx.config

@@ -48,3 +48,12 @@ async def resolve(service, address: str, delimiter: str = "+") -> Recipient | No
         if user is not None:
             return Recipient(address, user, detail)
     return None
+
+
+async def over_quota(service, recipient: Recipient, size: int = 0) -> bool:
+    """Whether a message of size bytes (0: unknown) can't fit: checked at RCPT,
+    so a full mailbox costs no transfer. (The append checks again, exactly.)"""
+    quota = await service.call("get_quota", recipient.user.id)
+    if quota.message_limit is not None and quota.messages >= quota.message_limit:
+        return True
+    return quota.storage_limit is not None and quota.storage + max(size, 1) > quota.storage_limit

@@ -4,7 +4,8 @@ from __future__ import annotations
 BASE = ["IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE"]
 AFTER_AUTH = ["NAMESPACE", "UNSELECT", "UIDPLUS", "MOVE", "CHILDREN", "LIST-EXTENDED",
               "LIST-STATUS", "SPECIAL-USE", "STATUS=SIZE", "ESEARCH", "SEARCHRES",
-              "MULTIAPPEND", "BINARY", "UTF8=ACCEPT", "SORT", "SORT=DISPLAY"]
+              "MULTIAPPEND", "BINARY", "UTF8=ACCEPT", "SORT", "SORT=DISPLAY",
+              "QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE"]
 
 
 def plaintext_allowed(session) -> bool:

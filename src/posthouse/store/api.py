@@ -25,6 +25,11 @@ class MailboxExists(StoreError):
     code = "ALREADYEXISTS"
 
 
+class OverQuota(StoreError):
+    """The change would take a user past a storage or message-count limit."""
+    code = "OVERQUOTA"
+
+
 class NoSuchUser(StoreError):
     pass
 
@@ -38,6 +43,16 @@ class User:
     id: int
     name: str
     password_hash: str
+
+
+@dataclass(slots=True)
+class Quota:
+    """A user's usage and limits (RFC 9208 resources STORAGE and MESSAGE).
+    A limit of None means none."""
+    storage: int                  # bytes, the sum of every message's size
+    messages: int
+    storage_limit: int | None     # bytes
+    message_limit: int | None
 
 
 @dataclass(slots=True)
@@ -153,6 +168,10 @@ class Store(abc.ABC):
     def delete_user(self, name: str) -> list: ...
     @abc.abstractmethod
     def list_users(self) -> list[str]: ...
+    @abc.abstractmethod
+    def get_quota(self, user_id: int) -> Quota: ...
+    @abc.abstractmethod
+    def set_quota(self, name: str, storage_limit: int | None | str, message_limit: int | None | str) -> None: ...
 
     # mailboxes
     @abc.abstractmethod

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..session import AUTH, NOT_AUTH, SELECTED, CommandSpec
-from . import any_state, append, auth, fetch, idle, mailboxes, search, selected, sort, store
+from . import any_state, append, auth, fetch, idle, mailboxes, quota, search, selected, sort, store
 
 ANY = (NOT_AUTH, AUTH, SELECTED)
 AUTHED = (AUTH, SELECTED)
@@ -28,6 +28,9 @@ COMMANDS: dict[str, CommandSpec] = {
     "NAMESPACE": CommandSpec(mailboxes.namespace, AUTHED),
     "STATUS": CommandSpec(mailboxes.status, AUTHED),
     "APPEND": CommandSpec(append.append, AUTHED),
+    "GETQUOTA": CommandSpec(quota.getquota, AUTHED),
+    "GETQUOTAROOT": CommandSpec(quota.getquotaroot, AUTHED),
+    "SETQUOTA": CommandSpec(quota.setquota, AUTHED),
     "IDLE": CommandSpec(idle.idle, AUTHED),
     "CHECK": CommandSpec(selected.check, (SELECTED,)),
     "CLOSE": CommandSpec(selected.close, (SELECTED,)),

@@ -299,7 +299,9 @@ async def namespace(session, cmd):
 
 # -- STATUS ---------------------------------------------------------------------
 
-_STATUS_ITEMS = ("MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED", "SIZE", "RECENT")
+# DELETED and DELETED-STORAGE: RFC 9208 4.2 (QUOTA=RES-MESSAGE, QUOTA=RES-STORAGE).
+_STATUS_ITEMS = ("MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED", "DELETED-STORAGE", "SIZE",
+                 "RECENT")
 
 
 def _status_item(tok) -> str:

@@ -14,7 +14,7 @@ import time
 
 from ..api import (AppendResult, CopyResult, FlagsChanged, IndexEntry, MailboxExists,
                    MailboxGone, MailboxInfo, MessageAdded, MessageData, MessagesExpunged,
-                   NoSuchMailbox, NoSuchUser, SearchFields, Store, StoreError, User, UserExists)
+                   NoSuchMailbox, NoSuchUser, OverQuota, Quota, SearchFields, Store, StoreError, User, UserExists)
 from ..blobs import BlobStore
 from .schema import SCHEMA
 
@@ -45,17 +45,18 @@ class SQLiteStore(Store):
     READS = frozenset({"get_user", "list_users", "list_mailboxes", "get_mailbox", "subscriptions",
                        "mailbox_counts", "load_index", "message_data", "search_fields", "search_body", "sort_data",
                        "search_field",
-                       "read_blob"})
+                       "read_blob", "get_quota"})
     # Reads by a unique key, cheaper than the hop to the database thread and
     # back (~100 us): the caller runs them on a read connection of its own.
-    QUICK = frozenset({"get_user", "get_mailbox"})
+    QUICK = frozenset({"get_user", "get_mailbox", "get_quota"})
     # Reads that may scan a whole mailbox: on reader threads, so a big search
     # or index load doesn't hold up every commit. (Short reads stay on the
     # database thread: handing results back from more threads costs more in
     # GIL waits than it saves, measured on the mixed load.)
     LONG_READS = frozenset({"load_index", "search_fields", "search_field", "search_body", "sort_data"})
 
-    def __init__(self, data_dir: str, fsync: bool = True, inline_max: int = 128 * 1024):
+    def __init__(self, data_dir: str, fsync: bool = True, inline_max: int = 128 * 1024,
+                 quota_storage: int | None = None, quota_messages: int | None = None):
         os.makedirs(data_dir, exist_ok=True)
         self.blobs = BlobStore(os.path.join(data_dir, "blobs"), fsync=fsync)
         # Messages up to inline_max bytes live in the database: one fsync (the
@@ -75,6 +76,9 @@ class SQLiteStore(Store):
             raise StoreError(f"{data_dir} holds a store from an early development version of Posthouse; "
                              "move it aside and start with an empty data directory")
         self.db.executescript(SCHEMA)
+        # The limits of users who have none of their own (None: no limit).
+        self.quota_defaults = (quota_storage, quota_messages)
+        self._count_usage()
         self._readers: list[sqlite3.Connection] = []
         self._dead_keys: list[str] = []     # blob files to remove once the transaction commits
         self._current_sync = self._sync_mode
@@ -162,6 +166,61 @@ class SQLiteStore(Store):
             self.db.execute("PRAGMA synchronous=" + mode)
             self._current_sync = mode
 
+    def _count_usage(self) -> None:
+        """Quota rows for users that have none (a store made before quotas existed)."""
+        self.db.execute(
+            """INSERT INTO quota(user_id, storage, messages)
+               SELECT u.id,
+                      (SELECT coalesce(sum(b.size), 0) FROM mailboxes x JOIN messages m ON m.mailbox_id = x.id
+                         JOIN blobs b ON b.id = m.blob_id WHERE x.user_id = u.id),
+                      (SELECT count(*) FROM mailboxes x JOIN messages m ON m.mailbox_id = x.id
+                         WHERE x.user_id = u.id)
+               FROM users u WHERE u.id NOT IN (SELECT user_id FROM quota)""")
+
+    def _limits(self, storage_limit, message_limit) -> tuple:
+        storage_default, message_default = self.quota_defaults
+        storage = storage_default if storage_limit is None else (None if storage_limit < 0 else storage_limit)
+        messages = message_default if message_limit is None else (None if message_limit < 0 else message_limit)
+        return storage, messages
+
+    def _charge(self, user_id: int, storage: int, messages: int) -> None:
+        """Add to a user's usage, within this transaction; an increase past a
+        limit raises OverQuota (and the caller's transaction undoes everything).
+        A decrease always succeeds, so an over-quota user can still clean up."""
+        if not storage and not messages:
+            return
+        row = self.db.execute(
+            "UPDATE quota SET storage = storage + ?, messages = messages + ? WHERE user_id = ? "
+            "RETURNING storage, messages, storage_limit, message_limit",
+            (storage, messages, user_id)).fetchone()
+        if row is None or (storage <= 0 and messages <= 0):
+            return
+        storage_limit, message_limit = self._limits(row[2], row[3])
+        if storage > 0 and storage_limit is not None and row[0] > storage_limit:
+            raise OverQuota("Quota exceeded (storage)")
+        if messages > 0 and message_limit is not None and row[1] > message_limit:
+            raise OverQuota("Quota exceeded (number of messages)")
+
+    def get_quota(self, user_id):
+        row = self.db.execute("SELECT storage, messages, storage_limit, message_limit FROM quota "
+                              "WHERE user_id=?", (user_id,)).fetchone()
+        if row is None:
+            raise NoSuchUser("no such user")
+        return Quota(row[0], row[1], *self._limits(row[2], row[3]))
+
+    def set_quota(self, name, storage_limit, message_limit):
+        """Limits for one user: a number, None (unchanged), "default" or "none"."""
+        def value(v):
+            return {"default": None, "none": -1}[v] if isinstance(v, str) else v
+        user = self.get_user(name)
+        if user is None:
+            raise NoSuchUser(f"no user {name}")
+        with self._tx():
+            if storage_limit is not None:
+                self.db.execute("UPDATE quota SET storage_limit=? WHERE user_id=?", (value(storage_limit), user.id))
+            if message_limit is not None:
+                self.db.execute("UPDATE quota SET message_limit=? WHERE user_id=?", (value(message_limit), user.id))
+
     def _forget_blobs(self, keys) -> None:
         self._dead_keys.extend(keys)
 
@@ -224,6 +283,7 @@ class SQLiteStore(Store):
             except sqlite3.IntegrityError:
                 raise UserExists(f"user {name} exists") from None
             user_id = cur.lastrowid
+            self.db.execute("INSERT INTO quota(user_id) VALUES (?)", (user_id,))
             for mbox, special in mailboxes:
                 self._insert_mailbox(user_id, mbox, special)
                 self.db.execute("INSERT OR IGNORE INTO subscriptions VALUES (?,?)", (user_id, mbox))
@@ -300,7 +360,11 @@ class SQLiteStore(Store):
             return self._insert_mailbox(user_id, name, special_use)
 
     def _drop_mailbox(self, mailbox_id) -> list[str]:
-        blob_ids = [r[0] for r in self.db.execute("SELECT blob_id FROM messages WHERE mailbox_id=?", (mailbox_id,))]
+        rows = self.db.execute("SELECT m.blob_id, b.size FROM messages m JOIN blobs b ON b.id = m.blob_id "
+                               "WHERE m.mailbox_id=?", (mailbox_id,)).fetchall()
+        blob_ids = [r[0] for r in rows]
+        user_id = self._mailbox_by_id(mailbox_id).user_id
+        self._charge(user_id, -sum(r[1] for r in rows), -len(rows))
         self.db.execute("DELETE FROM messages WHERE mailbox_id=?", (mailbox_id,))
         self.db.execute("DELETE FROM expunged WHERE mailbox_id=?", (mailbox_id,))
         self.db.execute("DELETE FROM mailboxes WHERE id=?", (mailbox_id,))
@@ -370,11 +434,12 @@ class SQLiteStore(Store):
             """SELECT count(*), coalesce(sum(b.size), 0),
                       coalesce(sum(instr(' ' || m.flags || ' ', ' \\Seen ') = 0), 0),
                       coalesce(sum(instr(' ' || m.flags || ' ', ' \\Deleted ') > 0), 0),
-                      coalesce(sum(m.uid >= ?), 0)
+                      coalesce(sum(m.uid >= ?), 0),
+                      coalesce(sum(b.size * (instr(' ' || m.flags || ' ', ' \\Deleted ') > 0)), 0)
                FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE m.mailbox_id=?""",
             (info.first_recent_uid, mailbox_id)).fetchone()
         return {"MESSAGES": row[0], "SIZE": row[1], "UNSEEN": row[2], "DELETED": row[3],
-                "RECENT": row[4], "UIDNEXT": info.uidnext, "UIDVALIDITY": info.uidvalidity,
+                "RECENT": row[4], "DELETED-STORAGE": (row[5] + 1023) // 1024, "UIDNEXT": info.uidnext, "UIDVALIDITY": info.uidvalidity,
                 "HIGHESTMODSEQ": info.highestmodseq}
 
     def claim_recent(self, mailbox_id, first_recent_uid):
@@ -436,6 +501,8 @@ class SQLiteStore(Store):
         """Append several messages in one transaction (MULTIAPPEND is all or nothing)."""
         with self._tx():
             info = self._mailbox_by_id(mailbox_id)
+            # First: a refused message leaves no trace (not even a blob row).
+            self._charge(info.user_id, sum(len(item[0]) for item in items), len(items))
             blob_ids = [self._blob_id(raw, parsed) for raw, parsed, _f, _d in items]
             first = self._take_uids(mailbox_id, len(items))
             modseq = self._bump_modseq(mailbox_id)
@@ -506,9 +573,10 @@ class SQLiteStore(Store):
         if not uids:
             return []
         with self._tx():
-            rows = self._rows(mailbox_id, uids, "m.uid, m.blob_id")
+            rows = self._rows(mailbox_id, uids, "m.uid, m.blob_id, b.size", True)
             if not rows:
                 return []
+            self._charge(self._mailbox_by_id(mailbox_id).user_id, -sum(r[2] for r in rows), -len(rows))
             modseq = self._bump_modseq(mailbox_id)
             gone = [r[0] for r in rows]
             for uid in gone:
@@ -526,6 +594,12 @@ class SQLiteStore(Store):
         rows = self._rows(src_id, uids, "m.uid, m.blob_id, m.flags, m.internaldate, b.size, b.sent_date", True)
         if not rows:
             return CopyResult(dst.uidvalidity, [], [], [])
+        src_user = self._mailbox_by_id(src_id).user_id
+        if not move or src_user != dst.user_id:
+            # A move within one user's mailboxes uses nothing more.
+            self._charge(dst.user_id, sum(r[4] for r in rows), len(rows))
+            if move:
+                self._charge(src_user, -sum(r[4] for r in rows), -len(rows))
         first = self._take_uids(dst_id, len(rows))
         modseq = self._bump_modseq(dst_id)
         events, src_uids, dst_uids = [], [], []

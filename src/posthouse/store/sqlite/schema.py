@@ -8,6 +8,16 @@ CREATE TABLE IF NOT EXISTS users (
     password TEXT NOT NULL,
     created REAL NOT NULL
 );
+-- Quota (RFC 9208): what each user uses, kept in step by every change to
+-- their messages in the same transaction, and their limits. A NULL limit is
+-- the server's default; a negative one is "no limit".
+CREATE TABLE IF NOT EXISTS quota (
+    user_id INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+    storage INTEGER NOT NULL DEFAULT 0,
+    messages INTEGER NOT NULL DEFAULT 0,
+    storage_limit INTEGER,
+    message_limit INTEGER
+);
 CREATE TABLE IF NOT EXISTS mailboxes (
     id INTEGER PRIMARY KEY,
     user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
