@@ -30,8 +30,10 @@ class RunningServer:
     def __init__(self, data_dir: str, **overrides):
         from posthouse.app import build_context
         from posthouse.delivery.lmtp import LmtpServer
+        from posthouse.delivery.smtp import SmtpServer
         from posthouse.imap.server import ImapServer
-        opts = dict(data_dir=data_dir, imap_port=0, imap_tls_port=0, lmtp_port=0, fsync=False,
+        opts = dict(data_dir=data_dir, imap_port=0, imap_tls_port=0, lmtp_port=0, smtp_port=0, fsync=False,
+                    domains=["example.com", "mail.test"],
                     failure_delay=0.05, max_message_size=1024 * 1024, hostname="mx.test")
         opts.update(overrides)
         self.config = Config(**opts)
@@ -39,12 +41,14 @@ class RunningServer:
         self.ctx = build_context(self.config)
         self.server = ImapServer(self.ctx)
         self.lmtp = LmtpServer(self.ctx)
+        self.smtp = SmtpServer(self.ctx)
         started = threading.Event()
 
         def run():
             asyncio.set_event_loop(self.loop)
             self.loop.run_until_complete(self.server.start())
             self.loop.run_until_complete(self.lmtp.start())
+            self.loop.run_until_complete(self.smtp.start())
             started.set()
             self.loop.run_forever()
 
@@ -54,6 +58,7 @@ class RunningServer:
         self.host = "127.0.0.1"
         self.port, self.tls_port = self.server.ports[0], self.server.ports[1]
         self.lmtp_port = self.lmtp.ports[0] if self.lmtp.ports else None
+        self.smtp_port = self.smtp.ports[0] if self.smtp.ports else None
         self._names = itertools.count(1)
 
     def call(self, coro):
@@ -65,6 +70,7 @@ class RunningServer:
         return name, password
 
     def stop(self):
+        self.call(self.smtp.close())
         self.call(self.lmtp.close())
         self.call(self.server.close())
         self.loop.call_soon_threadsafe(self.loop.stop)

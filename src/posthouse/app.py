@@ -9,6 +9,7 @@ import signal
 from .auth.authenticator import Authenticator
 from .config import Config
 from .delivery.lmtp import LmtpServer
+from .delivery.smtp import SmtpServer
 from .imap.registry import MailboxRegistry
 from .imap.server import ImapServer, ServerContext
 from .store.service import StoreService
@@ -46,6 +47,11 @@ async def serve(config: Config, ready=None) -> None:
     if config.lmtp_port is not None or config.lmtp_socket:
         log.info("LMTP listening on %s", ", ".join(
             [f"{config.lmtp_host} port {p}" for p in lmtp.ports] + [config.lmtp_socket or ""]).strip(", "))
+    smtp = SmtpServer(ctx)
+    await smtp.start()
+    if config.smtp_port is not None:
+        log.info("SMTP listening on %s port %s for %s", config.smtp_host, smtp.ports,
+                 ", ".join(config.domains) or "no domains (set domains in the config)")
     if ready is not None:
         ready(server)
     stop = asyncio.Event()
@@ -58,6 +64,7 @@ async def serve(config: Config, ready=None) -> None:
     try:
         await stop.wait()
     finally:
+        await smtp.close()
         await lmtp.close()
         await server.close()
         ctx.authenticator.close()

@@ -28,6 +28,13 @@ class Config:
     lmtp_port: int | None = 2424       # 24 in production
     lmtp_socket: str | None = None
     lmtp_timeout: float = 300
+    # Inbound SMTP, for mail from the Internet to the domains below (None disables).
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int | None = 2525       # 25 in production
+    smtp_timeout: float = 300
+    # The mail domains this server is the destination for: inbound SMTP takes
+    # mail for these only (anything else is relaying, refused).
+    domains: list = field(default_factory=list)
     # The name this server gives itself (greetings, Received headers); the host's name if empty.
     hostname: str = ""
     # alice+lists@example.com is delivered to alice (RFC 5233); "" turns subaddresses off.
@@ -63,6 +70,10 @@ class Config:
             cfg.imap_tls_port = None        # tls_port = false (or -1) turns implicit TLS off
         if cfg.lmtp_port is False or (cfg.lmtp_port is not None and cfg.lmtp_port < 0):
             cfg.lmtp_port = None            # [lmtp] port = false turns LMTP over TCP off
+        if cfg.smtp_port is False or (cfg.smtp_port is not None and cfg.smtp_port < 0):
+            cfg.smtp_port = None
+        if not isinstance(cfg.domains, list) or not all(isinstance(d, str) and d for d in cfg.domains):
+            raise ValueError("domains must be a list of domain names")
         cfg.quota_storage = parse_size(cfg.quota_storage) if cfg.quota_storage is not None else None
         if cfg.quota_messages is not None and (not isinstance(cfg.quota_messages, int) or cfg.quota_messages < 0):
             raise ValueError("quota messages must be a number of messages")
@@ -100,9 +111,9 @@ def _flatten(doc: dict) -> dict:
     top-level keys as they are."""
     out = {}
     for key, value in doc.items():
-        if isinstance(value, dict) and key in ("imap", "lmtp", "tls", "quota", "server", "limits", "storage"):
+        if isinstance(value, dict) and key in ("imap", "lmtp", "smtp", "tls", "quota", "server", "limits", "storage"):
             for k, v in value.items():
-                if key in ("imap", "lmtp", "tls", "quota"):
+                if key in ("imap", "lmtp", "smtp", "tls", "quota"):
                     out[f"{key}_{k}"] = v
                 else:
                     out[k] = v

@@ -234,7 +234,7 @@ def test_recipient_without_inbox_gets_451_and_others_250(server, user):
 
 
 def test_too_many_recipients_get_452(server, user, monkeypatch):
-    from posthouse.delivery import lmtp as lmtp_module
+    from posthouse.delivery import esmtp as lmtp_module
     monkeypatch.setattr(lmtp_module, "MAX_RECIPIENTS", 2)
     raw = RawClient(server.host, server.lmtp_port)
     _lhlo(raw)
@@ -244,7 +244,7 @@ def test_too_many_recipients_get_452(server, user, monkeypatch):
 
 
 def test_failed_lookup_is_a_temporary_refusal(server, user, monkeypatch):
-    from posthouse.delivery import lmtp as lmtp_module
+    from posthouse.delivery import esmtp as lmtp_module
 
     async def broken(*args):
         raise RuntimeError("simulated store failure")

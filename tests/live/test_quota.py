@@ -163,3 +163,25 @@ def test_cli_quota(cli_user, capsys):
     assert cli_main(["--data-dir", cli_user, "quota", "set", "carol", "--storage", "lots"]) == 2
     assert cli_main(["--data-dir", cli_user, "quota", "set", "nobody", "--messages", "1"]) == 1
     assert cli_main(["--data-dir", cli_user, "quota", "show", "carol"]) == 0
+
+
+def test_smtp_checks_everyone_before_storing(server, raw, limited):
+    """One reply for the whole message: if one recipient can't take it, nobody
+    gets it yet (452), so nobody gets it twice when the sender retries."""
+    other = server.add_user()
+    assert append(raw, 1, 9000)[-1].startswith(b"A1 OK")
+    with smtplib.SMTP(server.host, server.smtp_port, timeout=10) as smtp:
+        smtp.ehlo("client.test")
+        smtp.mail("s@example.org")
+        assert smtp.rcpt(f"{limited[0]}@example.com")[0] == 250
+        assert smtp.rcpt(f"{other[0]}@example.com")[0] == 250
+        code, text = smtp.data(msg(9, 3000))
+        assert (code, text[:5]) == (452, b"4.2.2")
+        smtp.rset()
+        smtp.mail("s@example.org")
+        assert smtp.rcpt(f"{limited[0]}@example.com")[0] == 250
+        code, text = smtp.data(msg(10, 3000))
+        assert (code, text[:5]) == (552, b"5.2.2")
+    with smtplib.SMTP(server.host, server.smtp_port, timeout=10) as smtp:
+        assert smtp.sendmail("s@example.org", [f"{other[0]}@example.com"], msg(11, 3000)) == {}
+    assert quota(raw) == b'* QUOTA "" (STORAGE 9 10 MESSAGE 1 3)\r\n'

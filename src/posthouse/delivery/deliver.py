@@ -69,7 +69,7 @@ class Deliverer:
         self.service = service
         self.config = config
 
-    async def deliver(self, raw: bytes, recipients: list[Recipient]) -> list[DeliveryResult]:
+    async def deliver(self, raw: bytes, recipients: list[Recipient], mail_from: str = "") -> list[DeliveryResult]:
         try:
             raw, parsed = await self.service.parse(raw)
         except Exception:

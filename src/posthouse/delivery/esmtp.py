@@ -1,0 +1,133 @@
+"""What LMTP, inbound SMTP and submission share: aiosmtpd speaks the
+protocol, a handler here decides about envelopes, and listeners run it.
+
+The base handler resolves recipients at RCPT (an unknown user gets 550
+there, a full mailbox 552) and leaves DATA to the protocol: LMTP answers per
+recipient, SMTP once for the message.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiosmtpd.smtp import SMTP
+
+from .deliver import Deliverer, mailbox_full
+from .recipients import Recipient, over_quota, resolve
+
+log = logging.getLogger("posthouse.delivery")
+
+MAX_RECIPIENTS = 1000
+
+# aiosmtpd's refusals of an oversized message or line, sent once after the data.
+DATA_REFUSALS = ("500 Line too long (see RFC5321", "552 Error: Too much mail data")
+
+
+class Refusal(Exception):
+    """An RCPT answered with this reply instead of being accepted."""
+
+    def __init__(self, reply: str):
+        super().__init__(reply)
+        self.reply = reply
+
+
+def declared_size(mail_options) -> int:
+    """MAIL FROM's SIZE= (RFC 1870), or 0."""
+    for option in mail_options:
+        name, _, value = option.partition("=")
+        if name.upper() == "SIZE" and value.isdigit():
+            return int(value)
+    return 0
+
+
+def peer_address(session) -> str:
+    return session.peer[0] if isinstance(session.peer, tuple) else str(session.peer or "local")
+
+
+class DeliveryHandler:
+    """aiosmtpd handler hooks for EHLO, MAIL and RCPT; subclasses add DATA."""
+
+    def __init__(self, service, config):
+        self.service = service
+        self.config = config
+        self.deliverer = Deliverer(service, config)
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        # aiosmtpd reads pipelined commands in turn: say so (RFC 2920), and MTAs
+        # send MAIL, RCPT and DATA in one packet. An AUTH line without
+        # mechanisms (a port that takes no logins) is left out.
+        session.host_name = hostname
+        kept = [r for r in responses[:-1] if r.strip() != "250-AUTH"]
+        return kept + ["250-PIPELINING", "250-ENHANCEDSTATUSCODES", responses[-1]]
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        envelope.recipients = []
+        return "250 2.1.0 Sender OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        recipients = getattr(envelope, "recipients", None)
+        if recipients is None:
+            recipients = envelope.recipients = []
+        if len(recipients) >= MAX_RECIPIENTS:
+            return "452 4.5.3 Too many recipients"
+        try:
+            recipient = await self.accept_recipient(session, envelope, address)
+        except Refusal as r:
+            return r.reply
+        except Exception:
+            log.exception("recipient lookup for %r failed", address)
+            return "451 4.3.0 Temporary lookup failure"
+        recipients.append(recipient)
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 Recipient OK"
+
+    async def accept_recipient(self, session, envelope, address: str) -> Recipient:
+        """A local user's Recipient, or Refusal."""
+        return await self.local_recipient(envelope, address)
+
+    async def local_recipient(self, envelope, address: str) -> Recipient:
+        recipient = await resolve(self.service, address, self.config.recipient_delimiter)
+        if recipient is None:
+            raise Refusal(f"550 5.1.1 <{address}>: no such user here")
+        if await over_quota(self.service, recipient, declared_size(envelope.mail_options)):
+            raise Refusal(mailbox_full(recipient, self.config.quota_full_tempfail).reply())
+        return recipient
+
+
+class Listeners:
+    """The TCP (and unix socket) listeners of one protocol."""
+
+    def __init__(self):
+        self.servers: list[asyncio.AbstractServer] = []
+
+    async def tcp(self, factory, host: str, port: int | None, ssl=None) -> None:
+        if port is not None:
+            loop = asyncio.get_running_loop()
+            self.servers.append(await loop.create_server(factory, host, port, ssl=ssl))
+
+    async def unix(self, factory, path: str) -> None:
+        import os
+        if os.path.exists(path):
+            os.unlink(path)       # left by an earlier run
+        self.servers.append(await asyncio.get_running_loop().create_unix_server(factory, path))
+
+    def ports(self) -> list[int]:
+        return [sock.getsockname()[1] for srv in self.servers for sock in srv.sockets
+                if isinstance(sock.getsockname(), tuple)]
+
+    async def close(self) -> None:
+        for srv in self.servers:
+            srv.close()
+        for srv in self.servers:
+            await srv.wait_closed()
+        self.servers.clear()
+
+
+def one_reply_per_recipient(protocol: SMTP, status):
+    """For LMTP: aiosmtpd refuses oversized data with one reply; repeat it for each recipient."""
+    if isinstance(status, str) and status.startswith(DATA_REFUSALS) and protocol.envelope is not None:
+        return "\r\n".join([status] * max(1, len(protocol.envelope.rcpt_tos)))
+    return status
