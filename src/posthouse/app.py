@@ -10,6 +10,7 @@ from .auth.authenticator import Authenticator
 from .config import Config
 from .delivery.lmtp import LmtpServer
 from .delivery.smtp import SmtpServer
+from .pop3.server import Pop3Server
 from .imap.registry import MailboxRegistry
 from .imap.server import ImapServer, ServerContext
 from .store.service import StoreService
@@ -52,6 +53,10 @@ async def serve(config: Config, ready=None) -> None:
     if config.smtp_port is not None:
         log.info("SMTP listening on %s port %s for %s", config.smtp_host, smtp.ports,
                  ", ".join(config.domains) or "no domains (set domains in the config)")
+    pop3 = Pop3Server(ctx)
+    await pop3.start()
+    if pop3.ports:
+        log.info("POP3 listening on %s ports %s", config.pop3_host, pop3.ports)
     if ready is not None:
         ready(server)
     stop = asyncio.Event()
@@ -64,6 +69,7 @@ async def serve(config: Config, ready=None) -> None:
     try:
         await stop.wait()
     finally:
+        await pop3.close()
         await smtp.close()
         await lmtp.close()
         await server.close()

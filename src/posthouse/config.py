@@ -35,6 +35,11 @@ class Config:
     # The mail domains this server is the destination for: inbound SMTP takes
     # mail for these only (anything else is relaying, refused).
     domains: list = field(default_factory=list)
+    # POP3 (None disables either port): STLS on the first, implicit TLS on the second.
+    pop3_host: str = "127.0.0.1"
+    pop3_port: int | None = 1110       # 110 in production
+    pop3_tls_port: int | None = 1995   # 995 in production
+    pop3_timeout: float = 600          # RFC 1939: at least 10 minutes
     # The name this server gives itself (greetings, Received headers); the host's name if empty.
     hostname: str = ""
     # alice+lists@example.com is delivered to alice (RFC 5233); "" turns subaddresses off.
@@ -70,8 +75,10 @@ class Config:
             cfg.imap_tls_port = None        # tls_port = false (or -1) turns implicit TLS off
         if cfg.lmtp_port is False or (cfg.lmtp_port is not None and cfg.lmtp_port < 0):
             cfg.lmtp_port = None            # [lmtp] port = false turns LMTP over TCP off
-        if cfg.smtp_port is False or (cfg.smtp_port is not None and cfg.smtp_port < 0):
-            cfg.smtp_port = None
+        for key in ("smtp_port", "pop3_port", "pop3_tls_port"):
+            value = getattr(cfg, key)
+            if value is False or (value is not None and value < 0):
+                setattr(cfg, key, None)     # port = false turns a listener off
         if not isinstance(cfg.domains, list) or not all(isinstance(d, str) and d for d in cfg.domains):
             raise ValueError("domains must be a list of domain names")
         cfg.quota_storage = parse_size(cfg.quota_storage) if cfg.quota_storage is not None else None
@@ -111,9 +118,9 @@ def _flatten(doc: dict) -> dict:
     top-level keys as they are."""
     out = {}
     for key, value in doc.items():
-        if isinstance(value, dict) and key in ("imap", "lmtp", "smtp", "tls", "quota", "server", "limits", "storage"):
+        if isinstance(value, dict) and key in ("imap", "lmtp", "smtp", "pop3", "tls", "quota", "server", "limits", "storage"):
             for k, v in value.items():
-                if key in ("imap", "lmtp", "smtp", "tls", "quota"):
+                if key in ("imap", "lmtp", "smtp", "pop3", "tls", "quota"):
                     out[f"{key}_{k}"] = v
                 else:
                     out[k] = v

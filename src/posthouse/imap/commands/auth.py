@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import base64
-import binascii
 
+from ...auth.sasl import SaslError, decode_response, parse_plain
 from ..capabilities import plaintext_allowed
 from ..errors import CommandError, bad, no
 from ..protocol.reader import RawLine
@@ -63,12 +63,10 @@ async def _sasl_read(session, challenge: bytes) -> bytes:
 
 
 def _b64(data: bytes) -> bytes:
-    if data == b"=":
-        return b""
     try:
-        return base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        raise bad("Invalid base64") from None
+        return decode_response(data)
+    except SaslError as e:
+        raise bad(str(e)) from None
 
 
 async def authenticate(session, cmd):
@@ -81,12 +79,12 @@ async def authenticate(session, cmd):
     _require_plaintext(session)
     if mechanism == "PLAIN":
         data = _b64(initial) if initial is not None else await _sasl_read(session, b"")
-        pieces = data.split(b"\x00")
-        if len(pieces) != 3:
-            raise bad("Invalid PLAIN response")
-        authzid, authcid, password = (p.decode("utf-8", "replace") for p in pieces)
-        if authzid and authzid != authcid:
-            raise no("Proxy authorization is not supported", "AUTHORIZATIONFAILED")
+        try:
+            authcid, password = parse_plain(data)
+        except SaslError as e:
+            if "Proxy" in str(e):
+                raise no(str(e), "AUTHORIZATIONFAILED") from None
+            raise bad(str(e)) from None
     else:
         authcid = (_b64(initial) if initial is not None else await _sasl_read(session, b"Username:")).decode(
             "utf-8", "replace")
