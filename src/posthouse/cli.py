@@ -1,4 +1,5 @@
-"""`posthouse serve`, `posthouse user add|passwd|del|list`, `posthouse quota show|set`."""
+"""`posthouse serve`, `posthouse user add|passwd|del|list`, `posthouse quota show|set`,
+`posthouse sieve put|get|list|activate|deactivate|del`."""
 from __future__ import annotations
 
 import argparse
@@ -97,6 +98,50 @@ def cmd_quota(args) -> int:
     return 0
 
 
+def cmd_sieve(args) -> int:
+    from .sieve.script import SieveError, compile_script
+    config = _config(args)
+    from .app import open_store
+    store = open_store(config)
+    try:
+        user = store.get_user(args.user)
+        if user is None:
+            raise StoreError(f"no user {args.user}")
+        if args.action in ("put", "get", "activate", "del") and not args.name:
+            raise ValueError(f"sieve {args.action} needs a script name")
+        if args.action == "put":
+            text = sys.stdin.read() if args.file in (None, "-") else open(args.file, encoding="utf-8").read()
+            compile_script(text)        # a broken script is refused, not stored
+            store.put_script(user.id, args.name, text)
+            print(f"script {args.name} stored")
+        elif args.action == "get":
+            text = store.get_script(user.id, args.name)
+            if text is None:
+                raise StoreError(f"no script {args.name}")
+            sys.stdout.write(text)
+        elif args.action == "list":
+            for name, active in store.list_scripts(user.id):
+                print(f"{name}{'  (active)' if active else ''}")
+        elif args.action == "activate":
+            store.activate_script(user.id, args.name)
+            print(f"script {args.name} is active")
+        elif args.action == "deactivate":
+            store.activate_script(user.id, None)
+            print("no script is active")
+        elif args.action == "del":
+            store.delete_script(user.id, args.name)
+            print(f"script {args.name} deleted")
+    except SieveError as e:
+        print(f"posthouse: the script has errors: {e}", file=sys.stderr)
+        return 1
+    except StoreError as e:
+        print(f"posthouse: {e}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="posthouse", description="Posthouse mail server")
     parser.add_argument("--config", "-c", help="TOML config file")
@@ -115,6 +160,12 @@ def main(argv=None) -> int:
     quota.add_argument("--storage", help='bytes, or 500M, 2G; "default" or "none"')
     quota.add_argument("--messages", help='a number; "default" or "none"')
     quota.set_defaults(func=cmd_quota)
+    sieve = sub.add_parser("sieve", help="manage a user's Sieve scripts")
+    sieve.add_argument("action", choices=["put", "get", "list", "activate", "deactivate", "del"])
+    sieve.add_argument("user")
+    sieve.add_argument("name", nargs="?")
+    sieve.add_argument("file", nargs="?", help="for put: the script file (default: stdin)")
+    sieve.set_defaults(func=cmd_sieve)
     args = parser.parse_args(argv)
     if args.command == "user" and args.action != "list" and not args.name:
         parser.error("a user name is needed")

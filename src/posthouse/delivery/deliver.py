@@ -14,7 +14,9 @@ import secrets
 import time
 from email.utils import formatdate
 
-from ..store.api import NoSuchMailbox, OverQuota, StoreError
+from ..sieve.interpreter import FileInto, MessageFacts, Outcome, SieveRuntimeError, evaluate
+from ..sieve.script import SieveError, compile_script
+from ..store.api import MailboxExists, NoSuchMailbox, OverQuota, StoreError
 from .recipients import Recipient
 
 log = logging.getLogger("posthouse.delivery")
@@ -68,6 +70,8 @@ class Deliverer:
     def __init__(self, service, config):
         self.service = service
         self.config = config
+        from .vacation import Vacations
+        self.vacations = Vacations(service, config, self)
 
     async def deliver(self, raw: bytes, recipients: list[Recipient], mail_from: str = "") -> list[DeliveryResult]:
         try:
@@ -77,12 +81,53 @@ class Deliverer:
             return [DeliveryResult(r, 451, "4.3.0", "Could not process the message") for r in recipients]
         now = time.time()
         # Together: the store's group commit makes them one transaction, one fsync.
-        return list(await asyncio.gather(*(self._one(r, raw, parsed, now) for r in recipients)))
+        return list(await asyncio.gather(*(self._one(r, raw, parsed, now, mail_from) for r in recipients)))
 
-    async def _one(self, recipient: Recipient, raw: bytes, parsed, now: float) -> DeliveryResult:
+    async def _filter(self, recipient: Recipient, raw: bytes, parsed, mail_from: str) -> Outcome:
+        """The recipient's active Sieve script's verdict; INBOX if none, or if
+        the script is broken or fails (the error is logged, the mail kept)."""
+        inbox = Outcome([FileInto("INBOX", frozenset())])
+        text = await self.service.call("active_script", recipient.user.id)
+        if not text:
+            return inbox
         try:
-            mailbox = await self.service.call("get_mailbox", recipient.user.id, "INBOX")
-            appended = await self.service.append_parsed(mailbox.id, [(raw, parsed, frozenset(), now)])
+            nodes = compile_script(text)
+            facts = MessageFacts.from_message(raw, parsed.header_size, mail_from, recipient.address)
+            if "mailboxexists" in text:
+                facts.mailboxes = {m.name for m in await self.service.call("list_mailboxes", recipient.user.id)}
+            return evaluate(nodes, facts)
+        except (SieveError, SieveRuntimeError) as e:
+            log.warning("sieve script of %s failed, message kept in INBOX: %s", recipient.user.name, e)
+        except Exception:
+            log.exception("sieve script of %s failed, message kept in INBOX", recipient.user.name)
+        return inbox
+
+    async def _target(self, user, delivery: FileInto):
+        """The mailbox a delivery goes to: created if asked (:create), else INBOX
+        when it doesn't exist (RFC 5228 4.1: an error, so the message is kept)."""
+        try:
+            return await self.service.call("get_mailbox", user.id, delivery.mailbox)
+        except NoSuchMailbox:
+            if not delivery.create:
+                log.warning("sieve of %s: no mailbox %r, filed in INBOX", user.name, delivery.mailbox)
+                return await self.service.call("get_mailbox", user.id, "INBOX")
+        try:
+            return await self.service.call("create_mailbox", user.id, delivery.mailbox)
+        except MailboxExists:
+            return await self.service.call("get_mailbox", user.id, delivery.mailbox)
+        except StoreError as e:
+            log.warning("sieve of %s: can't create %r (%s), filed in INBOX", user.name, delivery.mailbox, e)
+            return await self.service.call("get_mailbox", user.id, "INBOX")
+
+    async def _one(self, recipient: Recipient, raw: bytes, parsed, now: float, mail_from: str) -> DeliveryResult:
+        try:
+            outcome = await self._filter(recipient, raw, parsed, mail_from)
+            appended = []
+            for delivery in outcome.deliveries:
+                mailbox = await self._target(recipient.user, delivery)
+                appended += await self.service.append_parsed(mailbox.id, [(raw, parsed, delivery.flags, now)])
+            if outcome.vacation is not None and self.vacations is not None:
+                await self.vacations.consider(recipient, raw, parsed, mail_from, outcome.vacation, now)
         except NoSuchMailbox:
             return DeliveryResult(recipient, 451, "4.2.0", "The recipient has no INBOX")
         except OverQuota:
@@ -92,4 +137,6 @@ class Deliverer:
         except Exception:
             log.exception("delivery to %s failed", recipient.address)
             return DeliveryResult(recipient, 451, "4.3.0", "Temporary failure, try again later")
+        if not appended:
+            return DeliveryResult(recipient, 250, "2.0.0", "Discarded by the recipient's filter")
         return DeliveryResult(recipient, 250, "2.0.0", "Delivered", uid=appended[0].uid)

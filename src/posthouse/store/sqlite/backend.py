@@ -45,10 +45,11 @@ class SQLiteStore(Store):
     READS = frozenset({"get_user", "list_users", "list_mailboxes", "get_mailbox", "subscriptions",
                        "mailbox_counts", "load_index", "message_data", "search_fields", "search_body", "sort_data",
                        "search_field",
-                       "read_blob", "get_quota"})
+                       "read_blob", "get_quota", "active_script", "get_script",
+                       "list_scripts"})
     # Reads by a unique key, cheaper than the hop to the database thread and
     # back (~100 us): the caller runs them on a read connection of its own.
-    QUICK = frozenset({"get_user", "get_mailbox", "get_quota"})
+    QUICK = frozenset({"get_user", "get_mailbox", "get_quota", "active_script"})
     # Reads that may scan a whole mailbox: on reader threads, so a big search
     # or index load doesn't hold up every commit. (Short reads stay on the
     # database thread: handing results back from more threads costs more in
@@ -220,6 +221,64 @@ class SQLiteStore(Store):
                 self.db.execute("UPDATE quota SET storage_limit=? WHERE user_id=?", (value(storage_limit), user.id))
             if message_limit is not None:
                 self.db.execute("UPDATE quota SET message_limit=? WHERE user_id=?", (value(message_limit), user.id))
+
+    # -- sieve scripts --------------------------------------------------------
+    def put_script(self, user_id, name, script):
+        with self._tx():
+            self.db.execute("INSERT INTO sieve_scripts(user_id, name, script) VALUES (?,?,?) "
+                            "ON CONFLICT(user_id, name) DO UPDATE SET script=excluded.script",
+                            (user_id, name, script))
+
+    def get_script(self, user_id, name):
+        row = self.db.execute("SELECT script FROM sieve_scripts WHERE user_id=? AND name=?",
+                              (user_id, name)).fetchone()
+        return row[0] if row else None
+
+    def list_scripts(self, user_id):
+        return [(r[0], bool(r[1])) for r in self.db.execute(
+            "SELECT name, active FROM sieve_scripts WHERE user_id=? ORDER BY name", (user_id,))]
+
+    def activate_script(self, user_id, name):
+        """Make name the active script (None: none is active)."""
+        with self._tx():
+            if name is not None and self.get_script(user_id, name) is None:
+                raise StoreError(f"No script named {name}")
+            self.db.execute("UPDATE sieve_scripts SET active = (name IS ?) WHERE user_id=?", (name, user_id))
+
+    def delete_script(self, user_id, name):
+        with self._tx():
+            row = self.db.execute("SELECT active FROM sieve_scripts WHERE user_id=? AND name=?",
+                                  (user_id, name)).fetchone()
+            if row is None:
+                raise StoreError(f"No script named {name}")
+            if row[0]:
+                raise StoreError("The active script can't be deleted; deactivate it first")
+            self.db.execute("DELETE FROM sieve_scripts WHERE user_id=? AND name=?", (user_id, name))
+
+    def rename_script(self, user_id, old, new):
+        with self._tx():
+            if self.get_script(user_id, old) is None:
+                raise StoreError(f"No script named {old}")
+            if self.get_script(user_id, new) is not None:
+                raise StoreError(f"A script named {new} exists")
+            self.db.execute("UPDATE sieve_scripts SET name=? WHERE user_id=? AND name=?", (new, user_id, old))
+
+    def active_script(self, user_id):
+        row = self.db.execute("SELECT script FROM sieve_scripts WHERE user_id=? AND active",
+                              (user_id,)).fetchone()
+        return row[0] if row else None
+
+    def vacation_due(self, user_id, sender, handle, days, now):
+        """Whether sender should get a vacation reply now; if so, note it so the
+        next one waits days (RFC 5230 4.1)."""
+        with self._tx():
+            row = self.db.execute("SELECT until FROM vacation_replies WHERE user_id=? AND sender=? AND handle=?",
+                                  (user_id, sender, handle)).fetchone()
+            if row is not None and row[0] > now:
+                return False
+            self.db.execute("INSERT OR REPLACE INTO vacation_replies VALUES (?,?,?,?)",
+                            (user_id, sender, handle, now + days * 86400))
+            return True
 
     def _forget_blobs(self, keys) -> None:
         self._dead_keys.extend(keys)

@@ -18,6 +18,22 @@ CREATE TABLE IF NOT EXISTS quota (
     storage_limit INTEGER,
     message_limit INTEGER
 );
+-- Sieve scripts (RFC 5228), per user; at most one active (RFC 5804).
+CREATE TABLE IF NOT EXISTS sieve_scripts (
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    script TEXT NOT NULL,
+    active INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (user_id, name)
+) WITHOUT ROWID;
+-- Whom a vacation action (RFC 5230) has answered, and until when it stays quiet.
+CREATE TABLE IF NOT EXISTS vacation_replies (
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    sender TEXT NOT NULL,
+    handle TEXT NOT NULL,
+    until REAL NOT NULL,
+    PRIMARY KEY (user_id, sender, handle)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS mailboxes (
     id INTEGER PRIMARY KEY,
     user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,

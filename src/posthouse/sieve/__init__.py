@@ -1,0 +1,1 @@
+"""Sieve (RFC 5228) mail filtering: sievelib parses, the interpreter is ours."""
