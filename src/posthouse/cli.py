@@ -36,29 +36,38 @@ def cmd_serve(args) -> int:
     return 0
 
 
-def cmd_user(args) -> int:
-    config = _config(args)
-    from .app import open_store
-    store = open_store(config)
-    try:
-        if args.action == "add":
-            store.create_user(args.name, hash_password(_password(args)),
-                              [("INBOX", None)] + [tuple(m) for m in config.default_mailboxes])
-            print(f"user {args.name} added")
-        elif args.action == "passwd":
-            store.set_password(args.name, hash_password(_password(args)))
-            print(f"password of {args.name} changed")
-        elif args.action == "del":
-            store.delete_user(args.name)
-            print(f"user {args.name} deleted")
-        elif args.action == "list":
-            for name in store.list_users():
-                print(name)
-    except StoreError as e:
-        print(f"posthouse: {e}", file=sys.stderr)
-        return 1
-    finally:
-        store.close()
+def _with_store(command):
+    """Run command(args, config, store) on the opened store; a StoreError
+    (no such user, and the like) is printed and exits with 1."""
+    def run(args) -> int:
+        config = _config(args)
+        from .app import open_store
+        store = open_store(config)
+        try:
+            return command(args, config, store) or 0
+        except StoreError as e:
+            print(f"posthouse: {e}", file=sys.stderr)
+            return 1
+        finally:
+            store.close()
+    return run
+
+
+@_with_store
+def cmd_user(args, config, store) -> int:
+    if args.action == "add":
+        store.create_user(args.name, hash_password(_password(args)),
+                          [("INBOX", None)] + [tuple(m) for m in config.default_mailboxes])
+        print(f"user {args.name} added")
+    elif args.action == "passwd":
+        store.set_password(args.name, hash_password(_password(args)))
+        print(f"password of {args.name} changed")
+    elif args.action == "del":
+        store.delete_user(args.name)
+        print(f"user {args.name} deleted")
+    elif args.action == "list":
+        for name in store.list_users():
+            print(name)
     return 0
 
 
@@ -75,34 +84,24 @@ def _count(text: str) -> int:
     return int(text)
 
 
-def cmd_quota(args) -> int:
-    config = _config(args)
-    from .app import open_store
-    store = open_store(config)
-    try:
-        if args.action == "set":
-            if args.storage is None and args.messages is None:
-                raise ValueError("say --storage and/or --messages")
-            store.set_quota(args.name, _limit(args.storage, parse_size), _limit(args.messages, _count))
-        user = store.get_user(args.name)
-        if user is None:
-            raise StoreError(f"no user {args.name}")
-        q = store.get_quota(user.id)
-        print(f"{args.name}: storage {q.storage} of {q.storage_limit if q.storage_limit is not None else 'unlimited'}"
-              f" bytes, messages {q.messages} of {q.message_limit if q.message_limit is not None else 'unlimited'}")
-    except StoreError as e:
-        print(f"posthouse: {e}", file=sys.stderr)
-        return 1
-    finally:
-        store.close()
+@_with_store
+def cmd_quota(args, config, store) -> int:
+    if args.action == "set":
+        if args.storage is None and args.messages is None:
+            raise ValueError("say --storage and/or --messages")
+        store.set_quota(args.name, _limit(args.storage, parse_size), _limit(args.messages, _count))
+    user = store.get_user(args.name)
+    if user is None:
+        raise StoreError(f"no user {args.name}")
+    q = store.get_quota(user.id)
+    print(f"{args.name}: storage {q.storage} of {q.storage_limit if q.storage_limit is not None else 'unlimited'}"
+          f" bytes, messages {q.messages} of {q.message_limit if q.message_limit is not None else 'unlimited'}")
     return 0
 
 
-def cmd_sieve(args) -> int:
+@_with_store
+def cmd_sieve(args, config, store) -> int:
     from .sieve.script import SieveError, compile_script
-    config = _config(args)
-    from .app import open_store
-    store = open_store(config)
     try:
         user = store.get_user(args.user)
         if user is None:
@@ -134,11 +133,6 @@ def cmd_sieve(args) -> int:
     except SieveError as e:
         print(f"posthouse: the script has errors: {e}", file=sys.stderr)
         return 1
-    except StoreError as e:
-        print(f"posthouse: {e}", file=sys.stderr)
-        return 1
-    finally:
-        store.close()
     return 0
 
 

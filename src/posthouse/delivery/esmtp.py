@@ -126,6 +126,16 @@ class Listeners:
         self.servers.clear()
 
 
+class LongLines:
+    """Mixed into aiosmtpd's protocol classes: a line limit of our choosing
+    (real mail has lines past RFC 5321's 1,000 octets), set before the
+    stream reader is made."""
+
+    def __init__(self, handler, line_length_limit: int, **kwargs):
+        self.line_length_limit = max(line_length_limit, 1001)
+        super().__init__(handler, **kwargs)
+
+
 def one_reply_per_recipient(protocol: SMTP, status):
     """For LMTP: aiosmtpd refuses oversized data with one reply; repeat it for each recipient."""
     if isinstance(status, str) and status.startswith(DATA_REFUSALS) and protocol.envelope is not None:

@@ -11,7 +11,7 @@ import logging
 from aiosmtpd.lmtp import LMTP
 
 from .deliver import new_ident, trace_headers
-from .esmtp import DeliveryHandler, Listeners, one_reply_per_recipient, peer_address
+from .esmtp import DeliveryHandler, Listeners, LongLines, one_reply_per_recipient, peer_address
 
 log = logging.getLogger("posthouse.lmtp")
 
@@ -26,11 +26,7 @@ class LmtpHandler(DeliveryHandler):
         return "\r\n".join(r.reply() for r in results) if results else "503 5.5.1 No valid recipients"
 
 
-class _LMTP(LMTP):
-    def __init__(self, handler, line_length_limit: int, **kwargs):
-        self.line_length_limit = line_length_limit      # before the stream reader is made
-        super().__init__(handler, **kwargs)
-
+class _LMTP(LongLines, LMTP):
     async def push(self, status):
         return await super().push(one_reply_per_recipient(self, status))
 
@@ -47,7 +43,7 @@ class LmtpServer:
         config = self.ctx.config
         # The MTA has accepted the message already: take lines longer than
         # RFC 5321's 1,000 octets (real mail has them), up to the IMAP line limit.
-        return _LMTP(self.handler, max(config.max_line, 1001), data_size_limit=config.max_message_size,
+        return _LMTP(self.handler, config.max_line, data_size_limit=config.max_message_size,
                      enable_SMTPUTF8=True, decode_data=False, hostname=config.hostname or None,
                      ident="Posthouse LMTP", timeout=config.lmtp_timeout)
 

@@ -17,7 +17,7 @@ import logging
 from aiosmtpd.smtp import SMTP
 
 from .deliver import mailbox_full, new_ident, trace_headers
-from .esmtp import DeliveryHandler, Listeners, Refusal, peer_address
+from .esmtp import DeliveryHandler, Listeners, LongLines, Refusal, peer_address
 from .recipients import over_quota
 
 log = logging.getLogger("posthouse.smtp")
@@ -67,10 +67,8 @@ class SmtpHandler(DeliveryHandler):
         return "451 4.3.0 Delivery failed for some recipients; try again later"
 
 
-class _SMTP(SMTP):
-    def __init__(self, handler, line_length_limit: int, **kwargs):
-        self.line_length_limit = line_length_limit      # before the stream reader is made
-        super().__init__(handler, **kwargs)
+class _SMTP(LongLines, SMTP):
+    pass
 
 
 class SmtpServer:
@@ -85,7 +83,7 @@ class SmtpServer:
         config = self.ctx.config
         # Lines past RFC 5321's 1,000 octets are taken (real mail has them), up to
         # the IMAP line limit. No AUTH here: every mechanism is left out.
-        return _SMTP(self.handler, max(config.max_line, 1001), data_size_limit=config.max_message_size,
+        return _SMTP(self.handler, config.max_line, data_size_limit=config.max_message_size,
                      enable_SMTPUTF8=True, decode_data=False, hostname=config.hostname or None,
                      ident="Posthouse ESMTP", timeout=config.smtp_timeout, tls_context=self.ctx.tls_context,
                      auth_exclude_mechanism=["LOGIN", "PLAIN"])

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from dataclasses import dataclass
 
 from ..auth.authenticator import Authenticator
 from ..config import Config
+from ..net import peer_of
 from ..store.service import StoreService
 from .protocol.reader import BadCommand, CommandReader, Fatal, LiteralTooBig, NeedContinuation, RawLine
 from .protocol.tokens import Command
@@ -36,12 +36,7 @@ class Connection:
         self._writer = writer
         self.reader = CommandReader(max_line=config.max_line, max_literal=config.max_message_size)
         self.tls = tls
-        peer = writer.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
-        try:
-            self.is_loopback = bool(peer) and ipaddress.ip_address(peer[0]).is_loopback
-        except ValueError:
-            self.is_loopback = False
+        self.peer, self.is_loopback = peer_of(writer)
         self.closed = False
         # Responses are gathered and sent in one write at drain(): one system
         # call per command instead of one per response line.

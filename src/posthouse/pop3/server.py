@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import time
 
 from ..auth.sasl import SaslError, decode_response, parse_plain
+from ..net import peer_of
 from .maildrop import InUse, Maildrop
 
 log = logging.getLogger("posthouse.pop3")
@@ -29,12 +29,7 @@ class Pop3Session:
         self.reader, self.writer, self.ctx = reader, writer, ctx
         self.config = ctx.config
         self.tls = tls
-        peer = writer.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
-        try:
-            self.loopback = bool(peer) and ipaddress.ip_address(peer[0]).is_loopback
-        except ValueError:
-            self.loopback = False
+        self.peer, self.loopback = peer_of(writer)
         self.user_name: str | None = None      # after USER
         self.maildrop: Maildrop | None = None  # in the TRANSACTION state
         self.failures = 0
@@ -280,15 +275,22 @@ class Pop3Session:
             self.send(line(n, uid, size))
         self.send(".")
 
-    async def cmd_RETR(self, args, rest):
+    async def _message_data(self, args):
+        """The MessageData of the numbered message, or None after answering -ERR."""
         n = self._number(args)
         if n is None:
-            return
+            return None
         uid, _size = self.maildrop.message(n)
         msg = await self.maildrop.data(uid)
         if msg is None:
             self.err("Message was deleted by another session", "SYS/PERM")
+        return msg
+
+    async def cmd_RETR(self, args, rest):
+        msg = await self._message_data(args)
+        if msg is None:
             return
+        uid = msg.uid
         self.ok(f"{msg.size} octets")
         await self._send_range(msg, 0, msg.size)
         self.send(".")
@@ -298,13 +300,8 @@ class Pop3Session:
         if len(args) != 2 or not args[1].isdigit():
             self.err("TOP needs a message number and a number of lines")
             return
-        n = self._number(args)
-        if n is None:
-            return
-        uid, _size = self.maildrop.message(n)
-        msg = await self.maildrop.data(uid)
+        msg = await self._message_data(args)
         if msg is None:
-            self.err("Message was deleted by another session", "SYS/PERM")
             return
         lines = int(args[1])
         end = msg.header_size
