@@ -31,9 +31,10 @@ class RunningServer:
         from posthouse.app import build_context
         from posthouse.delivery.lmtp import LmtpServer
         from posthouse.delivery.smtp import SmtpServer
+        from posthouse.managesieve.server import ManageSieveServer
         from posthouse.pop3.server import Pop3Server
         from posthouse.imap.server import ImapServer
-        opts = dict(data_dir=data_dir, imap_port=0, imap_tls_port=0, lmtp_port=0, smtp_port=0, pop3_port=0, pop3_tls_port=0,
+        opts = dict(data_dir=data_dir, imap_port=0, imap_tls_port=0, lmtp_port=0, smtp_port=0, pop3_port=0, pop3_tls_port=0, managesieve_port=0,
                     fsync=False,
                     domains=["example.com", "mail.test"],
                     failure_delay=0.05, max_message_size=1024 * 1024, hostname="mx.test")
@@ -45,6 +46,7 @@ class RunningServer:
         self.lmtp = LmtpServer(self.ctx)
         self.smtp = SmtpServer(self.ctx)
         self.pop3 = Pop3Server(self.ctx)
+        self.sieve = ManageSieveServer(self.ctx)
         started = threading.Event()
 
         def run():
@@ -53,6 +55,7 @@ class RunningServer:
             self.loop.run_until_complete(self.lmtp.start())
             self.loop.run_until_complete(self.smtp.start())
             self.loop.run_until_complete(self.pop3.start())
+            self.loop.run_until_complete(self.sieve.start())
             started.set()
             self.loop.run_forever()
 
@@ -64,6 +67,7 @@ class RunningServer:
         self.lmtp_port = self.lmtp.ports[0] if self.lmtp.ports else None
         self.smtp_port = self.smtp.ports[0] if self.smtp.ports else None
         self.pop3_port, self.pop3_tls_port = self.pop3.ports
+        self.sieve_port = self.sieve.ports[0]
         self._names = itertools.count(1)
 
     def call(self, coro):
@@ -75,6 +79,7 @@ class RunningServer:
         return name, password
 
     def stop(self):
+        self.call(self.sieve.close())
         self.call(self.pop3.close())
         self.call(self.smtp.close())
         self.call(self.lmtp.close())

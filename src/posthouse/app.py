@@ -10,6 +10,7 @@ from .auth.authenticator import Authenticator
 from .config import Config
 from .delivery.lmtp import LmtpServer
 from .delivery.smtp import SmtpServer
+from .managesieve.server import ManageSieveServer
 from .pop3.server import Pop3Server
 from .imap.registry import MailboxRegistry
 from .imap.server import ImapServer, ServerContext
@@ -57,6 +58,10 @@ async def serve(config: Config, ready=None) -> None:
     await pop3.start()
     if pop3.ports:
         log.info("POP3 listening on %s ports %s", config.pop3_host, pop3.ports)
+    sieve = ManageSieveServer(ctx)
+    await sieve.start()
+    if sieve.ports:
+        log.info("ManageSieve listening on %s port %s", config.managesieve_host, sieve.ports)
     if ready is not None:
         ready(server)
     stop = asyncio.Event()
@@ -69,6 +74,7 @@ async def serve(config: Config, ready=None) -> None:
     try:
         await stop.wait()
     finally:
+        await sieve.close()
         await pop3.close()
         await smtp.close()
         await lmtp.close()

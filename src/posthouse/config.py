@@ -40,6 +40,9 @@ class Config:
     pop3_port: int | None = 1110       # 110 in production
     pop3_tls_port: int | None = 1995   # 995 in production
     pop3_timeout: float = 600          # RFC 1939: at least 10 minutes
+    # ManageSieve (RFC 5804), for users to manage their Sieve scripts (None disables).
+    managesieve_host: str = "127.0.0.1"
+    managesieve_port: int | None = 4190
     # The name this server gives itself (greetings, Received headers); the host's name if empty.
     hostname: str = ""
     # alice+lists@example.com is delivered to alice (RFC 5233); "" turns subaddresses off.
@@ -75,7 +78,7 @@ class Config:
             cfg.imap_tls_port = None        # tls_port = false (or -1) turns implicit TLS off
         if cfg.lmtp_port is False or (cfg.lmtp_port is not None and cfg.lmtp_port < 0):
             cfg.lmtp_port = None            # [lmtp] port = false turns LMTP over TCP off
-        for key in ("smtp_port", "pop3_port", "pop3_tls_port"):
+        for key in ("smtp_port", "pop3_port", "pop3_tls_port", "managesieve_port"):
             value = getattr(cfg, key)
             if value is False or (value is not None and value < 0):
                 setattr(cfg, key, None)     # port = false turns a listener off
@@ -118,9 +121,10 @@ def _flatten(doc: dict) -> dict:
     top-level keys as they are."""
     out = {}
     for key, value in doc.items():
-        if isinstance(value, dict) and key in ("imap", "lmtp", "smtp", "pop3", "tls", "quota", "server", "limits", "storage"):
+        if isinstance(value, dict) and key in ("imap", "lmtp", "smtp", "pop3", "managesieve", "tls", "quota", "server", "limits",
+                                                 "storage"):
             for k, v in value.items():
-                if key in ("imap", "lmtp", "smtp", "pop3", "tls", "quota"):
+                if key in ("imap", "lmtp", "smtp", "pop3", "managesieve", "tls", "quota"):
                     out[f"{key}_{k}"] = v
                 else:
                     out[k] = v

@@ -347,7 +347,7 @@ class Pop3Server:
     def __init__(self, ctx):
         self.ctx = ctx
         self.servers: list[asyncio.AbstractServer] = []
-        self.tasks: set[asyncio.Task] = set()
+        self.writers: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> None:
         config = self.ctx.config
@@ -360,14 +360,13 @@ class Pop3Server:
                 ssl=self.ctx.tls_context, limit=MAX_LINE))
 
     async def _serve(self, reader, writer, tls: bool) -> None:
-        task = asyncio.current_task()
-        self.tasks.add(task)
+        self.writers.add(writer)
         try:
             await Pop3Session(reader, writer, self.ctx, tls).run()
         except Exception:
             log.exception("POP3 session crashed")
         finally:
-            self.tasks.discard(task)
+            self.writers.discard(writer)
 
     @property
     def ports(self) -> list[int]:
@@ -376,8 +375,8 @@ class Pop3Server:
     async def close(self) -> None:
         for s in self.servers:
             s.close()
-        for task in list(self.tasks):
-            task.cancel()
+        for writer in list(self.writers):
+            writer.close()          # each session's next read ends, and it finishes
         for s in self.servers:
             await s.wait_closed()
         self.servers.clear()

@@ -1,0 +1,1 @@
+"""ManageSieve (RFC 5804): users manage their Sieve scripts remotely."""
