@@ -120,7 +120,7 @@ class PosthouseServer(Server):
             f.write(f'data_dir = "{self.dir}/data"\nfsync = {str(fsync).lower()}\nlog_level = "WARNING"\n'
                     f'default_mailboxes = []\n'
                     f'[imap]\nhost = "{HOST}"\nport = {self.port}\ntls_port = false\n'
-                    f'[lmtp]\nhost = "{HOST}"\nport = {self.lmtp_port}\n[smtp]\nport = false\n[pop3]\nport = false\ntls_port = false\n[managesieve]\nport = false\n')
+                    f'[lmtp]\nhost = "{HOST}"\nport = {self.lmtp_port}\n[smtp]\nport = false\n[pop3]\nport = false\ntls_port = false\n[managesieve]\nport = false\n[submission]\nport = false\ntls_port = false\n')
         self._create_users(users)
         self.argv = [sys.executable, "-m", "posthouse", "--config", self.config_path, "serve"]
         self._start()

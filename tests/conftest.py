@@ -31,10 +31,14 @@ class RunningServer:
         from posthouse.app import build_context
         from posthouse.delivery.lmtp import LmtpServer
         from posthouse.delivery.smtp import SmtpServer
+        from posthouse.delivery.deliver import Deliverer
+        from posthouse.delivery.queue import OutboundQueue
+        from posthouse.delivery.submission import SubmissionServer
         from posthouse.managesieve.server import ManageSieveServer
         from posthouse.pop3.server import Pop3Server
         from posthouse.imap.server import ImapServer
         opts = dict(data_dir=data_dir, imap_port=0, imap_tls_port=0, lmtp_port=0, smtp_port=0, pop3_port=0, pop3_tls_port=0, managesieve_port=0,
+                    submission_port=0, submission_tls_port=0,
                     fsync=False,
                     domains=["example.com", "mail.test"],
                     failure_delay=0.05, max_message_size=1024 * 1024, hostname="mx.test")
@@ -47,6 +51,8 @@ class RunningServer:
         self.smtp = SmtpServer(self.ctx)
         self.pop3 = Pop3Server(self.ctx)
         self.sieve = ManageSieveServer(self.ctx)
+        self.queue = OutboundQueue(self.ctx.service, self.config, Deliverer(self.ctx.service, self.config))
+        self.submission = SubmissionServer(self.ctx, self.queue)
         started = threading.Event()
 
         def run():
@@ -56,6 +62,8 @@ class RunningServer:
             self.loop.run_until_complete(self.smtp.start())
             self.loop.run_until_complete(self.pop3.start())
             self.loop.run_until_complete(self.sieve.start())
+            self.loop.run_until_complete(self.submission.start())
+            self.loop.call_soon(self.queue.start)
             started.set()
             self.loop.run_forever()
 
@@ -68,6 +76,7 @@ class RunningServer:
         self.smtp_port = self.smtp.ports[0] if self.smtp.ports else None
         self.pop3_port, self.pop3_tls_port = self.pop3.ports
         self.sieve_port = self.sieve.ports[0]
+        self.submission_port, self.submission_tls_port = self.submission.ports
         self._names = itertools.count(1)
 
     def call(self, coro):
@@ -80,6 +89,8 @@ class RunningServer:
 
     def stop(self):
         self.call(self.sieve.close())
+        self.call(self.submission.close())
+        self.call(self.queue.close())
         self.call(self.pop3.close())
         self.call(self.smtp.close())
         self.call(self.lmtp.close())

@@ -9,7 +9,10 @@ import signal
 from .auth.authenticator import Authenticator
 from .config import Config
 from .delivery.lmtp import LmtpServer
+from .delivery.deliver import Deliverer
+from .delivery.queue import OutboundQueue
 from .delivery.smtp import SmtpServer
+from .delivery.submission import SubmissionServer
 from .managesieve.server import ManageSieveServer
 from .pop3.server import Pop3Server
 from .imap.registry import MailboxRegistry
@@ -58,6 +61,13 @@ async def serve(config: Config, ready=None) -> None:
     await pop3.start()
     if pop3.ports:
         log.info("POP3 listening on %s ports %s", config.pop3_host, pop3.ports)
+    queue = OutboundQueue(ctx.service, config, Deliverer(ctx.service, config))
+    queue.start()
+    submission = SubmissionServer(ctx, queue)
+    await submission.start()
+    if submission.ports:
+        log.info("Submission listening on %s ports %s; relay: %s", config.submission_host, submission.ports,
+                 f"{config.relay_host}:{config.relay_port}" if config.relay_host else "none (local mail only)")
     sieve = ManageSieveServer(ctx)
     await sieve.start()
     if sieve.ports:
@@ -75,6 +85,8 @@ async def serve(config: Config, ready=None) -> None:
         await stop.wait()
     finally:
         await sieve.close()
+        await submission.close()
+        await queue.close()
         await pop3.close()
         await smtp.close()
         await lmtp.close()

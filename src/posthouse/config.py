@@ -40,6 +40,21 @@ class Config:
     pop3_port: int | None = 1110       # 110 in production
     pop3_tls_port: int | None = 1995   # 995 in production
     pop3_timeout: float = 600          # RFC 1939: at least 10 minutes
+    # Submission (RFC 6409) for users' mail clients: STARTTLS port and implicit-TLS port.
+    submission_host: str = "127.0.0.1"
+    submission_port: int | None = 1587      # 587 in production
+    submission_tls_port: int | None = 1465  # 465 in production
+    submission_save_sent: bool = False      # file a copy in the sender's Sent mailbox
+    # The smarthost submitted mail for other domains is relayed through (none: refused).
+    relay_host: str = ""
+    relay_port: int = 587
+    relay_tls: str = "starttls"             # starttls | tls | none
+    relay_user: str = ""
+    relay_password: str = ""
+    relay_verify: bool = True               # check the smarthost's certificate
+    relay_timeout: float = 60
+    relay_retry_base: float = 60            # first retry after this, then doubling, up to 64x
+    relay_lifetime: float = 5 * 86400       # then a bounce
     # ManageSieve (RFC 5804), for users to manage their Sieve scripts (None disables).
     managesieve_host: str = "127.0.0.1"
     managesieve_port: int | None = 4190
@@ -78,10 +93,13 @@ class Config:
             cfg.imap_tls_port = None        # tls_port = false (or -1) turns implicit TLS off
         if cfg.lmtp_port is False or (cfg.lmtp_port is not None and cfg.lmtp_port < 0):
             cfg.lmtp_port = None            # [lmtp] port = false turns LMTP over TCP off
-        for key in ("smtp_port", "pop3_port", "pop3_tls_port", "managesieve_port"):
+        for key in ("smtp_port", "pop3_port", "pop3_tls_port", "managesieve_port", "submission_port",
+                    "submission_tls_port"):
             value = getattr(cfg, key)
             if value is False or (value is not None and value < 0):
                 setattr(cfg, key, None)     # port = false turns a listener off
+        if cfg.relay_tls not in ("starttls", "tls", "none"):
+            raise ValueError("relay tls must be starttls, tls or none")
         if not isinstance(cfg.domains, list) or not all(isinstance(d, str) and d for d in cfg.domains):
             raise ValueError("domains must be a list of domain names")
         cfg.quota_storage = parse_size(cfg.quota_storage) if cfg.quota_storage is not None else None
@@ -115,19 +133,21 @@ def parse_size(value) -> int:
     return int(number) * _UNITS[unit]
 
 
+# [imap] port = 143 -> imap_port: these sections' keys get the section's name as prefix.
+_PREFIXED = ("imap", "lmtp", "smtp", "pop3", "managesieve", "submission", "relay", "tls", "quota")
+# These sections only group top-level keys.
+_GROUPS = ("server", "limits", "storage")
+
+
 def _flatten(doc: dict) -> dict:
-    """[imap] port = 143 -> imap_port; [lmtp] port -> lmtp_port; [tls] cert = ... -> tls_cert;
-    [quota] storage -> quota_storage;
+    """[imap] port = 143 -> imap_port, [quota] storage -> quota_storage, and so on;
     top-level keys as they are."""
     out = {}
     for key, value in doc.items():
-        if isinstance(value, dict) and key in ("imap", "lmtp", "smtp", "pop3", "managesieve", "tls", "quota", "server", "limits",
-                                                 "storage"):
-            for k, v in value.items():
-                if key in ("imap", "lmtp", "smtp", "pop3", "managesieve", "tls", "quota"):
-                    out[f"{key}_{k}"] = v
-                else:
-                    out[k] = v
+        if isinstance(value, dict) and key in _PREFIXED:
+            out.update({f"{key}_{k}": v for k, v in value.items()})
+        elif isinstance(value, dict) and key in _GROUPS:
+            out.update(value)
         else:
             out[key] = value
     return out

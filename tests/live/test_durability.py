@@ -24,7 +24,7 @@ def _start(data_dir, port, tls_port):
     cfg = os.path.join(data_dir, "..", "posthouse.toml")
     with open(cfg, "w") as f:
         f.write(f'data_dir = "{data_dir}"\nfsync = true\n[imap]\nport = {port}\ntls_port = {tls_port}\n'
-                '[lmtp]\nport = false\n[smtp]\nport = false\n[pop3]\nport = false\ntls_port = false\n[managesieve]\nport = false\n')
+                '[lmtp]\nport = false\n[smtp]\nport = false\n[pop3]\nport = false\ntls_port = false\n[managesieve]\nport = false\n[submission]\nport = false\ntls_port = false\n')
     proc = subprocess.Popen([sys.executable, "-m", "posthouse", "--config", cfg, "serve"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 20

@@ -40,6 +40,19 @@ def declared_size(mail_options) -> int:
     return 0
 
 
+def over_tls(server) -> bool:
+    """Whether the SMTP connection is encrypted (STARTTLS or an implicit-TLS port)."""
+    transport = server.transport
+    return transport is not None and transport.get_extra_info("sslcontext") is not None
+
+
+def received_protocol(server, session, authenticated: bool = False) -> str:
+    """RFC 3848's WITH keywords: SMTP, ESMTP, and S for TLS, A for a login."""
+    if not session.extended_smtp:
+        return "SMTP"
+    return "ESMTP" + ("S" if over_tls(server) else "") + ("A" if authenticated else "")
+
+
 def peer_address(session) -> str:
     return session.peer[0] if isinstance(session.peer, tuple) else str(session.peer or "local")
 
@@ -64,13 +77,14 @@ class DeliveryHandler:
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         envelope.recipients = []
+        envelope.remote = []
         return "250 2.1.0 Sender OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         recipients = getattr(envelope, "recipients", None)
         if recipients is None:
             recipients = envelope.recipients = []
-        if len(recipients) >= MAX_RECIPIENTS:
+        if len(recipients) + len(getattr(envelope, "remote", [])) >= MAX_RECIPIENTS:
             return "452 4.5.3 Too many recipients"
         try:
             recipient = await self.accept_recipient(session, envelope, address)
@@ -79,13 +93,16 @@ class DeliveryHandler:
         except Exception:
             log.exception("recipient lookup for %r failed", address)
             return "451 4.3.0 Temporary lookup failure"
-        recipients.append(recipient)
+        if recipient is None:           # accepted for relaying (submission)
+            envelope.remote = getattr(envelope, "remote", []) + [address]
+        else:
+            recipients.append(recipient)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 Recipient OK"
 
-    async def accept_recipient(self, session, envelope, address: str) -> Recipient:
-        """A local user's Recipient, or Refusal."""
+    async def accept_recipient(self, session, envelope, address: str) -> Recipient | None:
+        """A local user's Recipient, None for one to relay, or Refusal."""
         return await self.local_recipient(envelope, address)
 
     async def local_recipient(self, envelope, address: str) -> Recipient:

@@ -17,23 +17,35 @@ import logging
 from aiosmtpd.smtp import SMTP
 
 from .deliver import mailbox_full, new_ident, trace_headers
-from .esmtp import DeliveryHandler, Listeners, LongLines, Refusal, peer_address
+from .esmtp import DeliveryHandler, Listeners, LongLines, Refusal, peer_address, received_protocol
 from .recipients import over_quota
 
 log = logging.getLogger("posthouse.smtp")
-
-
-def received_protocol(server, session, authenticated: bool = False) -> str:
-    """RFC 3848's WITH keywords: SMTP, ESMTP, and S for TLS, A for a login."""
-    if not session.extended_smtp:
-        return "SMTP"
-    return "ESMTP" + ("S" if server._tls_protocol is not None else "") + ("A" if authenticated else "")
 
 
 class SmtpHandler(DeliveryHandler):
     def serves(self, address: str) -> bool:
         local, at, domain = address.rpartition("@")
         return bool(at and local) and domain.lower() in self.domains
+
+    async def deliver_locally(self, raw: bytes, recipients, mail_from: str, ident: str) -> str:
+        """Deliver to local recipients with SMTP's one reply: quotas checked for
+        everyone first; on a partial failure, 451 (a retry may duplicate for
+        some, which beats losing it for others)."""
+        full = [r for r in recipients if await over_quota(self.service, r, len(raw))]
+        if full:
+            if len(full) == len(recipients):
+                return mailbox_full(full[0], self.config.quota_full_tempfail).reply()
+            return "452 4.2.2 A recipient's mailbox is full; try again later"
+        results = await self.deliverer.deliver(raw, recipients, mail_from)
+        failed = [r for r in results if not r.ok]
+        if not failed:
+            return f"250 2.0.0 Delivered as {ident}"
+        for r in failed:
+            log.warning("smtp %s: delivery to %s failed: %s", ident, r.recipient.address, r.reply())
+        if len(failed) == len(results):
+            return failed[0].reply()
+        return "451 4.3.0 Delivery failed for some recipients; try again later"
 
     @property
     def domains(self) -> set[str]:
@@ -51,20 +63,7 @@ class SmtpHandler(DeliveryHandler):
         ident = new_ident()
         raw = trace_headers(envelope.mail_from, session.host_name, peer_address(session), server.hostname,
                             received_protocol(server, session), ident) + envelope.original_content
-        full = [r for r in recipients if await over_quota(self.service, r, len(raw))]
-        if full:
-            if len(full) == len(recipients):
-                return mailbox_full(full[0], self.config.quota_full_tempfail).reply()
-            return "452 4.2.2 A recipient's mailbox is full; try again later"
-        results = await self.deliverer.deliver(raw, recipients, envelope.mail_from)
-        failed = [r for r in results if not r.ok]
-        if not failed:
-            return f"250 2.0.0 Delivered as {ident}"
-        for r in failed:
-            log.warning("smtp %s: delivery to %s failed: %s", ident, r.recipient.address, r.reply())
-        if len(failed) == len(results):
-            return failed[0].reply()
-        return "451 4.3.0 Delivery failed for some recipients; try again later"
+        return await self.deliver_locally(raw, recipients, envelope.mail_from, ident)
 
 
 class _SMTP(LongLines, SMTP):

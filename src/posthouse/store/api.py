@@ -56,6 +56,19 @@ class Quota:
 
 
 @dataclass(slots=True)
+class Outbound:
+    """A queued message and the recipients it still has to reach."""
+    id: int
+    user_id: int | None
+    sender: str
+    recipients: list[str]
+    data: bytes
+    created: float
+    attempts: int
+    last_error: str
+
+
+@dataclass(slots=True)
 class MailboxInfo:
     id: int
     user_id: int
@@ -163,6 +176,8 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def get_user(self, name: str) -> User | None: ...
     @abc.abstractmethod
+    def user_by_id(self, user_id: int) -> User | None: ...
+    @abc.abstractmethod
     def set_password(self, name: str, password_hash: str) -> None: ...
     @abc.abstractmethod
     def delete_user(self, name: str) -> list: ...
@@ -186,6 +201,17 @@ class Store(abc.ABC):
     def rename_script(self, user_id: int, old: str, new: str) -> None: ...
     @abc.abstractmethod
     def active_script(self, user_id: int) -> str | None: ...
+    # the outbound queue
+    @abc.abstractmethod
+    def enqueue(self, user_id: int | None, sender: str, recipients: list[str], data: bytes, now: float) -> int: ...
+    @abc.abstractmethod
+    def due_outbound(self, now: float, limit: int) -> list[Outbound]: ...
+    @abc.abstractmethod
+    def outbound_attempted(self, item_id: int, remaining: list[str], next_attempt: float | None,
+                           error: str) -> None: ...
+    @abc.abstractmethod
+    def next_outbound_time(self) -> float | None: ...
+
     @abc.abstractmethod
     def vacation_due(self, user_id: int, sender: str, handle: str, days: float, now: float) -> bool: ...
     @abc.abstractmethod

@@ -14,7 +14,7 @@ import time
 
 from ..api import (AppendResult, CopyResult, FlagsChanged, IndexEntry, MailboxExists,
                    MailboxGone, MailboxInfo, MessageAdded, MessageData, MessagesExpunged,
-                   NoSuchMailbox, NoSuchUser, OverQuota, Quota, SearchFields, Store, StoreError, User, UserExists)
+                   NoSuchMailbox, NoSuchUser, Outbound, OverQuota, Quota, SearchFields, Store, StoreError, User, UserExists)
 from ..blobs import BlobStore
 from .schema import SCHEMA
 
@@ -42,14 +42,14 @@ class SQLiteStore(Store):
     # moves and mailbox changes always commit with fsync.
     LAZY = frozenset({"store_flags", "expunge", "claim_recent"})
     # Calls that only read: they ask for no fsync either.
-    READS = frozenset({"get_user", "list_users", "list_mailboxes", "get_mailbox", "subscriptions",
+    READS = frozenset({"get_user", "user_by_id", "list_users", "list_mailboxes", "get_mailbox", "subscriptions",
                        "mailbox_counts", "load_index", "message_data", "search_fields", "search_body", "sort_data",
                        "search_field",
                        "read_blob", "get_quota", "active_script", "get_script",
-                       "list_scripts"})
+                       "list_scripts", "due_outbound", "next_outbound_time"})
     # Reads by a unique key, cheaper than the hop to the database thread and
     # back (~100 us): the caller runs them on a read connection of its own.
-    QUICK = frozenset({"get_user", "get_mailbox", "get_quota", "active_script"})
+    QUICK = frozenset({"get_user", "user_by_id", "get_mailbox", "get_quota", "active_script"})
     # Reads that may scan a whole mailbox: on reader threads, so a big search
     # or index load doesn't hold up every commit. (Short reads stay on the
     # database thread: handing results back from more threads costs more in
@@ -268,6 +268,33 @@ class SQLiteStore(Store):
                               (user_id,)).fetchone()
         return row[0] if row else None
 
+    # -- the outbound queue -----------------------------------------------------
+    def enqueue(self, user_id, sender, recipients, data, now):
+        with self._tx():
+            cur = self.db.execute(
+                "INSERT INTO outbound(user_id, sender, recipients, data, created, next_attempt) VALUES (?,?,?,?,?,?)",
+                (user_id, sender, json.dumps(recipients), data, now, now))
+            return cur.lastrowid
+
+    def due_outbound(self, now, limit):
+        rows = self.db.execute(
+            "SELECT id, user_id, sender, recipients, data, created, attempts, last_error FROM outbound "
+            "WHERE next_attempt <= ? ORDER BY next_attempt LIMIT ?", (now, limit))
+        return [Outbound(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6], r[7]) for r in rows]
+
+    def outbound_attempted(self, item_id, remaining, next_attempt, error):
+        """After a try: done (no recipients remain, or next_attempt is None: given
+        up), or to be tried again at next_attempt for the remaining ones."""
+        with self._tx():
+            if not remaining or next_attempt is None:
+                self.db.execute("DELETE FROM outbound WHERE id=?", (item_id,))
+            else:
+                self.db.execute("UPDATE outbound SET recipients=?, attempts=attempts+1, next_attempt=?, "
+                                "last_error=? WHERE id=?", (json.dumps(remaining), next_attempt, error, item_id))
+
+    def next_outbound_time(self):
+        return self.db.execute("SELECT min(next_attempt) FROM outbound").fetchone()[0]
+
     def vacation_due(self, user_id, sender, handle, days, now):
         """Whether sender should get a vacation reply now; if so, note it so the
         next one waits days (RFC 5230 4.1)."""
@@ -366,6 +393,10 @@ class SQLiteStore(Store):
 
     def get_user(self, name):
         row = self.db.execute("SELECT id, name, password FROM users WHERE name=?", (name,)).fetchone()
+        return User(*row) if row else None
+
+    def user_by_id(self, user_id):
+        row = self.db.execute("SELECT id, name, password FROM users WHERE id=?", (user_id,)).fetchone()
         return User(*row) if row else None
 
     def set_password(self, name, password_hash):

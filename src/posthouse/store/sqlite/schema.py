@@ -34,6 +34,20 @@ CREATE TABLE IF NOT EXISTS vacation_replies (
     until REAL NOT NULL,
     PRIMARY KEY (user_id, sender, handle)
 ) WITHOUT ROWID;
+-- The outbound queue: submitted mail for other domains, until the smarthost
+-- has taken it for every recipient or it is given up (and bounced).
+CREATE TABLE IF NOT EXISTS outbound (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER REFERENCES users(id) ON DELETE SET NULL,
+    sender TEXT NOT NULL,
+    recipients TEXT NOT NULL,          -- JSON: the recipients still to do
+    data BLOB NOT NULL,
+    created REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL NOT NULL,
+    last_error TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS outbound_due ON outbound(next_attempt);
 CREATE TABLE IF NOT EXISTS mailboxes (
     id INTEGER PRIMARY KEY,
     user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
