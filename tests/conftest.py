@@ -31,8 +31,6 @@ class RunningServer:
         from posthouse.app import build_context
         from posthouse.delivery.lmtp import LmtpServer
         from posthouse.delivery.smtp import SmtpServer
-        from posthouse.delivery.deliver import Deliverer
-        from posthouse.delivery.queue import OutboundQueue
         from posthouse.delivery.submission import SubmissionServer
         from posthouse.managesieve.server import ManageSieveServer
         from posthouse.pop3.server import Pop3Server
@@ -51,8 +49,8 @@ class RunningServer:
         self.smtp = SmtpServer(self.ctx)
         self.pop3 = Pop3Server(self.ctx)
         self.sieve = ManageSieveServer(self.ctx)
-        self.queue = OutboundQueue(self.ctx.service, self.config, Deliverer(self.ctx.service, self.config))
-        self.submission = SubmissionServer(self.ctx, self.queue)
+        self.queue = self.ctx.queue
+        self.submission = SubmissionServer(self.ctx)
         started = threading.Event()
 
         def run():

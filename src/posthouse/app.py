@@ -37,9 +37,14 @@ def build_context(config: Config) -> ServerContext:
         cert, key = config.path("tls/cert.pem"), config.path("tls/key.pem")
         ensure_self_signed(cert, key)
     tls = server_context(cert, key)
+    # One deliverer for every way mail arrives, and the queue for mail that
+    # leaves; each needs the other (bounces are delivered, vacation replies queued).
+    deliverer = Deliverer(service, config)
+    queue = OutboundQueue(service, config, deliverer)
+    deliverer.vacations.queue = queue
     return ServerContext(config, service, MailboxRegistry(service),
                          Authenticator(service, config.failure_delay,
-                                       cache_ttl=config.auth_cache_ttl), tls)
+                                       cache_ttl=config.auth_cache_ttl), tls, deliverer, queue)
 
 
 async def serve(config: Config, ready=None) -> None:
@@ -61,9 +66,9 @@ async def serve(config: Config, ready=None) -> None:
     await pop3.start()
     if pop3.ports:
         log.info("POP3 listening on %s ports %s", config.pop3_host, pop3.ports)
-    queue = OutboundQueue(ctx.service, config, Deliverer(ctx.service, config))
+    queue = ctx.queue
     queue.start()
-    submission = SubmissionServer(ctx, queue)
+    submission = SubmissionServer(ctx)
     await submission.start()
     if submission.ports:
         log.info("Submission listening on %s ports %s; relay: %s", config.submission_host, submission.ports,

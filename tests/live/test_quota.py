@@ -185,3 +185,15 @@ def test_smtp_checks_everyone_before_storing(server, raw, limited):
     with smtplib.SMTP(server.host, server.smtp_port, timeout=10) as smtp:
         assert smtp.sendmail("s@example.org", [f"{other[0]}@example.com"], msg(11, 3000)) == {}
     assert quota(raw) == b'* QUOTA "" (STORAGE 9 10 MESSAGE 1 3)\r\n'
+
+
+def test_submission_to_a_full_local_mailbox(server, raw, limited):
+    sender = server.add_user()
+    for n in (1, 2, 3):
+        assert append(raw, n)[-1].startswith(b"A%d OK" % n)
+    with smtplib.SMTP(server.host, server.submission_port, timeout=10) as s:
+        s.login(*sender)
+        s.mail(f"{sender[0]}@example.com")
+        code, text = s.rcpt(f"{limited[0]}@example.com")
+        assert (code, text[:5]) == (552, b"5.2.2")
+    assert quota(raw) == b'* QUOTA "" (STORAGE 3 10 MESSAGE 3 3)\r\n'

@@ -46,13 +46,14 @@ class SinkHandler:
 
 
 class Sink:
-    def __init__(self, port: int | None = None):
+    def __init__(self, port: int | None = None, **smtp_options):
         self.port = port or free_port()
         self.handler = SinkHandler()
         self.controller = None
+        self.options = smtp_options
 
     def start(self):
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **self.options)
         self.controller.start()
 
     def stop(self):
@@ -251,3 +252,46 @@ def test_swaks_submits_with_auth(server, user):
                           "--from", f"{user[0]}@example.com", "--to", f"{other[0]}@example.com"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode != 0 and "530" in out.stdout                 # no AUTH: refused
+
+
+def test_relay_with_starttls_and_credentials(tmp_path):
+    from aiosmtpd.smtp import AuthResult
+
+    from posthouse.tls import ensure_self_signed, server_context
+    cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+    ensure_self_signed(cert, key)
+    logins = []
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        logins.append((mechanism, auth_data.login, auth_data.password))
+        return AuthResult(success=auth_data.password == b"relay-secret")
+    sink = Sink(tls_context=server_context(cert, key), require_starttls=True, auth_required=True,
+                authenticator=authenticator)
+    sink.start()
+    srv = RunningServer(str(tmp_path / "data"), relay_host="127.0.0.1", relay_port=sink.port,
+                        relay_tls="starttls", relay_verify=False, relay_user="acct",
+                        relay_password="relay-secret", relay_retry_base=0.2)
+    try:
+        user = srv.add_user("heidi")
+        assert submit(srv, user, msg=message("secure relay")) == {}
+        assert wait_for(lambda: len(sink.handler.received) == 1)
+        assert logins and logins[0][1:] == (b"acct", b"relay-secret")
+    finally:
+        srv.stop()
+        sink.stop()
+
+
+def test_vacation_reply_to_a_remote_sender_goes_out_with_null_sender(relayed):
+    srv, sink = relayed
+    user = srv.add_user("ivan")
+    account = srv.call(srv.ctx.service.call("get_user", "ivan"))
+    srv.call(srv.ctx.service.call("put_script", account.id, "v", 'require "vacation"; vacation "Away.";'))
+    srv.call(srv.ctx.service.call("activate_script", account.id, "v"))
+    with smtplib.SMTP(srv.host, srv.smtp_port, timeout=10) as s:          # inbound, from the Internet
+        assert s.sendmail("stranger@remote.example", ["ivan@example.com"],
+                          message("question", to="ivan@example.com", sender="stranger@remote.example")) == {}
+    assert wait_for(lambda: len(sink.handler.received) == 1)
+    sender, rcpts, data = sink.handler.received[0]
+    assert sender in ("", "<>") and rcpts == ["stranger@remote.example"]
+    assert b"Auto-Submitted: auto-replied" in data and b"Away." in data
+    assert len(inbox(srv, user)) == 1

@@ -60,10 +60,10 @@ def peer_address(session) -> str:
 class DeliveryHandler:
     """aiosmtpd handler hooks for EHLO, MAIL and RCPT; subclasses add DATA."""
 
-    def __init__(self, service, config):
+    def __init__(self, service, config, deliverer: Deliverer | None = None):
         self.service = service
         self.config = config
-        self.deliverer = Deliverer(service, config)
+        self.deliverer = deliverer or Deliverer(service, config)
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         # aiosmtpd reads pipelined commands in turn: say so (RFC 2920), and MTAs

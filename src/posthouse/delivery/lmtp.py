@@ -36,7 +36,7 @@ class LmtpServer:
 
     def __init__(self, ctx):
         self.ctx = ctx
-        self.handler = LmtpHandler(ctx.service, ctx.config)
+        self.handler = LmtpHandler(ctx.service, ctx.config, ctx.deliverer)
         self.listeners = Listeners()
 
     def _protocol(self):

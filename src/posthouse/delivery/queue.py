@@ -39,6 +39,7 @@ class OutboundQueue:
         self.deliverer = deliverer
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._stopping = False
 
     @property
     def enabled(self) -> bool:
@@ -50,6 +51,8 @@ class OutboundQueue:
 
     async def close(self) -> None:
         if self._task is not None:
+            self._stopping = True
+            self._wake.set()
             self._task.cancel()
             try:
                 await self._task
@@ -63,7 +66,7 @@ class OutboundQueue:
         return item_id
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 worked = await self.run_once()
             except asyncio.CancelledError:
@@ -76,10 +79,13 @@ class OutboundQueue:
             due = await self.service.call("next_outbound_time")
             wait = 30.0 if due is None else max(0.05, min(30.0, due - time.time()))
             self._wake.clear()
+            # asyncio.wait, not wait_for: Python 3.11's wait_for can swallow
+            # the cancellation that close() sends.
+            waiter = asyncio.ensure_future(self._wake.wait())
             try:
-                await asyncio.wait_for(self._wake.wait(), wait)
-            except asyncio.TimeoutError:
-                pass
+                await asyncio.wait({waiter}, timeout=wait)
+            finally:
+                waiter.cancel()
 
     async def run_once(self) -> bool:
         """Try every due message once; True if there were any."""
@@ -93,13 +99,15 @@ class OutboundQueue:
         temporary: dict[str, str] = {}
         permanent: list[tuple[str, str, str]] = []
         try:
-            errors, _response = await aiosmtplib.send(
-                item.data, sender=item.sender or "<>", recipients=item.recipients,
-                hostname=config.relay_host, port=config.relay_port,
-                use_tls=config.relay_tls == "tls", start_tls=config.relay_tls == "starttls",
+            # The SMTP client, not aiosmtplib.send: that one refuses the null
+            # sender that bounces and vacation replies must have.
+            client = aiosmtplib.SMTP(
+                hostname=config.relay_host, port=config.relay_port, use_tls=config.relay_tls == "tls",
+                start_tls=config.relay_tls == "starttls", validate_certs=config.relay_verify,
                 username=config.relay_user or None, password=config.relay_password or None,
-                validate_certs=config.relay_verify, timeout=config.relay_timeout,
-                local_hostname=config.hostname or None)
+                timeout=config.relay_timeout, local_hostname=config.hostname or None)
+            async with client:
+                errors, _response = await client.sendmail(item.sender, item.recipients, item.data)
             for rcpt, resp in errors.items():
                 if 400 <= resp.code < 500:
                     temporary[rcpt] = f"{resp.code} {resp.message}"

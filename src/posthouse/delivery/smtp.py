@@ -75,7 +75,7 @@ class SmtpServer:
 
     def __init__(self, ctx):
         self.ctx = ctx
-        self.handler = SmtpHandler(ctx.service, ctx.config)
+        self.handler = SmtpHandler(ctx.service, ctx.config, ctx.deliverer)
         self.listeners = Listeners()
 
     def _protocol(self):

@@ -40,8 +40,8 @@ logging.getLogger("mail.log").addFilter(_NoAuthTlsWarning())
 
 
 class SubmissionHandler(SmtpHandler):
-    def __init__(self, service, config, authenticator, queue):
-        super().__init__(service, config)
+    def __init__(self, service, config, authenticator, queue, deliverer=None):
+        super().__init__(service, config, deliverer)
         self.authenticator = authenticator
         self.queue = queue
 
@@ -177,9 +177,9 @@ class _Submission(LongLines, SMTP):
 class SubmissionServer:
     """Submission with STARTTLS (587 in production) and implicit TLS (465)."""
 
-    def __init__(self, ctx, queue):
+    def __init__(self, ctx):
         self.ctx = ctx
-        self.handler = SubmissionHandler(ctx.service, ctx.config, ctx.authenticator, queue)
+        self.handler = SubmissionHandler(ctx.service, ctx.config, ctx.authenticator, ctx.queue, ctx.deliverer)
         self.listeners = Listeners()
 
     def _protocol(self):

@@ -8,9 +8,9 @@ once per :days (per :handle or reason text). The reply has the null return
 path and `Auto-Submitted: auto-replied`, so a vacation elsewhere won't
 answer it back.
 
-A reply to a sender on this server is delivered here. Replies to other
-domains need the outbound relay (submission's queue), which does not exist
-yet: they are logged and dropped.
+A reply to a sender in one of our `domains` is delivered here; one to
+another domain goes into the outbound queue (with the null sender, so it
+can't bounce back), when a relay is configured.
 """
 from __future__ import annotations
 
@@ -92,6 +92,7 @@ class Vacations:
         self.service = service
         self.config = config
         self.deliverer = deliverer
+        self.queue = None           # delivery.queue.OutboundQueue, set when the server is wired
 
     def _local_domain(self, address: str) -> bool:
         domain = address.rpartition("@")[2].lower()
@@ -121,7 +122,12 @@ class Vacations:
             return
         reply = compose(vacation, recipient.address, sender, fields)
         if not self._local_domain(sender):
-            log.warning("vacation of %s: reply to %s not sent: no outbound relay yet", recipient.user.name, sender)
+            if self.queue is None or not self.queue.enabled:
+                log.warning("vacation of %s: reply to %s not sent: no relay is configured", recipient.user.name,
+                            sender)
+                return
+            await self.queue.enqueue(recipient.user.id, "", [sender], reply)
+            log.info("vacation of %s: reply to %s queued", recipient.user.name, sender)
             return
         target = await resolve(self.service, sender, self.config.recipient_delimiter)
         if target is None:

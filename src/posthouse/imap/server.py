@@ -26,6 +26,8 @@ class ServerContext:
     registry: MailboxRegistry
     authenticator: Authenticator
     tls_context: object = None
+    deliverer: object = None        # delivery.deliver.Deliverer
+    queue: object = None            # delivery.queue.OutboundQueue
 
 
 class Connection:
