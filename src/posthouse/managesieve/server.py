@@ -11,7 +11,7 @@ import asyncio
 import logging
 
 from ..auth.sasl import SaslError, decode_response, parse_plain
-from ..net import peer_of
+from ..net import StreamServers, peer_of
 from ..sieve.script import SUPPORTED, SieveError, compile_script
 from ..store.api import StoreError
 from .codec import MAX_LINE, Atom, LineTooLong, ProtocolError, quoted, read_command
@@ -295,33 +295,15 @@ class SieveSession:
 class ManageSieveServer:
     def __init__(self, ctx):
         self.ctx = ctx
-        self.servers: list[asyncio.AbstractServer] = []
-        self.writers: set[asyncio.StreamWriter] = set()
+        self.streams = StreamServers(lambda r, w, tls: SieveSession(r, w, ctx, tls).run(), "ManageSieve",
+                                     MAX_LINE)
 
     async def start(self) -> None:
-        config = self.ctx.config
-        if config.managesieve_port is not None:
-            self.servers.append(await asyncio.start_server(
-                self._serve, config.managesieve_host, config.managesieve_port, limit=MAX_LINE))
-
-    async def _serve(self, reader, writer) -> None:
-        self.writers.add(writer)
-        try:
-            await SieveSession(reader, writer, self.ctx).run()
-        except Exception:
-            log.exception("ManageSieve session crashed")
-        finally:
-            self.writers.discard(writer)
+        await self.streams.listen(self.ctx.config.managesieve_host, self.ctx.config.managesieve_port)
 
     @property
     def ports(self) -> list[int]:
-        return [s.sockets[0].getsockname()[1] for s in self.servers]
+        return self.streams.ports
 
     async def close(self) -> None:
-        for s in self.servers:
-            s.close()
-        for writer in list(self.writers):
-            writer.close()          # each session's next read ends, and it finishes
-        for s in self.servers:
-            await s.wait_closed()
-        self.servers.clear()
+        await self.streams.close()

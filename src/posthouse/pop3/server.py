@@ -6,7 +6,7 @@ import logging
 import time
 
 from ..auth.sasl import SaslError, decode_response, parse_plain
-from ..net import peer_of
+from ..net import StreamServers, peer_of
 from .maildrop import InUse, Maildrop
 
 log = logging.getLogger("posthouse.pop3")
@@ -346,37 +346,17 @@ class Pop3Server:
 
     def __init__(self, ctx):
         self.ctx = ctx
-        self.servers: list[asyncio.AbstractServer] = []
-        self.writers: set[asyncio.StreamWriter] = set()
+        self.streams = StreamServers(lambda r, w, tls: Pop3Session(r, w, ctx, tls).run(), "POP3", MAX_LINE)
 
     async def start(self) -> None:
         config = self.ctx.config
-        if config.pop3_port is not None:
-            self.servers.append(await asyncio.start_server(
-                lambda r, w: self._serve(r, w, False), config.pop3_host, config.pop3_port, limit=MAX_LINE))
-        if config.pop3_tls_port is not None and self.ctx.tls_context is not None:
-            self.servers.append(await asyncio.start_server(
-                lambda r, w: self._serve(r, w, True), config.pop3_host, config.pop3_tls_port,
-                ssl=self.ctx.tls_context, limit=MAX_LINE))
-
-    async def _serve(self, reader, writer, tls: bool) -> None:
-        self.writers.add(writer)
-        try:
-            await Pop3Session(reader, writer, self.ctx, tls).run()
-        except Exception:
-            log.exception("POP3 session crashed")
-        finally:
-            self.writers.discard(writer)
+        await self.streams.listen(config.pop3_host, config.pop3_port)
+        if self.ctx.tls_context is not None:
+            await self.streams.listen(config.pop3_host, config.pop3_tls_port, ssl=self.ctx.tls_context)
 
     @property
     def ports(self) -> list[int]:
-        return [s.sockets[0].getsockname()[1] for s in self.servers]
+        return self.streams.ports
 
     async def close(self) -> None:
-        for s in self.servers:
-            s.close()
-        for writer in list(self.writers):
-            writer.close()          # each session's next read ends, and it finishes
-        for s in self.servers:
-            await s.wait_closed()
-        self.servers.clear()
+        await self.streams.close()
