@@ -99,6 +99,30 @@ def test_two_recipients_each_with_their_own_script(server, user):
     assert subjects(server, other) == ["shared"]
 
 
+def test_redirect_to_a_local_user_and_loops(server, user):
+    other = server.add_user()
+    activate(server, user, f'redirect "{other[0]}@example.com";')
+    assert send(server, [user[0]], "forwarded") == {}
+    assert subjects(server, user) == []
+    assert subjects(server, other) == ["forwarded"]
+    activate(server, user, f'require "copy"; redirect :copy "{other[0]}@example.com";')
+    assert send(server, [user[0]], "copied") == {}
+    assert subjects(server, user) == ["copied"]
+    assert subjects(server, other) == ["forwarded", "copied"]
+    # Two users redirecting to each other: the hop limit stops it, and the mail is kept.
+    activate(server, other, f'redirect "{user[0]}@example.com";')
+    activate(server, user, f'redirect "{other[0]}@example.com";')
+    assert send(server, [user[0]], "ping-pong") == {}
+    kept = subjects(server, user).count("ping-pong") + subjects(server, other).count("ping-pong")
+    assert kept == 1
+
+
+def test_redirect_without_a_relay_keeps_the_mail(server, user):
+    activate(server, user, 'redirect "someone@remote.example";')
+    assert send(server, [user[0]], "nowhere to go") == {}
+    assert subjects(server, user) == ["nowhere to go"]
+
+
 def test_vacation_once_per_sender_and_never_to_lists(server, user):
     friend = server.add_user()
     me = f"{user[0]}@example.com"

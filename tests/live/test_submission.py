@@ -295,3 +295,19 @@ def test_vacation_reply_to_a_remote_sender_goes_out_with_null_sender(relayed):
     assert sender in ("", "<>") and rcpts == ["stranger@remote.example"]
     assert b"Auto-Submitted: auto-replied" in data and b"Away." in data
     assert len(inbox(srv, user)) == 1
+
+
+def test_sieve_redirect_to_another_domain_goes_through_the_queue(relayed):
+    srv, sink = relayed
+    user = srv.add_user("judy")
+    account = srv.call(srv.ctx.service.call("get_user", "judy"))
+    srv.call(srv.ctx.service.call("put_script", account.id, "r", 'redirect "judy@elsewhere.example";'))
+    srv.call(srv.ctx.service.call("activate_script", account.id, "r"))
+    with smtplib.SMTP(srv.host, srv.smtp_port, timeout=10) as s:
+        assert s.sendmail("writer@remote.example", ["judy@example.com"],
+                          message("forward me", to="judy@example.com", sender="writer@remote.example")) == {}
+    assert wait_for(lambda: len(sink.handler.received) == 1)
+    sender, rcpts, data = sink.handler.received[0]
+    assert sender == "writer@remote.example" and rcpts == ["judy@elsewhere.example"]
+    assert b"Subject: forward me" in data and not data.startswith(b"Return-Path:")
+    assert inbox(srv, user) == []

@@ -40,6 +40,18 @@ def test_fileinto_discard_copy_stop():
     assert boxes(run(req + 'discard; keep;')) == [("INBOX", [])]     # an explicit keep still keeps
 
 
+def test_redirect():
+    outcome = run('redirect "a@example.org"; redirect "A@example.org";')
+    assert outcome.redirects == ["a@example.org"] and outcome.deliveries == []      # once per address
+    outcome = run('require "copy"; redirect :copy "a@example.org";')
+    assert outcome.redirects == ["a@example.org"] and boxes(outcome) == [("INBOX", [])]
+    for bad_address in ("not-an-address", "a@", "x@y, z@w"):
+        with pytest.raises(SieveRuntimeError):
+            run(f'redirect "{bad_address}";')
+    with pytest.raises(SieveRuntimeError):
+        run("".join(f'redirect "r{i}@example.org";' for i in range(6)))
+
+
 def test_header_tests_decode_and_match_types():
     req = 'require "fileinto";\n'
     assert boxes(run(req + 'if header :contains "subject" "FÜR" { fileinto "X"; }')) == [("INBOX", [])]

@@ -62,6 +62,14 @@ def _safe(text: str) -> str:
     return "".join(c for c in (text or "") if c >= " " and c != "\x7f")
 
 
+def _without_return_path(raw: bytes) -> bytes:
+    """The message as sent on: its Return-Path is the next receiver's to add."""
+    if raw[:12].lower() == b"return-path:":
+        end = raw.find(b"\r\n")
+        return raw[end + 2:] if end >= 0 else raw
+    return raw
+
+
 def new_ident() -> str:
     return secrets.token_hex(8)
 
@@ -119,9 +127,51 @@ class Deliverer:
             log.warning("sieve of %s: can't create %r (%s), filed in INBOX", user.name, delivery.mailbox, e)
             return await self.service.call("get_mailbox", user.id, "INBOX")
 
+    MAX_HOPS = 25       # Received fields beyond which a redirect is taken for a loop
+
+    async def _redirect(self, recipient: Recipient, raw: bytes, mail_from: str, addresses: list[str]) -> bool:
+        """Send the message on to addresses (Sieve redirect), with its original
+        envelope sender: local ones are delivered here, others queued for the
+        relay. False if it could not be sent on (no relay, a loop, an error)."""
+        head = raw[:raw.find(b"\r\n\r\n") + 2] if b"\r\n\r\n" in raw else raw
+        if head.lower().count(b"\nreceived:") + head.lower().startswith(b"received:") >= self.MAX_HOPS:
+            log.warning("sieve redirect by %s refused: the message has looped", recipient.user.name)
+            return False
+        from .recipients import resolve
+        queue = self.vacations.queue
+        local_domains = {d.lower() for d in self.config.domains}
+        try:
+            remote = []
+            for address in addresses:
+                if address.rpartition("@")[2].lower() in local_domains:
+                    target = await resolve(self.service, address, self.config.recipient_delimiter)
+                    if target is None:
+                        log.warning("sieve redirect by %s: no user %s here", recipient.user.name, address)
+                        return False
+                    trace = trace_headers(mail_from, "localhost", "local", self.config.hostname or "localhost",
+                                          "local (sieve redirect)", new_ident())
+                    results = await self.deliver(trace + _without_return_path(raw), [target], mail_from)
+                    if not results[0].ok:
+                        return False
+                else:
+                    remote.append(address)
+            if remote:
+                if queue is None or not queue.enabled:
+                    log.warning("sieve redirect by %s to %s: no relay is configured", recipient.user.name, remote)
+                    return False
+                await queue.enqueue(None, mail_from or "", remote, _without_return_path(raw))
+        except Exception:
+            log.exception("sieve redirect by %s failed", recipient.user.name)
+            return False
+        log.info("sieve redirect by %s to %s", recipient.user.name, ", ".join(addresses))
+        return True
+
     async def _one(self, recipient: Recipient, raw: bytes, parsed, now: float, mail_from: str) -> DeliveryResult:
         try:
             outcome = await self._filter(recipient, raw, parsed, mail_from)
+            if outcome.redirects and not await self._redirect(recipient, raw, mail_from, outcome.redirects):
+                # Not sent on: keep it instead, so nothing is lost.
+                outcome.deliveries = outcome.deliveries or [FileInto("INBOX", frozenset())]
             appended = []
             for delivery in outcome.deliveries:
                 mailbox = await self._target(recipient.user, delivery)

@@ -6,8 +6,9 @@ deliverer carries it out. Tests read the message's header fields (decoded),
 the envelope and the size; actions follow RFC 5228's implicit keep: unless
 something files the message elsewhere or discards it, it is kept in INBOX.
 
-Extensions: fileinto, envelope, imap4flags (RFC 5232), vacation (RFC 5230),
-copy (RFC 3894), mailbox (RFC 5490: :create, mailboxexists).
+Core actions: keep, fileinto, redirect, discard. Extensions: envelope,
+imap4flags (RFC 5232), vacation (RFC 5230), copy (RFC 3894), mailbox
+(RFC 5490: :create, mailboxexists).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from ..mime.headers import decode_words, raw_text, split_fields
 from .script import Node
 
 MAX_ACTIONS = 64        # fileinto and the like per run: a runaway script stops here
+MAX_REDIRECTS = 5       # per message and recipient (RFC 5228 4.2 asks for a limit)
 INBOX = "INBOX"
 
 
@@ -68,6 +70,7 @@ class Outcome:
     deliveries: list[FileInto] = field(default_factory=list)
     vacation: Vacation | None = None
     discarded: bool = False
+    redirects: list[str] = field(default_factory=list)
 
 
 class _Stop(Exception):
@@ -262,6 +265,18 @@ class Run:
             self._count()
             self.kept = True
             self._file(INBOX, self._flags_of(node))
+        elif name == "redirect":
+            self._count()
+            address = str(node.args.get("address") or "").strip()
+            local, at, domain = address.rpartition("@")
+            if not (local and at and domain) or any(c in address for c in " <>\r\n,"):
+                raise SieveRuntimeError(f"redirect to an invalid address: {address!r}")
+            if address.lower() not in (a.lower() for a in self.outcome.redirects):
+                if len(self.outcome.redirects) >= MAX_REDIRECTS:
+                    raise SieveRuntimeError("Too many redirects")
+                self.outcome.redirects.append(address)
+            if ":copy" not in node.tags:
+                self.cancel_implicit_keep = True
         elif name == "discard":
             self.cancel_implicit_keep = True
             self.outcome.discarded = True
