@@ -41,7 +41,7 @@ def build_context(config: Config) -> ServerContext:
     # leaves; each needs the other (bounces are delivered, vacation replies queued).
     deliverer = Deliverer(service, config)
     queue = OutboundQueue(service, config, deliverer)
-    deliverer.vacations.queue = queue
+    deliverer.queue = queue
     return ServerContext(config, service, MailboxRegistry(service),
                          Authenticator(service, config.failure_delay,
                                        cache_ttl=config.auth_cache_ttl), tls, deliverer, queue)

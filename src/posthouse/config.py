@@ -109,6 +109,11 @@ class Config:
             raise ValueError("plaintext_auth must be loopback, always or never")
         return cfg
 
+    def serves(self, address: str) -> bool:
+        """Whether address is someone@ one of our `domains` (mail we take, not relay)."""
+        local, at, domain = address.rpartition("@")
+        return bool(at and local) and domain.lower() in {d.lower() for d in self.domains}
+
     def path(self, name: str) -> str:
         return os.path.join(self.data_dir, name)
 

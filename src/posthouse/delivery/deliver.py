@@ -17,7 +17,7 @@ from email.utils import formatdate
 from ..sieve.interpreter import FileInto, MessageFacts, Outcome, SieveRuntimeError, evaluate
 from ..sieve.script import SieveError, compile_script
 from ..store.api import MailboxExists, NoSuchMailbox, OverQuota, StoreError
-from .recipients import Recipient
+from .recipients import Recipient, resolve
 
 log = logging.getLogger("posthouse.delivery")
 
@@ -78,6 +78,7 @@ class Deliverer:
     def __init__(self, service, config):
         self.service = service
         self.config = config
+        self.queue = None       # delivery.queue.OutboundQueue: set when the server is wired
         from .vacation import Vacations
         self.vacations = Vacations(service, config, self)
 
@@ -129,42 +130,49 @@ class Deliverer:
 
     MAX_HOPS = 25       # Received fields beyond which a redirect is taken for a loop
 
+    async def send_on(self, message: bytes, addresses: list[str], mail_from: str, user_id, why: str) -> bool:
+        """Mail that a delivery makes (a redirect, a vacation reply): addresses
+        at our `domains` get it here, with a Received field of its own; others
+        through the outbound queue. False if it can't go (no such local user,
+        no relay, a failure); the caller decides what then."""
+        remote = []
+        for address in addresses:
+            if not self.config.serves(address):
+                remote.append(address)
+                continue
+            target = await resolve(self.service, address, self.config.recipient_delimiter)
+            if target is None:
+                log.warning("%s: no user %s here", why, address)
+                return False
+            host = self.config.hostname or "localhost"
+            trace = trace_headers(mail_from, host, "local", host, f"local ({why})", new_ident())
+            results = await self.deliver(trace + message, [target], mail_from)
+            if not results[0].ok:
+                log.warning("%s to %s: %s", why, address, results[0].reply())
+                return False
+        if remote:
+            if self.queue is None or not self.queue.enabled:
+                log.warning("%s to %s: no relay is configured", why, ", ".join(remote))
+                return False
+            await self.queue.enqueue(user_id, mail_from or "", remote, message)
+        return True
+
     async def _redirect(self, recipient: Recipient, raw: bytes, mail_from: str, addresses: list[str]) -> bool:
-        """Send the message on to addresses (Sieve redirect), with its original
-        envelope sender: local ones are delivered here, others queued for the
-        relay. False if it could not be sent on (no relay, a loop, an error)."""
+        """Send the message on (Sieve redirect) with its original envelope
+        sender. False if it could not be (a loop, no relay, an error)."""
         head = raw[:raw.find(b"\r\n\r\n") + 2] if b"\r\n\r\n" in raw else raw
         if head.lower().count(b"\nreceived:") + head.lower().startswith(b"received:") >= self.MAX_HOPS:
             log.warning("sieve redirect by %s refused: the message has looped", recipient.user.name)
             return False
-        from .recipients import resolve
-        queue = self.vacations.queue
-        local_domains = {d.lower() for d in self.config.domains}
         try:
-            remote = []
-            for address in addresses:
-                if address.rpartition("@")[2].lower() in local_domains:
-                    target = await resolve(self.service, address, self.config.recipient_delimiter)
-                    if target is None:
-                        log.warning("sieve redirect by %s: no user %s here", recipient.user.name, address)
-                        return False
-                    trace = trace_headers(mail_from, "localhost", "local", self.config.hostname or "localhost",
-                                          "local (sieve redirect)", new_ident())
-                    results = await self.deliver(trace + _without_return_path(raw), [target], mail_from)
-                    if not results[0].ok:
-                        return False
-                else:
-                    remote.append(address)
-            if remote:
-                if queue is None or not queue.enabled:
-                    log.warning("sieve redirect by %s to %s: no relay is configured", recipient.user.name, remote)
-                    return False
-                await queue.enqueue(None, mail_from or "", remote, _without_return_path(raw))
+            sent = await self.send_on(_without_return_path(raw), addresses, mail_from, None,
+                                      f"sieve redirect by {recipient.user.name}")
         except Exception:
             log.exception("sieve redirect by %s failed", recipient.user.name)
             return False
-        log.info("sieve redirect by %s to %s", recipient.user.name, ", ".join(addresses))
-        return True
+        if sent:
+            log.info("sieve redirect by %s to %s", recipient.user.name, ", ".join(addresses))
+        return sent
 
     async def _one(self, recipient: Recipient, raw: bytes, parsed, now: float, mail_from: str) -> DeliveryResult:
         try:

@@ -121,7 +121,7 @@ class OutboundQueue:
                     permanent.append((err.recipient, _status(err.code, err.message), f"{err.code} {err.message}"))
         except aiosmtplib.SMTPResponseException as e:
             # A refusal of the whole transaction (MAIL FROM, DATA, or the greeting).
-            if 400 <= e.code < 500 or e.code < 400:
+            if e.code < 500:
                 temporary = {r: f"{e.code} {e.message}" for r in item.recipients}
             else:
                 permanent = [(r, _status(e.code, e.message), f"{e.code} {e.message}") for r in item.recipients]

@@ -24,10 +24,6 @@ log = logging.getLogger("posthouse.smtp")
 
 
 class SmtpHandler(DeliveryHandler):
-    def serves(self, address: str) -> bool:
-        local, at, domain = address.rpartition("@")
-        return bool(at and local) and domain.lower() in self.domains
-
     async def deliver_locally(self, raw: bytes, recipients, mail_from: str, ident: str) -> str:
         """Deliver to local recipients with SMTP's one reply: quotas checked for
         everyone first; on a partial failure, 451 (a retry may duplicate for
@@ -47,12 +43,8 @@ class SmtpHandler(DeliveryHandler):
             return failed[0].reply()
         return "451 4.3.0 Delivery failed for some recipients; try again later"
 
-    @property
-    def domains(self) -> set[str]:
-        return {d.lower() for d in self.config.domains}
-
     async def accept_recipient(self, session, envelope, address):
-        if not self.serves(address):
+        if not self.config.serves(address):
             raise Refusal(f"550 5.7.1 <{address}>: relay access denied")
         return await self.local_recipient(envelope, address)
 

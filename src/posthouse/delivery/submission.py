@@ -108,14 +108,12 @@ class SubmissionHandler(SmtpHandler):
     # -- the envelope ---------------------------------------------------------------
     def owns(self, user, address: str) -> bool:
         """Whether user may send as address (their name, or name[+detail]@ a served domain)."""
-        local, at, domain = address.rpartition("@")
-        if not at:
-            local, domain = address, ""
         if address.lower() == user.name.lower():
             return True
+        local = address.rpartition("@")[0]
         delimiter = self.config.recipient_delimiter
         base = local.partition(delimiter)[0] if delimiter else local
-        return bool(domain) and domain.lower() in self.domains and base.lower() == user.name.lower()
+        return self.config.serves(address) and base.lower() == user.name.lower()
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         user = session.auth_data
@@ -124,7 +122,7 @@ class SubmissionHandler(SmtpHandler):
         return await super().handle_MAIL(server, session, envelope, address, mail_options)
 
     async def accept_recipient(self, session, envelope, address):
-        if self.serves(address):
+        if self.config.serves(address):
             return await self.local_recipient(envelope, address)
         if "@" not in address:
             raise Refusal(f"550 5.1.2 <{address}>: an address needs a domain")

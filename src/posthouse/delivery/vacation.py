@@ -20,7 +20,6 @@ from email.utils import formatdate
 
 from ..mime.address import parse_address_list
 from ..mime.headers import decode_words, raw_text, split_fields
-from .recipients import resolve
 
 log = logging.getLogger("posthouse.vacation")
 
@@ -92,11 +91,6 @@ class Vacations:
         self.service = service
         self.config = config
         self.deliverer = deliverer
-        self.queue = None           # delivery.queue.OutboundQueue, set when the server is wired
-
-    def _local_domain(self, address: str) -> bool:
-        domain = address.rpartition("@")[2].lower()
-        return domain in {d.lower() for d in self.config.domains}
 
     async def consider(self, recipient, raw: bytes, parsed, mail_from: str, vacation, now: float) -> None:
         """Send the reply if the rules allow; never fails the delivery."""
@@ -121,20 +115,6 @@ class Vacations:
             log.info("vacation of %s: %s was answered within %d days", recipient.user.name, sender, vacation.days)
             return
         reply = compose(vacation, recipient.address, sender, fields)
-        if not self._local_domain(sender):
-            if self.queue is None or not self.queue.enabled:
-                log.warning("vacation of %s: reply to %s not sent: no relay is configured", recipient.user.name,
-                            sender)
-                return
-            await self.queue.enqueue(recipient.user.id, "", [sender], reply)
-            log.info("vacation of %s: reply to %s queued", recipient.user.name, sender)
-            return
-        target = await resolve(self.service, sender, self.config.recipient_delimiter)
-        if target is None:
-            log.info("vacation of %s: %s is not a user here", recipient.user.name, sender)
-            return
-        from .deliver import new_ident, trace_headers
-        hostname = self.config.hostname or "localhost"
-        reply = trace_headers("<>", hostname, "local", hostname, "local", new_ident()) + reply
-        results = await self.deliverer.deliver(reply, [target], "")
-        log.info("vacation of %s: replied to %s (%s)", recipient.user.name, sender, results[0].reply())
+        # The null sender: a reply to it can't come back (RFC 5230 5.8).
+        if await self.deliverer.send_on(reply, [sender], "", recipient.user.id, f"vacation of {recipient.user.name}"):
+            log.info("vacation of %s: replied to %s", recipient.user.name, sender)
