@@ -14,7 +14,7 @@ import re
 import sys
 from dataclasses import dataclass
 
-from .imaptest_format import (MAY, MUST, MUST_NOT, NIL, Atom, Group, Literal, MboxSource, NeedMore,
+from .imaptest_format import (MUST, MUST_NOT, Atom, Group, Literal, MboxSource, NeedMore,
                               ParseError, Script, ScriptError, String, args_to_str, list_scripts,
                               parse_args, parse_script)
 from .imaptest_match import FULL, MatchError, Variables, upper
