@@ -259,6 +259,9 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def sort_data(self, mailbox_id: int) -> dict[int, tuple]: ...
+
+    @abc.abstractmethod
+    def thread_data(self, mailbox_id: int) -> dict[int, tuple]: ...
     @abc.abstractmethod
     def search_body(self, mailbox_id: int, uids: list[int] | None, needle: str) -> set[int]: ...
     @abc.abstractmethod

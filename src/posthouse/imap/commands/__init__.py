@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..session import AUTH, NOT_AUTH, SELECTED, CommandSpec
-from . import any_state, append, auth, fetch, idle, mailboxes, quota, search, selected, sort, store
+from . import any_state, append, auth, fetch, idle, mailboxes, quota, search, selected, sort, store, thread
 
 ANY = (NOT_AUTH, AUTH, SELECTED)
 AUTHED = (AUTH, SELECTED)
@@ -42,4 +42,5 @@ COMMANDS: dict[str, CommandSpec] = {
     "STORE": CommandSpec(store.store, (SELECTED,), expunge_ok=False, uid_ok=True),
     "SEARCH": CommandSpec(search.search, (SELECTED,), expunge_ok=False, uid_ok=True),
     "SORT": CommandSpec(sort.sort, (SELECTED,), expunge_ok=False, uid_ok=True),
+    "THREAD": CommandSpec(thread.thread, (SELECTED,), expunge_ok=False, uid_ok=True),
 }
