@@ -67,7 +67,7 @@ def test_line_limit():
 
 
 @pytest.mark.parametrize("line", [b"", b"(", b"a", b"a (", b'a NOOP "x', b"a NOOP )", b"a{ NOOP",
-                                  b"a NOOP {5", b"a NOOP \x01", b"a NOOP [", b"\xff\xfe NOOP"])
+                                  b"a NOOP {5", b"a NOOP \x01", b"\xff\xfe NOOP"])
 def test_malformed_lines_are_bad(line):
     [e] = events(CommandReader(), line + b"\r\n")
     assert isinstance(e, BadCommand)

@@ -166,17 +166,16 @@ class ArgReader:
         return decode_mailbox_name(self.astring("mailbox name"), self.utf8_names)
 
 
-class BadMailboxName(ParseError):
-    pass
-
-
 def decode_mailbox_name(name: str, utf8: bool) -> str:
     """Wire name -> stored name: mUTF-7 for rev1, INBOX case-folded, checked."""
     if not utf8:
         try:
             name = mutf7.decode(name)
         except mutf7.MUTF7Error as e:
-            raise BadMailboxName(str(e)) from None
+            # Well-formed IMAP, just a name no mailbox can have: NO, as for any
+            # other name that doesn't exist (Dovecot answers the same).
+            from .errors import no
+            raise no(f"Invalid mailbox name: {e}", "CANNOT") from None
     if name.upper() == "INBOX":
         name = "INBOX"
     elif name[:6].upper() == "INBOX/":

@@ -247,9 +247,10 @@ async def _list(session, reference, patterns, selection, returns, status_items, 
                 if name not in by_name:
                     attrs.append("\\NonExistent")
             else:
-                # RECURSIVEMATCH: a parent listed because a subscribed child matched.
+                # RECURSIVEMATCH: a parent listed for a subscribed descendant the
+                # patterns don't list themselves (one that is listed needs no hint).
                 prefix = name + DELIM
-                if not matches(name) or not any(s.startswith(prefix) for s in subs):
+                if not matches(name) or not any(s.startswith(prefix) and not matches(s) for s in subs):
                     continue
                 childinfo = True
             rows.append((name, attrs, childinfo))
@@ -286,10 +287,21 @@ async def lsub(session, cmd):
     subs = await session.ctx.service.call("subscriptions", uid)
     boxes = {b.name for b in await session.ctx.service.call("list_mailboxes", uid)}
     regexes = [_pattern_regex(reference + p) for p in patterns]
-    for name in sorted(subs):
+    percent = [_pattern_regex(reference + p) for p in patterns if "%" in p]
+    found: dict[str, str] = {}
+    for name in subs:
         if any(r.match(name) for r in regexes):
-            attrs = "" if name in boxes else "\\Noselect"
-            session.untagged(f"LSUB ({attrs}) \"/\" ".encode() + session.wire_name(name))
+            found[name] = "" if name in boxes else "\\Noselect"
+            continue
+        # RFC 3501 6.3.9: a "%" that stops above a subscribed mailbox shows the
+        # unsubscribed parent in its place, as \Noselect.
+        parts = name.split("/")
+        for depth in range(len(parts) - 1, 0, -1):
+            parent = "/".join(parts[:depth])
+            if parent not in subs and any(r.match(parent) for r in percent):
+                found.setdefault(parent, "\\Noselect")
+    for name in sorted(found):
+        session.untagged(f"LSUB ({found[name]}) \"/\" ".encode() + session.wire_name(name))
 
 
 async def namespace(session, cmd):

@@ -60,8 +60,6 @@ async def _copy_or_move(session, cmd, move: bool):
     except NoSuchMailbox:
         raise no("Mailbox doesn't exist: " + dest, "TRYCREATE") from None
     live = [u for u in uids if not view.is_expunged(u)]
-    if move and target.id == view.shared.id:
-        raise no("Can't move a message to the mailbox it is in", "CANNOT")
     if not live:
         if uids:
             raise no("Messages no longer exist", "EXPUNGEISSUED")

@@ -94,7 +94,10 @@ def tokenize(parts: list) -> list:
                 start = i
                 while i < n and text[i] not in _ATOM_STOP:
                     if text[i] == 0x5B:  # BODY[...] keeps its brackets
-                        i = _scan_bracket(text, i)
+                        try:
+                            i = _scan_bracket(text, i)
+                        except ParseError:
+                            i += 1      # a lone '[' is an atom char (a mailbox name may have one)
                     elif text[i] < 0x20 or text[i] == 0x7F:
                         raise ParseError("control character in command")
                     else:
