@@ -6,7 +6,7 @@ candidate messages, not once per message.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 
 from ..mime.headers import HeaderBlock, decode_words, raw_text
 from .args import ArgReader, parse_date, parse_sequence_set
@@ -205,7 +205,7 @@ class Evaluator:
         nodes = list(_walk(self.program))
         fields = None
         if any(n[0] in ("sentbefore", "senton", "sentsince") for n in nodes):
-            fields = await service.call("search_fields", mailbox_id, uids)
+            fields = await service.call("sort_data", mailbox_id)   # uid -> (sent, idate, size, keys)
         headers = None
         if any(n[0] in ("header", "text") for n in nodes):
             headers = await self._header_blocks(uids)
@@ -215,8 +215,7 @@ class Evaluator:
                 # The whole mailbox (uids=None): results outside the view are never looked at.
                 self.store_sets[id(n)] = await service.call("search_field", mailbox_id, None, n[1], n[2])
             elif kind in ("sentbefore", "senton", "sentsince"):
-                self.store_sets[id(n)] = {u for u, f in fields.items() if _date_cmp(
-                    kind[4:], _utc_date(f.sent_date) if f.sent_date is not None else self._idate(u), n[1])}
+                self.store_sets[id(n)] = {u for u, f in fields.items() if _date_cmp(kind[4:], _sent_day(f), n[1])}
             elif kind == "body":
                 self.store_sets[id(n)] = await service.call("search_body", mailbox_id, None, n[1])
             elif kind == "text":
@@ -251,6 +250,16 @@ class Evaluator:
     def _idate(self, uid):
         e = self.view.entry(uid)
         return _utc_date(e.internaldate) if e else None
+
+
+def _sent_day(sort_row):
+    """The Date: header's own calendar date (older stores: its UTC date); the
+    internal date's where there is no usable Date: (RFC 9051 6.4.4)."""
+    sent, internaldate, _size, keys = sort_row
+    day = keys.get("sentday")
+    if day:
+        return date.fromisoformat(day)
+    return _utc_date(sent if sent is not None else internaldate)
 
 
 def _date_cmp(op, value, ref) -> bool:

@@ -156,7 +156,10 @@ def address_text(addrs: list[Address]) -> str:
     """Human text for searching: names and mailbox@host."""
     out = []
     for name, _adl, mailbox, host in addrs:
-        if mailbox is None or host is None:
+        if mailbox is None:
+            continue                      # end of a group
+        if host is None:
+            out.append(f"{mailbox}:")     # a group's name is searchable too
             continue
         piece = f"{mailbox}@{host}" if host != MISSING_DOMAIN else mailbox
         out.append(f"{name} <{piece}>" if name else piece)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import quopri
 import re
 
 IDENTITY = frozenset({"7bit", "8bit", "binary", ""})
@@ -26,8 +25,31 @@ def decode_transfer(data: bytes, encoding: str) -> bytes:
         except (binascii.Error, ValueError):
             return b""
     if enc == "quoted-printable":
-        return quopri.decodestring(data)
+        return decode_qp(data)
     raise UnknownEncoding(encoding)
+
+
+_QP_ESCAPE = re.compile(rb"=([0-9A-Fa-f]{2})")
+
+
+def decode_qp(data: bytes) -> bytes:
+    """Quoted-printable as RFC 2045 6.7 says: white space at the end of a line is
+    transport padding and goes, so a "=" then padding is still a soft line break;
+    a malformed "=" stays as it is."""
+    out = bytearray()
+    lines = data.split(b"\n")
+    for i, line in enumerate(lines):
+        last = i == len(lines) - 1
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        line = line.rstrip(b" \t")
+        soft = line.endswith(b"=")
+        if soft:
+            line = line[:-1]
+        out += _QP_ESCAPE.sub(lambda m: bytes((int(m.group(1), 16),)), line)
+        if not soft and not last:
+            out += b"\r\n"
+    return bytes(out)
 
 
 def to_text(data: bytes, charset: str | None) -> str:

@@ -59,8 +59,10 @@ def _first_address(part: Part, name: str) -> tuple[str, str]:
     if value is None:
         return "", ""
     for display_name, _adl, mailbox, host in parsed_addresses(raw_text(value)):
-        if mailbox is None or host is None:
-            continue        # group syntax
+        if mailbox is None:
+            continue        # end of a group
+        if host is None:
+            return mailbox, mailbox   # a group: its name stands first, as in ENVELOPE
         display = decode_words(display_name).strip() if display_name else ""
         if not display:
             display = f"{mailbox}@{host}" if host != MISSING_DOMAIN else mailbox
@@ -110,10 +112,13 @@ def parse_message(raw: bytes) -> ParsedMessage:
     root = parse_part(raw, 0, len(raw))
     h = root.headers
     date_text = h.text("date")
-    sent = None
+    sent = sent_day = None
     if date_text:
         try:
-            sent = email.utils.parsedate_to_datetime(date_text).timestamp()
+            when = email.utils.parsedate_to_datetime(date_text)
+            sent = when.timestamp()
+            # SENTBEFORE/ON/SINCE compare the date as written, in the sender's zone.
+            sent_day = when.date().isoformat()
         except (TypeError, ValueError, IndexError, OverflowError):
             sent = None
     texts: list[str] = []
@@ -135,5 +140,5 @@ def parse_message(raw: bytes) -> ParsedMessage:
         in_reply_to=h.text("in-reply-to") or "",
         references=h.text("references") or "",
         body_text=normalize_space("\n".join(texts)),
-        sort_keys=sort_keys(root, subject),
+        sort_keys=dict(sort_keys(root, subject), sentday=sent_day),
     )
