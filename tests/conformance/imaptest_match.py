@@ -17,6 +17,18 @@ def _is_var_char(ch: str) -> bool:
     return ch.isascii() and (ch.isalnum() or ch == "_")
 
 
+def _var_name(text: str, i: int) -> tuple[str | None, int]:
+    """The name of the variable whose "$" is just before text[i]: "{any}" or a run of
+    letters, digits and "_"; (None, i) for a "{" never closed."""
+    if text[i:i + 1] == "{":
+        end = text.find("}", i + 1)
+        return (None, i) if end < 0 else (text[i + 1:end], end + 1)
+    j = i
+    while j < len(text) and _is_var_char(text[j]):
+        j += 1
+    return text[i:j], j
+
+
 class Variables:
     """Script variables, with the ones a failed match bound kept aside to be undone."""
 
@@ -85,16 +97,9 @@ class Variables:
                     i += 1
                 i += 1
                 continue
-            if text[i] == "{":
-                end = text.find("}", i)
-                if end < 0:
-                    raise MatchError("missing '}'")
-                name, i = text[i + 1:end], end + 1
-            else:
-                j = i
-                while j < n and _is_var_char(text[j]):
-                    j += 1
-                name, i = text[i:j], j
+            name, i = _var_name(text, i)
+            if name is None:
+                raise MatchError("missing '}'")
             if name.isdigit():
                 out.append(self.relative_seq(int(name)))
                 continue
@@ -129,16 +134,9 @@ class Variables:
                 i += 1
                 continue
             i += 1
-            if pattern[i:i + 1] == "{":
-                end = pattern.find("}", i + 1)
-                if end < 0:
-                    return "", icase
-                name, i = pattern[i + 1:end], end + 1
-            else:
-                k = i
-                while k < n and _is_var_char(pattern[k]):
-                    k += 1
-                name, i = pattern[i:k], k
+            name, i = _var_name(pattern, i)
+            if name is None:
+                return "", icase
             if name.isdigit():
                 value = self.relative_seq(int(name))
             elif name.startswith("case:"):
