@@ -507,3 +507,19 @@ def test_sort(imap):
             imap._simple_command("SORT", *bad_args)
     typ, data = imap._simple_command("SORT", "(DATE)", "KOI8-R", "ALL")
     assert typ == "NO" and b"BADCHARSET" in data[0]
+
+
+def test_esort_returns_in_sort_order_and_saves(raw):
+    for subject in ("c", "a", "b", "d"):
+        msg = f"Subject: {subject}\r\n\r\nx\r\n".encode()
+        raw.send(b"A APPEND INBOX {%d+}\r\n" % len(msg) + msg + b"\r\n")
+        assert raw.read_until_tag("A")[-1].startswith(b"A OK")
+    assert raw.cmd("S", "SELECT INBOX")[-1].startswith(b"S OK")
+    assert b"ESORT" in b"".join(raw.cmd("C", "CAPABILITY"))
+    lines = raw.cmd("E1", "SORT RETURN (MIN MAX COUNT ALL) (SUBJECT) UTF-8 ALL")
+    assert lines[0] == b'* ESEARCH (TAG "E1") MIN 2 MAX 4 COUNT 4 ALL 2:3,1,4\r\n'
+    assert raw.cmd("E2", "SORT RETURN () (SUBJECT) UTF-8 ALL")[0] == b'* ESEARCH (TAG "E2") ALL 2:3,1,4\r\n'
+    lines = raw.cmd("E3", "SORT RETURN (SAVE) (REVERSE SUBJECT) UTF-8 2:3")
+    assert lines == [b"E3 OK SORT completed\r\n"]
+    assert raw.cmd("E4", "SEARCH $")[0] == b"* SEARCH 2 3\r\n"
+    assert raw.cmd("E5", "SORT RETURN (BOGUS) (SUBJECT) UTF-8 ALL")[-1].startswith(b"E5 BAD")

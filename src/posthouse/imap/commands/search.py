@@ -13,17 +13,7 @@ _RETURN_OPTS = {"MIN", "MAX", "ALL", "COUNT", "SAVE"}
 
 async def search(session, cmd):
     args = session.args(cmd)
-    returns = None
-    tok = args.peek()
-    if isinstance(tok, Atom) and tok.upper == "RETURN":
-        args.next()
-        returns = []
-        for opt in args.plist("return options"):
-            if not isinstance(opt, Atom) or opt.upper not in _RETURN_OPTS:
-                raise bad("Unknown SEARCH return option")
-            returns.append(opt.upper)
-        if not returns:
-            returns = ["ALL"]
+    returns = parse_return_options(args)
     tok = args.peek()
     if isinstance(tok, Atom) and tok.upper == "CHARSET":
         args.next()
@@ -49,17 +39,51 @@ async def search(session, cmd):
     opts = [r for r in (returns or ["ALL"]) if r != "SAVE"]
     if returns and "SAVE" in returns and not opts:
         return "SEARCH completed"
+    send_esearch(session, cmd, numbers, opts, sorted_order=False)
+    return "SEARCH completed"
+
+
+def parse_return_options(args) -> list[str] | None:
+    """RETURN (...) before the criteria of SEARCH or SORT (RFC 4731, RFC 5267); None without."""
+    tok = args.peek()
+    if not (isinstance(tok, Atom) and tok.upper == "RETURN"):
+        return None
+    args.next()
+    returns = []
+    for opt in args.plist("return options"):
+        if not isinstance(opt, Atom) or opt.upper not in _RETURN_OPTS:
+            raise bad("Unknown return option")
+        returns.append(opt.upper)
+    return returns or ["ALL"]
+
+
+def send_esearch(session, cmd, numbers: list[int], opts: list[str], sorted_order: bool) -> None:
+    """The ESEARCH response. For a SORT (ESORT, RFC 5267 3) MIN and MAX are the first
+    and last in sort order, and ALL keeps that order."""
     parts = [f'(TAG "{cmd.tag}")']
     if cmd.uid:
         parts.append("UID")
     if numbers:
         if "MIN" in opts:
-            parts.append(f"MIN {min(numbers)}")
+            parts.append(f"MIN {numbers[0] if sorted_order else min(numbers)}")
         if "MAX" in opts:
-            parts.append(f"MAX {max(numbers)}")
+            parts.append(f"MAX {numbers[-1] if sorted_order else max(numbers)}")
     if "COUNT" in opts:
         parts.append(f"COUNT {len(numbers)}")
     if numbers and "ALL" in opts:
-        parts.append("ALL " + format_uid_set(numbers))
+        parts.append("ALL " + (_ordered_set(numbers) if sorted_order else format_uid_set(numbers)))
     session.untagged("ESEARCH " + " ".join(parts))
-    return "SEARCH completed"
+
+
+def _ordered_set(numbers: list[int]) -> str:
+    """A sequence set that keeps the given order: only ascending runs become ranges."""
+    out = []
+    start = prev = numbers[0]
+    for n in numbers[1:] + [None]:
+        if n is not None and n == prev + 1:
+            prev = n
+            continue
+        out.append(str(start) if start == prev else f"{start}:{prev}")
+        if n is not None:
+            start = prev = n
+    return ",".join(out)

@@ -5,6 +5,7 @@ from ..errors import bad, no
 from ..protocol.tokens import Atom
 from ..protocol.writer import number_line
 from ..search import Evaluator, parse_program
+from .search import parse_return_options, send_esearch
 
 _CHARSETS = {"UTF-8", "US-ASCII"}
 _KEYS = {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"}
@@ -86,6 +87,7 @@ async def sorted_uids(session, criteria, program) -> list[int]:
 
 async def sort(session, cmd):
     args = session.args(cmd)
+    returns = parse_return_options(args)
     criteria = parse_sort_criteria(args)
     charset = args.astring("charset").upper()
     if charset not in _CHARSETS:
@@ -101,5 +103,12 @@ async def sort(session, cmd):
             numbers = [seq[u] for u in uids]
         else:
             numbers = [view.seq_of(u) for u in uids]
-    session.conn.write(number_line(b"SORT", numbers))
+    if returns is not None:
+        if "SAVE" in returns:      # RFC 5182 with ESORT: the saved set, order aside
+            session.saved_search = sorted(uids)
+            returns = [r for r in returns if r != "SAVE"]
+        if returns:
+            send_esearch(session, cmd, numbers, returns, sorted_order=True)
+    else:
+        session.conn.write(number_line(b"SORT", numbers))
     return "SORT completed"
