@@ -523,3 +523,21 @@ def test_esort_returns_in_sort_order_and_saves(raw):
     assert lines == [b"E3 OK SORT completed\r\n"]
     assert raw.cmd("E4", "SEARCH $")[0] == b"* SEARCH 2 3\r\n"
     assert raw.cmd("E5", "SORT RETURN (BOGUS) (SUBJECT) UTF-8 ALL")[-1].startswith(b"E5 BAD")
+
+
+def test_thread_command_and_its_errors(raw):
+    msgs = [b"Message-ID: <t1@x>\r\nSubject: plan\r\nDate: Mon, 01 Jan 2024 10:00:00 +0000\r\n\r\nx\r\n",
+            b"Message-ID: <t2@x>\r\nReferences: <t1@x>\r\nSubject: Re: plan\r\n"
+            b"Date: Mon, 01 Jan 2024 11:00:00 +0000\r\n\r\nx\r\n"]
+    for msg in msgs:
+        raw.send(b"A APPEND INBOX {%d+}\r\n" % len(msg) + msg + b"\r\n")
+        assert raw.read_until_tag("A")[-1].startswith(b"A OK")
+    assert raw.cmd("S", "SELECT INBOX")[-1].startswith(b"S OK")
+    assert raw.cmd("T1", "THREAD REFERENCES UTF-8 ALL")[0] == b"* THREAD (1 2)\r\n"
+    uids = raw.cmd("F", "FETCH 1:2 UID")
+    first, second = (int(line.split(b"UID ")[1].split(b")")[0]) for line in uids[:2])
+    assert raw.cmd("T2", "UID THREAD ORDEREDSUBJECT US-ASCII ALL")[0] == b"* THREAD (%d %d)\r\n" % (first, second)
+    assert raw.cmd("T3", "THREAD REFERENCES UTF-8 SUBJECT nothing-like-this")[0] == b"* THREAD\r\n"
+    assert raw.cmd("T4", "THREAD BOGUS UTF-8 ALL")[-1].startswith(b"T4 BAD")
+    assert raw.cmd("T5", "THREAD REFERENCES KOI8-R ALL")[-1].startswith(b"T5 NO [BADCHARSET")
+    assert raw.cmd("T6", "THREAD REFERENCES UTF-8 ALL")[-1].startswith(b"T6 OK")

@@ -126,3 +126,11 @@ def test_sort_keys_from_headers():
     # imaptest's sort-addresses and sort-display-to expect).
     assert p.sort_keys == {"from": "jurgen", "to": "undisclosed", "cc": "", "displayfrom": "Jürgen",
                            "displayto": "undisclosed", "subject": "plans", "sentday": None}
+
+
+def test_quoted_printable_as_rfc2045_says():
+    from posthouse.mime.decode import decode_qp
+    # trailing padding goes; "=" then padding is still a soft break; a bad "=" stays
+    assert decode_qp(b"hello  \r\nbar=\r\n\r\nfoo \t= \t\r\n=62\r\n=ZZ=3d") == b"hello\r\nbar\r\nfoo \tb\r\n=ZZ="
+    assert decode_qp(b"a=\nb\n") == b"ab\r\n"
+    assert decode_qp(b"") == b""

@@ -169,9 +169,8 @@ def _merge_by_subject(roots: list[Node]) -> list[Node]:
             for child in list(node.children):
                 holder.adopt(child)
         elif holder.message is None:
+            # (node is never a dummy here: the table holds a dummy whenever one has the subject)
             holder.adopt(node)
-        elif node.message is None:
-            node.adopt(holder)       # cannot happen: the table prefers a dummy
         elif not _subject_of(holder)[1] and is_reply:
             holder.adopt(node)
         else:

@@ -17,9 +17,7 @@ async def search(session, cmd):
     tok = args.peek()
     if isinstance(tok, Atom) and tok.upper == "CHARSET":
         args.next()
-        charset = args.astring("charset").upper()
-        if charset not in _CHARSETS:
-            raise no("Unsupported charset", "BADCHARSET (UTF-8 US-ASCII)")
+        read_charset(args)
     try:
         program = parse_program(args)
     except Exception:
@@ -41,6 +39,14 @@ async def search(session, cmd):
         return "SEARCH completed"
     send_esearch(session, cmd, numbers, opts, sorted_order=False)
     return "SEARCH completed"
+
+
+def read_charset(args) -> str:
+    """The charset argument of SEARCH, SORT and THREAD: one we can search in, or NO."""
+    charset = args.astring("charset").upper()
+    if charset not in _CHARSETS:
+        raise no("Unsupported charset", "BADCHARSET (UTF-8 US-ASCII)")
+    return charset
 
 
 def parse_return_options(args) -> list[str] | None:

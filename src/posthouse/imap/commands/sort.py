@@ -1,13 +1,12 @@
 """SORT (RFC 5256), with DISPLAYFROM and DISPLAYTO (RFC 5957)."""
 from __future__ import annotations
 
-from ..errors import bad, no
+from ..errors import bad
 from ..protocol.tokens import Atom
 from ..protocol.writer import number_line
 from ..search import Evaluator, parse_program
-from .search import parse_return_options, send_esearch
+from .search import parse_return_options, read_charset, send_esearch
 
-_CHARSETS = {"UTF-8", "US-ASCII"}
 _KEYS = {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"}
 # Keys that need the parsed header values kept at delivery; the rest come from columns.
 _PARSED = {"CC", "FROM", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"}
@@ -89,9 +88,7 @@ async def sort(session, cmd):
     args = session.args(cmd)
     returns = parse_return_options(args)
     criteria = parse_sort_criteria(args)
-    charset = args.astring("charset").upper()
-    if charset not in _CHARSETS:
-        raise no("Unsupported charset", "BADCHARSET (UTF-8 US-ASCII)")
+    read_charset(args)
     program = parse_program(args)
     uids = await sorted_uids(session, criteria, program)
     if cmd.uid:

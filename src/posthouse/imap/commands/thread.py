@@ -1,11 +1,11 @@
 """THREAD (RFC 5256): ORDEREDSUBJECT and REFERENCES."""
 from __future__ import annotations
 
-from ..errors import bad, no
+from ..errors import bad
 from ..protocol.tokens import Atom
 from ..search import Evaluator, parse_program
 from ..threading import ThreadMessage, ordered_subject, references, render
-from .sort import _CHARSETS
+from .search import read_charset
 
 ALGORITHMS = {"ORDEREDSUBJECT": ordered_subject, "REFERENCES": references}
 
@@ -18,9 +18,7 @@ async def thread(session, cmd):
     algorithm = ALGORITHMS.get(tok.upper)
     if algorithm is None:
         raise bad(f"Unknown threading algorithm {tok.value}")
-    charset = args.astring("charset").upper()
-    if charset not in _CHARSETS:
-        raise no("Unsupported charset", "BADCHARSET (UTF-8 US-ASCII)")
+    read_charset(args)
     program = parse_program(args)
     seqs = await Evaluator(session, program).run()
     view = session.view
