@@ -165,6 +165,15 @@ class SelectedView:
         self.expunged.clear()
         return seqs
 
+    def take_vanished(self) -> list[int]:
+        """The same, for QRESYNC's VANISHED: the UIDs, ascending."""
+        gone = sorted(u for u in self.expunged if self.seq_of(u) is not None)
+        if self.expunged:
+            self.uids = _without(self.uids, self.expunged)
+            self.recent.difference_update(self.expunged)
+            self.expunged.clear()
+        return gone
+
     def take_added(self) -> list[int]:
         """Take in the messages added since; returns their UIDs, ascending."""
         new = sorted({u for u in self.added if u not in self.expunged and self.seq_of(u) is None})

@@ -72,9 +72,35 @@ def parse_key(args: ArgReader):
         return ("or", parse_key(args), parse_key(args))
     if key == "UID":
         return ("uidset", parse_sequence_set(args.atom("UID set")))
+    if key == "MODSEQ":
+        return _modseq_key(args)
     if key[:1].isdigit() or key[:1] in "*$":
         return ("seqset", parse_sequence_set(tok.value))
     raise ParseError(f"Unknown search key {tok.value}")
+
+
+_ENTRY_TYPES = {"PRIV", "SHARED", "ALL"}
+
+
+def _modseq_key(args: ArgReader):
+    """MODSEQ [entry-name entry-type] n (RFC 7162 3.1.5): messages changed at or
+    after n. MODSEQs are kept per message, so the entry (one flag's own MODSEQ)
+    only narrows what the client asks about, never what we can answer."""
+    tok = args.peek()
+    if isinstance(tok, String):
+        name = _string(args)
+        if not name.lower().startswith("/flags/") or len(name) == 7:
+            raise ParseError("Invalid MODSEQ entry name")
+        if args.atom("entry type").upper() not in _ENTRY_TYPES:
+            raise ParseError("Invalid MODSEQ entry type")
+    text = args.atom("mod-sequence")
+    if not text.isdigit() or len(text) > 20 or int(text) >= 2**63:
+        raise ParseError("Invalid mod-sequence")
+    return ("modseq", int(text))
+
+
+def uses_modseq(program) -> bool:
+    return any(n[0] == "modseq" for n in _walk(program))
 
 
 def parse_program(args: ArgReader):
@@ -176,6 +202,13 @@ class Evaluator:
                 e = entry(uid)
                 return e is not None and (e.size > limit if larger else e.size < limit)
             return size_test
+        if kind == "modseq":
+            since, entry = node[1], view.entry
+
+            def modseq_test(uid, seq):
+                e = entry(uid)
+                return e is not None and e.modseq >= since
+            return modseq_test
         if kind in ("before", "on", "since"):
             ref = node[1]
             return lambda uid, seq: _date_cmp(kind, self._idate(uid), ref)

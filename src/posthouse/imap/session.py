@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from ..store.api import StoreError
-from .args import ArgReader, encode_mailbox_name
+from .args import ArgReader, encode_mailbox_name, format_uid_set
 from .capabilities import capabilities
 from .errors import CommandError
 from .mailbox_index import SYSTEM_FLAGS, SelectedView
@@ -40,6 +40,10 @@ class Session:
         self.view: SelectedView | None = None
         self.mailbox_name: str | None = None
         self.enabled: set[str] = set()
+        # RFC 7162: once a CONDSTORE enabling command has been seen, untagged FETCH
+        # responses carry UID and MODSEQ; QRESYNC (ENABLEd) adds VANISHED.
+        self.condstore = False
+        self.qresync = False
         self.saved_search: list[int] = []
         self.auth_failures = 0
         self.bye_after: str | None = None   # say BYE and close once this command is answered
@@ -61,6 +65,20 @@ class Session:
 
     def capability_list(self) -> list[str]:
         return capabilities(self)
+
+    def enable_condstore(self) -> None:
+        """A CONDSTORE enabling command (RFC 7162 3.1): from now on MODSEQs are
+        reported; with a mailbox selected, its HIGHESTMODSEQ is said at once."""
+        if self.condstore:
+            return
+        self.condstore = True
+        if self.view is not None:
+            self.untagged(f"OK [HIGHESTMODSEQ {self.view.shared.info.highestmodseq}] Highest")
+
+    def modseq_of(self, uid: int) -> int:
+        entry = self.view.entry(uid)
+        # An expunge not yet announced: its last MODSEQ is gone with it; the mailbox's is no lower.
+        return entry.modseq if entry is not None else self.view.shared.info.highestmodseq
 
     # -- output -----------------------------------------------------------------
     def untagged(self, data: bytes | str) -> None:
@@ -170,8 +188,13 @@ class Session:
             return
         if expunge_ok and view.expunged:
             write = self.conn.write
-            for seq in view.take_expunged():
-                write(b"* %d EXPUNGE\r\n" % seq)
+            if self.qresync:
+                gone = view.take_vanished()
+                if gone:
+                    write(b"* VANISHED " + format_uid_set(gone).encode() + b"\r\n")
+            else:
+                for seq in view.take_expunged():
+                    write(b"* %d EXPUNGE\r\n" % seq)
         if view.shared.keywords - view.known_keywords:
             view.known_keywords = set(view.shared.keywords)
             self.flags_responses()
@@ -192,7 +215,8 @@ class Session:
             for uid in sorted(view.flag_changes):
                 seq = view.seq_of(uid)
                 if seq is not None and uid not in view.expunged:
-                    self.untagged(f"{seq} FETCH (UID {uid} FLAGS {self.format_flags(uid)})")
+                    modseq = f" MODSEQ ({self.modseq_of(uid)})" if self.condstore else ""
+                    self.untagged(f"{seq} FETCH (UID {uid} FLAGS {self.format_flags(uid)}{modseq})")
             view.flag_changes.clear()
 
     async def close(self) -> None:

@@ -6,7 +6,7 @@ from ..errors import bad
 from ..protocol.tokens import Atom, ParenList, String
 from ..protocol.writer import nstring
 
-ENABLEABLE = {"IMAP4REV2", "UTF8=ACCEPT"}
+ENABLEABLE = {"IMAP4REV2", "UTF8=ACCEPT", "CONDSTORE", "QRESYNC"}
 
 
 async def capability(session, cmd):
@@ -50,4 +50,8 @@ async def enable(session, cmd):
         if name in ENABLEABLE and name not in session.enabled:
             session.enabled.add(name)
             newly.append("IMAP4rev2" if name == "IMAP4REV2" else name)
+            if name == "QRESYNC":         # RFC 7162 3.2.3: QRESYNC implies CONDSTORE
+                session.qresync = True
+            if name in ("CONDSTORE", "QRESYNC"):
+                session.enable_condstore()
     session.untagged("ENABLED" + "".join(" " + n for n in newly))

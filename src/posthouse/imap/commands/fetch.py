@@ -10,6 +10,7 @@ from ..args import format_datetime
 from ..errors import bad, no
 from ..protocol.tokens import Atom, ParenList, ParseError
 from ..protocol.writer import literal
+from .resync import parse_fetch_modifiers, send_vanished_earlier
 
 _MACROS = {
     "ALL": ["FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE"],
@@ -17,7 +18,9 @@ _MACROS = {
     "FULL": ["FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY"],
 }
 _SIMPLE = {"UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY", "BODYSTRUCTURE",
-           "RFC822", "RFC822.HEADER", "RFC822.TEXT"}
+           "RFC822", "RFC822.HEADER", "RFC822.TEXT", "MODSEQ"}
+# Items answered from the shared in-memory index, without the store.
+_INDEX_ONLY = {"UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "MODSEQ"}
 _SECTION_ATT = re.compile(r"^(BODY|BODY\.PEEK|BINARY|BINARY\.PEEK|BINARY\.SIZE)\[(.*)\](?:<(\d+)(?:\.(\d+))?>)?$",
                           re.DOTALL | re.IGNORECASE)
 _SECTION = re.compile(r"^((?:[1-9]\d*\.)*[1-9]\d*)?(?:\.?(HEADER\.FIELDS\.NOT|HEADER\.FIELDS|HEADER|TEXT|MIME))?"
@@ -35,7 +38,7 @@ class Item:
 
     @property
     def needs_data(self) -> bool:
-        return self.name not in ("UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE")
+        return self.name not in _INDEX_ONLY
 
     @property
     def needs_bytes(self) -> bool:
@@ -127,10 +130,7 @@ async def fetch(session, cmd):
     args = session.args(cmd)
     seqset = args.sequence_set()
     items = parse_items(args)
-    if args.more():
-        modifiers = args.plist("fetch modifiers")
-        if modifiers:
-            raise bad("Unsupported FETCH modifier")
+    mods = parse_fetch_modifiers(session, cmd, args.plist("fetch modifiers") if args.more() else [])
     args.end()
     view = session.view
     try:
@@ -139,6 +139,15 @@ async def fetch(session, cmd):
         raise bad("Invalid message sequence number") from None
     if cmd.uid and not any(i.name == "UID" for i in items):
         items.insert(0, Item("UID"))
+    if mods.changed_since is not None or any(i.name == "MODSEQ" for i in items):
+        session.enable_condstore()
+    if mods.changed_since is not None:
+        if not any(i.name == "MODSEQ" for i in items):
+            items.append(Item("MODSEQ"))
+        if mods.vanished:
+            await send_vanished_earlier(session, mods.changed_since, seqset)
+        since, entries, uids = mods.changed_since, view.shared.entries, view.uids
+        positions = [i for i in positions if (e := entries.get(uids[i])) is not None and e.modseq > since]
     all_uids = view.uids
     if not any(i.needs_data for i in items):
         await _fetch_from_index(session, positions, items)
@@ -222,6 +231,8 @@ async def _fetch_from_index(session, positions, items) -> None:
                     out.append(flag_text(uid))
                 elif name == "INTERNALDATE":
                     out.append(f'INTERNALDATE "{format_datetime(entry.internaldate if entry else 0)}"'.encode())
+                elif name == "MODSEQ":
+                    out.append(b"MODSEQ (%d)" % session.modseq_of(uid))
                 else:
                     out.append(b"RFC822.SIZE %d" % (entry.size if entry else 0))
             session.conn.write(b"* %d FETCH (" % (i + 1) + b" ".join(out) + b")\r\n")
@@ -251,11 +262,15 @@ async def _render(session, uid, msg, items, marked) -> list[bytes]:
     view = session.view
     entry = view.entry(uid)
     out: list[bytes] = []
-    flags_sent = False
+    flags_sent = uid_sent = modseq_sent = False
     for item in items:
         name = item.name
         if name == "UID":
             out.append(b"UID %d" % uid)
+            uid_sent = True
+        elif name == "MODSEQ":
+            out.append(b"MODSEQ (%d)" % session.modseq_of(uid))
+            modseq_sent = True
         elif name == "FLAGS":
             out.append(b"FLAGS " + session.format_flags(uid).encode())
             flags_sent = True
@@ -280,8 +295,16 @@ async def _render(session, uid, msg, items, marked) -> list[bytes]:
             out.append(await _body_section(session, msg, item, _section_label(item).encode() + b" "))
         else:
             out.append(await _binary(session, msg, item))
-    if uid in marked and not flags_sent:
-        out.append(b"FLAGS " + session.format_flags(uid).encode())
+    if uid in marked:
+        # \Seen was set by this FETCH: the new flags, and with CONDSTORE the
+        # UID and MODSEQ as for any other flag change (RFC 7162 3.1).
+        if not flags_sent:
+            out.append(b"FLAGS " + session.format_flags(uid).encode())
+        if session.condstore:
+            if not uid_sent:
+                out.append(b"UID %d" % uid)
+            if not modseq_sent:
+                out.append(b"MODSEQ (%d)" % session.modseq_of(uid))
     return out
 
 

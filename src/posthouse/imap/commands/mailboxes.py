@@ -7,6 +7,7 @@ import re
 from ..args import check_mailbox_name
 from ..errors import bad, no
 from ..protocol.tokens import Atom, ParenList, ParseError, String
+from .resync import parse_select_params, qresync_select
 
 DELIM = "/"
 
@@ -20,15 +21,14 @@ def _user_id(session) -> int:
 async def _open(session, cmd, readonly: bool):
     args = session.args(cmd)
     name = args.mailbox()
-    if args.more():
-        params = args.plist("select parameters")
-        if params:
-            raise bad("Unsupported SELECT parameter")
+    params = parse_select_params(session, args.plist("select parameters") if args.more() else [])
     args.end()
     had_mailbox = session.view is not None
     session.unselect()   # a failed SELECT still leaves no mailbox selected
-    if had_mailbox and session.rev2:
+    if had_mailbox and (session.rev2 or session.qresync):
         session.untagged("OK [CLOSED] Previous mailbox closed.")
+    if params.condstore or params.qresync:
+        session.enable_condstore()   # no mailbox now: HIGHESTMODSEQ comes below
     info = await session.ctx.service.call("get_mailbox", _user_id(session), name)
     view = await session.select(info.id, name, readonly)
     shared = view.shared
@@ -41,8 +41,12 @@ async def _open(session, cmd, readonly: bool):
             session.untagged(f"OK [UNSEEN {first_unseen}] First unseen.")
     session.untagged(f"OK [UIDVALIDITY {shared.info.uidvalidity}] UIDs valid")
     session.untagged(f"OK [UIDNEXT {shared.info.uidnext}] Predicted next UID")
+    if session.condstore:
+        session.untagged(f"OK [HIGHESTMODSEQ {shared.info.highestmodseq}] Highest")
     if session.rev2:
         session.untagged(b"LIST () \"/\" " + session.wire_name(name))
+    if params.qresync is not None:
+        await qresync_select(session, params.qresync)
     code = "READ-ONLY" if readonly else "READ-WRITE"
     return code, ("EXAMINE" if readonly else "SELECT") + " completed"
 
@@ -192,6 +196,8 @@ async def list_command(session, cmd):
             else:
                 returns.add(opt)
     args.end()
+    if status_items and "HIGHESTMODSEQ" in status_items:
+        session.enable_condstore()
     extended = bool(selection) or bool(returns) or status_items is not None or len(patterns) > 1
     if len(patterns) == 1 and patterns[0] == "" and not selection:
         session.untagged('LIST (\\Noselect) "/" ""')
@@ -313,7 +319,7 @@ async def namespace(session, cmd):
 
 # DELETED and DELETED-STORAGE: RFC 9208 4.2 (QUOTA=RES-MESSAGE, QUOTA=RES-STORAGE).
 _STATUS_ITEMS = ("MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED", "DELETED-STORAGE", "SIZE",
-                 "RECENT")
+                 "RECENT", "HIGHESTMODSEQ")
 
 
 def _status_item(tok) -> str:
@@ -335,5 +341,7 @@ async def status(session, cmd):
     args.end()
     if not items:
         raise bad("STATUS needs items")
+    if "HIGHESTMODSEQ" in items:
+        session.enable_condstore()
     info = await session.ctx.service.call("get_mailbox", _user_id(session), name)
     await _send_status(session, info.id, name, items)

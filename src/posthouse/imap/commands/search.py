@@ -5,7 +5,7 @@ from ..args import format_uid_set
 from ..protocol.writer import number_line
 from ..errors import bad, no
 from ..protocol.tokens import Atom
-from ..search import Evaluator, parse_program
+from ..search import Evaluator, parse_program, uses_modseq
 
 _CHARSETS = {"UTF-8", "US-ASCII"}
 _RETURN_OPTS = {"MIN", "MAX", "ALL", "COUNT", "SAVE"}
@@ -24,21 +24,32 @@ async def search(session, cmd):
         if returns and "SAVE" in returns:
             session.saved_search = []
         raise
+    with_modseq = uses_modseq(program)
+    if with_modseq:
+        session.enable_condstore()
     seqs = await Evaluator(session, program).run()
     uids = session.view.uids
     numbers = [uids[s - 1] for s in seqs] if cmd.uid else seqs
+    matched = numbers if cmd.uid else [uids[s - 1] for s in seqs]
     if returns is not None and "SAVE" in returns:
-        session.saved_search = numbers if cmd.uid else [uids[s - 1] for s in seqs]
+        session.saved_search = matched
         if returns == ["SAVE"]:
             return "SEARCH completed"
     if returns is None and not session.rev2:
-        session.conn.write(number_line(b"SEARCH", numbers))
+        modseq = highest_modseq(session, matched) if with_modseq else None
+        session.conn.write(number_line(b"SEARCH", numbers, modseq))
         return "SEARCH completed"
     opts = [r for r in (returns or ["ALL"]) if r != "SAVE"]
     if returns and "SAVE" in returns and not opts:
         return "SEARCH completed"
-    send_esearch(session, cmd, numbers, opts, sorted_order=False)
+    send_esearch(session, cmd, numbers, opts, sorted_order=False, uids=matched if with_modseq else None)
     return "SEARCH completed"
+
+
+def highest_modseq(session, uids) -> int | None:
+    """The highest MODSEQ among the messages a search returns (RFC 7162 3.1.5), None for none."""
+    modseq_of = session.modseq_of
+    return max(map(modseq_of, uids), default=None)
 
 
 def read_charset(args) -> str:
@@ -63,21 +74,36 @@ def parse_return_options(args) -> list[str] | None:
     return returns or ["ALL"]
 
 
-def send_esearch(session, cmd, numbers: list[int], opts: list[str], sorted_order: bool) -> None:
+def send_esearch(session, cmd, numbers: list[int], opts: list[str], sorted_order: bool,
+                 uids: list[int] | None = None) -> None:
     """The ESEARCH response. For a SORT (ESORT, RFC 5267 3) MIN and MAX are the first
-    and last in sort order, and ALL keeps that order."""
+    and last in sort order, and ALL keeps that order.
+
+    uids (the matches' UIDs, in the order of numbers) is given when the search had
+    a MODSEQ key: the response then ends with the highest MODSEQ of the messages
+    it names, of all of them with ALL or COUNT, else of the MIN and MAX ones."""
     parts = [f'(TAG "{cmd.tag}")']
     if cmd.uid:
         parts.append("UID")
+    reported = set()
     if numbers:
         if "MIN" in opts:
-            parts.append(f"MIN {numbers[0] if sorted_order else min(numbers)}")
+            i = 0 if sorted_order else numbers.index(min(numbers))
+            parts.append(f"MIN {numbers[i]}")
+            reported.add(i)
         if "MAX" in opts:
-            parts.append(f"MAX {numbers[-1] if sorted_order else max(numbers)}")
+            i = len(numbers) - 1 if sorted_order else numbers.index(max(numbers))
+            parts.append(f"MAX {numbers[i]}")
+            reported.add(i)
     if "COUNT" in opts:
         parts.append(f"COUNT {len(numbers)}")
     if numbers and "ALL" in opts:
         parts.append("ALL " + (_ordered_set(numbers) if sorted_order else format_uid_set(numbers)))
+    if uids and numbers:
+        named = uids if "ALL" in opts or "COUNT" in opts else [uids[i] for i in sorted(reported)]
+        modseq = highest_modseq(session, named)
+        if modseq is not None:
+            parts.append(f"MODSEQ {modseq}")
     session.untagged("ESEARCH " + " ".join(parts))
 
 

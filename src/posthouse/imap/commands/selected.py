@@ -41,6 +41,10 @@ async def expunge(session, cmd):
     if session.view.readonly:
         raise no("Mailbox is read-only", "READ-ONLY")
     await _expunge_deleted(session, only)
+    if session.condstore:
+        # Expunges carry no MODSEQ of their own in the responses: the client
+        # learns the mailbox's new one here (RFC 7162 3.2.10).
+        return f"HIGHESTMODSEQ {session.view.shared.info.highestmodseq}", "EXPUNGE completed"
 
 
 async def _copy_or_move(session, cmd, move: bool):

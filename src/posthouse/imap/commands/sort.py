@@ -4,8 +4,8 @@ from __future__ import annotations
 from ..errors import bad
 from ..protocol.tokens import Atom
 from ..protocol.writer import number_line
-from ..search import Evaluator, parse_program
-from .search import parse_return_options, read_charset, send_esearch
+from ..search import Evaluator, parse_program, uses_modseq
+from .search import highest_modseq, parse_return_options, read_charset, send_esearch
 
 _KEYS = {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"}
 # Keys that need the parsed header values kept at delivery; the rest come from columns.
@@ -90,6 +90,9 @@ async def sort(session, cmd):
     criteria = parse_sort_criteria(args)
     read_charset(args)
     program = parse_program(args)
+    with_modseq = uses_modseq(program)
+    if with_modseq:
+        session.enable_condstore()
     uids = await sorted_uids(session, criteria, program)
     if cmd.uid:
         numbers = uids
@@ -105,7 +108,8 @@ async def sort(session, cmd):
             session.saved_search = sorted(uids)
             returns = [r for r in returns if r != "SAVE"]
         if returns:
-            send_esearch(session, cmd, numbers, returns, sorted_order=True)
+            send_esearch(session, cmd, numbers, returns, sorted_order=True, uids=uids if with_modseq else None)
     else:
-        session.conn.write(number_line(b"SORT", numbers))
+        modseq = highest_modseq(session, uids) if with_modseq else None
+        session.conn.write(number_line(b"SORT", numbers, modseq))
     return "SORT completed"

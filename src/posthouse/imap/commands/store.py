@@ -5,6 +5,7 @@ from ..args import format_uid_set
 from ..errors import bad, no
 from ..mailbox_index import SYSTEM_FLAGS
 from ..protocol.tokens import Atom, ParenList
+from .resync import modseq_number
 
 _SYSTEM = {f.lower(): f for f in SYSTEM_FLAGS}
 _KEYWORD_BAD = set('(){ %*"\\]')
@@ -41,9 +42,7 @@ async def store(session, cmd):
     if isinstance(tok, ParenList):        # CONDSTORE modifier list
         items = tok.items
         if len(items) == 2 and isinstance(items[0], Atom) and items[0].upper == "UNCHANGEDSINCE":
-            unchanged_since = int(items[1].value) if isinstance(items[1], Atom) and items[1].value.isdigit() else None
-            if unchanged_since is None:
-                raise bad("Invalid UNCHANGEDSINCE")
+            unchanged_since = modseq_number(items[1], "UNCHANGEDSINCE value")
         else:
             raise bad("Unknown STORE modifier")
         tok = args.next("STORE item")
@@ -67,21 +66,34 @@ async def store(session, cmd):
         uids = (view.uids_for_uidset if cmd.uid else view.uids_for_seqset)(seqset, session.saved_search)
     except IndexError:
         raise bad("Invalid message sequence number") from None
+    if unchanged_since is not None:
+        session.enable_condstore()
     live = [u for u in uids if not view.is_expunged(u)]
     events, failed = await session.ctx.service.change("store_flags", view.shared.id, live, modes[base],
                                                       flags, unchanged_since)
     changed = {e.uid for e in events}
     # Our own change: answer it here (unless silent) rather than again as an update.
     view.flag_changes.difference_update(changed)
-    report = uids if not silent else []
-    for uid in report:
+    failed_set = set(failed)
+    condstore = session.condstore
+    for uid in uids:
         seq = view.seq_of(uid)
-        if seq is None:
+        if seq is None or uid in failed_set:
             continue
-        uid_part = f"UID {uid} " if cmd.uid else ""
-        session.untagged(f"{seq} FETCH ({uid_part}FLAGS {session.format_flags(uid)})")
+        if silent and not (condstore and uid in changed):
+            continue
+        parts = []
+        if cmd.uid or condstore:
+            parts.append(f"UID {uid}")
+        if not silent:
+            parts.append(f"FLAGS {session.format_flags(uid)}")
+        if condstore:
+            # Even .SILENT owes the client the new MODSEQ (RFC 7162 3.1.3).
+            parts.append(f"MODSEQ ({session.modseq_of(uid)})")
+        session.untagged(f"{seq} FETCH ({' '.join(parts)})")
     if any(view.is_expunged(u) for u in uids):
         return "EXPUNGEISSUED", "Some of the messages no longer exist"
     if failed:
-        return f"MODIFIED {format_uid_set(failed)}", "Conditional STORE failed"
+        numbers = sorted(failed) if cmd.uid else sorted(s for s in map(view.seq_of, failed) if s is not None)
+        return f"MODIFIED {format_uid_set(numbers)}", "Conditional STORE failed"
     return "STORE completed"

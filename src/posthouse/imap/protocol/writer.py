@@ -32,8 +32,10 @@ def paren(items) -> bytes:
     return b"(" + b" ".join(items) + b")"
 
 
-def number_line(name: bytes, numbers) -> bytes:
-    """An untagged "* SEARCH 1 2 3" line (map(str) formats in C: it matters at 100,000 numbers)."""
+def number_line(name: bytes, numbers, modseq: int | None = None) -> bytes:
+    """An untagged "* SEARCH 1 2 3" line (map(str) formats in C: it matters at 100,000 numbers),
+    with CONDSTORE's "(MODSEQ n)" after the numbers when given."""
     if not numbers:
         return b"* " + name + b"\r\n"
-    return b"* " + name + b" " + " ".join(map(str, numbers)).encode() + b"\r\n"
+    tail = b"" if modseq is None else b" (MODSEQ %d)" % modseq
+    return b"* " + name + b" " + " ".join(map(str, numbers)).encode() + tail + b"\r\n"

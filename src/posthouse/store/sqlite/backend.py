@@ -44,7 +44,7 @@ class SQLiteStore(Store):
     # Calls that only read: they ask for no fsync either.
     READS = frozenset({"get_user", "user_by_id", "list_users", "list_mailboxes", "get_mailbox", "subscriptions",
                        "mailbox_counts", "load_index", "message_data", "search_fields", "search_body", "sort_data",
-                       "search_field", "thread_data",
+                       "search_field", "thread_data", "vanished_since",
                        "read_blob", "get_quota", "active_script", "get_script",
                        "list_scripts", "due_outbound", "next_outbound_time"})
     # Reads by a unique key, cheaper than the hop to the database thread and
@@ -55,7 +55,7 @@ class SQLiteStore(Store):
     # database thread: handing results back from more threads costs more in
     # GIL waits than it saves, measured on the mixed load.)
     LONG_READS = frozenset({"load_index", "search_fields", "search_field", "search_body", "sort_data",
-                            "thread_data"})
+                            "thread_data", "vanished_since"})
 
     def __init__(self, data_dir: str, fsync: bool = True, inline_max: int = 128 * 1024,
                  quota_storage: int | None = None, quota_messages: int | None = None):
@@ -784,6 +784,12 @@ class SQLiteStore(Store):
                                "b.in_reply_to, b.refs_header FROM messages m JOIN blobs b ON b.id = m.blob_id "
                                "WHERE m.mailbox_id = ?", (mailbox_id,))
         return {r[0]: r[1:] for r in rows}
+
+    def vanished_since(self, mailbox_id, modseq):
+        """UIDs expunged with a MODSEQ above modseq, ascending (QRESYNC's VANISHED (EARLIER))."""
+        rows = self.db.execute("SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
+                               (mailbox_id, modseq))
+        return [r[0] for r in rows]
 
     def read_blob(self, key, start=0, end=None):
         """Bytes of a blob (a range of them), wherever it is kept. Safe from any
