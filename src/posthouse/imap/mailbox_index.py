@@ -126,14 +126,22 @@ class SelectedView:
         self.known_keywords = set(shared.keywords)
         self.gone = False
         self.listener = None                        # called on any change (IDLE pushes then)
+        # While searches are kept up to date (RFC 5267): UIDs that arrived or whose
+        # flags changed, by anyone, this session's own changes included.
+        self.track_changes = False
+        self.changed_uids: set[int] = set()
 
     # -- fed by SharedMailbox -------------------------------------------------
     def on_added(self, uid: int) -> None:
         self.added.append(uid)
+        if self.track_changes:
+            self.changed_uids.add(uid)
         self._changed()
 
     def on_flags(self, uid: int) -> None:
         self.flag_changes.add(uid)
+        if self.track_changes:
+            self.changed_uids.add(uid)
         self._changed()
 
     def on_expunged(self, last_flags: dict) -> None:

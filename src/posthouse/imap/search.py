@@ -103,6 +103,12 @@ def uses_modseq(program) -> bool:
     return any(n[0] == "modseq" for n in _walk(program))
 
 
+def uses_positions(program) -> bool:
+    """Whether the program names messages by sequence number (or the saved '$'),
+    so that an expunge can change what it matches beyond the expunged ones."""
+    return any(n[0] == "seqset" for n in _walk(program))
+
+
 def parse_program(args: ArgReader):
     keys = [parse_key(args)]
     while args.more():
@@ -162,6 +168,19 @@ class Evaluator:
         if not expunged:
             return [i for i, u in enumerate(uids, 1) if match(u, i)]
         return [i for i, u in enumerate(uids, 1) if u not in expunged and match(u, i)]
+
+    async def matching(self, candidates) -> set[int]:
+        """Which of these UIDs (in the view, not expunged) match: what a search
+        kept up to date (RFC 5267 UPDATE) asks after a change."""
+        view = self.view
+        live = [u for u in candidates if u not in view.expunged and view.seq_of(u) is not None]
+        if not live:
+            return set()
+        if any(n[0] in _STORE_KEYS for n in _walk(self.program)):
+            await self._prefetch(live)
+        match = self._compile(self.program)
+        seq_of = view.seq_of
+        return {u for u in live if match(u, seq_of(u))}
 
     def _compile(self, node):
         """The search key as a test of (uid, sequence number), built once: the

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from ..store.api import StoreError
 from .args import ArgReader, encode_mailbox_name, format_uid_set
 from .capabilities import capabilities
+from . import search_updates
 from .errors import CommandError
 from .mailbox_index import SYSTEM_FLAGS, SelectedView
 from .protocol.tokens import Command, ParseError
@@ -45,6 +46,7 @@ class Session:
         self.condstore = False
         self.qresync = False
         self.saved_search: list[int] = []
+        self.search_contexts: dict = {}      # tag -> context.SearchContext (RFC 5267 UPDATE)
         self.auth_failures = 0
         self.bye_after: str | None = None   # say BYE and close once this command is answered
 
@@ -158,6 +160,7 @@ class Session:
             shared.views.discard(self.view)
             self.ctx.registry.release(shared)
         self.view, self.mailbox_name = None, None
+        self.search_contexts.clear()
         if self.state == SELECTED:
             self.state = AUTH
 
@@ -188,6 +191,8 @@ class Session:
             return
         if expunge_ok and view.expunged:
             write = self.conn.write
+            if self.search_contexts:
+                search_updates.before_expunge(self, view.expunged)
             if self.qresync:
                 gone = view.take_vanished()
                 if gone:
@@ -218,6 +223,8 @@ class Session:
                     modseq = f" MODSEQ ({self.modseq_of(uid)})" if self.condstore else ""
                     self.untagged(f"{seq} FETCH (UID {uid} FLAGS {self.format_flags(uid)}{modseq})")
             view.flag_changes.clear()
+        if self.search_contexts:
+            await search_updates.refresh(self)
 
     async def close(self) -> None:
         self.unselect()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..session import AUTH, NOT_AUTH, SELECTED, CommandSpec
+from .. import search_updates
 from . import any_state, append, auth, fetch, idle, mailboxes, quota, search, selected, sort, store, thread
 
 ANY = (NOT_AUTH, AUTH, SELECTED)
@@ -43,4 +44,5 @@ COMMANDS: dict[str, CommandSpec] = {
     "SEARCH": CommandSpec(search.search, (SELECTED,), expunge_ok=False, uid_ok=True),
     "SORT": CommandSpec(sort.sort, (SELECTED,), expunge_ok=False, uid_ok=True),
     "THREAD": CommandSpec(thread.thread, (SELECTED,), expunge_ok=False, uid_ok=True),
+    "CANCELUPDATE": CommandSpec(search_updates.cancelupdate, (SELECTED,)),
 }

@@ -5,6 +5,7 @@ from ..errors import bad
 from ..protocol.tokens import Atom
 from ..protocol.writer import number_line
 from ..search import Evaluator, parse_program, uses_modseq
+from ..search_updates import start_updates
 from .search import highest_modseq, parse_return_options, read_charset, send_esearch
 
 _KEYS = {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"}
@@ -66,10 +67,14 @@ def parse_sort_criteria(args) -> list[tuple[str, bool]]:
 
 async def sorted_uids(session, criteria, program) -> list[int]:
     seqs = await Evaluator(session, program).run()
-    if not seqs:
-        return []
     all_uids = session.view.uids
-    matches = [all_uids[s - 1] for s in seqs]
+    return await sort_matches(session, criteria, [all_uids[s - 1] for s in seqs])
+
+
+async def sort_matches(session, criteria, matches: list[int]) -> list[int]:
+    """UIDs (in mailbox order) in the order the criteria give."""
+    if not matches:
+        return []
     # Messages tie-break in mailbox order; stable sorts, last key first, give that.
     if not any(key in _PARSED for key, _ in criteria):
         entries = session.view.shared.entries
@@ -104,10 +109,11 @@ async def sort(session, cmd):
         else:
             numbers = [view.seq_of(u) for u in uids]
     if returns is not None:
-        if "SAVE" in returns:      # RFC 5182 with ESORT: the saved set, order aside
+        if returns.save:      # RFC 5182 with ESORT: the saved set, order aside
             session.saved_search = sorted(uids)
-            returns = [r for r in returns if r != "SAVE"]
-        if returns:
+        if returns.update:
+            start_updates(session, cmd, program, returns, uids, criteria)
+        if returns.answers:
             send_esearch(session, cmd, numbers, returns, sorted_order=True, uids=uids if with_modseq else None)
     else:
         modseq = highest_modseq(session, uids) if with_modseq else None
