@@ -39,6 +39,8 @@ class Connection:
         self.reader = CommandReader(max_line=config.max_line, max_literal=config.max_message_size)
         self.tls = tls
         self.peer, self.is_loopback = peer_of(writer)
+        local = writer.get_extra_info("sockname")
+        self.local_host = local[0] if isinstance(local, tuple) else None   # URLs may name us by it
         self.closed = False
         # Responses are gathered and sent in one write at drain(): one system
         # call per command instead of one per response line.

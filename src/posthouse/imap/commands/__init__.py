@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..session import AUTH, NOT_AUTH, SELECTED, CommandSpec
 from .. import search_updates
-from . import any_state, append, auth, fetch, idle, mailboxes, quota, search, selected, sort, store, thread
+from . import any_state, append, auth, fetch, idle, mailboxes, quota, search, selected, sort, store, thread, urlauth
 
 ANY = (NOT_AUTH, AUTH, SELECTED)
 AUTHED = (AUTH, SELECTED)
@@ -33,6 +33,9 @@ COMMANDS: dict[str, CommandSpec] = {
     "GETQUOTAROOT": CommandSpec(quota.getquotaroot, AUTHED),
     "SETQUOTA": CommandSpec(quota.setquota, AUTHED),
     "IDLE": CommandSpec(idle.idle, AUTHED),
+    "GENURLAUTH": CommandSpec(urlauth.genurlauth, AUTHED),
+    "URLFETCH": CommandSpec(urlauth.urlfetch, AUTHED),
+    "RESETKEY": CommandSpec(urlauth.resetkey, AUTHED),
     "CHECK": CommandSpec(selected.check, (SELECTED,)),
     "CLOSE": CommandSpec(selected.close, (SELECTED,)),
     "UNSELECT": CommandSpec(selected.unselect, (SELECTED,)),

@@ -96,6 +96,11 @@ def _parse_item(text: str) -> Item:
     return Item(base, numbers, keyword, fields, partial, peek)
 
 
+def parse_section(section: str) -> Item:
+    """A section as IMAP URLs give it ("1.2", "HEADER.FIELDS (FROM)")."""
+    return _parse_item(f"BODY.PEEK[{section}]")
+
+
 def parse_items(args) -> list[Item]:
     tok = args.next("fetch items")
     if isinstance(tok, Atom):

@@ -44,7 +44,7 @@ class SQLiteStore(Store):
     # Calls that only read: they ask for no fsync either.
     READS = frozenset({"get_user", "user_by_id", "list_users", "list_mailboxes", "get_mailbox", "subscriptions",
                        "mailbox_counts", "load_index", "message_data", "search_fields", "search_body", "sort_data",
-                       "search_field", "thread_data", "vanished_since",
+                       "search_field", "thread_data", "vanished_since", "urlauth_key",
                        "read_blob", "get_quota", "active_script", "get_script",
                        "list_scripts", "due_outbound", "next_outbound_time"})
     # Reads by a unique key, cheaper than the hop to the database thread and
@@ -784,6 +784,27 @@ class SQLiteStore(Store):
                                "b.in_reply_to, b.refs_header FROM messages m JOIN blobs b ON b.id = m.blob_id "
                                "WHERE m.mailbox_id = ?", (mailbox_id,))
         return {r[0]: r[1:] for r in rows}
+
+    def urlauth_key(self, mailbox_id):
+        row = self.db.execute("SELECT key FROM urlauth_keys WHERE mailbox_id=?", (mailbox_id,)).fetchone()
+        return row[0] if row else None
+
+    def signing_key(self, mailbox_id):
+        """The mailbox's URLAUTH access key, made on first use."""
+        with self._tx():
+            key = self.urlauth_key(mailbox_id)
+            if key is None:
+                key = os.urandom(32)
+                self.db.execute("INSERT INTO urlauth_keys VALUES (?,?)", (mailbox_id, key))
+        return key
+
+    def reset_urlauth_keys(self, user_id, mailbox_id=None):
+        with self._tx():
+            if mailbox_id is None:
+                self.db.execute("DELETE FROM urlauth_keys WHERE mailbox_id IN "
+                                "(SELECT id FROM mailboxes WHERE user_id=?)", (user_id,))
+            else:
+                self.db.execute("DELETE FROM urlauth_keys WHERE mailbox_id=?", (mailbox_id,))
 
     def vanished_since(self, mailbox_id, modseq):
         """UIDs expunged with a MODSEQ above modseq, ascending (QRESYNC's VANISHED (EARLIER))."""

@@ -132,6 +132,12 @@ CREATE TABLE IF NOT EXISTS messages (
 ) WITHOUT ROWID;
 -- Which messages hold a blob: body search hits and blob reference counting.
 CREATE INDEX IF NOT EXISTS messages_blob ON messages(blob_id);
+-- URLAUTH (RFC 4467): each mailbox's access key, which signs the URLs
+-- GENURLAUTH hands out; RESETKEY deletes it, and every URL it signed dies.
+CREATE TABLE IF NOT EXISTS urlauth_keys (
+    mailbox_id INTEGER PRIMARY KEY REFERENCES mailboxes(id) ON DELETE CASCADE,
+    key BLOB NOT NULL
+);
 -- Expunge history: what QRESYNC's VANISHED (EARLIER) is answered from.
 CREATE TABLE IF NOT EXISTS expunged (
     mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
