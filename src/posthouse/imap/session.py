@@ -47,6 +47,10 @@ class Session:
         self.qresync = False
         self.saved_search: list[int] = []
         self.search_contexts: dict = {}      # tag -> context.SearchContext (RFC 5267 UPDATE)
+        self.notifier = None                 # NOTIFY SET in force (notifier.Notifier)
+        self.busy = False                    # a command is running (its responses must not be cut into)
+        self.idle_kick = None                # while in IDLE: call to push news at once
+        self.pending_overflow = False
         self.auth_failures = 0
         self.bye_after: str | None = None   # say BYE and close once this command is answered
 
@@ -98,7 +102,11 @@ class Session:
 
     # -- dispatch ---------------------------------------------------------------
     async def handle(self, cmd: Command) -> None:
-        await self._handle(cmd)
+        self.busy = True
+        try:
+            await self._handle(cmd)
+        finally:
+            self.busy = False
         if self.bye_after is not None:
             self.untagged("BYE " + self.bye_after)
             await self.close()
@@ -181,6 +189,7 @@ class Session:
         """Tell the client what changed in its mailbox, as far as it may be told now."""
         view = self.view
         if view is None:
+            await self._deliver_notifications()
             return
         if view.gone:
             # Deleted or renamed by another session: nothing here is valid any more.
@@ -216,6 +225,7 @@ class Session:
                 self.untagged(f"{view.exists} EXISTS")
                 if not self.rev2:
                     self.untagged(f"{len(view.recent)} RECENT")
+                await self._fetch_new(new)
         if view.flag_changes:
             for uid in sorted(view.flag_changes):
                 seq = view.seq_of(uid)
@@ -225,7 +235,27 @@ class Session:
             view.flag_changes.clear()
         if self.search_contexts:
             await search_updates.refresh(self)
+        await self._deliver_notifications()
+
+    async def _fetch_new(self, new: list[int]) -> None:
+        """NOTIFY's MessageNew (fetch-att ...) for the selected mailbox."""
+        group = self.notifier.selected_group if self.notifier is not None else None
+        if group is None or not group.fetch_items or "MESSAGENEW" not in group.events:
+            return
+        from .commands.fetch import fetch_messages
+        positions = [s - 1 for s in map(self.view.seq_of, new) if s is not None]
+        await fetch_messages(self, positions, group.fetch_items)
+
+    async def _deliver_notifications(self) -> None:
+        if self.pending_overflow:
+            self.pending_overflow = False
+            self.untagged("OK [NOTIFICATIONOVERFLOW] Too many notifications; NOTIFY is off")
+        if self.notifier is not None:
+            await self.notifier.deliver()
 
     async def close(self) -> None:
+        if self.notifier is not None:
+            self.notifier.stop()
+            self.notifier = None
         self.unselect()
         self.state = LOGOUT

@@ -155,6 +155,21 @@ class MailboxGone:
 
 
 @dataclass(slots=True)
+class MailboxListChanged:
+    """A user's mailbox was created, deleted or renamed, or (un)subscribed:
+    what NOTIFY's MailboxName and SubscriptionChange events tell (RFC 5465)."""
+    user_id: int
+    kind: str                    # "created", "deleted", "renamed", "subscribed", "unsubscribed"
+    name: str
+    old_name: str | None = None
+    origin: object = None        # the session that made the change (it is not told)
+
+    @property
+    def hub_key(self):
+        return ("user", self.user_id)
+
+
+@dataclass(slots=True)
 class AppendResult:
     uidvalidity: int
     uid: int

@@ -30,10 +30,10 @@ class ChangeHub:
     def __init__(self):
         self._followers: dict[int, list[Callable]] = defaultdict(list)
 
-    def follow(self, mailbox_id: int, callback: Callable) -> None:
+    def follow(self, mailbox_id, callback: Callable) -> None:
         self._followers[mailbox_id].append(callback)
 
-    def unfollow(self, mailbox_id: int, callback: Callable) -> None:
+    def unfollow(self, mailbox_id, callback: Callable) -> None:
         followers = self._followers.get(mailbox_id)
         if followers and callback in followers:
             followers.remove(callback)
@@ -42,7 +42,9 @@ class ChangeHub:
 
     def publish(self, events) -> None:
         for event in events:
-            for callback in list(self._followers.get(event.mailbox_id, ())):
+            # Events about a user's list of mailboxes are followed by ("user", id).
+            key = getattr(event, "hub_key", None) or event.mailbox_id
+            for callback in list(self._followers.get(key, ())):
                 callback(event)
 
 

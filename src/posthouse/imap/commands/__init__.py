@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..session import AUTH, NOT_AUTH, SELECTED, CommandSpec
 from .. import search_updates
-from . import any_state, append, auth, fetch, idle, mailboxes, quota, search, selected, sort, store, thread, urlauth
+from . import any_state, append, auth, fetch, idle, mailboxes, notify, quota, search, selected, sort, store, thread, urlauth
 
 ANY = (NOT_AUTH, AUTH, SELECTED)
 AUTHED = (AUTH, SELECTED)
@@ -33,6 +33,7 @@ COMMANDS: dict[str, CommandSpec] = {
     "GETQUOTAROOT": CommandSpec(quota.getquotaroot, AUTHED),
     "SETQUOTA": CommandSpec(quota.setquota, AUTHED),
     "IDLE": CommandSpec(idle.idle, AUTHED),
+    "NOTIFY": CommandSpec(notify.notify, AUTHED),
     "GENURLAUTH": CommandSpec(urlauth.genurlauth, AUTHED),
     "URLFETCH": CommandSpec(urlauth.urlfetch, AUTHED),
     "RESETKEY": CommandSpec(urlauth.resetkey, AUTHED),

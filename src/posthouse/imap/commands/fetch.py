@@ -153,6 +153,13 @@ async def fetch(session, cmd):
             await send_vanished_earlier(session, mods.changed_since, seqset)
         since, entries, uids = mods.changed_since, view.shared.entries, view.uids
         positions = [i for i in positions if (e := entries.get(uids[i])) is not None and e.modseq > since]
+    return await fetch_messages(session, positions, items)
+
+
+async def fetch_messages(session, positions, items: list[Item]):
+    """FETCH responses for the messages at these view positions; the tagged
+    response's (code, text). Also what NOTIFY's MessageNew (fetch-att) sends."""
+    view = session.view
     all_uids = view.uids
     if not any(i.needs_data for i in items):
         await _fetch_from_index(session, positions, items)

@@ -52,10 +52,14 @@ async def idle(session, cmd):
     conn.reader.raw_mode = True
     view = session.view
     pusher = _Pusher(session)
+    session.idle_kick = pusher.kick      # NOTIFY's news comes this way too
     if view is not None:
         view.listener = pusher.kick
         if view.added or view.expunged or view.flag_changes or view.gone:
             pusher.kick()       # changed between the flush above and now
+    notifier = session.notifier
+    if notifier is not None and (notifier.pending_lines or notifier.pending_status):
+        pusher.kick()
     try:
         try:
             event = await asyncio.wait_for(conn.next_event(), session.ctx.config.idle_timeout)
@@ -65,6 +69,7 @@ async def idle(session, cmd):
             await session.close()
             return ANSWERED
     finally:
+        session.idle_kick = None
         if view is not None:
             view.listener = None
         await pusher.finish()

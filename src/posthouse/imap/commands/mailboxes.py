@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from ...store.api import MailboxListChanged
 from ..args import check_mailbox_name
 from ..errors import bad, no
 from ..protocol.tokens import Atom, ParenList, ParseError, String
@@ -14,6 +15,12 @@ DELIM = "/"
 
 def _user_id(session) -> int:
     return session.user.id
+
+
+def _announce(session, kind: str, name: str, old: str | None = None) -> None:
+    """Tell the user's other sessions (NOTIFY's MailboxName, SubscriptionChange)."""
+    event = MailboxListChanged(_user_id(session), kind, name, old, origin=session)
+    session.ctx.service.hub.publish([event])
 
 
 # -- SELECT / EXAMINE ---------------------------------------------------------
@@ -82,6 +89,7 @@ async def create(session, cmd):
     if name == "INBOX":
         raise no("INBOX always exists", "ALREADYEXISTS")
     await session.ctx.service.call("create_mailbox", _user_id(session), name, special)
+    _announce(session, "created", name)
 
 
 _SPECIAL_USES = {x.lower(): x for x in ("\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash")}
@@ -96,6 +104,7 @@ async def delete(session, cmd):
     if session.view is not None and session.mailbox_name == name:
         session.unselect()   # deleting the selected mailbox deselects it
     await session.ctx.service.change("delete_mailbox", _user_id(session), name)
+    _announce(session, "deleted", name)
 
 
 async def rename(session, cmd):
@@ -109,6 +118,7 @@ async def rename(session, cmd):
     if new == "INBOX":
         raise no("Can't rename to INBOX", "ALREADYEXISTS")
     await session.ctx.service.change("rename_mailbox", _user_id(session), old, new)
+    _announce(session, "renamed", new, old)
 
 
 # -- SUBSCRIBE ----------------------------------------------------------------
@@ -119,6 +129,7 @@ async def subscribe(session, cmd):
     args.end()
     await session.ctx.service.call("get_mailbox", _user_id(session), name)
     await session.ctx.service.call("set_subscribed", _user_id(session), name, True)
+    _announce(session, "subscribed", name)
 
 
 async def unsubscribe(session, cmd):
@@ -126,6 +137,7 @@ async def unsubscribe(session, cmd):
     name = args.mailbox()
     args.end()
     await session.ctx.service.call("set_subscribed", _user_id(session), name, False)
+    _announce(session, "unsubscribed", name)
 
 
 # -- LIST / LSUB ----------------------------------------------------------------

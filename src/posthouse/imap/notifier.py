@@ -1,0 +1,232 @@
+"""NOTIFY (RFC 5465) at work: what a session follows once NOTIFY SET is given,
+and how the news reaches the client.
+
+Mailboxes other than the selected one are told about with STATUS (MESSAGES
+UIDNEXT UIDVALIDITY, and HIGHESTMODSEQ where flag changes are asked for);
+mailbox names and subscriptions with LIST. The selected mailbox keeps the
+usual EXISTS/EXPUNGE/FETCH updates, plus a FETCH of each new message when
+MessageNew names fetch attributes.
+
+News goes out at the end of every command, during IDLE, and between
+commands as it happens. If too much piles up the client is told
+NOTIFICATIONOVERFLOW and notifications stop, as if NOTIFY NONE.
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from ..store.api import FlagsChanged, MailboxGone, MailboxListChanged, MessageAdded, MessagesExpunged
+
+# News waiting to be sent beyond which notifications are given up (RFC 5465 5.8).
+MAX_PENDING = 1000
+
+MESSAGE_EVENTS = {"MESSAGENEW", "MESSAGEEXPUNGE", "FLAGCHANGE"}
+
+
+@dataclass
+class EventGroup:
+    filter: str                  # SELECTED, SELECTED-DELAYED, INBOXES, PERSONAL, SUBSCRIBED, SUBTREE, MAILBOXES
+    names: list[str]             # SUBTREE and MAILBOXES
+    events: set[str]             # upper-cased event names; empty for NONE
+    fetch_items: list | None = None   # MessageNew (fetch-att ...), selected filters only
+
+    @property
+    def selected(self) -> bool:
+        return self.filter in ("SELECTED", "SELECTED-DELAYED")
+
+    def matches(self, name: str, subscribed: set[str]) -> bool:
+        """Whether this (non-selected) filter covers the mailbox."""
+        f = self.filter
+        if f == "PERSONAL":
+            return True
+        if f == "INBOXES":
+            return name == "INBOX"     # the only mailbox mail is delivered to without a Sieve fileinto
+        if f == "SUBSCRIBED":
+            return name in subscribed
+        if f == "MAILBOXES":
+            return name in self.names
+        if f == "SUBTREE":
+            return any(name == n or name.startswith(n + "/") for n in self.names)
+        return False
+
+
+class Notifier:
+    def __init__(self, session, groups: list[EventGroup]):
+        self.session = session
+        self.groups = groups
+        self.followed: dict[int, tuple[str, EventGroup]] = {}   # mailbox id -> (name, its group)
+        self.pending_status: dict[int, None] = {}                # mailbox ids, in order of change
+        self.pending_lines: list[bytes] = []
+        self.user_key = ("user", session.user.id)
+        self._task: asyncio.Task | None = None
+        self.stopped = False
+
+    # -- which groups apply ------------------------------------------------------
+    @property
+    def selected_group(self) -> EventGroup | None:
+        return next((g for g in self.groups if g.selected), None)
+
+    def _name_events(self) -> set[str]:
+        out = set()
+        for g in self.groups:
+            if not g.selected:
+                out |= g.events & {"MAILBOXNAME", "SUBSCRIPTIONCHANGE"}
+        return out
+
+    # -- following ---------------------------------------------------------------
+    async def start(self, send_status: bool) -> None:
+        hub = self.session.ctx.service.hub
+        hub.follow(self.user_key, self._on_user_event)
+        await self._resolve()
+        if send_status:
+            for mailbox_id, (name, group) in self.followed.items():
+                if group.events & {"MESSAGENEW", "MESSAGEEXPUNGE"} and not self._is_selected(mailbox_id):
+                    await self._send_status(mailbox_id, name, group)
+
+    def stop(self) -> None:
+        self.stopped = True
+        hub = self.session.ctx.service.hub
+        hub.unfollow(self.user_key, self._on_user_event)
+        for mailbox_id in self.followed:
+            hub.unfollow(mailbox_id, self._on_mailbox_event)
+        self.followed.clear()
+        self.pending_status.clear()
+        self.pending_lines.clear()
+
+    async def _resolve(self) -> None:
+        """Follow the mailboxes the filters cover now (the list changes as mailboxes come and go)."""
+        service = self.session.ctx.service
+        user_id = self.session.user.id
+        mailboxes = await service.call("list_mailboxes", user_id)
+        subscribed = await service.call("subscriptions", user_id)
+        wanted = {}
+        for info in mailboxes:
+            group = next((g for g in self.groups if not g.selected and g.matches(info.name, subscribed)), None)
+            if group is not None and group.events & MESSAGE_EVENTS:
+                wanted[info.id] = (info.name, group)
+        if self.stopped:
+            return
+        for mailbox_id in set(self.followed) - set(wanted):
+            service.hub.unfollow(mailbox_id, self._on_mailbox_event)
+        for mailbox_id in set(wanted) - set(self.followed):
+            service.hub.follow(mailbox_id, self._on_mailbox_event)
+        self.followed = wanted
+
+    def _is_selected(self, mailbox_id: int) -> bool:
+        view = self.session.view
+        return view is not None and view.shared.id == mailbox_id
+
+    # -- events --------------------------------------------------------------------
+    def _on_mailbox_event(self, event) -> None:
+        followed = self.followed.get(event.mailbox_id)
+        if followed is None or self._is_selected(event.mailbox_id):
+            return
+        events = followed[1].events
+        if isinstance(event, MailboxGone):
+            self._soon(self._resolve())
+            return
+        wanted = (isinstance(event, MessageAdded) and "MESSAGENEW" in events
+                  or isinstance(event, MessagesExpunged) and "MESSAGEEXPUNGE" in events
+                  or isinstance(event, FlagsChanged) and "FLAGCHANGE" in events)
+        if wanted:
+            self.pending_status[event.mailbox_id] = None
+            self._kick()
+
+    def _on_user_event(self, event) -> None:
+        if not isinstance(event, MailboxListChanged):
+            return
+        if event.kind in ("created", "deleted", "renamed", "subscribed", "unsubscribed"):
+            self._soon(self._resolve())
+        if event.origin is self.session:
+            return      # the client made the change; it knows
+        wanted = self._name_events()
+        session = self.session
+        name = session.wire_name(event.name)
+        if event.kind in ("created", "deleted", "renamed") and "MAILBOXNAME" in wanted:
+            if event.kind == "created":
+                line = b'LIST () "/" ' + name
+            elif event.kind == "deleted":
+                line = b'LIST (\\NonExistent) "/" ' + name
+            else:
+                line = b'LIST () "/" ' + name + b' ("OLDNAME" (' + session.wire_name(event.old_name) + b"))"
+            self._queue_line(line)
+        elif event.kind in ("subscribed", "unsubscribed") and "SUBSCRIPTIONCHANGE" in wanted:
+            attrs = b"(\\Subscribed)" if event.kind == "subscribed" else b"()"
+            self._queue_line(b"LIST " + attrs + b' "/" ' + name)
+
+    def _queue_line(self, line: bytes) -> None:
+        self.pending_lines.append(line)
+        self._kick()
+
+    def _soon(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())   # errors are logged by no one: drop
+
+    # -- delivery --------------------------------------------------------------------
+    def _kick(self) -> None:
+        if len(self.pending_lines) + len(self.pending_status) > MAX_PENDING:
+            self._overflow()
+            return
+        session = self.session
+        if session.idle_kick is not None:
+            session.idle_kick()
+        elif not session.busy and self._task is None:
+            self._task = asyncio.ensure_future(self._deliver_between_commands())
+
+    async def _deliver_between_commands(self) -> None:
+        try:
+            await asyncio.sleep(0)     # gather what else happens in this turn
+            if not self.session.busy and not self.stopped:
+                await self.deliver(between_commands=True)
+                await self.session.conn.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self._task = None
+
+    def _overflow(self) -> None:
+        session = self.session
+        self.stop()
+        session.notifier = None
+        if not session.busy or session.idle_kick is not None:
+            session.untagged("OK [NOTIFICATIONOVERFLOW] Too many notifications; NOTIFY is off")
+        else:
+            session.pending_overflow = True
+
+    async def deliver(self, between_commands: bool = False) -> None:
+        """Write out the news. Every line is whole when written; between
+        commands, whatever a command that begins meanwhile would cut into is
+        left for that command's end."""
+        session = self.session
+        while self.pending_lines:
+            session.untagged(self.pending_lines.pop(0))
+        while self.pending_status and not self.stopped:
+            mailbox_id = next(iter(self.pending_status))
+            del self.pending_status[mailbox_id]
+            followed = self.followed.get(mailbox_id)
+            if followed is None or self._is_selected(mailbox_id):
+                continue
+            line = await self._status_line(mailbox_id, *followed)
+            if line is None:
+                continue
+            if between_commands and session.busy:
+                self.pending_status[mailbox_id] = None
+                return
+            session.untagged(line)
+
+    async def _send_status(self, mailbox_id: int, name: str, group: EventGroup) -> None:
+        line = await self._status_line(mailbox_id, name, group)
+        if line is not None:
+            self.session.untagged(line)
+
+    async def _status_line(self, mailbox_id: int, name: str, group: EventGroup) -> bytes | None:
+        try:
+            counts = await self.session.ctx.service.call("mailbox_counts", mailbox_id)
+        except Exception:
+            return None     # deleted meanwhile: MailboxName tells of that
+        items = ["MESSAGES", "UIDNEXT", "UIDVALIDITY"]
+        if "FLAGCHANGE" in group.events:
+            items.append("HIGHESTMODSEQ")
+        body = " ".join(f"{i} {counts[i]}" for i in items)
+        return b"STATUS " + self.session.wire_name(name) + f" ({body})".encode()
