@@ -169,9 +169,25 @@ class RawClient:
             pass
 
 
-@pytest.fixture
-def raw(server, user):
+def raw_login(server, user) -> RawClient:
+    """A RawClient logged in as user (name, password)."""
     c = RawClient(server.host, server.port)
     assert c.cmd("L", f"LOGIN {user[0]} {user[1]}")[-1].startswith(b"L OK")
+    return c
+
+
+@pytest.fixture
+def raw(server, user):
+    c = raw_login(server, user)
     yield c
     c.close()
+
+
+@pytest.fixture
+def raw_pair(server):
+    """Two raw sessions of one new user: one to watch, one to make changes."""
+    user = server.add_user()
+    a, b = raw_login(server, user), raw_login(server, user)
+    yield a, b
+    a.close()
+    b.close()

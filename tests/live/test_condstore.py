@@ -12,12 +12,6 @@ def _msg(n: int) -> bytes:
     return f"From: a@example.com\r\nSubject: m{n}\r\n\r\nbody {n}\r\n".encode()
 
 
-def _login(server, user) -> RawClient:
-    c = RawClient(server.host, server.port)
-    assert c.cmd("L", f"LOGIN {user[0]} {user[1]}")[-1].startswith(b"L OK")
-    return c
-
-
 def _fill(c: RawClient, mailbox: str, count: int) -> None:
     assert c.cmd("C", f"CREATE {mailbox}")[-1].startswith(b"C OK")
     for n in range(count):
@@ -36,12 +30,8 @@ def _modseq(lines, uid: int) -> int:
 
 
 @pytest.fixture
-def pair(server):
-    user = server.add_user()
-    a, b = _login(server, user), _login(server, user)
-    yield a, b
-    a.close()
-    b.close()
+def pair(raw_pair):
+    return raw_pair
 
 
 def test_condstore_select_fetch_store(pair):

@@ -8,24 +8,14 @@ import pytest
 from tests.conftest import RawClient
 
 
-def _login(server, user) -> RawClient:
-    c = RawClient(server.host, server.port)
-    assert c.cmd("L", f"LOGIN {user[0]} {user[1]}")[-1].startswith(b"L OK")
-    return c
-
-
 def _append(c, mailbox: str, text: str = "Subject: n\r\n\r\nnew\r\n", flags: str = "") -> None:
     data = text.encode()
     assert c.cmd("A", f"APPEND {mailbox} {flags}".encode() + b"{%d+}\r\n" % len(data) + data)[-1].startswith(b"A OK")
 
 
 @pytest.fixture
-def pair(server):
-    user = server.add_user()
-    a, b = _login(server, user), _login(server, user)
-    yield a, b
-    a.close()
-    b.close()
+def pair(raw_pair):
+    return raw_pair
 
 
 def _lines_until(c: RawClient, pattern: bytes, limit: int = 20) -> list[bytes]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import RawClient
+from tests.conftest import raw_login
 
 
 def _msg(n: int, subject: str) -> bytes:
@@ -12,16 +12,10 @@ def _msg(n: int, subject: str) -> bytes:
             f"Date: Tue, 02 Jan 2024 10:{n:02d}:00 +0000\r\n\r\nbody {n}\r\n").encode()
 
 
-def _login(server, user) -> RawClient:
-    c = RawClient(server.host, server.port)
-    assert c.cmd("L", f"LOGIN {user[0]} {user[1]}")[-1].startswith(b"L OK")
-    return c
-
-
 @pytest.fixture
 def pair(server):
     user = server.add_user()
-    a, b = _login(server, user), _login(server, user)
+    a, b = raw_login(server, user), raw_login(server, user)
     # Subjects sort as e, d, c, b, a: SORT (SUBJECT) is the reverse of arrival.
     assert a.cmd("C", "CREATE ctx")[-1].startswith(b"C OK")
     for n, subject in enumerate("edcba", 1):

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.conftest import RawClient
+from tests.conftest import raw_login
 from posthouse.imap.urls import BadUrl, parse_imap_url
 
 MSG = (b"From: a@example.com\r\nSubject: parts\r\nMIME-Version: 1.0\r\n"
@@ -16,16 +16,10 @@ MSG = (b"From: a@example.com\r\nSubject: parts\r\nMIME-Version: 1.0\r\n"
        b"AAECAw==\r\n--b--\r\n")
 
 
-def _login(server, user) -> RawClient:
-    c = RawClient(server.host, server.port)
-    assert c.cmd("L", f"LOGIN {user[0]} {user[1]}")[-1].startswith(b"L OK")
-    return c
-
-
 @pytest.fixture
 def two_users(server):
     u1, u2 = server.add_user(), server.add_user()
-    a, b = _login(server, u1), _login(server, u2)
+    a, b = raw_login(server, u1), raw_login(server, u2)
     assert a.cmd("A", b"APPEND INBOX {%d+}\r\n" % len(MSG) + MSG)[-1].startswith(b"A OK")
     lines = a.cmd("S", "SELECT INBOX")
     uidvalidity = int(re.search(rb"UIDVALIDITY (\d+)", b"".join(lines)).group(1))
