@@ -58,6 +58,9 @@ class Notifier:
         self.followed: dict[int, tuple[str, EventGroup]] = {}   # mailbox id -> (name, its group)
         self.pending_status: dict[int, None] = {}                # mailbox ids, in order of change
         self.pending_lines: list[bytes] = []
+        self.subscribed: set[str] = set()
+        self._resolving = self._again = False
+        self._fresh: set[int] = set()        # followed since the current pass read the list
         self.user_key = ("user", session.user.id)
         self._task: asyncio.Task | None = None
         self.stopped = False
@@ -95,23 +98,62 @@ class Notifier:
         self.pending_lines.clear()
 
     async def _resolve(self) -> None:
-        """Follow the mailboxes the filters cover now (the list changes as mailboxes come and go)."""
+        """Follow the mailboxes the filters cover now (the list changes as
+        mailboxes come and go). One pass at a time; a change during a pass
+        asks for another, and what was followed meanwhile is kept."""
+        if self._resolving:
+            self._again = True
+            return
+        self._resolving = True
+        try:
+            while not self.stopped:
+                self._again, self._fresh = False, set()
+                await self._resolve_once()
+                if not self._again:
+                    break
+        finally:
+            self._resolving = False
+
+    async def _resolve_once(self) -> None:
         service = self.session.ctx.service
         user_id = self.session.user.id
         mailboxes = await service.call("list_mailboxes", user_id)
-        subscribed = await service.call("subscriptions", user_id)
-        wanted = {}
-        for info in mailboxes:
-            group = next((g for g in self.groups if not g.selected and g.matches(info.name, subscribed)), None)
-            if group is not None and group.events & MESSAGE_EVENTS:
-                wanted[info.id] = (info.name, group)
+        self.subscribed = set(await service.call("subscriptions", user_id))
         if self.stopped:
             return
+        wanted = {}
+        for info in mailboxes:
+            group = self._group_for(info.name)
+            if group is not None:
+                wanted[info.id] = (info.name, group)
+        for mailbox_id in self._fresh & set(self.followed):
+            wanted[mailbox_id] = self.followed[mailbox_id]     # newer than the list just read
         for mailbox_id in set(self.followed) - set(wanted):
             service.hub.unfollow(mailbox_id, self._on_mailbox_event)
         for mailbox_id in set(wanted) - set(self.followed):
             service.hub.follow(mailbox_id, self._on_mailbox_event)
         self.followed = wanted
+
+    def _follow_new(self, mailbox_id: int, name: str) -> None:
+        """A mailbox just made: followed now, so its first message is not missed
+        while the list of mailboxes is read again."""
+        group = self._group_for(name)
+        hub = self.session.ctx.service.hub
+        # The id may be a deleted mailbox's, still followed under its old name.
+        if mailbox_id in self.followed:
+            del self.followed[mailbox_id]
+            hub.unfollow(mailbox_id, self._on_mailbox_event)
+        if self._resolving:
+            self._again = True
+        if group is not None:
+            self._fresh.add(mailbox_id)
+            self.followed[mailbox_id] = (name, group)
+            hub.follow(mailbox_id, self._on_mailbox_event)
+
+    def _group_for(self, name: str) -> EventGroup | None:
+        """The first non-selected group covering the mailbox, if it asks for message events."""
+        group = next((g for g in self.groups if not g.selected and g.matches(name, self.subscribed)), None)
+        return group if group is not None and group.events & MESSAGE_EVENTS else None
 
     def _is_selected(self, mailbox_id: int) -> bool:
         view = self.session.view
@@ -136,7 +178,13 @@ class Notifier:
     def _on_user_event(self, event) -> None:
         if not isinstance(event, MailboxListChanged):
             return
-        if event.kind in ("created", "deleted", "renamed", "subscribed", "unsubscribed"):
+        if event.kind == "subscribed":
+            self.subscribed.add(event.name)
+        elif event.kind == "unsubscribed":
+            self.subscribed.discard(event.name)
+        if event.kind == "created" and event.mailbox_id is not None:
+            self._follow_new(event.mailbox_id, event.name)
+        else:
             self._soon(self._resolve())
         if event.origin is self.session:
             return      # the client made the change; it knows

@@ -163,6 +163,7 @@ class MailboxListChanged:
     name: str
     old_name: str | None = None
     origin: object = None        # the session that made the change (it is not told)
+    mailbox_id: int | None = None   # of a created mailbox: followed at once, before mail can arrive
 
     @property
     def hub_key(self):

@@ -17,9 +17,9 @@ def _user_id(session) -> int:
     return session.user.id
 
 
-def _announce(session, kind: str, name: str, old: str | None = None) -> None:
+def _announce(session, kind: str, name: str, old: str | None = None, mailbox_id: int | None = None) -> None:
     """Tell the user's other sessions (NOTIFY's MailboxName, SubscriptionChange)."""
-    event = MailboxListChanged(_user_id(session), kind, name, old, origin=session)
+    event = MailboxListChanged(_user_id(session), kind, name, old, origin=session, mailbox_id=mailbox_id)
     session.ctx.service.hub.publish([event])
 
 
@@ -88,8 +88,8 @@ async def create(session, cmd):
         raise no(why, "CANNOT")
     if name == "INBOX":
         raise no("INBOX always exists", "ALREADYEXISTS")
-    await session.ctx.service.call("create_mailbox", _user_id(session), name, special)
-    _announce(session, "created", name)
+    info = await session.ctx.service.call("create_mailbox", _user_id(session), name, special)
+    _announce(session, "created", name, mailbox_id=info.id)
 
 
 _SPECIAL_USES = {x.lower(): x for x in ("\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash")}
