@@ -14,9 +14,12 @@ NOTIFICATIONOVERFLOW and notifications stop, as if NOTIFY NONE.
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 
 from ..store.api import FlagsChanged, MailboxGone, MailboxListChanged, MessageAdded, MessagesExpunged
+
+log = logging.getLogger("posthouse.imap")
 
 # News waiting to be sent beyond which notifications are given up (RFC 5465 5.8).
 MAX_PENDING = 1000
@@ -208,8 +211,7 @@ class Notifier:
         self._kick()
 
     def _soon(self, coro) -> None:
-        task = asyncio.ensure_future(coro)
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())   # errors are logged by no one: drop
+        asyncio.ensure_future(coro).add_done_callback(_log_failure)
 
     # -- delivery --------------------------------------------------------------------
     def _kick(self) -> None:
@@ -278,3 +280,10 @@ class Notifier:
             items.append("HIGHESTMODSEQ")
         body = " ".join(f"{i} {counts[i]}" for i in items)
         return b"STATUS " + self.session.wire_name(name) + f" ({body})".encode()
+
+
+def _log_failure(task: asyncio.Task) -> None:
+    """A background re-read of the mailbox list that failed: said in the log,
+    not lost (the session keeps following what it followed before)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("NOTIFY: re-reading the mailbox list failed", exc_info=task.exception())
