@@ -112,6 +112,30 @@ def test_duplicate_recipient_gets_two_replies(server, user):
     raw.close()
 
 
+def test_pipelined_replies_come_together_and_a_pipelined_quit_is_answered(server, user):
+    """RFC 2920: the replies to MAIL, RCPT and DATA sent in one packet come
+    back in one write (the server holds a reply while the next command is
+    already read); after the dot, a pipelined QUIT still gets the
+    delivery's 250 and then 221."""
+    name, _ = user
+    raw = RawClient(server.host, server.lmtp_port)
+    raw.send("LHLO me\r\n")
+    while raw.readline()[3:4] == b"-":
+        pass
+    raw.send(f"MAIL FROM:<a@b.c>\r\nRCPT TO:<nobody-here>\r\nRCPT TO:<{name}>\r\nDATA\r\n")
+    first = raw.sock.recv(65536)      # one write: everything up to the 354 at once
+    assert [line[:3] for line in first.split(b"\r\n") if line] == [b"250", b"550", b"250", b"354"]
+    raw.send(message("pipelined-quit") + b"\r\n.\r\nQUIT\r\n")
+    assert raw.readline().startswith(b"250 2.0.0")
+    assert raw.readline().startswith(b"221")
+    assert raw.readline() == b""      # and the server closed the connection
+    raw.close()
+    c = inbox_of(server, user)
+    _, hits = c.search(None, "SUBJECT", "pipelined-quit")
+    assert len(hits[0].split()) == 1
+    c.logout()
+
+
 @pytest.mark.parametrize("body, code", [
     (b"x" * 70000 + b"\r\n", b"500"),                     # a line over the 64 KiB limit
     ((b"x" * 998 + b"\r\n") * 1100, b"552"),               # over the 1 MiB size limit

@@ -10,6 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from email._header_value_parser import get_addr_spec, get_angle_addr
+from email.errors import HeaderParseError
+
 from aiosmtpd.smtp import SMTP
 
 from .deliver import Deliverer, mailbox_full
@@ -143,14 +146,52 @@ class Listeners:
         self.servers.clear()
 
 
-class LongLines:
-    """Mixed into aiosmtpd's protocol classes: a line limit of our choosing
-    (real mail has lines past RFC 5321's 1,000 octets), set before the
-    stream reader is made."""
+class Tuned:
+    """Mixed into aiosmtpd's protocol classes (LMTP, SMTP, submission)."""
 
     def __init__(self, handler, line_length_limit: int, **kwargs):
+        # A line limit of our choosing (real mail has lines past RFC 5321's
+        # 1,000 octets), set before the stream reader is made.
         self.line_length_limit = max(line_length_limit, 1001)
+        self._held_replies: list[bytes] = []
         super().__init__(handler, **kwargs)
+
+    async def push(self, status):
+        """Replies to pipelined commands (RFC 2920) go out together: a reply
+        waits while the client's next command line is already here, and
+        leaves with the first reply after which none is (Postfix's rule).
+        MAIL, RCPT and DATA cost one write, one packet, instead of three.
+        Only 25x, 45x and 55x replies (those of MAIL, RCPT and the end of
+        DATA) wait: 220 (TLS starts next), 221, 421 and 502 (the connection
+        closes) and the rest go at once."""
+        if isinstance(status, str):
+            status = status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii")
+        held = self._held_replies
+        held.append(status + b"\r\n")
+        if status[:2] in (b"25", b"45", b"55") and self._command_waiting():
+            return
+        self._writer.write(b"".join(held))
+        held.clear()
+        await self._writer.drain()
+
+    def _command_waiting(self) -> bool:
+        buffered = getattr(self._reader, "_buffer", None)
+        return buffered is not None and b"\n" in buffered
+
+    def _getaddr(self, arg: str):
+        """aiosmtpd's address parse without its cost: it defines a typing
+        class on every call (a tenth of a millisecond per MAIL and RCPT)."""
+        if not arg:
+            return "", ""
+        parse = get_angle_addr if arg.lstrip().startswith("<") else get_addr_spec
+        try:
+            address, rest = parse(arg)
+        except HeaderParseError:
+            return None, None
+        addr = address.addr_spec
+        if self.local_part_limit and len(addr.rpartition("@")[0]) > self.local_part_limit:
+            return None, None
+        return addr, rest
 
 
 def one_reply_per_recipient(protocol: SMTP, status):

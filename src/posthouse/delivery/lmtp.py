@@ -11,7 +11,7 @@ import logging
 from aiosmtpd.lmtp import LMTP
 
 from .deliver import new_ident, trace_headers
-from .esmtp import DeliveryHandler, Listeners, LongLines, one_reply_per_recipient, peer_address
+from .esmtp import DeliveryHandler, Listeners, Tuned, one_reply_per_recipient, peer_address
 
 log = logging.getLogger("posthouse.lmtp")
 
@@ -26,7 +26,7 @@ class LmtpHandler(DeliveryHandler):
         return "\r\n".join(r.reply() for r in results) if results else "503 5.5.1 No valid recipients"
 
 
-class _LMTP(LongLines, LMTP):
+class _LMTP(Tuned, LMTP):
     async def push(self, status):
         return await super().push(one_reply_per_recipient(self, status))
 

@@ -17,7 +17,7 @@ import logging
 from aiosmtpd.smtp import SMTP
 
 from .deliver import mailbox_full, new_ident, trace_headers
-from .esmtp import DeliveryHandler, Listeners, LongLines, Refusal, peer_address, received_protocol
+from .esmtp import DeliveryHandler, Listeners, Tuned, Refusal, peer_address, received_protocol
 from .recipients import over_quota
 
 log = logging.getLogger("posthouse.smtp")
@@ -58,7 +58,7 @@ class SmtpHandler(DeliveryHandler):
         return await self.deliver_locally(raw, recipients, envelope.mail_from, ident)
 
 
-class _SMTP(LongLines, SMTP):
+class _SMTP(Tuned, SMTP):
     pass
 
 

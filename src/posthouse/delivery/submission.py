@@ -22,7 +22,7 @@ from aiosmtpd.smtp import SMTP, AuthResult
 from ..auth.sasl import SaslError, decode_response, parse_plain
 from ..store.api import StoreError
 from .deliver import new_ident, trace_headers
-from .esmtp import Listeners, LongLines, Refusal, over_tls, peer_address, received_protocol
+from .esmtp import Listeners, Tuned, Refusal, over_tls, peer_address, received_protocol
 from .smtp import SmtpHandler
 
 log = logging.getLogger("posthouse.submission")
@@ -168,7 +168,7 @@ class SubmissionHandler(SmtpHandler):
             log.warning("submission: no copy in Sent for %s: %s", user.name, e)
 
 
-class _Submission(LongLines, SMTP):
+class _Submission(Tuned, SMTP):
     pass
 
 
