@@ -525,6 +525,30 @@ def test_esort_returns_in_sort_order_and_saves(raw):
     assert raw.cmd("E5", "SORT RETURN (BOGUS) (SUBJECT) UTF-8 ALL")[-1].startswith(b"E5 BAD")
 
 
+def test_sort_leaves_out_a_message_expunged_by_another_session_and_keeps_ties_in_order(raw_pair):
+    """Before the expunge is reported, sequence numbers stay the session's
+    own; the gone message is in no SORT answer, by index keys (DATE) or by
+    stored ones (SUBJECT); equal keys stay in mailbox order, also REVERSEd."""
+    a, b = raw_pair
+    for subject, day in (("b", 3), ("a", 1), ("b", 2), ("a", 1)):
+        msg = f"Subject: {subject}\r\nDate: Mon, 0{day} Jan 2024 10:00:00 +0000\r\n\r\nx\r\n".encode()
+        a.send(b"A APPEND INBOX {%d+}\r\n" % len(msg) + msg + b"\r\n")
+        assert a.read_until_tag("A")[-1].startswith(b"A OK")
+    assert a.cmd("S", "SELECT INBOX")[-1].startswith(b"S OK")
+    assert a.cmd("T0", "SORT (SUBJECT REVERSE DATE) UTF-8 ALL")[0] == b"* SORT 2 4 1 3\r\n"
+    assert a.cmd("T1", "SORT (REVERSE SUBJECT) UTF-8 ALL")[0] == b"* SORT 1 3 2 4\r\n"
+    assert b.cmd("S", "SELECT INBOX")[-1].startswith(b"S OK")
+    assert b.cmd("D", "STORE 3 +FLAGS.SILENT (\\Deleted)")[-1].startswith(b"D OK")
+    assert b.cmd("E", "EXPUNGE")[-1].startswith(b"E OK")
+    # SORT may not report the expunge (RFC 9051 7.5.1): the numbers are still a's.
+    assert a.cmd("T2", "SORT (DATE) UTF-8 ALL")[0] == b"* SORT 2 4 1\r\n"
+    assert a.cmd("T3", "SORT (SUBJECT) UTF-8 ALL")[0] == b"* SORT 2 4 1\r\n"
+    lines = a.cmd("T4", "UID SORT (REVERSE SUBJECT) UTF-8 ALL")
+    assert lines[0] == b"* SORT 1 2 4\r\n"
+    assert b"* 3 EXPUNGE\r\n" in lines + a.cmd("N", "NOOP")     # a UID command may report it
+    assert a.cmd("T5", "SORT (SUBJECT) UTF-8 ALL")[0] == b"* SORT 2 3 1\r\n"
+
+
 def test_thread_command_and_its_errors(raw):
     msgs = [b"Message-ID: <t1@x>\r\nSubject: plan\r\nDate: Mon, 01 Jan 2024 10:00:00 +0000\r\n\r\nx\r\n",
             b"Message-ID: <t2@x>\r\nReferences: <t1@x>\r\nSubject: Re: plan\r\n"

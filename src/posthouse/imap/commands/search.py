@@ -31,12 +31,13 @@ async def search(session, cmd):
     if with_modseq:
         session.enable_condstore()
     seqs = await Evaluator(session, program).run()
-    uids = session.view.uids
-    numbers = [uids[s - 1] for s in seqs] if cmd.uid else seqs
-    matched = numbers if cmd.uid else [uids[s - 1] for s in seqs]
-    if returns is None and not session.rev2:
+    plain = returns is None and not session.rev2
+    # The matching UIDs; a plain SEARCH (the commonest) needs none of them.
+    matched = uids_at(session.view.uids, seqs) if cmd.uid or with_modseq or not plain else None
+    numbers = matched if cmd.uid else seqs
+    if plain:
         modseq = highest_modseq(session, matched) if with_modseq else None
-        session.conn.write(number_line(b"SEARCH", numbers, modseq))
+        session.conn.write(number_line(b"SEARCH", numbers, modseq, ascending=True))
         return "SEARCH completed"
     returns = returns or ReturnOptions(results=["ALL"])
     if returns.save:
@@ -46,6 +47,13 @@ async def search(session, cmd):
     if returns.answers:
         send_esearch(session, cmd, numbers, returns, sorted_order=False, uids=matched if with_modseq else None)
     return "SEARCH completed"
+
+
+def uids_at(uids, seqs: list[int]) -> list[int]:
+    """The UIDs at these (ascending) sequence numbers; a run of them is one slice."""
+    if seqs and seqs[-1] - seqs[0] + 1 == len(seqs):
+        return uids[seqs[0] - 1:seqs[-1]].tolist()
+    return [uids[s - 1] for s in seqs]
 
 
 def highest_modseq(session, uids) -> int | None:

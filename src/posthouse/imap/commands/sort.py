@@ -1,12 +1,14 @@
 """SORT (RFC 5256), with DISPLAYFROM and DISPLAYTO (RFC 5957)."""
 from __future__ import annotations
 
+from operator import attrgetter
+
 from ..errors import bad
 from ..protocol.tokens import Atom
 from ..protocol.writer import number_line
 from ..search import Evaluator, parse_program, uses_modseq
 from ..search_updates import start_updates
-from .search import highest_modseq, parse_return_options, read_charset, send_esearch
+from .search import highest_modseq, parse_return_options, read_charset, send_esearch, uids_at
 
 _KEYS = {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"}
 # Keys that need the parsed header values kept at delivery; the rest come from columns.
@@ -18,29 +20,30 @@ def _casemap(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass").upper()
 
 
-def _key_function(key: str, data: dict):
-    """For keys read from the store: data is uid -> (sent_date, internaldate, size, keys)."""
+def _store_keys(key: str, data: dict, uids: list[int]) -> list:
+    """For keys read from the store (data: uid -> (sent_date, internaldate,
+    size, keys)): each UID's sort key, in order. Whole lists, so the sort
+    itself calls no Python per message."""
+    rows = list(map(data.__getitem__, uids))
     if key == "ARRIVAL":
-        return lambda uid: data[uid][1]
+        return [row[1] for row in rows]
     if key == "DATE":
         # The sent date, or the internal date where the Date header is missing or broken.
-        return lambda uid: data[uid][0] if data[uid][0] is not None else data[uid][1]
+        return [row[1] if row[0] is None else row[0] for row in rows]
     if key == "SIZE":
-        return lambda uid: data[uid][2]
+        return [row[2] for row in rows]
     name = key.lower()
-    return lambda uid: _casemap(data[uid][3][name])
+    return [_casemap(row[3][name]) for row in rows]
 
 
-def _index_key_function(key: str, entries: dict):
+def _index_keys(key: str, entries: dict, uids: list[int]) -> list:
     """ARRIVAL, DATE and SIZE straight from the shared in-memory index."""
+    found = list(map(entries.__getitem__, uids))
     if key == "ARRIVAL":
-        return lambda uid: entries[uid].internaldate
+        return list(map(attrgetter("internaldate"), found))
     if key == "DATE":
-        def sent_or_arrival(uid):
-            e = entries[uid]
-            return e.sent_date if e.sent_date is not None else e.internaldate
-        return sent_or_arrival
-    return lambda uid: entries[uid].size
+        return [e.internaldate if e.sent_date is None else e.sent_date for e in found]
+    return list(map(attrgetter("size"), found))
 
 
 def parse_sort_criteria(args) -> list[tuple[str, bool]]:
@@ -65,28 +68,31 @@ def parse_sort_criteria(args) -> list[tuple[str, bool]]:
     return criteria
 
 
-async def sorted_uids(session, criteria, program) -> list[int]:
-    seqs = await Evaluator(session, program).run()
-    all_uids = session.view.uids
-    return await sort_matches(session, criteria, [all_uids[s - 1] for s in seqs])
+async def sort_order(session, criteria, uids: list[int]) -> list[int]:
+    """Positions in uids (in mailbox order) in the order the criteria give;
+    UIDs gone from the mailbox meanwhile are left out."""
+    if not uids:
+        return []
+    if any(key in _PARSED for key, _ in criteria):
+        source = await session.ctx.service.call("sort_data", session.view.shared.id)
+        keys_of = _store_keys
+    else:
+        source = session.view.shared.entries
+        keys_of = _index_keys
+    positions = None
+    if not all(map(source.__contains__, uids)):
+        positions = [i for i, uid in enumerate(uids) if uid in source]
+        uids = [uids[i] for i in positions]
+    # Ties stay in mailbox order: stable sorts, the last key first.
+    order = list(range(len(uids)))
+    for key, reverse in reversed(criteria):
+        order.sort(key=keys_of(key, source, uids).__getitem__, reverse=reverse)
+    return order if positions is None else [positions[i] for i in order]
 
 
 async def sort_matches(session, criteria, matches: list[int]) -> list[int]:
     """UIDs (in mailbox order) in the order the criteria give."""
-    if not matches:
-        return []
-    # Messages tie-break in mailbox order; stable sorts, last key first, give that.
-    if not any(key in _PARSED for key, _ in criteria):
-        entries = session.view.shared.entries
-        result = [uid for uid in matches if uid in entries]
-        for key, reverse in reversed(criteria):
-            result.sort(key=_index_key_function(key, entries), reverse=reverse)
-        return result
-    data = await session.ctx.service.call("sort_data", session.view.shared.id)
-    result = [uid for uid in matches if uid in data]
-    for key, reverse in reversed(criteria):
-        result.sort(key=_key_function(key, data), reverse=reverse)
-    return result
+    return list(map(matches.__getitem__, await sort_order(session, criteria, matches)))
 
 
 async def sort(session, cmd):
@@ -98,16 +104,12 @@ async def sort(session, cmd):
     with_modseq = uses_modseq(program)
     if with_modseq:
         session.enable_condstore()
-    uids = await sorted_uids(session, criteria, program)
-    if cmd.uid:
-        numbers = uids
-    else:
-        view = session.view
-        if len(uids) > 64:
-            seq = {u: i + 1 for i, u in enumerate(view.uids)}
-            numbers = [seq[u] for u in uids]
-        else:
-            numbers = [view.seq_of(u) for u in uids]
+    seqs = await Evaluator(session, program).run()
+    matched = uids_at(session.view.uids, seqs)
+    order = await sort_order(session, criteria, matched)
+    # The sorted UIDs: a plain SORT by sequence numbers needs none of them.
+    uids = list(map(matched.__getitem__, order)) if cmd.uid or with_modseq or returns is not None else None
+    numbers = uids if cmd.uid else list(map(seqs.__getitem__, order))
     if returns is not None:
         if returns.save:      # RFC 5182 with ESORT: the saved set, order aside
             session.saved_search = sorted(uids)
