@@ -9,8 +9,9 @@ numbers refer to, and the changes it has not yet told its client about.
 Expunges wait there until the session may announce them (never during
 FETCH, STORE or SEARCH), so sequence numbers never shift under a client.
 
-UID lists are arrays of 32-bit numbers (IMAP's UID range): a view's copy of
-a 100,000-message mailbox is one memcpy at SELECT, not a list of objects.
+UID lists are arrays of 32-bit numbers (IMAP's UID range). A view starts on
+the shared array itself, copy-on-write: whichever side changes first copies
+(one memcpy), so a SELECT that sees no change copies nothing.
 The shared index also keeps the set of unseen messages, which SELECT's
 first-unseen answer and SEARCH UNSEEN (the commonest search) read directly.
 """
@@ -30,6 +31,7 @@ class SharedMailbox:
         self.id = mailbox_id
         self.info = None
         self.uids = array("I")
+        self._uids_lent = False     # some view reads self.uids: copy before changing it
         self.entries: dict[int, IndexEntry] = {}
         self.unseen: set[int] = set()
         self._flagsets: dict[frozenset, frozenset] = {}   # one object per distinct flag set
@@ -54,6 +56,11 @@ class SharedMailbox:
         for event in early:   # changes committed while we were loading
             self.apply(event)
 
+    def lend_uids(self) -> array:
+        """The UID array, for a new view to share until either side changes."""
+        self._uids_lent = True
+        return self.uids
+
     def _intern(self, flags: frozenset) -> frozenset:
         """The one shared object for this set of flags (a big mailbox has few
         distinct sets: less memory, and caches keyed by flag set hit by identity)."""
@@ -75,6 +82,8 @@ class SharedMailbox:
                 return
             e.flags = self._intern(e.flags)
             self.entries[e.uid] = e
+            if self._uids_lent:
+                self.uids, self._uids_lent = self.uids[:], False
             if not self.uids or e.uid > self.uids[-1]:
                 self.uids.append(e.uid)
             else:
@@ -104,7 +113,7 @@ class SharedMailbox:
                 return
             last = {u: self.entries.pop(u).flags for u in gone}
             self.unseen.difference_update(gone)
-            self.uids = _without(self.uids, gone)
+            self.uids, self._uids_lent = _without(self.uids, gone), False
             self.info.highestmodseq = max(self.info.highestmodseq, event.modseq)
             for view in self.views:
                 view.on_expunged(last)
@@ -118,7 +127,8 @@ class SelectedView:
     def __init__(self, shared: SharedMailbox, readonly: bool):
         self.shared = shared
         self.readonly = readonly
-        self.uids = shared.uids[:]                  # what this session's sequence numbers refer to
+        self.uids = shared.lend_uids()              # what this session's sequence numbers refer to
+        self._owns_uids = False                     # shared with the index: copy before changing in place
         self.expunged: dict[int, frozenset] = {}   # announced-later expunges, with last flags
         self.added: list[int] = []
         self.flag_changes: set[int] = set()
@@ -168,7 +178,7 @@ class SelectedView:
         if not self.expunged:
             return []
         seqs = sorted((s for s in map(self.seq_of, self.expunged) if s is not None), reverse=True)
-        self.uids = _without(self.uids, self.expunged)
+        self.uids, self._owns_uids = _without(self.uids, self.expunged), True
         self.recent.difference_update(self.expunged)
         self.expunged.clear()
         return seqs
@@ -177,7 +187,7 @@ class SelectedView:
         """The same, for QRESYNC's VANISHED: the UIDs, ascending."""
         gone = sorted(u for u in self.expunged if self.seq_of(u) is not None)
         if self.expunged:
-            self.uids = _without(self.uids, self.expunged)
+            self.uids, self._owns_uids = _without(self.uids, self.expunged), True
             self.recent.difference_update(self.expunged)
             self.expunged.clear()
         return gone
@@ -188,9 +198,11 @@ class SelectedView:
         self.added.clear()
         if new:
             if not self.uids or new[0] > self.uids[-1]:
+                if not self._owns_uids:
+                    self.uids, self._owns_uids = self.uids[:], True
                 self.uids.extend(new)
             else:
-                self.uids = array("I", sorted(set(self.uids).union(new)))
+                self.uids, self._owns_uids = array("I", sorted(set(self.uids).union(new))), True
         return new
 
     def recent_from(self, first_uid: int) -> set[int]:

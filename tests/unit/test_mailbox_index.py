@@ -1,0 +1,55 @@
+"""The shared index and its views: a view starts on the index's own UID
+array (no copy at SELECT), and neither side ever sees the other's changes
+before it takes them in."""
+import asyncio
+
+from posthouse.imap.mailbox_index import SelectedView, SharedMailbox
+from posthouse.store.api import IndexEntry, MailboxInfo, MessageAdded, MessagesExpunged
+
+
+def entry(uid: int, modseq: int = 1) -> IndexEntry:
+    return IndexEntry(uid, frozenset(), modseq, 100, 0.0)
+
+
+def loaded(uids) -> SharedMailbox:
+    async def make():
+        shared = SharedMailbox(1)
+        shared.load(MailboxInfo(1, 1, "INBOX", 7, max(uids) + 1, 1, None), [entry(u) for u in uids])
+        return shared
+    return asyncio.run(make())
+
+
+def select(shared: SharedMailbox) -> SelectedView:
+    view = SelectedView(shared, readonly=False)
+    shared.views.add(view)          # as Session.select does
+    return view
+
+
+def test_a_new_view_shares_the_array_until_either_side_changes():
+    shared = loaded([1, 2, 3])
+    first = select(shared)
+    assert first.uids is shared.uids
+    shared.apply(MessageAdded(1, entry(4, 2)))
+    assert list(first.uids) == [1, 2, 3]            # not told yet: its numbers stand
+    assert list(shared.uids) == [1, 2, 3, 4]
+    second = select(shared)
+    assert list(second.uids) == [1, 2, 3, 4]
+    assert first.take_added() == [4]
+    assert list(first.uids) == [1, 2, 3, 4]
+    # The second view's array is still the index's: the index changes a copy.
+    shared.apply(MessageAdded(1, entry(5, 3)))
+    assert list(second.uids) == [1, 2, 3, 4] and list(shared.uids) == [1, 2, 3, 4, 5]
+    assert second.take_added() == [5] and list(second.uids) == [1, 2, 3, 4, 5]
+    assert list(first.uids) == [1, 2, 3, 4]
+
+
+def test_expunges_reach_a_sharing_view_only_when_it_takes_them():
+    shared = loaded(list(range(1, 21)))
+    view = select(shared)
+    shared.apply(MessagesExpunged(1, list(range(2, 20)), 5))
+    assert len(view.uids) == 20 and list(shared.uids) == [1, 20]
+    assert view.take_expunged() == list(range(19, 1, -1))
+    assert list(view.uids) == [1, 20]
+    shared.apply(MessageAdded(1, entry(21, 6)))
+    assert view.take_added() == [21] and list(view.uids) == [1, 20, 21]
+    assert list(shared.uids) == [1, 20, 21]
