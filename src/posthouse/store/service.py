@@ -206,7 +206,7 @@ class StoreService:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._io_threads, self.store.read_blob, key, start, end)
 
-    async def stream_blob(self, key: str, start: int, end: int, conn, chunk: int = 1 << 20) -> None:
+    async def stream_blob(self, key: str, start: int, end: int, conn, chunk: int = 1 << 18) -> None:
         """Send a range of a blob file to conn in chunks, waiting for each to drain."""
         loop = asyncio.get_running_loop()
         path = self.store.blob_path(key)
