@@ -172,3 +172,30 @@ def test_internal_error_answers_serverbug_and_keeps_session(server, raw, monkeyp
     assert lines[-1].startswith(b"s NO [SERVERBUG]")
     monkeypatch.undo()
     assert raw.cmd("s2", "STATUS INBOX (MESSAGES)")[-1].startswith(b"s2 OK")
+
+
+def test_client_gone_in_the_middle_of_a_big_fetch(server, user, raw):
+    """A client that closes while a multi-chunk literal streams from its blob
+    file: the server stops (its read-ahead finishes, the file closes) and
+    goes on serving; the message is intact for the next client."""
+    body = b"".join(b"line %07d of a big message\r\n" % i for i in range(30000))      # ~870 KB: 4 chunks
+    msg = b"Subject: big-gone\r\n\r\n" + body
+    raw.send(b"A APPEND INBOX {%d+}\r\n" % len(msg) + msg + b"\r\n")
+    assert raw.read_until_tag("A")[-1].startswith(b"A OK")
+    for _ in range(3):
+        c = RawClient(server.host, server.port)
+        assert c.cmd("l", f"LOGIN {user[0]} {user[1]}")[-1].startswith(b"l OK")
+        assert c.cmd("s", "SELECT INBOX")[-1].startswith(b"s OK")
+        c.send("f FETCH 1 BODY.PEEK[]\r\n")
+        c.sock.recv(1000)
+        c.close()
+    assert alive(server, user)
+    assert raw.cmd("s", "SELECT INBOX")[-1].startswith(b"s OK")
+    raw.send("f FETCH 1 BODY.PEEK[]\r\n")
+    head = raw.readline()
+    assert head.endswith(b"{%d}\r\n" % len(msg))
+    got = b""
+    while len(got) < len(msg):
+        got += raw.sock.recv(1 << 20) if not raw.buf else raw.buf
+        raw.buf = b""
+    assert got[:len(msg)] == msg

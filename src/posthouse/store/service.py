@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import logging
 import queue
 import threading
@@ -207,23 +208,34 @@ class StoreService:
         return await loop.run_in_executor(self._io_threads, self.store.read_blob, key, start, end)
 
     async def stream_blob(self, key: str, start: int, end: int, conn, chunk: int = 1 << 18) -> None:
-        """Send a range of a blob file to conn in chunks, waiting for each to drain."""
+        """Send a range of a blob file to conn in chunks, waiting for each to
+        drain. The next chunk is read while the last one drains, so the socket
+        never waits for the disk; at most two chunks are in memory."""
         loop = asyncio.get_running_loop()
-        path = self.store.blob_path(key)
-        f = await loop.run_in_executor(self._io_threads, open, path, "rb")
+        fd = await loop.run_in_executor(self._io_threads, os.open, self.store.blob_path(key), os.O_RDONLY)
+        pending = None
+
+        def read(pos: int):
+            return loop.run_in_executor(self._io_threads, os.pread, fd, min(chunk, end - pos), pos)
         try:
             pos = start
-            while pos < end:
-                data = await loop.run_in_executor(self._io_threads, _read_at, f, pos, min(chunk, end - pos))
+            pending = read(pos) if pos < end else None
+            while pending is not None:
+                data = await pending
+                pending = None
                 if not data:
                     raise OSError(f"blob {key} is shorter than its record")
+                pos += len(data)
+                if pos < end:
+                    pending = read(pos)
                 conn.write(data)
                 await conn.drain()
                 if conn.closed:
                     return
-                pos += len(data)
         finally:
-            f.close()
+            if pending is not None:         # the file stays open until its last read is done
+                await asyncio.gather(pending, return_exceptions=True)
+            os.close(fd)
 
     def close(self) -> None:
         self._parser.close()
@@ -235,8 +247,3 @@ class StoreService:
 
 def _read(store, method: str, args: tuple):
     return getattr(store.reading(), method)(*args)
-
-
-def _read_at(f, pos: int, size: int) -> bytes:
-    f.seek(pos)
-    return f.read(size)
