@@ -338,8 +338,22 @@ class SQLiteStore(Store):
         return MailboxInfo(*row)
 
     def _bump_modseq(self, mailbox_id: int) -> int:
-        self.db.execute("UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id=?", (mailbox_id,))
-        return self.db.execute("SELECT highestmodseq FROM mailboxes WHERE id=?", (mailbox_id,)).fetchone()[0]
+        row = self.db.execute("UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id=? "
+                              "RETURNING highestmodseq", (mailbox_id,)).fetchone()
+        if row is None:
+            raise NoSuchMailbox("Mailbox doesn't exist")
+        return row[0]
+
+    def _make_room(self, mailbox_id: int, count: int) -> tuple[int, int, int, int]:
+        """For new messages: their first UID and their MODSEQ, taken in one
+        statement (delivery's commonest write), with the mailbox's user and
+        UIDVALIDITY: (user_id, uidvalidity, first_uid, modseq)."""
+        row = self.db.execute(
+            "UPDATE mailboxes SET uidnext = uidnext + ?, highestmodseq = highestmodseq + 1 WHERE id=? "
+            "RETURNING user_id, uidvalidity, uidnext - ?, highestmodseq", (count, mailbox_id, count)).fetchone()
+        if row is None:
+            raise NoSuchMailbox("Mailbox doesn't exist")
+        return row
 
     def _take_uids(self, mailbox_id: int, count: int) -> int:
         first = self.db.execute("SELECT uidnext FROM mailboxes WHERE id=?", (mailbox_id,)).fetchone()[0]
@@ -591,19 +605,17 @@ class SQLiteStore(Store):
     def append_many(self, mailbox_id, items) -> list[AppendResult]:
         """Append several messages in one transaction (MULTIAPPEND is all or nothing)."""
         with self._tx():
-            info = self._mailbox_by_id(mailbox_id)
-            # First: a refused message leaves no trace (not even a blob row).
-            self._charge(info.user_id, sum(len(item[0]) for item in items), len(items))
+            user_id, uidvalidity, first, modseq = self._make_room(mailbox_id, len(items))
+            # Over quota: the transaction undoes it all, UIDs included (no blob row is left either).
+            self._charge(user_id, sum(len(item[0]) for item in items), len(items))
             blob_ids = [self._blob_id(raw, parsed) for raw, parsed, _f, _d in items]
-            first = self._take_uids(mailbox_id, len(items))
-            modseq = self._bump_modseq(mailbox_id)
             results = []
             for i, ((raw, parsed, flags, idate), blob_id) in enumerate(zip(items, blob_ids)):
                 uid = first + i
                 self.db.execute("INSERT INTO messages VALUES (?,?,?,?,?,?)",
                                 (mailbox_id, uid, blob_id, modseq, _flags_text(flags), idate))
                 entry = IndexEntry(uid, frozenset(flags), modseq, len(raw), idate, parsed.sent_date)
-                results.append(AppendResult(info.uidvalidity, uid, [MessageAdded(mailbox_id, entry)]))
+                results.append(AppendResult(uidvalidity, uid, [MessageAdded(mailbox_id, entry)]))
         return results
 
     def store_flags(self, mailbox_id, uids, mode, flags, unchanged_since=None):
