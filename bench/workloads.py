@@ -236,7 +236,10 @@ async def large_mailbox(server, user: str, repeats: int, timeout: float) -> dict
     out = {}
     for name, text in LARGE_COMMANDS:
         times, cpus, failure, answer = [], [], None, ""
-        for _ in range(repeats):
+        # At least `repeats` runs; a quick command (SELECT takes well under a
+        # millisecond) runs until a fifth of a second is spent, up to 50 times,
+        # so its median is not one scheduler hiccup.
+        while len(times) < repeats or (sum(times) < 200 and len(times) < 50):
             if times and times[0] > 10_000:
                 break       # a command this slow is measured once: the run has a time budget
             untagged: list = []
