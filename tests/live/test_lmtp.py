@@ -102,9 +102,7 @@ def test_unknown_recipient_is_refused_at_rcpt_and_others_still_get_it(server, lm
 def test_duplicate_recipient_gets_two_replies(server, user):
     name, _ = user
     raw = RawClient(server.host, server.lmtp_port)
-    raw.send("LHLO me\r\n")
-    while raw.readline()[3:4] == b"-":
-        pass
+    _lhlo(raw)
     raw.send(f"MAIL FROM:<a@b.c>\r\nRCPT TO:<{name}>\r\nRCPT TO:<{name}>\r\nDATA\r\n")
     assert [raw.readline()[:3] for _ in range(4)] == [b"250", b"250", b"250", b"354"]
     raw.send(message("dup") + b"\r\n.\r\n")
@@ -119,9 +117,7 @@ def test_pipelined_replies_come_together_and_a_pipelined_quit_is_answered(server
     delivery's 250 and then 221."""
     name, _ = user
     raw = RawClient(server.host, server.lmtp_port)
-    raw.send("LHLO me\r\n")
-    while raw.readline()[3:4] == b"-":
-        pass
+    _lhlo(raw)
     raw.send(f"MAIL FROM:<a@b.c>\r\nRCPT TO:<nobody-here>\r\nRCPT TO:<{name}>\r\nDATA\r\n")
     first = raw.sock.recv(65536)      # one write: everything up to the 354 at once
     assert [line[:3] for line in first.split(b"\r\n") if line] == [b"250", b"550", b"250", b"354"]
@@ -145,9 +141,7 @@ def test_refused_data_gets_a_reply_per_recipient(server, user, body, code):
     name, _ = user
     other, _ = server.add_user()
     raw = RawClient(server.host, server.lmtp_port)
-    raw.send("LHLO me\r\n")
-    while raw.readline()[3:4] == b"-":
-        pass
+    _lhlo(raw)
     raw.send(f"MAIL FROM:<a@b.c>\r\nRCPT TO:<{name}>\r\nRCPT TO:<{other}>\r\nDATA\r\n")
     assert [raw.readline()[:3] for _ in range(4)] == [b"250", b"250", b"250", b"354"]
     raw.send(b"Subject: long\r\n\r\n" + body + b".\r\n")
