@@ -199,3 +199,33 @@ def test_client_gone_in_the_middle_of_a_big_fetch(server, user, raw):
         got += raw.sock.recv(1 << 20) if not raw.buf else raw.buf
         raw.buf = b""
     assert got[:len(msg)] == msg
+
+
+def test_blob_file_shorter_than_its_record_ends_the_session_not_the_server(server, user, raw):
+    """A blob file cut short on disk (a damaged store) is found mid-literal:
+    the literal can't be completed, so that session is closed; the server
+    and every other session go on."""
+    import os
+
+    from posthouse.store.blobs import BlobStore
+
+    body = b"".join(b"line %07d of a damaged message\r\n" % i for i in range(20000))    # ~660 KB
+    msg = b"Subject: damaged\r\n\r\n" + body
+    raw.send(b"A APPEND INBOX {%d+}\r\n" % len(msg) + msg + b"\r\n")
+    assert raw.read_until_tag("A")[-1].startswith(b"A OK")
+    path = server.ctx.service.store.blob_path(BlobStore.key_for(msg))
+    with open(path, "r+b") as f:
+        f.truncate(300_000)
+    assert raw.cmd("s", "SELECT INBOX")[-1].startswith(b"s OK")
+    raw.send("f FETCH 1 BODY.PEEK[]\r\n")
+    assert raw.readline().endswith(b"{%d}\r\n" % len(msg))
+    got = raw.buf
+    raw.buf = b""
+    while True:
+        chunk = raw.sock.recv(1 << 20)
+        if not chunk:
+            break
+        got += chunk
+    assert len(got) < len(msg) and msg.startswith(got[:300_000 - 100])
+    assert alive(server, user)
+    os.remove(path)

@@ -213,29 +213,31 @@ class StoreService:
         never waits for the disk; at most two chunks are in memory."""
         loop = asyncio.get_running_loop()
         fd = await loop.run_in_executor(self._io_threads, os.open, self.store.blob_path(key), os.O_RDONLY)
-        pending = None
 
-        def read(pos: int):
-            return loop.run_in_executor(self._io_threads, os.pread, fd, min(chunk, end - pos), pos)
+        def read_from(pos: int):
+            return self._io_threads.submit(os.pread, fd, min(chunk, end - pos), pos)
+        reading = None      # the read under way: a concurrent future, which can't be cut short
         try:
-            pos = start
-            pending = read(pos) if pos < end else None
-            while pending is not None:
-                data = await pending
-                pending = None
+            if start < end:
+                reading = read_from(start)
+            while reading is not None:
+                data = await asyncio.wrap_future(reading)
+                reading = None
                 if not data:
                     raise OSError(f"blob {key} is shorter than its record")
-                pos += len(data)
-                if pos < end:
-                    pending = read(pos)
+                start += len(data)
+                if start < end:
+                    reading = read_from(start)
                 conn.write(data)
                 await conn.drain()
                 if conn.closed:
                     return
         finally:
-            if pending is not None:         # the file stays open until its last read is done
-                await asyncio.gather(pending, return_exceptions=True)
-            os.close(fd)
+            if reading is not None and not reading.done():
+                # Closed when that read is over, never under it (nor under a reused descriptor).
+                reading.add_done_callback(lambda _done: os.close(fd))
+            else:
+                os.close(fd)
 
     def close(self) -> None:
         self._parser.close()
