@@ -31,7 +31,7 @@ def open_store(config: Config) -> SQLiteStore:
 
 def build_context(config: Config) -> ServerContext:
     os.makedirs(config.data_dir, exist_ok=True)
-    service = StoreService(open_store(config), config.parse_processes)
+    service = StoreService(open_store(config), config.parse_processes, config.store_process)
     cert, key = config.tls_cert, config.tls_key
     if not cert:
         cert, key = config.path("tls/cert.pem"), config.path("tls/key.pem")

@@ -71,6 +71,8 @@ class Config:
     fsync: bool = True
     # Worker processes that parse new mail (0: parse on a thread of the server).
     parse_processes: int = min(4, os.cpu_count() or 1)
+    # Database writes in a process of their own (else on a thread of the server's).
+    store_process: bool = True
     log_level: str = "INFO"
     default_mailboxes: list = field(default_factory=lambda: [
         ["Drafts", "\\Drafts"], ["Sent", "\\Sent"], ["Trash", "\\Trash"],

@@ -22,6 +22,7 @@ from typing import Callable
 
 from ..mime.message import ParsedMessage
 from .parsing import ParsePool
+from .process import StoreProcess
 
 log = logging.getLogger("posthouse.store")
 from .api import Store
@@ -143,10 +144,18 @@ def _settle(future: asyncio.Future, ok: bool, value) -> None:
 
 
 class StoreService:
-    def __init__(self, store: Store, parse_processes: int = 0):
+    def __init__(self, store: Store, parse_processes: int = 0, store_process: bool = False):
         self.store = store
         self.hub = ChangeHub()
-        self._db_thread = _DatabaseThread(store)
+        # Writes (and short reads) in order, in group commits: in a process of
+        # their own where the store can be opened again there, else on a thread.
+        open_args = getattr(store, "open_args", None)
+        if store_process and open_args is not None:
+            self._db_thread = None
+            self._db_process = StoreProcess(type(store), open_args)
+        else:
+            self._db_thread = _DatabaseThread(store)
+            self._db_process = None
         # Blob reads and writes and MIME parsing touch no database: they get their own threads.
         self._io_threads = ThreadPoolExecutor(4, thread_name_prefix="posthouse-io")
         # Long reads (searches, index loads) on threads of their own, each with
@@ -163,6 +172,8 @@ class StoreService:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._read_threads, _read, store, method, args)
         durable = method not in getattr(store, "LAZY", ()) and method not in getattr(store, "READS", ())
+        if self._db_process is not None:
+            return await self._db_process.submit(method, args, durable)
         return await self._db_thread.submit(functools.partial(getattr(self.store, method), *args), durable)
 
     async def change(self, method: str, *args):
@@ -241,7 +252,10 @@ class StoreService:
 
     def close(self) -> None:
         self._parser.close()
-        self._db_thread.stop()
+        if self._db_process is not None:
+            self._db_process.stop()
+        else:
+            self._db_thread.stop()
         self._io_threads.shutdown(wait=True)
         self._read_threads.shutdown(wait=True)
         self.store.close()

@@ -60,6 +60,9 @@ class SQLiteStore(Store):
     def __init__(self, data_dir: str, fsync: bool = True, inline_max: int = 128 * 1024,
                  quota_storage: int | None = None, quota_messages: int | None = None):
         os.makedirs(data_dir, exist_ok=True)
+        # How to open this store again elsewhere (the store process does).
+        self.open_args = {"data_dir": data_dir, "fsync": fsync, "inline_max": inline_max,
+                          "quota_storage": quota_storage, "quota_messages": quota_messages}
         self.blobs = BlobStore(os.path.join(data_dir, "blobs"), fsync=fsync)
         # Messages up to inline_max bytes live in the database: one fsync (the
         # commit's) makes them durable, where a file costs two more.

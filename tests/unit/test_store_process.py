@@ -1,0 +1,135 @@
+"""The store process: calls cross to it and back, in order, with their errors;
+one that dies fails what it had and is replaced; garbage stops it cleanly."""
+import asyncio
+import os
+import signal
+import socket
+import time
+
+import pytest
+
+from posthouse.store.api import MailboxExists
+from posthouse.store.process import StoreProcess, StoreProcessDied, _HEADER
+from posthouse.store.service import StoreService
+from posthouse.store.sqlite.backend import SQLiteStore
+
+
+def message(subject: str) -> bytes:
+    return f"From: a@example.com\r\nSubject: {subject}\r\n\r\nbody {subject}\r\n".encode()
+
+
+@pytest.fixture
+def service(tmp_path):
+    store = SQLiteStore(str(tmp_path), fsync=False)
+    user = store.create_user("u", "h", [("INBOX", None)])
+    service = StoreService(store, store_process=True)
+    service.inbox = store.get_mailbox(user.id, "INBOX").id
+    service.user = user.id
+    yield service
+    service.close()
+
+
+def test_calls_run_in_the_child_in_order(service):
+    assert service._db_process is not None and service._db_process.pid != os.getpid()
+
+    async def go():
+        results = await asyncio.gather(*(service.append(service.inbox, [(message(f"m{i}"), [], time.time())])
+                                         for i in range(30)))
+        return [r[0].uid for r in results]
+
+    assert asyncio.run(go()) == list(range(1, 31))
+    # what the child committed, this process reads
+    assert service.store.reading().mailbox_counts(service.inbox)["MESSAGES"] == 30
+
+
+def test_errors_come_back_as_themselves(service):
+    async def go():
+        await service.call("create_mailbox", service.user, "Work")
+        with pytest.raises(MailboxExists):
+            await service.call("create_mailbox", service.user, "Work")
+        with pytest.raises(ValueError, match="not a store call"):
+            await service.call("_tx")
+        with pytest.raises(AttributeError):
+            await service.call("no_such_method")
+        # and the process goes on
+        names = [m.name for m in await service.call("list_mailboxes", service.user)]
+        assert "Work" in names
+
+    asyncio.run(go())
+
+
+def test_an_argument_that_does_not_pickle_fails_that_call_only(service):
+    async def go():
+        with pytest.raises(Exception):
+            await service.call("create_mailbox", service.user, lambda: None)
+        assert await service.call("mailbox_counts", service.inbox) is not None
+
+    asyncio.run(go())
+
+
+def test_a_killed_child_fails_its_calls_and_is_replaced(service):
+    proc: StoreProcess = service._db_process
+    proc.RESTART_AFTER = 0.2
+
+    async def go():
+        await service.append(service.inbox, [(message("before"), [], time.time())])
+        os.kill(proc.pid, signal.SIGKILL)
+        # a call made as it dies fails with a clear error, or (if it was already
+        # being restarted) succeeds: it never hangs
+        try:
+            await asyncio.wait_for(service.call("mailbox_counts", service.inbox), 10)
+        except StoreProcessDied:
+            pass
+        await asyncio.sleep(0.3)
+        for _ in range(50):
+            try:
+                return await asyncio.wait_for(service.append(service.inbox, [(message("after"), [], time.time())]), 10)
+            except StoreProcessDied:
+                await asyncio.sleep(0.1)
+        raise AssertionError("no new store process")
+
+    first = proc.pid
+    result = asyncio.run(go())
+    assert proc.pid != first
+    assert result[0].uid == 2       # what committed before the kill is kept
+
+
+def test_garbage_on_the_wire_stops_the_child_not_the_server(service):
+    proc: StoreProcess = service._db_process
+    proc.RESTART_AFTER = 0.1
+    child = proc._child
+    child.send(_HEADER.pack(12) + b"not a pickle")
+    child.proc.wait(timeout=10)
+    assert child.proc.returncode is not None
+
+    async def go():
+        await asyncio.sleep(0.2)
+        return await service.call("mailbox_counts", service.inbox)
+
+    assert asyncio.run(go()) is not None
+
+
+def test_close_stops_the_child(tmp_path):
+    store = SQLiteStore(str(tmp_path), fsync=False)
+    service = StoreService(store, store_process=True)
+    proc = service._db_process._child.proc
+    service.close()
+    assert proc.poll() is not None
+
+
+def test_a_store_that_cannot_be_reopened_uses_a_thread(tmp_path):
+    class Plain:
+        def run_batch(self, calls, durable=True):
+            return [(True, c()) for c in calls]
+
+        def close(self):
+            pass
+
+        def echo(self, x):
+            return x
+    service = StoreService(Plain(), store_process=True)
+    try:
+        assert service._db_process is None
+        assert asyncio.run(service.call("echo", 5)) == 5
+    finally:
+        service.close()
