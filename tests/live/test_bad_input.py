@@ -233,3 +233,43 @@ def test_blob_file_shorter_than_its_record_ends_the_session_not_the_server(serve
     assert len(got) < len(msg) and msg.startswith(got[:300_000 - 100])
     assert alive(server, user)
     os.remove(path)
+
+
+def test_store_process_killed_under_a_session(tmp_path):
+    """The store process dies: the session's command gets a clean NO, the
+    session goes on, the next calls start a new store process, and the mail
+    committed before is all there."""
+    import imaplib
+    import os
+    import signal
+    import time
+
+    from tests.conftest import RunningServer
+    srv = RunningServer(str(tmp_path))
+    try:
+        srv.ctx.service._db_process.RESTART_AFTER = 0.2
+        name, password = srv.add_user()
+        c = imaplib.IMAP4(srv.host, srv.port)
+        c.login(name, password)
+        for i in range(3):
+            c.append("INBOX", None, None, f"Subject: m{i}\r\n\r\nbody\r\n".encode())
+        os.kill(srv.ctx.service._db_process.pid, signal.SIGKILL)
+        srv.ctx.service._db_process._child.proc.wait(10)
+        typ, _ = c.append("INBOX", None, None, b"Subject: lost?\r\n\r\nbody\r\n")
+        assert typ in ("NO", "OK")      # NO while the process is gone; OK if it was already replaced
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                typ, _ = c.append("INBOX", None, None, b"Subject: after\r\n\r\nbody\r\n")
+            except imaplib.IMAP4.error:
+                typ = "NO"
+            if typ == "OK" or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert typ == "OK"
+        c.select("INBOX")
+        _typ, data = c.uid("SEARCH", "SUBJECT", "m")
+        assert len(data[0].split()) == 3
+        c.logout()
+    finally:
+        srv.stop()

@@ -3,7 +3,6 @@ one that dies fails what it had and is replaced; garbage stops it cleanly."""
 import asyncio
 import os
 import signal
-import socket
 import time
 
 import pytest
