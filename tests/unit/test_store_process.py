@@ -97,7 +97,8 @@ def test_garbage_on_the_wire_stops_the_child_not_the_server(service):
     proc: StoreProcess = service._db_process
     proc.RESTART_AFTER = 0.1
     child = proc._child
-    child.send(_HEADER.pack(12) + b"not a pickle")
+    child.sock.setblocking(True)
+    child.sock.sendall(_HEADER.pack(12) + b"not a pickle")
     child.proc.wait(timeout=10)
     assert child.proc.returncode is not None
 

@@ -28,14 +28,13 @@ import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
-from typing import Callable
 
 log = logging.getLogger("posthouse.store")
 
 _HEADER = struct.Struct(">Q")
 MAX_BATCH = 128
+RECV_CHUNK = 256 * 1024
 IDLE_AFTER = 0.2        # seconds without calls before deferred work runs
 
 
@@ -48,32 +47,13 @@ def _frame(obj) -> bytes:
     return _HEADER.pack(len(data)) + data
 
 
-def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
-    buf = bytearray(n)
-    view = memoryview(buf)
-    got = 0
-    while got < n:
-        k = sock.recv_into(view[got:], n - got)
-        if k == 0:
-            return None
-        got += k
-    return bytes(buf)
-
-
-def _recv_frame(sock: socket.socket):
-    head = _recv_exact(sock, _HEADER.size)
-    if head is None:
-        return None
-    body = _recv_exact(sock, _HEADER.unpack(head)[0])
-    if body is None:
-        return None
-    return pickle.loads(body)
-
-
 def _portable(result: tuple) -> tuple:
-    """A reply item that pickles: an exception that won't is sent as its text."""
+    """A reply item that pickles and unpickles: an exception that won't (one
+    whose constructor wants other arguments) is sent as its text."""
     try:
-        pickle.dumps(result[2], protocol=pickle.HIGHEST_PROTOCOL)
+        data = pickle.dumps(result[2], protocol=pickle.HIGHEST_PROTOCOL)
+        if not result[1]:
+            pickle.loads(data)
         return result
     except Exception:
         value = result[2]
@@ -83,9 +63,9 @@ def _portable(result: tuple) -> tuple:
 
 
 class _Child:
-    """One store process and our end of its socket, with the thread that reads its replies."""
+    """One store process and our end of its socket (non-blocking, read on the event loop)."""
 
-    def __init__(self, spec: str, on_reply: Callable, on_end: Callable):
+    def __init__(self, spec: str):
         parent, child = socket.socketpair()
         for sock in (parent, child):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
@@ -103,43 +83,24 @@ class _Child:
             raise
         finally:
             child.close()
+        parent.setblocking(False)
         self.sock = parent
         self.ended = False
-        self._on_reply = on_reply
-        self._on_end = on_end
-        self.receiver = threading.Thread(target=self._receive, name="posthouse-store-replies", daemon=True)
-        self.receiver.start()
-
-    def _receive(self) -> None:
-        why = "the store process ended"
-        try:
-            while True:
-                replies = _recv_frame(self.sock)
-                if replies is None:
-                    break
-                self._on_reply(replies)
-        except (OSError, pickle.UnpicklingError, EOFError) as e:
-            why = f"the store process's replies broke off: {e}"
-        self.ended = True
-        self._on_end(self, why)
-
-    def send(self, data: bytes) -> None:
-        try:
-            self.sock.sendall(data)
-        except OSError:
-            self.kill()     # the receiver sees the end and fails whatever waits
+        self.inbox = bytearray()        # reply bytes not yet a whole frame
+        self.outbox = bytearray()       # request bytes the socket has not taken yet
+        self.waiting_to_write = False   # the loop watches for room in the socket
 
     def kill(self) -> None:
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         if self.proc.poll() is None:
             self.proc.kill()
 
     def stop(self, timeout: float = 30) -> None:
-        """Close our end: the child finishes its batch, sees end of input and exits."""
+        """Send what is left, then close our end: the child finishes its batch,
+        sees end of input and exits."""
         try:
+            if self.outbox and not self.ended:
+                self.sock.setblocking(True)
+                self.sock.sendall(self.outbox)
             self.sock.shutdown(socket.SHUT_WR)
         except OSError:
             pass
@@ -149,13 +110,15 @@ class _Child:
             log.error("the store process did not stop; killing it")
             self.proc.kill()
             self.proc.wait()
-        self.receiver.join(timeout=5)
         self.sock.close()
 
 
 class StoreProcess:
     """The server's end: submit() sends a call, the reply settles its future.
 
+    The socket is read and written by the event loop itself (no thread in
+    between: a reply costs one wake-up, not two and a GIL hand-off). Calls
+    from another thread's loop while this one runs are passed over to it.
     A child that dies fails the calls it had (StoreProcessDied: the caller
     can't know whether a change committed), and the next call starts a new one.
     """
@@ -165,13 +128,15 @@ class StoreProcess:
     def __init__(self, store_class: type, open_args: dict):
         self._spec = json.dumps({"module": store_class.__module__, "class": store_class.__qualname__,
                                  "args": open_args})
-        self._lock = threading.Lock()
-        self._outgoing: list[bytes] = []
         self._ids = itertools.count()
-        self._waiting: dict[int, tuple[asyncio.Future, asyncio.AbstractEventLoop, _Child]] = {}
+        self._waiting: dict[int, asyncio.Future] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._flush_scheduled = False
         self._stopping = False
         self._started_at = time.monotonic()
-        self._child = _Child(self._spec, self._on_reply, self._on_end)
+        self._child = _Child(self._spec)
+        # recv() into one buffer kept for the purpose: recv(n) would allocate n bytes every time.
+        self._recv_buf = memoryview(bytearray(RECV_CHUNK))
 
     @property
     def pid(self) -> int:
@@ -179,68 +144,134 @@ class StoreProcess:
 
     def submit(self, method: str, args: tuple, durable: bool = True) -> asyncio.Future:
         loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            if self._loop is not None and self._loop.is_running():
+                # Another thread's loop owns the socket: the call is made there.
+                return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(
+                    self._submit_there(method, args, durable), self._loop))
+            self._bind(loop)
         future = loop.create_future()
+        child = self._live_child()
+        if child is None:
+            future.set_exception(StoreProcessDied("the store process died and is not restarted yet"))
+            return future
         call_id = next(self._ids)
-        frame = _frame((call_id, method, args, durable))    # an argument that won't pickle raises here
-        with self._lock:
-            child = self._live_child()
-            if child is None:
-                future.set_exception(StoreProcessDied("the store process died and is not restarted yet"))
-                return future
-            self._waiting[call_id] = (future, loop, child)
+        child.outbox += _frame((call_id, method, args, durable))    # an argument that won't pickle raises here
+        self._waiting[call_id] = future
+        if not self._flush_scheduled:
             # Calls made in one turn of the loop leave together: one write, one wake-up of the child.
-            self._outgoing.append(frame)
-            if len(self._outgoing) == 1:
-                loop.call_soon(self._send)
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
         return future
+
+    async def _submit_there(self, method, args, durable):
+        return await self.submit(method, args, durable)
+
+    def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        old = self._loop
+        if old is not None and not old.is_closed():
+            old.remove_reader(self._child.sock.fileno())
+            old.remove_writer(self._child.sock.fileno())
+        self._loop = loop
+        self._flush_scheduled = False
+        if not self._child.ended:
+            loop.add_reader(self._child.sock.fileno(), self._readable, self._child)
+            self._child.waiting_to_write = bool(self._child.outbox)
+            if self._child.outbox:
+                loop.add_writer(self._child.sock.fileno(), self._writable, self._child)
 
     def _live_child(self) -> _Child | None:
         if self._stopping:
             return None
-        if self._child.ended or self._child.proc.poll() is not None:
+        child = self._child
+        if not child.ended and child.proc.poll() is not None:
+            self._ended(child, f"the store process ended (exit status {child.proc.returncode})")
+        if child.ended:
             if time.monotonic() - self._started_at < self.RESTART_AFTER:
                 return None
             log.warning("starting a new store process")
-            self._outgoing.clear()
+            child.sock.close()
             self._started_at = time.monotonic()
-            self._child = _Child(self._spec, self._on_reply, self._on_end)
-        return self._child
+            self._child = child = _Child(self._spec)
+            self._loop.add_reader(child.sock.fileno(), self._readable, child)
+        return child
 
-    def _send(self) -> None:
-        with self._lock:
-            data = b"".join(self._outgoing)
-            self._outgoing.clear()
-            child = self._child
-        if data:
-            child.send(data)
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        child = self._child
+        if child.outbox and not child.ended:
+            self._writable(child)
+            if child.outbox and not child.ended and not child.waiting_to_write:
+                child.waiting_to_write = True
+                self._loop.add_writer(child.sock.fileno(), self._writable, child)
 
-    def _on_reply(self, replies) -> None:
-        for call_id, ok, value in replies:
-            waiting = self._waiting.pop(call_id, None)
-            if waiting is not None:
-                _settle_from_thread(waiting[1], waiting[0], ok, value)
+    def _writable(self, child: _Child) -> None:
+        try:
+            sent = child.sock.send(child.outbox)
+        except BlockingIOError:
+            return
+        except OSError as e:
+            self._ended(child, f"the store process is gone: {e}")
+            return
+        del child.outbox[:sent]
+        if not child.outbox and child.waiting_to_write:
+            child.waiting_to_write = False
+            self._loop.remove_writer(child.sock.fileno())
 
-    def _on_end(self, child: _Child, why: str) -> None:
+    def _readable(self, child: _Child) -> None:
+        buf = self._recv_buf
+        try:
+            while True:
+                n = child.sock.recv_into(buf)
+                if not n:
+                    self._ended(child, f"the store process ended (exit status {child.proc.poll()})")
+                    return
+                child.inbox += buf[:n]
+                if n < len(buf):
+                    break
+        except BlockingIOError:
+            pass
+        except OSError as e:
+            self._ended(child, f"the store process's replies broke off: {e}")
+            return
+        inbox = child.inbox
+        while len(inbox) >= _HEADER.size:
+            n = _HEADER.unpack_from(inbox)[0]
+            if len(inbox) < _HEADER.size + n:
+                break
+            try:
+                replies = pickle.loads(memoryview(inbox)[_HEADER.size:_HEADER.size + n])
+            except Exception as e:
+                self._ended(child, f"a reply from the store process that can't be read: {e!r}")
+                return
+            del inbox[:_HEADER.size + n]
+            for call_id, ok, value in replies:
+                future = self._waiting.pop(call_id, None)
+                if future is not None:
+                    _settle(future, ok, value)
+
+    def _ended(self, child: _Child, why: str) -> None:
+        if child.ended:
+            return
+        child.ended = True
         if not self._stopping:
-            log.error("%s (exit status %s)", why, child.proc.poll())
-        with self._lock:
-            lost = [k for k, (_f, _l, c) in self._waiting.items() if c is child]
-            for call_id in lost:
-                future, loop, _c = self._waiting.pop(call_id)
-                _settle_from_thread(loop, future, False, StoreProcessDied(why))
+            log.error("%s", why)
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(child.sock.fileno())
+            self._loop.remove_writer(child.sock.fileno())
+        child.kill()
+        child.outbox.clear()
+        waiting, self._waiting = self._waiting, {}
+        for future in waiting.values():
+            _settle(future, False, StoreProcessDied(why))
 
     def stop(self) -> None:
-        self._send()
-        with self._lock:
-            self._stopping = True
-        self._child.stop()
-
-
-def _settle_from_thread(loop, future, ok, value) -> None:
-    try:
-        loop.call_soon_threadsafe(_settle, future, ok, value)
-    except RuntimeError:
-        pass    # that loop is closed: nobody waits any more
+        self._stopping = True
+        child = self._child
+        if self._loop is not None and not self._loop.is_closed() and not child.ended:
+            self._loop.remove_reader(child.sock.fileno())
+            self._loop.remove_writer(child.sock.fileno())
+        child.stop()
 
 
 def _settle(future: asyncio.Future, ok: bool, value) -> None:
@@ -260,6 +291,7 @@ class _Requests:
     def __init__(self, sock: socket.socket):
         self.sock = sock
         self.buf = bytearray()
+        self._chunk = memoryview(bytearray(RECV_CHUNK))
         self.eof = False
 
     def _complete(self) -> bool:
@@ -274,9 +306,9 @@ class _Requests:
             ready, _w, _x = select.select([self.sock], [], [], remaining)
             if not ready:
                 return False
-            data = self.sock.recv(1 << 20)
-            if data:
-                self.buf += data
+            n = self.sock.recv_into(self._chunk)
+            if n:
+                self.buf += self._chunk[:n]
             else:
                 self.eof = True
         return True
@@ -337,6 +369,8 @@ def _serve(sock: socket.socket, store) -> None:
         except BaseException as e:      # the commit itself failed: every call in the batch did
             results = [(False, e)] * len(batch)
         replies = [(call_id, ok, value) for (call_id, _m, _a, _d), (ok, value) in zip(batch, results)]
+        if not all(ok for _i, ok, _v in replies):
+            replies = [_portable(r) for r in replies]
         try:
             frame = _frame(replies)
         except Exception:

@@ -49,7 +49,7 @@ class SQLiteStore(Store):
                        "list_scripts", "due_outbound", "next_outbound_time"})
     # Reads by a unique key, cheaper than the hop to the database thread and
     # back (~100 us): the caller runs them on a read connection of its own.
-    QUICK = frozenset({"get_user", "user_by_id", "get_mailbox", "get_quota", "active_script"})
+    QUICK = frozenset({"get_user", "user_by_id", "get_mailbox", "get_quota", "active_script", "message_data"})
     # Reads that may scan a whole mailbox: on reader threads, so a big search
     # or index load doesn't hold up every commit. (Short reads stay on the
     # database thread: handing results back from more threads costs more in
