@@ -30,12 +30,13 @@ import subprocess
 import sys
 import time
 
+from .batches import BatchRunner, settle
+
 log = logging.getLogger("posthouse.store")
 
 _HEADER = struct.Struct(">Q")
 MAX_BATCH = 128
 RECV_CHUNK = 256 * 1024
-IDLE_AFTER = 0.2        # seconds without calls before deferred work runs
 
 
 class StoreProcessDied(Exception):
@@ -248,7 +249,7 @@ class StoreProcess:
             for call_id, ok, value in replies:
                 future = self._waiting.pop(call_id, None)
                 if future is not None:
-                    _settle(future, ok, value)
+                    settle(future, ok, value)
 
     def _ended(self, child: _Child, why: str) -> None:
         if child.ended:
@@ -263,7 +264,7 @@ class StoreProcess:
         child.outbox.clear()
         waiting, self._waiting = self._waiting, {}
         for future in waiting.values():
-            _settle(future, False, StoreProcessDied(why))
+            settle(future, False, StoreProcessDied(why))
 
     def stop(self) -> None:
         self._stopping = True
@@ -272,15 +273,6 @@ class StoreProcess:
             self._loop.remove_reader(child.sock.fileno())
             self._loop.remove_writer(child.sock.fileno())
         child.stop()
-
-
-def _settle(future: asyncio.Future, ok: bool, value) -> None:
-    if future.cancelled():
-        return
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
 
 
 # -- the child ------------------------------------------------------------------
@@ -335,25 +327,12 @@ class _Requests:
 
 
 def _serve(sock: socket.socket, store) -> None:
-    run_batch = store.run_batch
-    idle_work = getattr(store, "idle_work", None)
-    busy_work = getattr(store, "busy_work", None)
-    idle_pending = idle_work is not None
-    last_call = time.monotonic()
+    runner = BatchRunner(store)
     requests = _Requests(sock)
     while True:
-        if idle_pending:
-            # Deferred work waits until calls have stopped for a moment, then
-            # goes on chunk after chunk for as long as nothing else is asked.
-            wait = IDLE_AFTER - (time.monotonic() - last_call)
-            if not requests.wait(max(0.0, wait)):
-                try:
-                    idle_pending = idle_work()
-                except Exception:
-                    log.exception("deferred store work failed")
-                    idle_pending = False
-                continue
-        requests.wait(None)
+        if not requests.wait(runner.idle_wait()):
+            runner.idle()
+            continue
         request = requests.take()
         if request is None:
             return
@@ -363,11 +342,8 @@ def _serve(sock: socket.socket, store) -> None:
             if request is None:
                 break
             batch.append(request)
-        durable = any(d for _i, _m, _a, d in batch)
-        try:
-            results = run_batch([_call(store, method, args) for _i, method, args, _d in batch], durable)
-        except BaseException as e:      # the commit itself failed: every call in the batch did
-            results = [(False, e)] * len(batch)
+        results = runner.run([_call(store, method, args) for _i, method, args, _d in batch],
+                             any(d for _i, _m, _a, d in batch))
         replies = [(call_id, ok, value) for (call_id, _m, _a, _d), (ok, value) in zip(batch, results)]
         if not all(ok for _i, ok, _v in replies):
             replies = [_portable(r) for r in replies]
@@ -381,13 +357,7 @@ def _serve(sock: socket.socket, store) -> None:
             return
         if request is None:
             return
-        idle_pending = idle_work is not None
-        last_call = time.monotonic()
-        if busy_work is not None:
-            try:
-                busy_work()
-            except Exception:
-                log.exception("deferred store work failed")
+        runner.between_batches()
 
 
 def _call(store, method: str, args: tuple):

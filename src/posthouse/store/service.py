@@ -15,12 +15,12 @@ import os
 import logging
 import queue
 import threading
-import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from ..mime.message import ParsedMessage
+from .batches import BatchRunner, settle
 from .parsing import ParsePool
 from .process import StoreProcess
 
@@ -54,7 +54,6 @@ class _DatabaseThread:
     """The one thread that touches the database; runs queued calls in batches."""
 
     MAX_BATCH = 128
-    IDLE_AFTER = 0.2      # seconds without calls before deferred work runs
 
     def __init__(self, store: Store):
         self.store = store
@@ -73,28 +72,17 @@ class _DatabaseThread:
         self._thread.join()
 
     def _run(self) -> None:
-        run_batch = getattr(self.store, "run_batch", None) or _one_by_one
-        idle_work = getattr(self.store, "idle_work", None)
-        busy_work = getattr(self.store, "busy_work", None)
-        idle_pending = idle_work is not None
+        runner = BatchRunner(self.store)
         stopping = False
-        last_call = time.monotonic()
         while not stopping:
+            wait = runner.idle_wait()
             try:
-                if not idle_pending:
+                if wait is None:
                     item = self._queue.get()
                 else:
-                    # Deferred work waits until calls have stopped for a moment, then
-                    # goes on chunk after chunk for as long as nothing else is asked.
-                    wait = self.IDLE_AFTER - (time.monotonic() - last_call)
                     item = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
             except queue.Empty:
-                if time.monotonic() - last_call >= self.IDLE_AFTER:
-                    try:
-                        idle_pending = idle_work()
-                    except Exception:
-                        log.exception("deferred store work failed")
-                        idle_pending = False
+                runner.idle()
                 continue
             if item is None:
                 return
@@ -108,39 +96,10 @@ class _DatabaseThread:
                     stopping = True
                     break
                 batch.append(item)
-            durable = any(d for _fn, _f, _l, d in batch)
-            try:
-                results = run_batch([fn for fn, _f, _l, _d in batch], durable)
-            except BaseException as e:     # the commit itself failed: every call in the batch did
-                results = [(False, e)] * len(batch)
+            results = runner.run([fn for fn, _f, _l, _d in batch], any(d for _fn, _f, _l, d in batch))
             for (_fn, future, loop, _d), (ok, value) in zip(batch, results):
-                loop.call_soon_threadsafe(_settle, future, ok, value)
-            idle_pending = idle_work is not None
-            last_call = time.monotonic()
-            if busy_work is not None:
-                try:
-                    busy_work()
-                except Exception:
-                    log.exception("deferred store work failed")
-
-
-def _one_by_one(calls, durable=True):
-    out = []
-    for call in calls:
-        try:
-            out.append((True, call()))
-        except Exception as e:
-            out.append((False, e))
-    return out
-
-
-def _settle(future: asyncio.Future, ok: bool, value) -> None:
-    if future.cancelled():
-        return
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
+                loop.call_soon_threadsafe(settle, future, ok, value)
+            runner.between_batches()
 
 
 class StoreService:
