@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Posthouse against Dovecot: the same mail, the same workloads, the same run.
 
-    python3 bench/run.py            # the full run (about 10 minutes), writes bench/RESULTS.md
+    python3 bench/run.py            # the full run (about 13 minutes), writes bench/RESULTS.md
     python3 bench/run.py --quick    # seconds; what the test suite runs
 
 Everything listens on 127.0.0.1 and every loop is bounded by count and time.
@@ -176,10 +176,10 @@ async def interleaved(servers, run_round) -> dict:
     for r in range(ROUNDS):
         for srv in (servers if r % 2 == 0 else servers[::-1]):
             results[srv.name].append(await run_round(srv, r))
+    def figure(res):
+        return res["total"] if isinstance(res, dict) else res
     out = {}
     for name, rounds in results.items():
-        def figure(res):
-            return res["total"] if isinstance(res, dict) else res
         ok = [res for res in rounds if figure(res).value is not None]
         if len(ok) < len(rounds):
             out[name] = next(res for res in rounds if figure(res).value is None)     # a failure shows

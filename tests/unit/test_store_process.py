@@ -8,7 +8,7 @@ import time
 import pytest
 
 from posthouse.store.api import MailboxExists
-from posthouse.store.process import StoreProcess, StoreProcessDied, _HEADER
+from posthouse.store.process import StoreProcess, StoreProcessDied, _HEADER, _portable
 from posthouse.store.service import StoreService
 from posthouse.store.sqlite.backend import SQLiteStore
 
@@ -133,3 +133,76 @@ def test_a_store_that_cannot_be_reopened_uses_a_thread(tmp_path):
         assert asyncio.run(service.call("echo", 5)) == 5
     finally:
         service.close()
+
+
+def test_message_data_is_a_quick_read_only_for_a_few_messages(service):
+    store = service.store
+    few, many = list(range(1, 11)), list(range(1, 12))
+    assert store.is_quick("message_data", (service.inbox, few, True))
+    assert not store.is_quick("message_data", (service.inbox, many, True))
+    assert not store.is_quick("store_flags", (service.inbox, few))
+
+    async def go():
+        await service.append(service.inbox, [(message(f"m{i}"), [], time.time()) for i in range(12)])
+        small = await service.call("message_data", service.inbox, few, True)         # on the loop
+        large = await service.call("message_data", service.inbox, many, True)        # on a reader thread
+        return small, large
+
+    small, large = asyncio.run(go())
+    assert sorted(small) == few and sorted(large) == many
+    assert small[3] == large[3]
+
+
+class _NeedsTwo(Exception):
+    def __init__(self, a, b):
+        super().__init__(f"{a} and {b}")
+
+
+def test_a_reply_that_would_not_cross_is_sent_as_its_text():
+    ok = (1, True, {"a": 1})
+    assert _portable(ok) == ok
+    call_id, success, error = _portable((2, False, _NeedsTwo("x", "y")))
+    assert (call_id, success) == (2, False)
+    assert isinstance(error, RuntimeError) and "_NeedsTwo: x and y" in str(error)
+    call_id, success, error = _portable((3, True, lambda: None))
+    assert (call_id, success) == (3, False) and "can't be sent" in str(error)
+
+
+def test_an_unreadable_reply_ends_that_child_and_fails_its_calls(service):
+    proc: StoreProcess = service._db_process
+    proc.RESTART_AFTER = 0.1
+
+    async def go():
+        await service.call("mailbox_counts", service.inbox)     # the socket is on this loop now
+        child = proc._child
+        pending = proc.submit("mailbox_counts", (service.inbox,), False)     # waiting on this child
+        child.inbox += _HEADER.pack(5) + b"junk!"
+        proc._readable(child)
+        with pytest.raises(StoreProcessDied, match="can't be read"):
+            await pending
+        assert child.ended
+        await asyncio.sleep(0.2)
+        return await service.call("mailbox_counts", service.inbox)
+
+    assert asyncio.run(go())["MESSAGES"] == 0
+
+
+def test_a_call_from_another_threads_loop_is_made_on_the_owning_loop(service):
+    import threading
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        # The service's socket belongs to the loop running on that thread ...
+        asyncio.run_coroutine_threadsafe(service.call("create_mailbox", service.user, "A"), loop).result(10)
+        assert service._db_process._loop is loop
+
+        # ... and a call from this thread's loop is passed over to it.
+        async def here():
+            return await service.call("create_mailbox", service.user, "B")
+        assert asyncio.run(here()).name == "B"
+        assert service._db_process._loop is loop
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()

@@ -1,9 +1,11 @@
-"""The store as the event loop sees it: one thread owns the database.
+"""The store as the event loop sees it: one writer owns the database.
 
-All store calls run, in order, on a single worker thread, so SQLite is never
-touched from the event loop and changes are applied in one sequence. Calls
-that queue up while the thread is busy run together as one group commit: one
-transaction, one fsync, each call in its own savepoint. After a change
+Changes (and short reads) run, in order, in the store process (store/process.py)
+or, where the store can't be opened again there, on one worker thread, so
+changes are applied in one sequence. Calls that queue up while the writer is
+busy run together as one group commit: one transaction, one fsync, each call
+in its own savepoint. Reads by a key run right on the loop, and long reads on
+reader threads, each through a read connection of its own. After a change
 commits, its events are published on the loop to whoever follows that
 mailbox (the shared in-memory indexes of open mailboxes).
 """
@@ -12,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-import logging
 import queue
 import threading
 from collections import defaultdict
@@ -20,12 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from ..mime.message import ParsedMessage
+from .api import Store
 from .batches import BatchRunner, settle
 from .parsing import ParsePool
 from .process import StoreProcess
-
-log = logging.getLogger("posthouse.store")
-from .api import Store
 
 
 class ChangeHub:
@@ -125,7 +124,8 @@ class StoreService:
 
     async def call(self, method: str, *args):
         store = self.store
-        if method in getattr(store, "QUICK", ()):
+        is_quick = getattr(store, "is_quick", None)
+        if is_quick is not None and is_quick(method, args):
             return store.quick(method, *args)
         if method in getattr(store, "LONG_READS", ()):
             loop = asyncio.get_running_loop()

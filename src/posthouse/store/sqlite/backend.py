@@ -49,13 +49,13 @@ class SQLiteStore(Store):
                        "list_scripts", "due_outbound", "next_outbound_time"})
     # Reads by a unique key, cheaper than the hop to the database thread and
     # back (~100 us): the caller runs them on a read connection of its own.
-    QUICK = frozenset({"get_user", "user_by_id", "get_mailbox", "get_quota", "active_script", "message_data"})
+    QUICK = frozenset({"get_user", "user_by_id", "get_mailbox", "get_quota", "active_script"})
     # Reads that may scan a whole mailbox: on reader threads, so a big search
     # or index load doesn't hold up every commit. (Short reads stay on the
     # database thread: handing results back from more threads costs more in
     # GIL waits than it saves, measured on the mixed load.)
     LONG_READS = frozenset({"load_index", "search_fields", "search_field", "search_body", "sort_data",
-                            "thread_data", "vanished_since"})
+                            "thread_data", "vanished_since", "message_data"})
 
     def __init__(self, data_dir: str, fsync: bool = True, inline_max: int = 128 * 1024,
                  quota_storage: int | None = None, quota_messages: int | None = None):
@@ -393,10 +393,19 @@ class SQLiteStore(Store):
                 self.db.execute("INSERT OR IGNORE INTO subscriptions VALUES (?,?)", (user_id, mbox))
         return User(user_id, name, password_hash)
 
+    # Message data for up to this many messages (what a client shows of a
+    # mailbox at a time) is a quick read; more goes to a reader thread, so a
+    # FETCH 1:* doesn't hold the event loop while it reads.
+    QUICK_MESSAGES = 10
+
+    def is_quick(self, method: str, args: tuple) -> bool:
+        """Whether this read runs right on the caller's thread (see quick())."""
+        if method in self.QUICK:
+            return True
+        return method == "message_data" and len(args[1]) <= self.QUICK_MESSAGES
+
     def quick(self, method: str, *args):
-        """A QUICK read, right here on the calling thread (see reading())."""
-        if method not in self.QUICK:
-            raise ValueError(f"{method} is not a quick read")
+        """A read is_quick() allows, right here on the calling thread (see reading())."""
         return getattr(self.reading(), method)(*args)
 
     def reading(self) -> SQLiteStore:
