@@ -178,19 +178,21 @@ class SelectedView:
         if not self.expunged:
             return []
         seqs = sorted((s for s in map(self.seq_of, self.expunged) if s is not None), reverse=True)
-        self.uids, self._owns_uids = _without(self.uids, self.expunged), True
-        self.recent.difference_update(self.expunged)
-        self.expunged.clear()
+        self._forget_expunged()
         return seqs
 
     def take_vanished(self) -> list[int]:
         """The same, for QRESYNC's VANISHED: the UIDs, ascending."""
+        if not self.expunged:
+            return []
         gone = sorted(u for u in self.expunged if self.seq_of(u) is not None)
-        if self.expunged:
-            self.uids, self._owns_uids = _without(self.uids, self.expunged), True
-            self.recent.difference_update(self.expunged)
-            self.expunged.clear()
+        self._forget_expunged()
         return gone
+
+    def _forget_expunged(self) -> None:
+        self.uids, self._owns_uids = _without(self.uids, self.expunged), True
+        self.recent.difference_update(self.expunged)
+        self.expunged.clear()
 
     def take_added(self) -> list[int]:
         """Take in the messages added since; returns their UIDs, ascending."""
