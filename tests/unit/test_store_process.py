@@ -206,3 +206,35 @@ def test_a_call_from_another_threads_loop_is_made_on_the_owning_loop(service):
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         loop.close()
+
+
+@pytest.mark.parametrize("in_process", [True, False])
+def test_a_posted_call_is_made_without_waiting_and_in_order(tmp_path, in_process, caplog):
+    store = SQLiteStore(str(tmp_path), fsync=False)
+    user = store.create_user("u", "h", [("INBOX", None)])
+    inbox = store.get_mailbox(user.id, "INBOX").id
+    service = StoreService(store, store_process=in_process)
+    try:
+        async def go():
+            await service.append(inbox, [(message("one"), [], time.time())])
+            assert service.post("claim_recent", inbox, 2) is None      # nothing to wait for
+            # A call after it is made after it: the claim is in the store by then.
+            info = await service.call("get_mailbox", user.id, "INBOX")
+            counts = await service.call("mailbox_counts", inbox)
+            return info, counts
+        info, counts = asyncio.run(go())
+        assert counts["RECENT"] == 0 and counts["MESSAGES"] == 1
+
+        async def alone():
+            service.post("claim_recent", inbox, 5)
+            await asyncio.sleep(0.3)    # nothing else is sent: it leaves on its own
+        asyncio.run(alone())
+        assert store.reading().get_mailbox(user.id, "INBOX").first_recent_uid == 5
+
+        async def failing():
+            service.post("no_such_method", 1)
+            await asyncio.sleep(0.3)
+        asyncio.run(failing())
+        assert "posted store call no_such_method failed" in caplog.text
+    finally:
+        service.close()

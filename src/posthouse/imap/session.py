@@ -158,8 +158,10 @@ class Session:
         first = shared.info.first_recent_uid
         view.recent = view.recent_from(first)
         if not readonly and shared.info.uidnext > first:
+            # The claim is made in memory, where every session sees it; the
+            # store is told without waiting (its max() makes order no matter).
             shared.info.first_recent_uid = shared.info.uidnext
-            await self.ctx.service.call("claim_recent", mailbox_id, shared.info.uidnext)
+            self.ctx.service.post("claim_recent", mailbox_id, shared.info.uidnext)
         return view
 
     def unselect(self) -> None:
@@ -221,7 +223,7 @@ class Session:
                     if claim:
                         view.recent.update(claim)
                         shared.info.first_recent_uid = max(claim) + 1
-                        await self.ctx.service.call("claim_recent", shared.id, shared.info.first_recent_uid)
+                        self.ctx.service.post("claim_recent", shared.id, shared.info.first_recent_uid)
                 self.untagged(f"{view.exists} EXISTS")
                 if not self.rev2:
                     self.untagged(f"{len(view.recent)} RECENT")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
 import queue
 import threading
@@ -25,6 +26,8 @@ from .api import Store
 from .batches import BatchRunner, settle
 from .parsing import ParsePool
 from .process import StoreProcess
+
+log = logging.getLogger("posthouse.store")
 
 
 class ChangeHub:
@@ -135,6 +138,16 @@ class StoreService:
             return await self._db_process.submit(method, args, durable)
         return await self._db_thread.submit(functools.partial(getattr(self.store, method), *args), durable)
 
+    def post(self, method: str, *args) -> None:
+        """A lazy change whose caller need not wait (one that repeats or
+        reorders harmlessly, such as claiming \\Recent): sent with the next
+        call, or on its own a moment later; a failure is logged."""
+        if self._db_process is not None:
+            future = self._db_process.submit(method, args, False, soon=False)
+        else:
+            future = self._db_thread.submit(functools.partial(_call, self.store, method, args), False)
+        future.add_done_callback(functools.partial(_log_failure, method))
+
     async def change(self, method: str, *args):
         """Call a method that returns events (or an object with .events); publish them."""
         result = await self.call(method, *args)
@@ -218,6 +231,15 @@ class StoreService:
         self._io_threads.shutdown(wait=True)
         self._read_threads.shutdown(wait=True)
         self.store.close()
+
+
+def _log_failure(method: str, future: asyncio.Future) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("posted store call %s failed: %r", method, future.exception())
+
+
+def _call(store, method: str, args: tuple):
+    return getattr(store, method)(*args)
 
 
 def _read(store, method: str, args: tuple):
