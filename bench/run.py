@@ -24,7 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import workloads as w  # noqa: E402
-from servers import DovecotServer, PosthouseServer, ensure_dovecot  # noqa: E402
+from servers import DovecotServer, PosthouseServer, ensure_dovecot, generator_scheduling  # noqa: E402
 
 GEN_MBOX = os.path.join(HERE, "..", "..", "shared", "tools", "gen_mbox.py")
 RARE_WORD = "zanzibar"
@@ -308,6 +308,7 @@ def main(argv=None) -> int:
         uvloop.install()
     except ImportError:
         pass
+    generator_scheduling()
     workdir = tempfile.mkdtemp(prefix="posthouse-bench-")
     os.chmod(workdir, 0o755)
     report = Report()

@@ -210,3 +210,40 @@ def test_imapclient_condstore(server, user):
         assert changed[2][b"MODSEQ"][0] > highest
         assert b"\\Seen" in changed[2][b"FLAGS"]
         assert info[b"UIDVALIDITY"]
+
+
+def test_a_store_that_changes_nothing_is_answered_from_the_index(server, pair, monkeypatch):
+    a, b = pair
+    _fill(a, "same", 2)
+    a.cmd("S", "SELECT same (CONDSTORE)")
+    b.cmd("S", "SELECT same")
+    lines = a.cmd("T", "STORE 1:2 +FLAGS (\\Seen $Label)")
+    first = _modseq(lines, 1)
+    b.cmd("N", "NOOP")
+    asked = []
+    real_change = server.ctx.service.change
+
+    async def counting(method, *args):
+        asked.append(method)
+        return await real_change(method, *args)
+    monkeypatch.setattr(server.ctx.service, "change", counting)
+
+    # Already so (a keyword in another case is the same keyword): the store is not asked.
+    for command in ("STORE 1 +FLAGS (\\Seen $label)", "STORE 1 -FLAGS (\\Draft)", "STORE 1 FLAGS (\\Seen $LABEL)"):
+        lines = a.cmd("T", command)
+        assert lines[-1].startswith(b"T OK"), lines
+        assert re.search(rb"^\* 1 FETCH \(UID 1 FLAGS \(\$Label \\Seen \\Recent\) MODSEQ \(%d\)\)" % first,
+                         _one(lines, rb"^\* 1 FETCH").string)
+    assert asked == []
+    assert b.cmd("N", "NOOP") == [b"N OK NOOP completed\r\n"]     # nobody hears of a change
+
+    # One message of two would change: the store is asked, and only that one moves.
+    a.cmd("T", "STORE 2 -FLAGS.SILENT ($Label)")
+    asked.clear()
+    lines = a.cmd("T", "STORE 1:2 +FLAGS ($Label)")
+    assert asked == ["store_flags"]
+    assert _modseq(lines, 1) == first and _modseq(lines, 2) > first
+    # UNCHANGEDSINCE always goes to the store, which judges the MODSEQ.
+    asked.clear()
+    assert a.cmd("U", "STORE 1 (UNCHANGEDSINCE 1) +FLAGS (\\Seen)")[-1].startswith(b"U OK [MODIFIED 1]")
+    assert asked == ["store_flags"]

@@ -34,6 +34,31 @@ def parse_flag_list(items) -> frozenset:
     return frozenset(out)
 
 
+def changes_anything(entries, uids, mode: str, flags: frozenset) -> bool:
+    """Whether storing flags (mode "set", "add" or "remove") would change any
+    of these messages as the index has them. Flag names compare without case,
+    as the store compares them; a message the index no longer has changes not."""
+    want = {f.lower() for f in flags}
+    verdicts: dict[frozenset, bool] = {}    # per distinct flag set: a big mailbox has few
+    for uid in uids:
+        entry = entries.get(uid)
+        if entry is None:
+            continue
+        changes = verdicts.get(entry.flags)
+        if changes is None:
+            have = {f.lower() for f in entry.flags}
+            if mode == "add":
+                changes = not want <= have
+            elif mode == "remove":
+                changes = not want.isdisjoint(have)
+            else:
+                changes = have != want
+            verdicts[entry.flags] = changes
+        if changes:
+            return True
+    return False
+
+
 async def store(session, cmd):
     args = session.args(cmd)
     seqset = args.sequence_set()
@@ -69,8 +94,13 @@ async def store(session, cmd):
     if unchanged_since is not None:
         session.enable_condstore()
     live = [u for u in uids if not view.is_expunged(u)]
-    events, failed = await session.ctx.service.change("store_flags", view.shared.id, live, modes[base],
-                                                      flags, unchanged_since)
+    if unchanged_since is None and not changes_anything(view.shared.entries, live, modes[base], flags):
+        # Clients set \Seen on what is seen already: the index shows nothing
+        # would change, so the store is not asked (and no MODSEQ moves).
+        events, failed = [], []
+    else:
+        events, failed = await session.ctx.service.change("store_flags", view.shared.id, live, modes[base],
+                                                          flags, unchanged_since)
     changed = {e.uid for e in events}
     # Our own change: answer it here (unless silent) rather than again as an update.
     view.flag_changes.difference_update(changed)
