@@ -155,7 +155,7 @@ class StoreProcess:
             if self._loop is not None and self._loop.is_running():
                 # Another thread's loop owns the socket: the call is made there.
                 return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(
-                    self._submit_there(method, args, durable), self._loop))
+                    self._submit_there(method, args, durable, soon), self._loop))
             self._bind(loop)
         future = loop.create_future()
         child = self._live_child()
@@ -175,8 +175,8 @@ class StoreProcess:
             loop.call_soon(self._flush)
         return future
 
-    async def _submit_there(self, method, args, durable):
-        return await self.submit(method, args, durable)
+    async def _submit_there(self, method, args, durable, soon):
+        return await self.submit(method, args, durable, soon)
 
     def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
         old = self._loop

@@ -136,7 +136,7 @@ class StoreService:
         durable = method not in getattr(store, "LAZY", ()) and method not in getattr(store, "READS", ())
         if self._db_process is not None:
             return await self._db_process.submit(method, args, durable)
-        return await self._db_thread.submit(functools.partial(getattr(self.store, method), *args), durable)
+        return await self._db_thread.submit(functools.partial(_call, self.store, method, args), durable)
 
     def post(self, method: str, *args) -> None:
         """A lazy change whose caller need not wait (one that repeats or
