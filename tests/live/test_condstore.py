@@ -247,3 +247,40 @@ def test_a_store_that_changes_nothing_is_answered_from_the_index(server, pair, m
     asked.clear()
     assert a.cmd("U", "STORE 1 (UNCHANGEDSINCE 1) +FLAGS (\\Seen)")[-1].startswith(b"U OK [MODIFIED 1]")
     assert asked == ["store_flags"]
+
+
+def test_a_store_answered_before_its_commit_is_seen_in_order(server, pair, monkeypatch):
+    """A session without CONDSTORE is answered from the index while its STORE
+    goes on to the store (imap/write_behind.py). Its next commands, sent in
+    the same packet, see the change (EXPUNGE, STATUS, COPY read the store);
+    another session hears of it by its next command, with the new MODSEQ."""
+    a, b = pair
+    _fill(a, "wb", 4)
+    _fill(a, "wbcopy", 0)
+    b.cmd("S", "SELECT wb (CONDSTORE)")
+    before = _modseq(b.cmd("F", "FETCH 2 (UID MODSEQ)"), 2)
+    a.cmd("S", "SELECT wb")
+    waited = []
+    real_change = server.ctx.service.change
+
+    async def counting(method, *args):
+        waited.append(method)
+        return await real_change(method, *args)
+    monkeypatch.setattr(server.ctx.service, "change", counting)
+
+    a.send(b"T1 STORE 1 +FLAGS (\\Deleted)\r\nT2 STORE 2 +FLAGS (\\Seen $Done)\r\n"
+           b"X EXPUNGE\r\nS STATUS wb (MESSAGES UNSEEN)\r\nC COPY 1 wbcopy\r\n")
+    lines = a.read_until_tag("C")
+    assert b"* 1 FETCH (FLAGS (\\Deleted))\r\n" in lines      # (b had them \\Recent)
+    assert b"* 2 FETCH (FLAGS ($Done \\Seen))\r\n" in lines
+    assert b"* 1 EXPUNGE\r\n" in lines and b"X OK" in lines[lines.index(b"* 1 EXPUNGE\r\n") + 1]
+    assert b"* STATUS wb (MESSAGES 3 UNSEEN 2)\r\n" in lines
+    assert "store_flags" not in waited          # the STOREs were not waited for
+    # The copy of (new) message 1, once message 2, has the flags that STORE gave it.
+    a.cmd("S", "SELECT wbcopy")
+    assert b"FLAGS ($Done \\Seen" in _one(a.cmd("F", "FETCH 1 FLAGS"), rb"^\* 1 FETCH").string
+
+    lines = b.cmd("N", "NOOP")
+    assert b"* 1 EXPUNGE\r\n" in lines
+    fetch = _one(lines, rb"^\* 1 FETCH").string         # the old message 2, now 1
+    assert b"$Done" in fetch and b"\\Seen" in fetch and _modseq(lines, 2) > before

@@ -42,6 +42,12 @@ class SharedMailbox:
         self.gone = False
         self.loaded = asyncio.Event()
         self._early: list = []
+        # Write-behind STOREs (imap/write_behind.py): per UID, how many are on
+        # their way to the store; and while one's own events are applied, its
+        # view and the flags it told its client (that view needs no update).
+        self._ahead: dict[int, int] = {}
+        self.behind: dict[asyncio.Future, SelectedView] = {}     # those STOREs, by whom
+        self.told: tuple | None = None
 
     def load(self, info, entries) -> None:
         self.info = info
@@ -72,6 +78,52 @@ class SharedMailbox:
                     self.keywords.add(f)
         return known
 
+    def set_flags_ahead(self, uid: int, flags: frozenset) -> frozenset:
+        """The flags a STORE on its way to the store gives a message, in the
+        index now; views hear of it when the store's event comes."""
+        e = self.entries[uid]
+        e.flags = flags = self._intern(flags)
+        self._ahead[uid] = self._ahead.get(uid, 0) + 1
+        self._note_seen(e)
+        return flags
+
+    async def stored(self, besides: SelectedView | None = None) -> None:
+        """Once the write-behind STOREs under way now (but besides's own) have
+        reached the store and their events are applied here."""
+        waiting = [f for f, view in self.behind.items() if view is not besides]
+        if waiting:
+            await asyncio.wait(waiting)     # (not gather: a cancelled waiter must not cancel them)
+
+    def release_ahead(self, future: asyncio.Future, uids) -> None:
+        """That STORE reached the store (or failed)."""
+        self.behind.pop(future, None)
+        ahead = self._ahead
+        for uid in uids:
+            n = ahead.get(uid, 0) - 1
+            if n > 0:
+                ahead[uid] = n
+            else:
+                ahead.pop(uid, None)
+
+    def reset_flags(self, entries) -> None:
+        """Flags read back from the store (after a STORE that failed there):
+        the truth, told to every view."""
+        for fresh in entries:
+            e = self.entries.get(fresh.uid)
+            if e is None or self._ahead.get(fresh.uid):
+                continue
+            e.flags = self._intern(fresh.flags)
+            e.modseq = max(e.modseq, fresh.modseq)
+            self._note_seen(e)
+            for view in self.views:
+                view.on_flags(fresh.uid)
+
+    def _note_seen(self, e: IndexEntry) -> None:
+        if "\\Seen" in e.flags:
+            self.unseen.discard(e.uid)
+        else:
+            self.unseen.add(e.uid)
+
     def apply(self, event) -> None:
         if not self.loaded.is_set():
             self._early.append(event)
@@ -98,14 +150,16 @@ class SharedMailbox:
             e = self.entries.get(event.uid)
             if e is None or e.modseq >= event.modseq:
                 return
-            e.flags = self._intern(event.flags)
+            if not self._ahead.get(event.uid):
+                # (Else a later STORE, still on its way, has set what they will be.)
+                e.flags = self._intern(event.flags)
+                self._note_seen(e)
             e.modseq = event.modseq
-            if "\\Seen" in e.flags:
-                self.unseen.discard(e.uid)
-            else:
-                self.unseen.add(e.uid)
             self.info.highestmodseq = max(self.info.highestmodseq, event.modseq)
+            told = self.told
             for view in self.views:
+                if told is not None and view is told[0] and told[1].get(event.uid) == event.flags:
+                    continue    # its own STORE, whose client was told these very flags
                 view.on_flags(event.uid)
         elif isinstance(event, MessagesExpunged):
             gone = [u for u in event.uids if u in self.entries]

@@ -81,6 +81,20 @@ class Session:
         if self.view is not None:
             self.untagged(f"OK [HIGHESTMODSEQ {self.view.shared.info.highestmodseq}] Highest")
 
+    async def start_condstore(self) -> None:
+        """enable_condstore(), once this session's write-behind STOREs are in
+        the store: the MODSEQs it tells from now on are theirs."""
+        if not self.condstore:
+            await self.writes_stored()
+            self.enable_condstore()
+
+    async def writes_stored(self, besides_own: bool = False) -> None:
+        """Wait for the selected mailbox's write-behind STOREs under way (see
+        write_behind.py); besides_own: not this session's own."""
+        view = self.view
+        if view is not None and view.shared.behind:
+            await view.shared.stored(view if besides_own else None)
+
     def modseq_of(self, uid: int) -> int:
         entry = self.view.entry(uid)
         # An expunge not yet announced: its last MODSEQ is gone with it; the mailbox's is no lower.
@@ -193,6 +207,11 @@ class Session:
         if view is None:
             await self._deliver_notifications()
             return
+        if view.shared.behind:
+            await self.writes_stored(besides_own=True)
+            view = self.view
+            if view is None:
+                return
         if view.gone:
             # Deleted or renamed by another session: nothing here is valid any more.
             self.conn.write(b"* BYE Selected mailbox was deleted or renamed\r\n")

@@ -133,6 +133,22 @@ class MessageAdded:
     entry: IndexEntry
 
 
+def merged_flags(old: frozenset, mode: str, flags: frozenset) -> frozenset | None:
+    """A message's flags after a STORE of flags in mode "set", "add" or
+    "remove"; None if that changes nothing. Names compare without case, as
+    IMAP's do: a flag added that is there in another case keeps its spelling.
+    The store applies this, and the IMAP server answers a STORE with it."""
+    have = {f.lower(): f for f in old}
+    want = {f.lower(): f for f in flags}
+    if mode == "set":
+        new = want
+    elif mode == "add":
+        new = {**want, **have}
+    else:
+        new = {k: v for k, v in have.items() if k not in want}
+    return None if new.keys() == have.keys() else frozenset(new.values())
+
+
 @dataclass(slots=True)
 class FlagsChanged:
     mailbox_id: int

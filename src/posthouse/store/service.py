@@ -138,15 +138,19 @@ class StoreService:
             return await self._db_process.submit(method, args, durable)
         return await self._db_thread.submit(functools.partial(_call, self.store, method, args), durable)
 
-    def post(self, method: str, *args) -> None:
-        """A lazy change whose caller need not wait (one that repeats or
-        reorders harmlessly, such as claiming \\Recent): sent with the next
-        call, or on its own a moment later; a failure is logged."""
+    def send(self, method: str, *args, soon: bool = True) -> asyncio.Future:
+        """A lazy change, sent now (soon=False: with the next call, or alone a
+        moment later) without waiting: the future settles after its commit.
+        Calls reach the store in the order they are sent or called."""
         if self._db_process is not None:
-            future = self._db_process.submit(method, args, False, soon=False)
-        else:
-            future = self._db_thread.submit(functools.partial(_call, self.store, method, args), False)
-        future.add_done_callback(functools.partial(_log_failure, method))
+            return self._db_process.submit(method, args, False, soon=soon)
+        return self._db_thread.submit(functools.partial(_call, self.store, method, args), False)
+
+    def post(self, method: str, *args) -> None:
+        """A lazy change whose caller need not know the outcome (one that
+        repeats or reorders harmlessly, such as claiming \\Recent); a failure
+        is logged."""
+        self.send(method, *args, soon=False).add_done_callback(functools.partial(_log_failure, method))
 
     async def change(self, method: str, *args):
         """Call a method that returns events (or an object with .events); publish them."""

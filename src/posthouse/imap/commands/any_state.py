@@ -53,5 +53,5 @@ async def enable(session, cmd):
             if name == "QRESYNC":         # RFC 7162 3.2.3: QRESYNC implies CONDSTORE
                 session.qresync = True
             if name in ("CONDSTORE", "QRESYNC"):
-                session.enable_condstore()
+                await session.start_condstore()
     session.untagged("ENABLED" + "".join(" " + n for n in newly))

@@ -145,7 +145,7 @@ async def fetch(session, cmd):
     if cmd.uid and not any(i.name == "UID" for i in items):
         items.insert(0, Item("UID"))
     if mods.changed_since is not None or any(i.name == "MODSEQ" for i in items):
-        session.enable_condstore()
+        await session.start_condstore()
     if mods.changed_since is not None:
         if not any(i.name == "MODSEQ" for i in items):
             items.append(Item("MODSEQ"))

@@ -38,6 +38,7 @@ async def _open(session, cmd, readonly: bool):
         session.enable_condstore()   # no mailbox now: HIGHESTMODSEQ comes below
     info = await session.ctx.service.call("get_mailbox", _user_id(session), name)
     view = await session.select(info.id, name, readonly)
+    await session.writes_stored()       # the flags and MODSEQs said below include them
     shared = view.shared
     session.flags_responses()
     session.untagged(f"{view.exists} EXISTS")

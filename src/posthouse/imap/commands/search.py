@@ -29,7 +29,7 @@ async def search(session, cmd):
         raise
     with_modseq = uses_modseq(program)
     if with_modseq:
-        session.enable_condstore()
+        await session.start_condstore()
     seqs = await Evaluator(session, program).run()
     plain = returns is None and not session.rev2
     # The matching UIDs; a plain SEARCH (the commonest) needs none of them.

@@ -103,7 +103,7 @@ async def sort(session, cmd):
     program = parse_program(args)
     with_modseq = uses_modseq(program)
     if with_modseq:
-        session.enable_condstore()
+        await session.start_condstore()
     seqs = await Evaluator(session, program).run()
     matched = uids_at(session.view.uids, seqs)
     order = await sort_order(session, criteria, matched)

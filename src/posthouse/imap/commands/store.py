@@ -5,6 +5,7 @@ from ..args import format_uid_set
 from ..errors import bad, no
 from ..mailbox_index import SYSTEM_FLAGS
 from ..protocol.tokens import Atom, ParenList
+from ..write_behind import can_write_behind, store_behind
 from .resync import modseq_number
 
 _SYSTEM = {f.lower(): f for f in SYSTEM_FLAGS}
@@ -92,11 +93,14 @@ async def store(session, cmd):
     except IndexError:
         raise bad("Invalid message sequence number") from None
     if unchanged_since is not None:
-        session.enable_condstore()
+        await session.start_condstore()
     live = [u for u in uids if not view.is_expunged(u)]
     if unchanged_since is None and not changes_anything(view.shared.entries, live, modes[base], flags):
         # Clients set \Seen on what is seen already: the index shows nothing
         # would change, so the store is not asked (and no MODSEQ moves).
+        events, failed = [], []
+    elif can_write_behind(session, unchanged_since):
+        store_behind(session, live, modes[base], flags)
         events, failed = [], []
     else:
         events, failed = await session.ctx.service.change("store_flags", view.shared.id, live, modes[base],

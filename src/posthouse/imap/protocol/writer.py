@@ -8,9 +8,13 @@ def quoted_or_literal(value: bytes | str, utf8: bool = True) -> bytes:
     """A string as "quoted" when it can be, else as a {n} literal."""
     if isinstance(value, str):
         value = value.encode("utf-8", "surrogateescape")
-    if len(value) < 1024 and b"\r" not in value and b"\n" not in value and b"\x00" not in value and (
+    # Octets as ints: `13 in value` is several times cheaper than `b"\r" in value`,
+    # and this runs for every string of every envelope and body structure.
+    if len(value) < 1024 and 13 not in value and 10 not in value and 0 not in value and (
             utf8 or value.isascii()):
-        return b'"' + value.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+        if 92 in value or 34 in value:      # backslash, double quote
+            value = value.replace(b"\\", b"\\\\").replace(b'"', b'\\"')
+        return b'"' + value + b'"'
     return b"{%d}\r\n" % len(value) + value
 
 

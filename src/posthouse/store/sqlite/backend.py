@@ -13,7 +13,7 @@ import threading
 import time
 
 from ..api import (AppendResult, CopyResult, FlagsChanged, IndexEntry, MailboxExists,
-                   MailboxGone, MailboxInfo, MessageAdded, MessageData, MessagesExpunged,
+                   MailboxGone, MailboxInfo, MessageAdded, MessageData, MessagesExpunged, merged_flags,
                    NoSuchMailbox, NoSuchUser, Outbound, OverQuota, Quota, SearchFields, Store, StoreError, User, UserExists)
 from ..blobs import BlobStore
 from .schema import SCHEMA
@@ -27,10 +27,6 @@ def _flags_text(flags) -> str:
 
 def _flags_set(text: str) -> frozenset:
     return frozenset(text.split()) if text else frozenset()
-
-
-def _fold(flags) -> dict:
-    return {f.lower(): f for f in flags}
 
 
 class SQLiteStore(Store):
@@ -637,25 +633,15 @@ class SQLiteStore(Store):
         events, failed = [], []
         with self._tx():
             modseq = None
-            want = _fold(flags)
             for uid, old_text, old_modseq in self._rows(mailbox_id, uids, "m.uid, m.flags, m.modseq"):
                 if unchanged_since is not None and old_modseq > unchanged_since:
                     failed.append(uid)
                     continue
-                old = _fold(_flags_set(old_text))
-                if mode == "set":
-                    new = dict(want)
-                elif mode == "add":
-                    new = dict(old)
-                    for k, v in want.items():
-                        new.setdefault(k, v)
-                else:
-                    new = {k: v for k, v in old.items() if k not in want}
-                if new.keys() == old.keys():
+                new_flags = merged_flags(_flags_set(old_text), mode, flags)
+                if new_flags is None:
                     continue
                 if modseq is None:
                     modseq = self._bump_modseq(mailbox_id)
-                new_flags = frozenset(new.values())
                 self.db.execute("UPDATE messages SET flags=?, modseq=? WHERE mailbox_id=? AND uid=?",
                                 (_flags_text(new_flags), modseq, mailbox_id, uid))
                 events.append(FlagsChanged(mailbox_id, uid, new_flags, modseq))
