@@ -9,6 +9,7 @@ import pytest
 
 from posthouse.store.api import MailboxExists
 from posthouse.store.process import StoreProcess, StoreProcessDied, _HEADER, _portable
+from posthouse.store.parsing import normalize_and_parse
 from posthouse.store.service import StoreService
 from posthouse.store.sqlite.backend import SQLiteStore
 
@@ -238,3 +239,32 @@ def test_a_posted_call_is_made_without_waiting_and_in_order(tmp_path, in_process
         assert "posted store call no_such_method failed" in caplog.text
     finally:
         service.close()
+
+
+def test_small_appends_are_parsed_in_the_store_process_as_they_would_be_here(service, monkeypatch):
+    parsed_here = []
+    real_parse = service.parse
+
+    async def counting(raw, binary=False):
+        parsed_here.append(raw)
+        return await real_parse(raw, binary)
+    monkeypatch.setattr(service, "parse", counting)
+    lf = b"From: a@example.com\nSubject: bare LF\n\nline one\nline two\n"
+    binary = b"Subject: bin\r\n\r\nraw\nbytes\x00\xff\r\n"
+    garbage = bytes(range(256)) * 3
+
+    async def go():
+        one = await service.append(service.inbox, [(lf, ["\\Seen"], 1.0)])
+        two = await service.append(service.inbox, [(binary, [], 2.0, True), (garbage, [], 3.0)])
+        many = await service.append(service.inbox, [(message(f"bulk {i}"), [], 4.0) for i in range(9)])
+        return one + two + many
+    results = asyncio.run(go())
+    assert [r.uid for r in results] == list(range(1, 13))
+    assert len(parsed_here) == 9            # only the bulk MULTIAPPEND (over 8) was parsed here
+    data = service.store.reading().message_data(service.inbox, [1, 2, 3], with_bytes=True)
+    read = {uid: d.inline for uid, d in data.items()}
+    assert read[1] == lf.replace(b"\n", b"\r\n")        # normalized as an APPEND is
+    assert read[2] == binary                             # a ~{n} literal kept exactly
+    assert read[3] == normalize_and_parse(garbage)[0]    # garbage is stored as it would be here
+    assert b"bare LF" in data[1].envelope
+    assert service.store.reading().mailbox_counts(service.inbox)["MESSAGES"] == 12

@@ -24,7 +24,7 @@ from typing import Callable
 from ..mime.message import ParsedMessage
 from .api import Store
 from .batches import BatchRunner, settle
-from .parsing import ParsePool
+from .parsing import PROCESS_FROM, ParsePool
 from .process import StoreProcess
 
 log = logging.getLogger("posthouse.store")
@@ -173,19 +173,36 @@ class StoreService:
             await loop.run_in_executor(self._io_threads, self.store.blobs.put, raw)
         return raw, parsed
 
+    PARSED_BY_STORE_MAX = 8     # messages in one APPEND
+
     async def append(self, mailbox_id: int, items: list) -> list:
         """items: (raw, flags, internaldate[, binary]); parsed off-loop, committed together.
 
         binary: the message came as a ~{n} literal and its bytes are kept exactly.
         """
+        if (self._db_process is not None and len(items) <= self.PARSED_BY_STORE_MAX
+                and all(self._parsed_by_store(raw) for raw, *_ in items)):
+            # Small mail, kept in the database: the store process parses it
+            # (it has time to spare; the event loop is the server's bottleneck).
+            # A bulk MULTIAPPEND is parsed here, while the store commits the last.
+            return self._published(await self.call(
+                "append_raw", mailbox_id, [(raw, flags, idate, bool(binary and binary[0]))
+                                           for raw, flags, idate, *binary in items]))
         parsed = await asyncio.gather(*(self.parse(raw, bool(binary and binary[0]))
                                         for raw, _flags, _idate, *binary in items))
         prepared = [(raw, p, flags, idate) for (raw, p), (_r, flags, idate, *_b) in zip(parsed, items)]
         return await self.append_parsed(mailbox_id, prepared)
 
+    def _parsed_by_store(self, raw: bytes) -> bool:
+        wants_file = getattr(self.store, "wants_file", None)
+        return (hasattr(self.store, "append_raw") and len(raw) < PROCESS_FROM
+                and (wants_file is None or not wants_file(raw)))
+
     async def append_parsed(self, mailbox_id: int, prepared: list) -> list:
         """prepared: (raw, parsed, flags, internaldate) from parse(); committed together."""
-        results = await self.call("append_many", mailbox_id, prepared)
+        return self._published(await self.call("append_many", mailbox_id, prepared))
+
+    def _published(self, results: list) -> list:
         for r in results:
             self.hub.publish(r.events)
         return results

@@ -16,6 +16,7 @@ from ..api import (AppendResult, CopyResult, FlagsChanged, IndexEntry, MailboxEx
                    MailboxGone, MailboxInfo, MessageAdded, MessageData, MessagesExpunged, merged_flags,
                    NoSuchMailbox, NoSuchUser, Outbound, OverQuota, Quota, SearchFields, Store, StoreError, User, UserExists)
 from ..blobs import BlobStore
+from ..parsing import normalize_and_parse
 from .schema import SCHEMA
 
 _MB_COLS = "id, user_id, name, uidvalidity, uidnext, highestmodseq, special_use, first_recent_uid"
@@ -625,6 +626,13 @@ class SQLiteStore(Store):
                 entry = IndexEntry(uid, frozenset(flags), modseq, len(raw), idate, parsed.sent_date)
                 results.append(AppendResult(uidvalidity, uid, [MessageAdded(mailbox_id, entry)]))
         return results
+
+    def append_raw(self, mailbox_id, items) -> list[AppendResult]:
+        """append_many of messages as they came, (raw, flags, internaldate,
+        binary): parsed here, so the store process, not the server's event
+        loop, spends the time (see StoreService.append)."""
+        return self.append_many(mailbox_id, [(*normalize_and_parse(raw, binary), flags, idate)
+                                             for raw, flags, idate, binary in items])
 
     def store_flags(self, mailbox_id, uids, mode, flags, unchanged_since=None):
         """Change flags; returns (events, uids refused by UNCHANGEDSINCE)."""
