@@ -29,6 +29,18 @@ def _modseq(lines, uid: int) -> int:
     return int(_one(lines, rb"UID %d .*MODSEQ \((\d+)\)" % uid).group(1))
 
 
+def _changes_waited_for(server, monkeypatch) -> list[str]:
+    """The store changes the server waits for from now on, by method name."""
+    asked = []
+    real_change = server.ctx.service.change
+
+    async def counting(method, *args):
+        asked.append(method)
+        return await real_change(method, *args)
+    monkeypatch.setattr(server.ctx.service, "change", counting)
+    return asked
+
+
 @pytest.fixture
 def pair(raw_pair):
     return raw_pair
@@ -220,13 +232,7 @@ def test_a_store_that_changes_nothing_is_answered_from_the_index(server, pair, m
     lines = a.cmd("T", "STORE 1:2 +FLAGS (\\Seen $Label)")
     first = _modseq(lines, 1)
     b.cmd("N", "NOOP")
-    asked = []
-    real_change = server.ctx.service.change
-
-    async def counting(method, *args):
-        asked.append(method)
-        return await real_change(method, *args)
-    monkeypatch.setattr(server.ctx.service, "change", counting)
+    asked = _changes_waited_for(server, monkeypatch)
 
     # Already so (a keyword in another case is the same keyword): the store is not asked.
     for command in ("STORE 1 +FLAGS (\\Seen $label)", "STORE 1 -FLAGS (\\Draft)", "STORE 1 FLAGS (\\Seen $LABEL)"):
@@ -260,13 +266,7 @@ def test_a_store_answered_before_its_commit_is_seen_in_order(server, pair, monke
     b.cmd("S", "SELECT wb (CONDSTORE)")
     before = _modseq(b.cmd("F", "FETCH 2 (UID MODSEQ)"), 2)
     a.cmd("S", "SELECT wb")
-    waited = []
-    real_change = server.ctx.service.change
-
-    async def counting(method, *args):
-        waited.append(method)
-        return await real_change(method, *args)
-    monkeypatch.setattr(server.ctx.service, "change", counting)
+    waited = _changes_waited_for(server, monkeypatch)
 
     a.send(b"T1 STORE 1 +FLAGS (\\Deleted)\r\nT2 STORE 2 +FLAGS (\\Seen $Done)\r\n"
            b"X EXPUNGE\r\nS STATUS wb (MESSAGES UNSEEN)\r\nC COPY 1 wbcopy\r\n")

@@ -53,3 +53,15 @@ def test_expunges_reach_a_sharing_view_only_when_it_takes_them():
     shared.apply(MessageAdded(1, entry(21, 6)))
     assert view.take_added() == [21] and list(view.uids) == [1, 20, 21]
     assert list(shared.uids) == [1, 20, 21]
+
+
+def test_a_view_not_yet_shown_takes_changes_as_its_first_state():
+    # SELECT waited (for write-behind STOREs) after making its view: an expunge
+    # meanwhile is part of what its EXISTS says, not an EXPUNGE after it.
+    shared = loaded([1, 2, 3])
+    view = select(shared)
+    shared.apply(MessagesExpunged(1, [2], 5))
+    view.flag_changes.add(3)
+    view.start_from_now()
+    assert list(view.uids) == [1, 3] and view.exists == 2
+    assert view.take_expunged() == [] and not view.flag_changes

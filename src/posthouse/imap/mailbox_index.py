@@ -261,6 +261,13 @@ class SelectedView:
                 self.uids, self._owns_uids = array("I", sorted(set(self.uids).union(new))), True
         return new
 
+    def start_from_now(self) -> None:
+        """A view its client has not been shown yet: expunges and flag changes
+        since it was made are part of the state SELECT reports, not news."""
+        if self.expunged:
+            self._forget_expunged()
+        self.flag_changes.clear()
+
     def recent_from(self, first_uid: int) -> set[int]:
         return set(self.uids[bisect_left(self.uids, first_uid):])
 

@@ -136,6 +136,9 @@ class Session:
             self.tagged(cmd.tag, "BAD", f"{cmd.name} not allowed in the {self.state} state")
             return
         expunge_ok = spec.expunge_ok or cmd.uid
+        if self.view is not None and self.view.shared.behind:
+            # Other sessions' STOREs whose clients were told OK: this command sees them.
+            await self.writes_stored(besides_own=True)
         try:
             result = await spec.handler(self, cmd)
         except ParseError as e:
@@ -207,11 +210,6 @@ class Session:
         if view is None:
             await self._deliver_notifications()
             return
-        if view.shared.behind:
-            await self.writes_stored(besides_own=True)
-            view = self.view
-            if view is None:
-                return
         if view.gone:
             # Deleted or renamed by another session: nothing here is valid any more.
             self.conn.write(b"* BYE Selected mailbox was deleted or renamed\r\n")

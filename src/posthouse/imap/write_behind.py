@@ -17,9 +17,9 @@ Why this stays exact:
   STORE of the same message is still on its way: its flags are already the
   newer ones.
 - The session that stored hears nothing again of flags it was told.
-- Before a session tells its client of changes, it waits for the
-  write-behind STOREs of other sessions under way then: a change another
-  client was told is done reaches it, MODSEQ and all, by its next command.
+- Before a session runs a command, it waits for the write-behind STOREs
+  of other sessions under way then: a change another client was told is
+  done reaches it, MODSEQ and all, with its next command's answer.
   And a session waits for all of them before it tells a MODSEQ it did not
   before (SELECT, enabling CONDSTORE).
 - If the store fails the change, the flags are read back from it and every

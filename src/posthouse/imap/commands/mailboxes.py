@@ -38,7 +38,9 @@ async def _open(session, cmd, readonly: bool):
         session.enable_condstore()   # no mailbox now: HIGHESTMODSEQ comes below
     info = await session.ctx.service.call("get_mailbox", _user_id(session), name)
     view = await session.select(info.id, name, readonly)
-    await session.writes_stored()       # the flags and MODSEQs said below include them
+    if view.shared.behind:
+        await session.writes_stored()   # the flags and MODSEQs said below include them
+        view.start_from_now()
     shared = view.shared
     session.flags_responses()
     session.untagged(f"{view.exists} EXISTS")
