@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 
 from email._header_value_parser import get_addr_spec, get_angle_addr
 from email.errors import HeaderParseError
@@ -21,6 +22,13 @@ from .recipients import Recipient, over_quota, resolve
 log = logging.getLogger("posthouse.delivery")
 
 MAX_RECIPIENTS = 1000
+
+# The common envelope address, <dot-atom> or <dot-atom@dot-atom> and maybe
+# parameters: read with a regex. Anything else (quoted local parts, address
+# literals, source routes, comments) goes to the email package's parser.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_DOT_ATOM = rf"{_ATOM}(?:\.{_ATOM})*"
+_PLAIN_ADDRESS = re.compile(rf"[ \t]*<({_DOT_ATOM}(?:@{_DOT_ATOM})?)>(?:[ \t]+(?![ \t(])(.*))?\Z", re.DOTALL)
 
 # aiosmtpd's refusals of an oversized message or line, sent once after the data.
 DATA_REFUSALS = ("500 Line too long (see RFC5321", "552 Error: Too much mail data")
@@ -183,6 +191,12 @@ class Tuned:
         class on every call (a tenth of a millisecond per MAIL and RCPT)."""
         if not arg:
             return "", ""
+        plain = _PLAIN_ADDRESS.match(arg)
+        if plain is not None:
+            addr, rest = plain.group(1), plain.group(2) or ""
+            if self.local_part_limit and len(addr.rpartition("@")[0]) > self.local_part_limit:
+                return None, None
+            return addr, rest
         parse = get_angle_addr if arg.lstrip().startswith("<") else get_addr_spec
         try:
             address, rest = parse(arg)
