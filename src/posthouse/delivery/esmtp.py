@@ -14,8 +14,9 @@ import re
 from email._header_value_parser import get_addr_spec, get_angle_addr
 from email.errors import HeaderParseError
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import MISSING, SMTP, syntax
 
+from .data_reader import ConnectionLost, read_message
 from .deliver import Deliverer, mailbox_full
 from .recipients import Recipient, over_quota, resolve
 
@@ -181,6 +182,35 @@ class Tuned:
         self._writer.write(b"".join(held))
         held.clear()
         await self._writer.drain()
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        """aiosmtpd's DATA, but the message is read in bulk (data_reader)."""
+        if "DATA" not in self._handle_hooks or self._decode_data:
+            return await super().smtp_DATA(arg)
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            content, refusal = await read_message(self._reader, self.line_length_limit, self.data_size_limit)
+        except (ConnectionLost, asyncio.CancelledError):
+            log.info("connection lost during DATA")
+            self._writer.close()
+            raise asyncio.CancelledError() from None
+        if refusal is not None:
+            await self.push(refusal)
+            self._set_post_data_state()
+            return
+        self.envelope.content = self.envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push("250 OK" if status is MISSING else status)
 
     def _command_waiting(self) -> bool:
         buffered = getattr(self._reader, "_buffer", None)
