@@ -389,7 +389,6 @@ def main(argv: list[str]) -> None:
     # event loop on its core (measured: the loop's send to us then cost it
     # ~60 us a call). A batch task runs on an idle core or waits its turn.
     try:
-        if os.environ.get("PH_NOBATCH"): raise OSError
         os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
     except (AttributeError, OSError):
         pass
