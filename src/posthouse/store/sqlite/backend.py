@@ -103,6 +103,13 @@ class SQLiteStore(Store):
         durable=False: the calls are all of the LAZY kind; commit without fsync."""
         out = []
         self._set_sync(self._sync_mode if durable else ("NORMAL" if self.fsync else "OFF"))
+        if len(calls) == 1:
+            # Alone, a call needs no savepoint of its own: failing, it undoes the transaction.
+            try:
+                with self._tx():
+                    return [(True, calls[0]())]
+            except Exception as e:
+                return [(False, e)]
         with self._tx():
             for call in calls:
                 try:
