@@ -96,7 +96,10 @@ class Deliverer:
         """The recipient's active Sieve script's verdict; INBOX if none, or if
         the script is broken or fails (the error is logged, the mail kept)."""
         inbox = Outcome([FileInto("INBOX", frozenset())])
-        text = await self.service.call("active_script", recipient.user.id)
+        if recipient.facts is not None:
+            text = recipient.facts.script
+        else:
+            text = await self.service.call("active_script", recipient.user.id)
         if not text:
             return inbox
         try:
@@ -111,9 +114,13 @@ class Deliverer:
             log.exception("sieve script of %s failed, message kept in INBOX", recipient.user.name)
         return inbox
 
-    async def _target(self, user, delivery: FileInto):
+    async def _target(self, recipient: Recipient, delivery: FileInto):
         """The mailbox a delivery goes to: created if asked (:create), else INBOX
         when it doesn't exist (RFC 5228 4.1: an error, so the message is kept)."""
+        user = recipient.user
+        facts = recipient.facts
+        if delivery.mailbox == "INBOX" and facts is not None and facts.inbox is not None:
+            return facts.inbox      # an INBOX keeps its id (renaming it moves its messages)
         try:
             return await self.service.call("get_mailbox", user.id, delivery.mailbox)
         except NoSuchMailbox:
@@ -182,7 +189,7 @@ class Deliverer:
                 outcome.deliveries = outcome.deliveries or [FileInto("INBOX", frozenset())]
             appended = []
             for delivery in outcome.deliveries:
-                mailbox = await self._target(recipient.user, delivery)
+                mailbox = await self._target(recipient, delivery)
                 appended += await self.service.append_parsed(mailbox.id, [(raw, parsed, delivery.flags, now)])
             if outcome.vacation is not None and self.vacations is not None:
                 await self.vacations.consider(recipient, raw, parsed, mail_from, outcome.vacation, now)

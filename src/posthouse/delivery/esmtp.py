@@ -8,6 +8,7 @@ recipient, SMTP once for the message.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 
@@ -18,7 +19,7 @@ from aiosmtpd.smtp import MISSING, SMTP, syntax
 
 from .data_reader import ConnectionLost, read_message
 from .deliver import Deliverer, mailbox_full
-from .recipients import Recipient, over_quota, resolve
+from .recipients import Recipient, quota_exceeded, resolve
 
 log = logging.getLogger("posthouse.delivery")
 
@@ -121,7 +122,8 @@ class DeliveryHandler:
         recipient = await resolve(self.service, address, self.config.recipient_delimiter)
         if recipient is None:
             raise Refusal(f"550 5.1.1 <{address}>: no such user here")
-        if await over_quota(self.service, recipient, declared_size(envelope.mail_options)):
+        recipient = dataclasses.replace(recipient, facts=await self.service.call("delivery_facts", recipient.user.id))
+        if quota_exceeded(recipient.facts.quota, declared_size(envelope.mail_options)):
             raise Refusal(mailbox_full(recipient, self.config.quota_full_tempfail).reply())
         return recipient
 

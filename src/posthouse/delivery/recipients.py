@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..store.api import User
+from ..store.api import DeliveryFacts, Quota, User
 
 
 @dataclass(frozen=True)
@@ -17,6 +17,9 @@ class Recipient:
     address: str          # as the client gave it in RCPT TO
     user: User
     detail: str | None    # the subaddress, if the address had one
+    # Read at RCPT (quota, Sieve script, INBOX), so DATA asks the store
+    # nothing more; None: read when needed.
+    facts: DeliveryFacts | None = None
 
 
 def candidates(address: str, delimiter: str = "+") -> list[tuple[str, str | None]]:
@@ -53,7 +56,10 @@ async def resolve(service, address: str, delimiter: str = "+") -> Recipient | No
 async def over_quota(service, recipient: Recipient, size: int = 0) -> bool:
     """Whether a message of size bytes (0: unknown) can't fit: checked at RCPT,
     so a full mailbox costs no transfer. (The append checks again, exactly.)"""
-    quota = await service.call("get_quota", recipient.user.id)
+    return quota_exceeded(await service.call("get_quota", recipient.user.id), size)
+
+
+def quota_exceeded(quota: Quota, size: int = 0) -> bool:
     if quota.message_limit is not None and quota.messages >= quota.message_limit:
         return True
     return quota.storage_limit is not None and quota.storage + max(size, 1) > quota.storage_limit

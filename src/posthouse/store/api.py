@@ -81,6 +81,14 @@ class MailboxInfo:
 
 
 @dataclass(slots=True)
+class DeliveryFacts:
+    """What a delivery to a user needs to know, read in one go at RCPT."""
+    quota: Quota
+    script: str | None            # the active Sieve script's text
+    inbox: MailboxInfo | None     # None only for a user without an INBOX
+
+
+@dataclass(slots=True)
 class IndexEntry:
     """What the shared in-memory index keeps for each message."""
     uid: int
@@ -233,6 +241,14 @@ class Store(abc.ABC):
     def rename_script(self, user_id: int, old: str, new: str) -> None: ...
     @abc.abstractmethod
     def active_script(self, user_id: int) -> str | None: ...
+
+    def delivery_facts(self, user_id: int) -> DeliveryFacts:
+        """The user's quota, active script and INBOX together (a store may read them at once)."""
+        try:
+            inbox = self.get_mailbox(user_id, "INBOX")
+        except NoSuchMailbox:
+            inbox = None
+        return DeliveryFacts(self.get_quota(user_id), self.active_script(user_id), inbox)
     # the outbound queue
     @abc.abstractmethod
     def enqueue(self, user_id: int | None, sender: str, recipients: list[str], data: bytes, now: float) -> int: ...

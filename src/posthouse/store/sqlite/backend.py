@@ -12,7 +12,7 @@ import sqlite3
 import threading
 import time
 
-from ..api import (AppendResult, CopyResult, FlagsChanged, IndexEntry, MailboxExists,
+from ..api import (AppendResult, CopyResult, DeliveryFacts, FlagsChanged, IndexEntry, MailboxExists,
                    MailboxGone, MailboxInfo, MessageAdded, MessageData, MessagesExpunged, merged_flags,
                    NoSuchMailbox, NoSuchUser, Outbound, OverQuota, Quota, SearchFields, Store, StoreError, User, UserExists)
 from ..blobs import BlobStore
@@ -42,11 +42,11 @@ class SQLiteStore(Store):
     READS = frozenset({"get_user", "user_by_id", "list_users", "list_mailboxes", "get_mailbox", "subscriptions",
                        "mailbox_counts", "load_index", "message_data", "search_fields", "search_body", "sort_data",
                        "search_field", "thread_data", "vanished_since", "urlauth_key",
-                       "read_blob", "get_quota", "active_script", "get_script",
+                       "read_blob", "get_quota", "active_script", "delivery_facts", "get_script",
                        "list_scripts", "due_outbound", "next_outbound_time"})
     # Reads by a unique key, cheaper than the hop to the database thread and
     # back (~100 us): the caller runs them on a read connection of its own.
-    QUICK = frozenset({"get_user", "user_by_id", "get_mailbox", "get_quota", "active_script"})
+    QUICK = frozenset({"get_user", "user_by_id", "get_mailbox", "get_quota", "active_script", "delivery_facts"})
     # Reads that may scan a whole mailbox: on reader threads, so a big search
     # or index load doesn't hold up every commit. (Short reads stay on the
     # database thread: handing results back from more threads costs more in
@@ -275,6 +275,19 @@ class SQLiteStore(Store):
         row = self.db.execute("SELECT script FROM sieve_scripts WHERE user_id=? AND active",
                               (user_id,)).fetchone()
         return row[0] if row else None
+
+    def delivery_facts(self, user_id):
+        # One statement: one read transaction, one consistent view.
+        row = self.db.execute(
+            "SELECT q.storage, q.messages, q.storage_limit, q.message_limit, "
+            "(SELECT script FROM sieve_scripts WHERE user_id = q.user_id AND active), "
+            + ", ".join("m." + c.strip() for c in _MB_COLS.split(",")) +
+            " FROM quota q LEFT JOIN mailboxes m ON m.user_id = q.user_id AND m.name = 'INBOX' "
+            "WHERE q.user_id = ?", (user_id,)).fetchone()
+        if row is None:
+            raise NoSuchUser("no such user")
+        quota = Quota(row[0], row[1], *self._limits(row[2], row[3]))
+        return DeliveryFacts(quota, row[4], MailboxInfo(*row[5:]) if row[5] is not None else None)
 
     # -- the outbound queue -----------------------------------------------------
     def enqueue(self, user_id, sender, recipients, data, now):
