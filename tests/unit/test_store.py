@@ -237,25 +237,26 @@ def test_quota_usage_follows_every_change_and_survives_reopen(tmp_path):
     st.close()
 
 
-def test_delivery_facts_read_quota_script_and_inbox_together(store):
-    from posthouse.store.api import DeliveryFacts, NoSuchUser, Store
+def test_delivery_facts_read_user_quota_script_and_inbox_together(store):
+    from posthouse.store.api import DeliveryFacts, Store
     user = store.get_user("u")
     add(store, message("one"))
     store.set_quota("u", 10_000, None)
-    for facts in (store.delivery_facts(user.id), store.quick("delivery_facts", user.id),
-                  Store.delivery_facts(store, user.id)):        # the generic version agrees
+    for facts in (store.delivery_facts("u"), store.quick("delivery_facts", "U"),     # names match without case
+                  Store.delivery_facts(store, "u")):        # the generic version agrees
         assert isinstance(facts, DeliveryFacts)
+        assert facts.user == user
         assert facts.quota == store.get_quota(user.id)
         assert facts.script is None
         assert facts.inbox == store.get_mailbox(user.id, "INBOX")
     store.put_script(user.id, "main", 'require "fileinto"; fileinto "Other";')
     store.activate_script(user.id, "main")
-    assert store.delivery_facts(user.id).script == store.active_script(user.id)
+    assert store.delivery_facts("u").script == store.active_script(user.id)
     store.activate_script(user.id, None)
-    assert store.delivery_facts(user.id).script is None
+    assert store.delivery_facts("u").script is None
     # Renaming INBOX moves its messages out; INBOX, and its id, stay.
-    before = store.delivery_facts(user.id).inbox
+    before = store.delivery_facts("u").inbox
     store.rename_mailbox(user.id, "INBOX", "Old")
-    assert store.delivery_facts(user.id).inbox.id == before.id
-    with pytest.raises(NoSuchUser):
-        store.delivery_facts(user.id + 1000)
+    assert store.delivery_facts("u").inbox.id == before.id
+    assert store.delivery_facts("nobody") is None
+    assert Store.delivery_facts(store, "nobody") is None

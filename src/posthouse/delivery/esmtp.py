@@ -8,7 +8,6 @@ recipient, SMTP once for the message.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import re
 
@@ -119,10 +118,9 @@ class DeliveryHandler:
         return await self.local_recipient(envelope, address)
 
     async def local_recipient(self, envelope, address: str) -> Recipient:
-        recipient = await resolve(self.service, address, self.config.recipient_delimiter)
+        recipient = await resolve(self.service, address, self.config.recipient_delimiter, facts=True)
         if recipient is None:
             raise Refusal(f"550 5.1.1 <{address}>: no such user here")
-        recipient = dataclasses.replace(recipient, facts=await self.service.call("delivery_facts", recipient.user.id))
         if quota_exceeded(recipient.facts.quota, declared_size(envelope.mail_options)):
             raise Refusal(mailbox_full(recipient, self.config.quota_full_tempfail).reply())
         return recipient

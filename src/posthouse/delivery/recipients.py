@@ -45,8 +45,14 @@ def candidates(address: str, delimiter: str = "+") -> list[tuple[str, str | None
     return out
 
 
-async def resolve(service, address: str, delimiter: str = "+") -> Recipient | None:
+async def resolve(service, address: str, delimiter: str = "+", facts: bool = False) -> Recipient | None:
+    """The user an address means; facts: with what a delivery needs (Recipient.facts)."""
     for name, detail in candidates(address, delimiter):
+        if facts:
+            found = await service.call("delivery_facts", name)
+            if found is not None:
+                return Recipient(address, found.user, detail, found)
+            continue
         user = await service.call("get_user", name)
         if user is not None:
             return Recipient(address, user, detail)

@@ -83,6 +83,7 @@ class MailboxInfo:
 @dataclass(slots=True)
 class DeliveryFacts:
     """What a delivery to a user needs to know, read in one go at RCPT."""
+    user: User
     quota: Quota
     script: str | None            # the active Sieve script's text
     inbox: MailboxInfo | None     # None only for a user without an INBOX
@@ -242,13 +243,17 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def active_script(self, user_id: int) -> str | None: ...
 
-    def delivery_facts(self, user_id: int) -> DeliveryFacts:
-        """The user's quota, active script and INBOX together (a store may read them at once)."""
+    def delivery_facts(self, name: str) -> DeliveryFacts | None:
+        """A user's account, quota, active script and INBOX, by user name
+        (None: no such user); a store may read them all at once."""
+        user = self.get_user(name)
+        if user is None:
+            return None
         try:
-            inbox = self.get_mailbox(user_id, "INBOX")
+            inbox = self.get_mailbox(user.id, "INBOX")
         except NoSuchMailbox:
             inbox = None
-        return DeliveryFacts(self.get_quota(user_id), self.active_script(user_id), inbox)
+        return DeliveryFacts(user, self.get_quota(user.id), self.active_script(user.id), inbox)
     # the outbound queue
     @abc.abstractmethod
     def enqueue(self, user_id: int | None, sender: str, recipients: list[str], data: bytes, now: float) -> int: ...

@@ -276,18 +276,20 @@ class SQLiteStore(Store):
                               (user_id,)).fetchone()
         return row[0] if row else None
 
-    def delivery_facts(self, user_id):
+    def delivery_facts(self, name):
         # One statement: one read transaction, one consistent view.
         row = self.db.execute(
-            "SELECT q.storage, q.messages, q.storage_limit, q.message_limit, "
-            "(SELECT script FROM sieve_scripts WHERE user_id = q.user_id AND active), "
+            "SELECT u.id, u.name, u.password, q.storage, q.messages, q.storage_limit, q.message_limit, "
+            "(SELECT script FROM sieve_scripts WHERE user_id = u.id AND active), "
             + ", ".join("m." + c.strip() for c in _MB_COLS.split(",")) +
-            " FROM quota q LEFT JOIN mailboxes m ON m.user_id = q.user_id AND m.name = 'INBOX' "
-            "WHERE q.user_id = ?", (user_id,)).fetchone()
+            " FROM users u LEFT JOIN quota q ON q.user_id = u.id "
+            "LEFT JOIN mailboxes m ON m.user_id = u.id AND m.name = 'INBOX' "
+            "WHERE u.name = ?", (name,)).fetchone()
         if row is None:
-            raise NoSuchUser("no such user")
-        quota = Quota(row[0], row[1], *self._limits(row[2], row[3]))
-        return DeliveryFacts(quota, row[4], MailboxInfo(*row[5:]) if row[5] is not None else None)
+            return None
+        quota = Quota(row[3] or 0, row[4] or 0, *self._limits(row[5], row[6]))
+        inbox = MailboxInfo(*row[8:]) if row[8] is not None else None
+        return DeliveryFacts(User(*row[:3]), quota, row[7], inbox)
 
     # -- the outbound queue -----------------------------------------------------
     def enqueue(self, user_id, sender, recipients, data, now):
