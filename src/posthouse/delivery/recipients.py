@@ -7,7 +7,7 @@ the user "alice+lists@example.com", "alice@example.com", "alice+lists" or
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..store.api import DeliveryFacts, Quota, User
 
@@ -19,7 +19,7 @@ class Recipient:
     detail: str | None    # the subaddress, if the address had one
     # Read at RCPT (quota, Sieve script, INBOX), so DATA asks the store
     # nothing more; None: read when needed.
-    facts: DeliveryFacts | None = None
+    facts: DeliveryFacts | None = field(default=None, compare=False)
 
 
 def candidates(address: str, delimiter: str = "+") -> list[tuple[str, str | None]]:

@@ -254,6 +254,7 @@ class Store(abc.ABC):
         except NoSuchMailbox:
             inbox = None
         return DeliveryFacts(user, self.get_quota(user.id), self.active_script(user.id), inbox)
+
     # the outbound queue
     @abc.abstractmethod
     def enqueue(self, user_id: int | None, sender: str, recipients: list[str], data: bytes, now: float) -> int: ...

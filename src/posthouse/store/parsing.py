@@ -5,8 +5,8 @@ would compete with every session. Messages above a small size go to a pool of
 worker processes (spawned, not forked: the server has threads), which uses
 the other cores. Smaller ones (most mail) are parsed right on the event loop:
 at most about half a millisecond, less than the hop to a worker and back
-costs, and a thread would hold the same GIL anyway. A broken pool (a worker killed)
-is replaced, and the message is parsed on a thread meanwhile.
+costs, and a thread would hold the same GIL anyway. A broken pool (a worker
+killed) is replaced, and the message is parsed on a thread meanwhile.
 """
 from __future__ import annotations
 
