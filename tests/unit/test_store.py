@@ -260,3 +260,13 @@ def test_delivery_facts_read_user_quota_script_and_inbox_together(store):
     assert store.delivery_facts("u").inbox.id == before.id
     assert store.delivery_facts("nobody") is None
     assert Store.delivery_facts(store, "nobody") is None
+
+
+def test_a_reading_view_keeps_the_stores_methods_but_reads_its_data_live(store):
+    user = store.get_user("u")
+    view = store.reading()
+    assert view.get_quota(user.id) == store.get_quota(user.id)
+    assert view.get_quota is view.get_quota         # bound once, to the view
+    assert view.db is not store.db                  # on the view's own connection
+    store.quota_defaults = (123_456, None)          # data, not a method: seen at once
+    assert view.get_quota(user.id).storage_limit == 123_456

@@ -888,7 +888,11 @@ class _ReadingView:
     def __getattr__(self, name):
         value = getattr(self._store, name)
         if getattr(value, "__self__", None) is self._store:
-            return value.__func__.__get__(self)     # the store's method, bound to this view
+            # The store's method, bound to this view, and kept: methods don't
+            # change, and a quick read calls several (data is looked up live).
+            method = value.__func__.__get__(self)
+            setattr(self, name, method)
+            return method
         return value
 
 
