@@ -76,6 +76,8 @@ async def read_message(reader: asyncio.StreamReader, line_limit: int,
 def _refusal(data: bytes, line_limit: int, size_limit: int | None, over: bool) -> str | None:
     """aiosmtpd's answer: a too long line or the size limit passed, whichever
     it met first (data: all of it, or, when over, a little past the limit)."""
+    if len(data) + 2 <= line_limit:
+        return TOO_MUCH if over else None       # no line can be too long: no need to split
     lines = data.split(b"\r\n")
     if max(map(len, lines)) + 2 <= line_limit:
         return TOO_MUCH if over else None

@@ -20,6 +20,7 @@ from ..parsing import normalize_and_parse
 from .schema import SCHEMA
 
 _MB_COLS = "id, user_id, name, uidvalidity, uidnext, highestmodseq, special_use, first_recent_uid"
+_MB_COLS_OF_M = ", ".join("m." + c.strip() for c in _MB_COLS.split(","))     # the same, of mailboxes m
 
 
 def _flags_text(flags) -> str:
@@ -281,7 +282,7 @@ class SQLiteStore(Store):
         row = self.db.execute(
             "SELECT u.id, u.name, u.password, q.storage, q.messages, q.storage_limit, q.message_limit, "
             "(SELECT script FROM sieve_scripts WHERE user_id = u.id AND active), "
-            + ", ".join("m." + c.strip() for c in _MB_COLS.split(",")) +
+            + _MB_COLS_OF_M +
             " FROM users u LEFT JOIN quota q ON q.user_id = u.id "
             "LEFT JOIN mailboxes m ON m.user_id = u.id AND m.name = 'INBOX' "
             "WHERE u.name = ?", (name,)).fetchone()
