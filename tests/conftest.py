@@ -28,7 +28,8 @@ class RunningServer:
     """A Posthouse server on its own event loop in a background thread."""
 
     def __init__(self, data_dir: str, **overrides):
-        from posthouse.app import build_context
+        from posthouse.app import build_context, start_arrivals, stop_arrivals
+        self._stop_arrivals = stop_arrivals
         from posthouse.delivery.lmtp import LmtpServer
         from posthouse.delivery.smtp import SmtpServer
         from posthouse.delivery.submission import SubmissionServer
@@ -55,6 +56,7 @@ class RunningServer:
 
         def run():
             asyncio.set_event_loop(self.loop)
+            self.loop.run_until_complete(start_arrivals(self.ctx))
             self.loop.run_until_complete(self.server.start())
             self.loop.run_until_complete(self.lmtp.start())
             self.loop.run_until_complete(self.smtp.start())
@@ -92,6 +94,7 @@ class RunningServer:
         self.call(self.pop3.close())
         self.call(self.smtp.close())
         self.call(self.lmtp.close())
+        self.call(self._stop_arrivals(self.ctx))
         self.call(self.server.close())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)

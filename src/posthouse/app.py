@@ -8,8 +8,10 @@ import signal
 
 from .auth.authenticator import Authenticator
 from .config import Config
-from .delivery.lmtp import LmtpServer
+from .delivery.arrivals import Arrivals
 from .delivery.deliver import Deliverer
+from .delivery.journal import Journal
+from .delivery.lmtp import LmtpServer
 from .delivery.queue import OutboundQueue
 from .delivery.smtp import SmtpServer
 from .delivery.submission import SubmissionServer
@@ -40,6 +42,8 @@ def build_context(config: Config) -> ServerContext:
     # One deliverer for every way mail arrives, and the queue for mail that
     # leaves; each needs the other (bounces are delivered, vacation replies queued).
     deliverer = Deliverer(service, config)
+    if config.delivery_journal and hasattr(service.store, "file_arrival"):
+        deliverer.arrivals = Arrivals(deliverer, Journal(config.path("arrivals"), fsync=config.fsync))
     queue = OutboundQueue(service, config, deliverer)
     deliverer.queue = queue
     return ServerContext(config, service, MailboxRegistry(service),
@@ -47,8 +51,21 @@ def build_context(config: Config) -> ServerContext:
                                        cache_ttl=config.auth_cache_ttl), tls, deliverer, queue)
 
 
+async def start_arrivals(ctx: ServerContext) -> None:
+    """Mail accepted before the last stop and not yet filed is filed first."""
+    if ctx.deliverer.arrivals is not None:
+        await ctx.deliverer.arrivals.start()
+
+
+async def stop_arrivals(ctx: ServerContext) -> None:
+    """After the listeners that deliver: what they accepted is filed."""
+    if ctx.deliverer.arrivals is not None:
+        await ctx.deliverer.arrivals.close()
+
+
 async def serve(config: Config, ready=None) -> None:
     ctx = build_context(config)
+    await start_arrivals(ctx)
     server = ImapServer(ctx)
     await server.start()
     log.info("IMAP listening on %s ports %s", config.imap_host, server.ports)
@@ -95,6 +112,7 @@ async def serve(config: Config, ready=None) -> None:
         await pop3.close()
         await smtp.close()
         await lmtp.close()
+        await stop_arrivals(ctx)
         await server.close()
         ctx.authenticator.close()
         ctx.service.close()

@@ -69,6 +69,9 @@ class Config:
     # Mail for a user over quota: refused for good (552 5.2.2), or for now (452 4.2.2).
     quota_full_tempfail: bool = False
     fsync: bool = True
+    # Small mail is answered once it is in a journal (one short write and
+    # fdatasync) and filed in its mailbox just after; off: filed first.
+    delivery_journal: bool = True
     # Worker processes that parse new mail (0: parse on a thread of the server).
     parse_processes: int = min(4, os.cpu_count() or 1)
     # Database writes in a process of their own (else on a thread of the server's).

@@ -1,10 +1,11 @@
 """Local delivery: one message, several recipients, each into their INBOX.
 
 The message is parsed once; every recipient gets the same bytes (trace
-headers included), so the store keeps one copy however many receive it. All
-recipients' appends go to the store together and commit in one group commit,
-durably, before anyone hears "250"; a failure for one recipient is that
-recipient's alone.
+headers included), so the store keeps one copy however many receive it.
+Small mail is answered once it is durable in the arrivals journal and filed
+just after (delivery/arrivals.py). Other mail: all recipients' appends go
+to the store together and commit in one group commit, durably, before
+anyone hears "250"; a failure for one recipient is that recipient's alone.
 """
 from __future__ import annotations
 
@@ -79,10 +80,15 @@ class Deliverer:
         self.service = service
         self.config = config
         self.queue = None       # delivery.queue.OutboundQueue: set when the server is wired
+        self.arrivals = None    # delivery.arrivals.Arrivals: set when the server is wired
         from .vacation import Vacations
         self.vacations = Vacations(service, config, self)
 
-    async def deliver(self, raw: bytes, recipients: list[Recipient], mail_from: str = "") -> list[DeliveryResult]:
+    async def deliver(self, raw: bytes, recipients: list[Recipient], mail_from: str = "",
+                      direct: bool = False) -> list[DeliveryResult]:
+        """direct: filed before the answer even if small (mail that a filing makes)."""
+        if not direct and self.arrivals is not None and self.arrivals.takes(raw):
+            return await self.arrivals.accept(raw, recipients, mail_from)
         try:
             raw, parsed = await self.service.parse(raw)
         except Exception:
@@ -92,14 +98,53 @@ class Deliverer:
         # Together: the store's group commit makes them one transaction, one fsync.
         return list(await asyncio.gather(*(self._one(r, raw, parsed, now, mail_from) for r in recipients)))
 
-    async def _filter(self, recipient: Recipient, raw: bytes, parsed, mail_from: str) -> Outcome:
+    async def file_arrival(self, arrival) -> list:
+        """File mail accepted through the arrivals journal: each recipient's
+        Sieve script decides where, then one store call files it everywhere
+        with the journal record's number. The store's events, to publish."""
+        raw, parsed = arrival.raw, None
+        scripts = [await self._script(r) for r in arrival.recipients]
+        if any(scripts):
+            raw, parsed = await self.service.parse(raw)
+        targets, vacations = [], []
+        for recipient, script in zip(arrival.recipients, scripts):
+            outcome = await self._outcome(recipient, raw, parsed, arrival.mail_from, script)
+            for delivery in outcome.deliveries:
+                try:
+                    mailbox = await self._target(recipient, delivery)
+                except NoSuchMailbox:       # gone since the mail was accepted (the user, or INBOX)
+                    log.warning("arrival %d: %s has no INBOX now; not filed for them", arrival.seq,
+                                recipient.user.name)
+                    continue
+                targets.append((recipient.user.id, mailbox.id, delivery.flags))
+            if outcome.vacation is not None:
+                vacations.append((recipient, outcome.vacation))
+        # Unparsed (no script read it): the store parses it, off the event loop.
+        results = await self.service.call("file_arrival", arrival.seq, raw, parsed, targets, arrival.time)
+        if vacations and self.vacations is not None:
+            if parsed is None:
+                raw, parsed = await self.service.parse(raw)
+            for recipient, vacation in vacations:
+                await self.vacations.consider(recipient, raw, parsed, arrival.mail_from, vacation, arrival.time)
+        return [event for result in results for event in result.events]
+
+    async def _script(self, recipient: Recipient) -> str | None:
+        if recipient.facts is not None:
+            return recipient.facts.script
+        return await self.service.call("active_script", recipient.user.id)
+
+    async def _outcome(self, recipient: Recipient, raw: bytes, parsed, mail_from: str, script) -> Outcome:
+        """Where the message goes for this recipient, redirects done."""
+        outcome = await self._filter(recipient, raw, parsed, mail_from, script)
+        if outcome.redirects and not await self._redirect(recipient, raw, mail_from, outcome.redirects):
+            # Not sent on: keep it instead, so nothing is lost.
+            outcome.deliveries = outcome.deliveries or [FileInto("INBOX", frozenset())]
+        return outcome
+
+    async def _filter(self, recipient: Recipient, raw: bytes, parsed, mail_from: str, text) -> Outcome:
         """The recipient's active Sieve script's verdict; INBOX if none, or if
         the script is broken or fails (the error is logged, the mail kept)."""
         inbox = Outcome([FileInto("INBOX", frozenset())])
-        if recipient.facts is not None:
-            text = recipient.facts.script
-        else:
-            text = await self.service.call("active_script", recipient.user.id)
         if not text:
             return inbox
         try:
@@ -153,7 +198,7 @@ class Deliverer:
                 return False
             host = self.config.hostname or "localhost"
             trace = trace_headers(mail_from, host, "local", host, f"local ({why})", new_ident())
-            results = await self.deliver(trace + message, [target], mail_from)
+            results = await self.deliver(trace + message, [target], mail_from, direct=True)
             if not results[0].ok:
                 log.warning("%s to %s: %s", why, address, results[0].reply())
                 return False
@@ -183,10 +228,7 @@ class Deliverer:
 
     async def _one(self, recipient: Recipient, raw: bytes, parsed, now: float, mail_from: str) -> DeliveryResult:
         try:
-            outcome = await self._filter(recipient, raw, parsed, mail_from)
-            if outcome.redirects and not await self._redirect(recipient, raw, mail_from, outcome.redirects):
-                # Not sent on: keep it instead, so nothing is lost.
-                outcome.deliveries = outcome.deliveries or [FileInto("INBOX", frozenset())]
+            outcome = await self._outcome(recipient, raw, parsed, mail_from, await self._script(recipient))
             appended = []
             for delivery in outcome.deliveries:
                 mailbox = await self._target(recipient, delivery)

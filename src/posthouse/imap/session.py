@@ -53,6 +53,8 @@ class Session:
         self.pending_overflow = False
         self.auth_failures = 0
         self.bye_after: str | None = None   # say BYE and close once this command is answered
+        deliverer = getattr(ctx, "deliverer", None)
+        self.arrivals = getattr(deliverer, "arrivals", None)    # delivery.arrivals.Arrivals
 
     # -- modes ----------------------------------------------------------------
     @property
@@ -136,6 +138,9 @@ class Session:
             self.tagged(cmd.tag, "BAD", f"{cmd.name} not allowed in the {self.state} state")
             return
         expunge_ok = spec.expunge_ok or cmd.uid
+        if self.arrivals is not None and self.arrivals.pending and self.user is not None:
+            # Mail answered "250" to its sender is there for the command that comes after.
+            await self.arrivals.settled(self.user.id)
         if self.view is not None and self.view.shared.behind:
             # Other sessions' STOREs whose clients were told OK: this command sees them.
             await self.writes_stored(besides_own=True)

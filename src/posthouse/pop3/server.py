@@ -211,6 +211,9 @@ class Pop3Session:
             if self.failures >= self.config.max_auth_failures:
                 self.done = True
             return
+        arrivals = getattr(self.ctx.deliverer, "arrivals", None)
+        if arrivals is not None:
+            await arrivals.settled(user.id)     # mail answered "250" is in the maildrop
         maildrop = Maildrop(self.ctx, user)
         try:
             await maildrop.open()

@@ -7,6 +7,7 @@ durable first.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -18,6 +19,8 @@ from ..api import (AppendResult, CopyResult, DeliveryFacts, FlagsChanged, IndexE
 from ..blobs import BlobStore
 from ..parsing import normalize_and_parse
 from .schema import SCHEMA
+
+log = logging.getLogger("posthouse.store")
 
 _MB_COLS = "id, user_id, name, uidvalidity, uidnext, highestmodseq, special_use, first_recent_uid"
 _MB_COLS_OF_M = ", ".join("m." + c.strip() for c in _MB_COLS.split(","))     # the same, of mailboxes m
@@ -38,13 +41,16 @@ class SQLiteStore(Store):
     # none of them and a power cut at most the last moments of them; the next
     # durable commit (any new mail) makes them durable too. New mail, copies,
     # moves and mailbox changes always commit with fsync.
-    LAZY = frozenset({"store_flags", "expunge", "claim_recent"})
+    # Filing an arrival is lazy too: its record in the arrivals journal is
+    # durable already, and files it again after a crash (delivery/journal.py).
+    LAZY = frozenset({"store_flags", "expunge", "claim_recent", "file_arrival"})
     # Calls that only read: they ask for no fsync either.
     READS = frozenset({"get_user", "user_by_id", "list_users", "list_mailboxes", "get_mailbox", "subscriptions",
                        "mailbox_counts", "load_index", "message_data", "search_fields", "search_body", "sort_data",
                        "search_field", "thread_data", "vanished_since", "urlauth_key",
                        "read_blob", "get_quota", "active_script", "delivery_facts", "get_script",
-                       "list_scripts", "due_outbound", "next_outbound_time"})
+                       "list_scripts", "due_outbound", "next_outbound_time", "filed_arrivals",
+                       "last_filed_arrival"})
     # Reads by a unique key, cheaper than the hop to the database thread and
     # back (~100 us): the caller runs them on a read connection of its own.
     QUICK = frozenset({"get_user", "user_by_id", "get_mailbox", "get_quota", "active_script", "delivery_facts"})
@@ -193,17 +199,18 @@ class SQLiteStore(Store):
         messages = message_default if message_limit is None else (None if message_limit < 0 else message_limit)
         return storage, messages
 
-    def _charge(self, user_id: int, storage: int, messages: int) -> None:
+    def _charge(self, user_id: int, storage: int, messages: int, enforce: bool = True) -> None:
         """Add to a user's usage, within this transaction; an increase past a
         limit raises OverQuota (and the caller's transaction undoes everything).
-        A decrease always succeeds, so an over-quota user can still clean up."""
+        A decrease always succeeds, so an over-quota user can still clean up;
+        so does mail already accepted (enforce=False)."""
         if not storage and not messages:
             return
         row = self.db.execute(
             "UPDATE quota SET storage = storage + ?, messages = messages + ? WHERE user_id = ? "
             "RETURNING storage, messages, storage_limit, message_limit",
             (storage, messages, user_id)).fetchone()
-        if row is None or (storage <= 0 and messages <= 0):
+        if row is None or (storage <= 0 and messages <= 0) or not enforce:
             return
         storage_limit, message_limit = self._limits(row[2], row[3])
         if storage > 0 and storage_limit is not None and row[0] > storage_limit:
@@ -656,6 +663,52 @@ class SQLiteStore(Store):
         loop, spends the time (see StoreService.append)."""
         return self.append_many(mailbox_id, [(*normalize_and_parse(raw, binary), flags, idate)
                                              for raw, flags, idate, binary in items])
+
+    def file_arrival(self, seq, raw, parsed, targets, internaldate) -> list[AppendResult]:
+        """File a message accepted through the arrivals journal: into each
+        (user_id, mailbox_id, flags) of targets, with the record's sequence
+        number, in one transaction. Filed already: nothing (a replay). A
+        mailbox gone meanwhile: its user's INBOX; the user gone: nowhere.
+        Quotas were checked when the mail was accepted: not again."""
+        with self._tx():
+            if self.db.execute("SELECT 1 FROM arrivals_filed WHERE seq=?", (seq,)).fetchone():
+                return []
+            if parsed is None and targets:
+                raw, parsed = normalize_and_parse(raw)
+            results = []
+            for user_id, mailbox_id, flags in targets:
+                row = self.db.execute("SELECT 1 FROM mailboxes WHERE id=? AND user_id=?",
+                                      (mailbox_id, user_id)).fetchone()
+                if row is None:
+                    row = self.db.execute("SELECT id FROM mailboxes WHERE user_id=? AND name='INBOX'",
+                                          (user_id,)).fetchone()
+                    if row is None:
+                        log.warning("arrival %d: user %d no longer exists; not filed for them", seq, user_id)
+                        continue
+                    mailbox_id = row[0]
+                _user, uidvalidity, uid, modseq = self._make_room(mailbox_id, 1)
+                self._charge(user_id, len(raw), 1, enforce=False)
+                blob_id = self._blob_id(raw, parsed)
+                self.db.execute("INSERT INTO messages VALUES (?,?,?,?,?,?)",
+                                (mailbox_id, uid, blob_id, modseq, _flags_text(flags), internaldate))
+                entry = IndexEntry(uid, frozenset(flags), modseq, len(raw), internaldate, parsed.sent_date)
+                results.append(AppendResult(uidvalidity, uid, [MessageAdded(mailbox_id, entry)]))
+            self.db.execute("INSERT INTO arrivals_filed(seq) VALUES (?)", (seq,))
+        return results
+
+    def filed_arrivals(self, first_seq: int) -> set[int]:
+        """The sequence numbers from first_seq on that are filed."""
+        return {r[0] for r in self.db.execute("SELECT seq FROM arrivals_filed WHERE seq >= ?", (first_seq,))}
+
+    def last_filed_arrival(self) -> int:
+        return self.db.execute("SELECT coalesce(max(seq), 0) FROM arrivals_filed").fetchone()[0]
+
+    def prune_arrivals(self, below_seq: int) -> None:
+        """Forget the filing of records the journal no longer holds. Durable:
+        its commit makes every filing before it durable too, so the journal
+        may then drop their records."""
+        with self._tx():
+            self.db.execute("DELETE FROM arrivals_filed WHERE seq < ?", (below_seq,))
 
     def store_flags(self, mailbox_id, uids, mode, flags, unchanged_since=None):
         """Change flags; returns (events, uids refused by UNCHANGEDSINCE)."""

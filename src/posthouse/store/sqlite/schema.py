@@ -138,6 +138,10 @@ CREATE TABLE IF NOT EXISTS urlauth_keys (
     mailbox_id INTEGER PRIMARY KEY REFERENCES mailboxes(id) ON DELETE CASCADE,
     key BLOB NOT NULL
 );
+-- Arrivals (delivery/journal.py) filed from the journal: a record's filing
+-- commits with its row, so a record whose row exists is never filed again.
+-- Rows below the journal's oldest record are pruned as it retires segments.
+CREATE TABLE IF NOT EXISTS arrivals_filed (seq INTEGER PRIMARY KEY);
 -- Expunge history: what QRESYNC's VANISHED (EARLIER) is answered from.
 CREATE TABLE IF NOT EXISTS expunged (
     mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,

@@ -1,0 +1,302 @@
+"""Mail answered "250" once it is in the arrivals journal, filed just after.
+
+Delivery's answer waited for the message to be parsed, indexed and
+committed to the database with an fsync: most of a delivery's time, spent
+while the sending MTA waits. Here a message (small mail only; big mail is
+filed before the answer as before) is answered once its record is durable
+in the journal (delivery/journal.py), and filed right after: Sieve, the
+mailbox, then one store call that commits the messages with the record's
+sequence number, without an fsync of its own (the journal has the mail).
+A crash before the filing is replayed from the journal at the next start.
+
+What a client sees does not change: an IMAP or POP3 session of a user with
+mail accepted but not yet filed waits for it before its next command, so
+mail answered "250" is there for any command that comes after.
+
+Quotas are checked when the mail is accepted, against the user's usage plus
+the mail accepted for them and not yet filed (exact: near the limit, the
+check waits for the filing); filing never refuses what was accepted.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import struct
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from ..store.api import NoSuchMailbox
+from ..store.parsing import PROCESS_FROM
+from .journal import Journal
+from .recipients import Recipient, quota_exceeded
+
+log = logging.getLogger("posthouse.delivery")
+
+_META_LEN = struct.Struct(">I")
+
+
+@dataclass(eq=False)
+class Arrival:
+    seq: int
+    raw: bytes
+    mail_from: str
+    recipients: list[Recipient]
+    time: float
+    attempts: int = field(default=0)
+
+
+def encode_arrival(raw: bytes, mail_from: str, recipients: list[Recipient], now: float) -> bytes:
+    meta = json.dumps({"from": mail_from or "", "time": now,
+                       "rcpt": [[r.address, r.user.id, r.detail] for r in recipients]}).encode()
+    return _META_LEN.pack(len(meta)) + meta + raw
+
+
+def decode_arrival(payload: bytes) -> tuple[dict, bytes]:
+    """(meta, raw) of a journal record; ValueError if it isn't one."""
+    if len(payload) < _META_LEN.size:
+        raise ValueError("record too short")
+    (length,) = _META_LEN.unpack_from(payload)
+    meta = json.loads(payload[_META_LEN.size:_META_LEN.size + length])
+    if not isinstance(meta, dict) or not isinstance(meta.get("rcpt"), list):
+        raise ValueError("record without recipients")
+    return meta, payload[_META_LEN.size + length:]
+
+
+class Arrivals:
+    MAX_SIZE = PROCESS_FROM     # bigger mail is filed before its answer, as before
+    MAX_WAITING = 1000          # accepted, not yet filed: then an answer waits for room
+    BATCH = 32                  # filed together (their store calls share group commits)
+    SETTLE_TIMEOUT = 10.0       # the longest a session waits for a user's mail to be filed
+    RETRY_AFTER = 1.0           # a filing that failed is tried again after this, doubling
+
+    def __init__(self, deliverer, journal: Journal):
+        self.deliverer = deliverer
+        self.service = deliverer.service
+        self.journal = journal
+        self.pending: dict[int, int] = {}           # user id -> their arrivals not yet filed
+        self._pending_bytes: dict[int, int] = {}    # user id -> the size of those
+        self._unfiled: set[int] = set()             # sequence numbers written or being written
+        self._queue: deque[Arrival] = deque()
+        self._work = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._settled: dict[int, asyncio.Event] = {}
+        self._worker: asyncio.Task | None = None
+        self._retiring = False
+        self._retries: set[asyncio.TimerHandle] = set()
+
+    def takes(self, raw: bytes) -> bool:
+        """Whether this message is answered from the journal (started, and small)."""
+        return self._worker is not None and len(raw) <= self.MAX_SIZE
+
+    # -- starting and stopping ------------------------------------------------------
+    async def start(self) -> None:
+        """Read the journal and queue whatever in it is not filed yet."""
+        known = await self.service.call("last_filed_arrival")
+        records = self.journal.recover(known)
+        filed = await self.service.call("filed_arrivals", self.journal.oldest_seq) if records else set()
+        replayed = 0
+        for record in records:
+            if record.seq in filed:
+                continue
+            arrival = await self._arrival_of(record)
+            if arrival is None:
+                continue
+            self._unfiled.add(record.seq)
+            for recipient in arrival.recipients:
+                self._count(recipient.user.id, len(arrival.raw))
+            self._enqueue(arrival)
+            replayed += 1
+        if replayed:
+            log.info("arrivals journal: %d accepted messages not filed before the last stop, filing them now",
+                     replayed)
+        self._worker = asyncio.ensure_future(self._run())
+        await self._retire()
+
+    async def _arrival_of(self, record) -> Arrival | None:
+        try:
+            meta, raw = decode_arrival(record.payload)
+        except (ValueError, UnicodeDecodeError) as e:
+            log.error("arrivals journal: record %d can't be read (%s); skipped", record.seq, e)
+            return None
+        recipients = []
+        for address, user_id, detail in meta["rcpt"]:
+            user = await self.service.call("user_by_id", user_id)
+            if user is None:
+                log.warning("arrivals journal: record %d: user %s no longer exists", record.seq, user_id)
+                continue
+            recipients.append(Recipient(address, user, detail))
+        return Arrival(record.seq, raw, meta.get("from", ""), recipients, meta.get("time") or time.time())
+
+    async def close(self, timeout: float = 30.0) -> None:
+        """File what is waiting (for up to timeout seconds), then stop. What is
+        left stays in the journal for the next start."""
+        if self._worker is None:
+            return
+        deadline = time.monotonic() + timeout
+        while (self._queue or self._unfiled) and time.monotonic() < deadline and not self._worker.done():
+            await asyncio.sleep(0.01)
+        for handle in self._retries:
+            handle.cancel()
+        self._worker.cancel()
+        try:
+            await self._worker
+        except (asyncio.CancelledError, Exception):
+            pass
+        self._worker = None
+        await self._retire(final=True)
+        self.journal.close()
+
+    # -- accepting ------------------------------------------------------------------
+    async def accept(self, raw: bytes, recipients: list[Recipient], mail_from: str):
+        """Each recipient's DeliveryResult: 250 once the message is in the
+        journal, unless their mailbox is full."""
+        from .deliver import DeliveryResult, mailbox_full
+        results, taken = [], []
+        for recipient in recipients:
+            if not await self._has_inbox(recipient):
+                results.append(DeliveryResult(recipient, 451, "4.2.0", "The recipient has no INBOX"))
+            elif await self._over_quota(recipient, len(raw)):
+                results.append(mailbox_full(recipient, self.deliverer.config.quota_full_tempfail))
+            else:
+                results.append(None)
+                taken.append(recipient)
+        if taken:
+            while not self._room.is_set():
+                await self._room.wait()
+            now = time.time()
+            seq, written = self.journal.append(encode_arrival(raw, mail_from, taken, now))
+            self._unfiled.add(seq)
+            arrival = Arrival(seq, raw, mail_from, taken, now)
+            for recipient in taken:
+                self._count(recipient.user.id, len(raw))
+            try:
+                await written
+            except Exception as e:
+                log.error("arrivals journal: a message could not be written (%r)", e)
+                self._filed(arrival)
+                return [r or DeliveryResult(recipients[i], 451, "4.3.0", "Temporary failure, try again later")
+                        for i, r in enumerate(results)]
+            self._enqueue(arrival)
+        return [r or DeliveryResult(recipients[i], 250, "2.0.0", "Delivered")
+                for i, r in enumerate(results)]
+
+    async def _has_inbox(self, recipient: Recipient) -> bool:
+        if recipient.facts is not None and recipient.facts.inbox is not None:
+            return True
+        try:
+            await self.service.call("get_mailbox", recipient.user.id, "INBOX")
+        except NoSuchMailbox:
+            return False
+        return True
+
+    async def _over_quota(self, recipient: Recipient, size: int) -> bool:
+        user_id = recipient.user.id
+        quota = await self.service.call("get_quota", user_id)
+        if quota.storage_limit is None and quota.message_limit is None:
+            return False
+        waiting = self.pending.get(user_id, 0)
+        if not waiting:
+            return quota_exceeded(quota, size)
+        quota.messages += waiting
+        quota.storage += self._pending_bytes.get(user_id, 0)
+        if not quota_exceeded(quota, size):
+            return False
+        # Near the limit: the usage counted twice or not at all is the arrivals
+        # being filed this moment. Exact once they are in.
+        await self.settled(user_id)
+        return quota_exceeded(await self.service.call("get_quota", user_id), size)
+
+    def _count(self, user_id: int, size: int) -> None:
+        self.pending[user_id] = self.pending.get(user_id, 0) + 1
+        self._pending_bytes[user_id] = self._pending_bytes.get(user_id, 0) + size
+
+    def _enqueue(self, arrival: Arrival) -> None:
+        if arrival.seq not in self._unfiled:
+            return
+        self._queue.append(arrival)
+        self._work.set()
+        if len(self._queue) >= self.MAX_WAITING:
+            self._room.clear()
+
+    # -- waiting for the filing -----------------------------------------------------
+    async def settled(self, user_id: int, timeout: float | None = None) -> None:
+        """Once the mail accepted for this user so far is filed (or timeout)."""
+        if user_id not in self.pending:
+            return
+        event = self._settled.get(user_id)
+        if event is None:
+            event = self._settled[user_id] = asyncio.Event()
+        try:
+            await asyncio.wait_for(event.wait(), timeout or self.SETTLE_TIMEOUT)
+        except asyncio.TimeoutError:
+            log.warning("mail for user %s is slow to be filed: going on without it", user_id)
+
+    # -- filing ---------------------------------------------------------------------
+    async def _run(self) -> None:
+        while True:
+            if not self._queue:
+                self._work.clear()
+                await self._work.wait()
+                continue
+            batch = [self._queue.popleft() for _ in range(min(self.BATCH, len(self._queue)))]
+            if len(self._queue) < self.MAX_WAITING // 2:
+                self._room.set()
+            await asyncio.gather(*(self._file(a) for a in batch))
+            if len(self.journal.segments) > 1 and not self._retiring:
+                asyncio.ensure_future(self._retire())
+
+    async def _file(self, arrival: Arrival) -> None:
+        try:
+            events = await self.deliverer.file_arrival(arrival)
+        except Exception as e:
+            arrival.attempts += 1
+            delay = min(self.RETRY_AFTER * 2 ** (arrival.attempts - 1), 300)
+            log.error("arrival %d could not be filed (%r); trying again in %.0f s", arrival.seq, e, delay)
+            handle = asyncio.get_running_loop().call_later(delay, self._retry, arrival)
+            self._retries.add(handle)
+            return
+        try:
+            self.service.hub.publish(events)
+        finally:
+            self._filed(arrival)
+
+    def _retry(self, arrival: Arrival) -> None:
+        self._retries = {h for h in self._retries if not h.cancelled() and h.when() > time.monotonic()}
+        self._enqueue(arrival)
+
+    def _filed(self, arrival: Arrival) -> None:
+        self._unfiled.discard(arrival.seq)
+        for recipient in arrival.recipients:
+            user_id = recipient.user.id
+            left = self.pending.get(user_id, 0) - 1
+            if left > 0:
+                self.pending[user_id] = left
+                self._pending_bytes[user_id] -= len(arrival.raw)
+                continue
+            self.pending.pop(user_id, None)
+            self._pending_bytes.pop(user_id, None)
+            event = self._settled.pop(user_id, None)
+            if event is not None:
+                event.set()
+
+    async def _retire(self, final: bool = False) -> None:
+        """Drop the journal's segments whose every record is filed: after a
+        durable commit, which makes those filings durable."""
+        if self._retiring:
+            return
+        self._retiring = True
+        try:
+            unfiled_from = min(self._unfiled, default=self.journal.next_seq)
+            segments = self.journal.retirable(unfiled_from, include_current=final)
+            if not segments:
+                return
+            await self.service.call("prune_arrivals", segments[0].first)
+            for segment in segments:
+                self.journal.remove(segment)
+        except Exception:
+            log.exception("arrivals journal: filed segments could not be removed (they are kept)")
+        finally:
+            self._retiring = False
