@@ -244,24 +244,44 @@ class Arrivals:
             batch = [self._queue.popleft() for _ in range(min(self.BATCH, len(self._queue)))]
             if len(self._queue) < self.MAX_WAITING // 2:
                 self._room.set()
-            await asyncio.gather(*(self._file(a) for a in batch))
+            await self._file(batch)
             if len(self.journal.segments) > 1 and not self._retiring:
                 asyncio.ensure_future(self._retire())
 
-    async def _file(self, arrival: Arrival) -> None:
-        try:
-            events = await self.deliverer.file_arrival(arrival)
-        except Exception as e:
-            arrival.attempts += 1
-            delay = min(self.RETRY_AFTER * 2 ** (arrival.attempts - 1), 300)
-            log.error("arrival %d could not be filed (%r); trying again in %.0f s", arrival.seq, e, delay)
-            handle = asyncio.get_running_loop().call_later(delay, self._retry, arrival)
-            self._retries.add(handle)
+    async def _file(self, batch: list[Arrival]) -> None:
+        """Route each arrival, then file them all in one store call (one
+        trip to the store); if that fails, each alone, so one that can't be
+        filed holds up no other."""
+        routed = []
+        for arrival in batch:
+            try:
+                routed.append((arrival, await self.deliverer.route_arrival(arrival)))
+            except Exception as e:
+                self._failed(arrival, e)
+        if not routed:
             return
         try:
-            self.service.hub.publish(events)
-        finally:
-            self._filed(arrival)
+            filed = await self.service.call("file_arrivals", [
+                (a.seq, r.raw, r.parsed, r.targets, a.time) for a, r in routed])
+        except Exception as e:
+            if len(routed) == 1:
+                self._failed(routed[0][0], e)
+                return
+            for arrival, _routing in routed:
+                await self._file([arrival])
+            return
+        for (arrival, routing), results in zip(routed, filed):
+            try:
+                self.service.hub.publish([event for result in results for event in result.events])
+            finally:
+                self._filed(arrival)
+            await self.deliverer.after_filing(arrival, routing)
+
+    def _failed(self, arrival: Arrival, error: Exception) -> None:
+        arrival.attempts += 1
+        delay = min(self.RETRY_AFTER * 2 ** (arrival.attempts - 1), 300)
+        log.error("arrival %d could not be filed (%r); trying again in %.0f s", arrival.seq, error, delay)
+        self._retries.add(asyncio.get_running_loop().call_later(delay, self._retry, arrival))
 
     def _retry(self, arrival: Arrival) -> None:
         self._retries = {h for h in self._retries if not h.cancelled() and h.when() > time.monotonic()}

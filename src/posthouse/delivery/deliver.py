@@ -71,6 +71,18 @@ def _without_return_path(raw: bytes) -> bytes:
     return raw
 
 
+class Routing:
+    """Where an arrival goes: (user_id, mailbox_id, flags) targets, and the
+    vacation replies its recipients' scripts asked for. parsed is None where
+    no script needed it: the store parses the message, off the event loop."""
+    __slots__ = ("raw", "parsed", "targets", "vacations")
+
+    def __init__(self, raw: bytes, parsed):
+        self.raw, self.parsed = raw, parsed
+        self.targets: list[tuple] = []
+        self.vacations: list[tuple] = []
+
+
 def new_ident() -> str:
     return secrets.token_hex(8)
 
@@ -98,15 +110,14 @@ class Deliverer:
         # Together: the store's group commit makes them one transaction, one fsync.
         return list(await asyncio.gather(*(self._one(r, raw, parsed, now, mail_from) for r in recipients)))
 
-    async def file_arrival(self, arrival) -> list:
-        """File mail accepted through the arrivals journal: each recipient's
-        Sieve script decides where, then one store call files it everywhere
-        with the journal record's number. The store's events, to publish."""
+    async def route_arrival(self, arrival) -> Routing:
+        """Where mail accepted through the arrivals journal goes: each
+        recipient's Sieve script decides (redirects are sent here)."""
         raw, parsed = arrival.raw, None
         scripts = [await self._script(r) for r in arrival.recipients]
         if any(scripts):
             raw, parsed = await self.service.parse(raw)
-        targets, vacations = [], []
+        routing = Routing(raw, parsed)
         for recipient, script in zip(arrival.recipients, scripts):
             outcome = await self._outcome(recipient, raw, parsed, arrival.mail_from, script)
             for delivery in outcome.deliveries:
@@ -116,17 +127,20 @@ class Deliverer:
                     log.warning("arrival %d: %s has no INBOX now; not filed for them", arrival.seq,
                                 recipient.user.name)
                     continue
-                targets.append((recipient.user.id, mailbox.id, delivery.flags))
+                routing.targets.append((recipient.user.id, mailbox.id, delivery.flags))
             if outcome.vacation is not None:
-                vacations.append((recipient, outcome.vacation))
-        # Unparsed (no script read it): the store parses it, off the event loop.
-        results = await self.service.call("file_arrival", arrival.seq, raw, parsed, targets, arrival.time)
-        if vacations and self.vacations is not None:
-            if parsed is None:
-                raw, parsed = await self.service.parse(raw)
-            for recipient, vacation in vacations:
-                await self.vacations.consider(recipient, raw, parsed, arrival.mail_from, vacation, arrival.time)
-        return [event for result in results for event in result.events]
+                routing.vacations.append((recipient, outcome.vacation))
+        return routing
+
+    async def after_filing(self, arrival, routing: Routing) -> None:
+        """Vacation replies, once the mail is in its mailboxes."""
+        if not routing.vacations or self.vacations is None:
+            return
+        raw, parsed = routing.raw, routing.parsed
+        if parsed is None:
+            raw, parsed = await self.service.parse(raw)
+        for recipient, vacation in routing.vacations:
+            await self.vacations.consider(recipient, raw, parsed, arrival.mail_from, vacation, arrival.time)
 
     async def _script(self, recipient: Recipient) -> str | None:
         if recipient.facts is not None:

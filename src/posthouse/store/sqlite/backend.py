@@ -43,7 +43,7 @@ class SQLiteStore(Store):
     # moves and mailbox changes always commit with fsync.
     # Filing an arrival is lazy too: its record in the arrivals journal is
     # durable already, and files it again after a crash (delivery/journal.py).
-    LAZY = frozenset({"store_flags", "expunge", "claim_recent", "file_arrival"})
+    LAZY = frozenset({"store_flags", "expunge", "claim_recent", "file_arrival", "file_arrivals"})
     # Calls that only read: they ask for no fsync either.
     READS = frozenset({"get_user", "user_by_id", "list_users", "list_mailboxes", "get_mailbox", "subscriptions",
                        "mailbox_counts", "load_index", "message_data", "search_fields", "search_body", "sort_data",
@@ -695,6 +695,11 @@ class SQLiteStore(Store):
                 results.append(AppendResult(uidvalidity, uid, [MessageAdded(mailbox_id, entry)]))
             self.db.execute("INSERT INTO arrivals_filed(seq) VALUES (?)", (seq,))
         return results
+
+    def file_arrivals(self, arrivals) -> list[list[AppendResult]]:
+        """file_arrival of each (seq, raw, parsed, targets, internaldate), in one transaction."""
+        with self._tx():
+            return [self.file_arrival(*arrival) for arrival in arrivals]
 
     def filed_arrivals(self, first_seq: int) -> set[int]:
         """The sequence numbers from first_seq on that are filed."""
