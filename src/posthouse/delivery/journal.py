@@ -110,13 +110,14 @@ class Journal:
         self.next_seq = last + 1
         return records
 
-    def _open_segment(self) -> None:
+    def _open_segment(self, first: int) -> None:
+        """A new segment, named by the first record it will hold."""
         if self._fd is not None:
             os.close(self._fd)
-        path = os.path.join(self.directory, f"{self.next_seq:016d}.journal")
+        path = os.path.join(self.directory, f"{first:016d}.journal")
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         self._size = self._reserved = 0
-        self.segments.append(Segment(path, self.next_seq))
+        self.segments.append(Segment(path, first))
         if self.fsync:
             _fsync_directory(self.directory)
 
@@ -156,7 +157,7 @@ class Journal:
         """On the writer thread: the records, one write, one fdatasync."""
         data = b"".join(d for d, _s, _f in batch)
         if self._fd is None or (self._size and self._size + len(data) > self.SEGMENT_BYTES):
-            self._open_segment()
+            self._open_segment(batch[0][1])
         segment = self.segments[-1]
         if self._size + len(data) > self._reserved:
             self._reserved = max(self._size + len(data), self.SEGMENT_BYTES)

@@ -1,0 +1,221 @@
+"""Mail answered from the arrivals journal: there for the next command,
+filed once and only once across crashes and failures, quotas kept exactly."""
+from __future__ import annotations
+
+import asyncio
+import functools
+import imaplib
+import os
+import re
+import signal
+import smtplib
+import threading
+import time
+
+from posthouse.delivery.arrivals import Arrivals
+from posthouse.delivery.deliver import Deliverer
+from posthouse.delivery.journal import Journal
+
+from ..conftest import RunningServer
+from .test_durability import _free_port, _start
+
+
+def message(marker: str) -> bytes:
+    return (f"From: s@example.org\r\nSubject: {marker}\r\nX-Marker: {marker}\r\n"
+            f"Message-ID: <{marker}@example.org>\r\n\r\nbody of {marker}\r\n").encode()
+
+
+def deliver(port: int, recipient: str, *markers: str) -> list[tuple[int, bytes]]:
+    """Each message in its own transaction: the reply to each DATA."""
+    replies = []
+    with smtplib.LMTP("127.0.0.1", port, timeout=20) as lmtp:
+        lmtp.ehlo_or_helo_if_needed = lambda: None
+        lmtp.docmd("LHLO", "client.test")
+        for marker in markers:
+            assert lmtp.docmd("MAIL", "FROM:<s@example.org>")[0] == 250
+            code, text = lmtp.docmd("RCPT", f"TO:<{recipient}>")
+            if code != 250:
+                replies.append((code, text))
+                lmtp.docmd("RSET")
+                continue
+            assert lmtp.docmd("DATA")[0] == 354
+            lmtp.send(message(marker) + b".\r\n")
+            replies.append(lmtp.getreply())
+    return replies
+
+
+def markers_in(port: int, user) -> list[str]:
+    c = imaplib.IMAP4("127.0.0.1", port)
+    c.login(*user)
+    c.select("INBOX")
+    _typ, data = c.uid("FETCH", "1:*", "(BODY.PEEK[HEADER.FIELDS (X-MARKER)])")
+    c.logout()
+    return sorted(item[1].split(b":", 1)[1].strip().decode() for item in data if isinstance(item, tuple))
+
+
+def segments(data_dir) -> list[str]:
+    path = os.path.join(data_dir, "arrivals")
+    return sorted(n for n in os.listdir(path) if n.endswith(".journal")) if os.path.isdir(path) else []
+
+
+def test_answered_mail_is_there_for_the_next_command_even_while_filing_lags(server, user, monkeypatch):
+    route = Deliverer.route_arrival
+
+    async def slow_route(self, arrival):
+        await asyncio.sleep(0.4)
+        return await route(self, arrival)
+    monkeypatch.setattr(Deliverer, "route_arrival", slow_route)
+    c = imaplib.IMAP4(server.host, server.port)
+    c.login(*user)
+    assert deliver(server.lmtp_port, user[0], "lag-1")[0][0] == 250
+    typ, data = c.select("INBOX")        # waits for the filing, doesn't miss it
+    assert typ == "OK" and data == [b"1"]
+    c.logout()
+
+
+def test_a_journal_that_cant_be_written_is_a_temporary_failure(server, user, monkeypatch):
+    def broken(self, batch):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(Journal, "_write", broken)
+    code, text = deliver(server.lmtp_port, user[0], "nospace")[0]
+    assert code == 451 and b"4.3.0" in text
+    monkeypatch.undo()
+    assert deliver(server.lmtp_port, user[0], "space-again")[0][0] == 250
+    assert markers_in(server.port, user) == ["space-again"]
+
+
+def test_a_filing_that_fails_is_tried_again(server, user, monkeypatch):
+    monkeypatch.setattr(Arrivals, "RETRY_AFTER", 0.05)
+    route = Deliverer.route_arrival
+    failures = []
+
+    async def failing_once(self, arrival):
+        if not failures:
+            failures.append(arrival.seq)
+            raise RuntimeError("the store is away")
+        return await route(self, arrival)
+    monkeypatch.setattr(Deliverer, "route_arrival", failing_once)
+    assert deliver(server.lmtp_port, user[0], "retried")[0][0] == 250
+    assert markers_in(server.port, user) == ["retried"] and failures
+
+
+def test_quota_is_exact_while_arrivals_wait_to_be_filed(server, user, monkeypatch):
+    server.call(server.ctx.service.call("set_quota", user[0], None, 3))
+    route = Deliverer.route_arrival
+
+    async def slow_route(self, arrival):
+        await asyncio.sleep(0.05)
+        return await route(self, arrival)
+    monkeypatch.setattr(Deliverer, "route_arrival", slow_route)
+    replies = deliver(server.lmtp_port, user[0], *[f"q{n}" for n in range(5)])
+    assert [code for code, _text in replies] == [250, 250, 250, 552, 552]
+    assert markers_in(server.port, user) == ["q0", "q1", "q2"]
+
+
+def test_mail_answered_but_not_filed_is_filed_once_at_the_next_start(tmp_path, monkeypatch):
+    data = str(tmp_path / "data")
+    srv = RunningServer(data)
+    user = srv.add_user()
+    assert deliver(srv.lmtp_port, user[0], "before")[0][0] == 250
+    stuck = threading.Event()
+
+    async def never(self, arrival):
+        stuck.set()
+        await asyncio.Event().wait()
+    monkeypatch.setattr(Deliverer, "route_arrival", never)
+    replies = deliver(srv.lmtp_port, user[0], "unfiled-1", "unfiled-2")
+    assert [code for code, _t in replies] == [250, 250] and stuck.wait(5)
+    arrivals = srv.ctx.deliverer.arrivals
+    arrivals.close = functools.partial(arrivals.close, timeout=0.2)     # a stop that can't wait: as a crash
+    srv.stop()
+    assert segments(data)       # the records stay
+    monkeypatch.undo()
+
+    again = RunningServer(data)
+    try:
+        assert markers_in(again.port, user) == ["before", "unfiled-1", "unfiled-2"]
+    finally:
+        again.stop()
+    assert segments(data) == []     # all filed: the journal is emptied
+    third = RunningServer(data)     # and nothing is filed twice by another start
+    try:
+        assert markers_in(third.port, user) == ["before", "unfiled-1", "unfiled-2"]
+    finally:
+        third.stop()
+
+
+def test_records_already_filed_are_not_filed_again(tmp_path):
+    """A crash after the filing's commit but before the journal's segment
+    was dropped: the records are there at the next start, and skipped."""
+    data = str(tmp_path / "data")
+    srv = RunningServer(data)
+    user = srv.add_user()
+    assert [c for c, _t in deliver(srv.lmtp_port, user[0], "a", "b", "c")] == [250, 250, 250]
+    assert markers_in(srv.port, user) == ["a", "b", "c"]
+    saved = {}
+    for name in segments(data):
+        with open(os.path.join(data, "arrivals", name), "rb") as f:
+            saved[name] = f.read()
+    assert saved
+    srv.stop()
+    for name, content in saved.items():     # the segments come back, as if never dropped
+        with open(os.path.join(data, "arrivals", name), "wb") as f:
+            f.write(content)
+    again = RunningServer(data)
+    try:
+        assert markers_in(again.port, user) == ["a", "b", "c"]
+        assert deliver(again.lmtp_port, user[0], "d")[0][0] == 250
+        assert markers_in(again.port, user) == ["a", "b", "c", "d"]
+    finally:
+        again.stop()
+
+
+def test_sigkill_during_lmtp_deliveries_loses_and_duplicates_nothing(tmp_path):
+    import subprocess
+    import sys
+    data = str(tmp_path / "data")
+    subprocess.run([sys.executable, "-m", "posthouse", "--data-dir", data, "user", "add", "kill",
+                    "--password-stdin"], input=b"pw\n", check=True, stdout=subprocess.DEVNULL)
+    port, tls_port, lmtp_port = _free_port(), _free_port(), _free_port()
+    proc = _start(data, port, tls_port, lmtp_port)
+    acked: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def sender(n):
+        try:
+            with smtplib.LMTP("127.0.0.1", lmtp_port, timeout=10) as lmtp:
+                for i in range(5000):
+                    if stop.is_set():
+                        return
+                    marker = f"k{n}-{i}"
+                    if lmtp.sendmail("s@example.org", ["kill"], message(marker)):
+                        return
+                    with lock:
+                        acked.append(marker)
+        except (OSError, smtplib.SMTPException):
+            return      # cut off by the kill: that one was never acknowledged
+
+    threads = [threading.Thread(target=sender, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    deadline = time.time() + 30
+    while len(acked) < 150 and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    stop.set()
+    for t in threads:
+        t.join(10)
+    assert len(acked) >= 50, "too few deliveries acknowledged before the kill"
+
+    proc = _start(data, port, tls_port, lmtp_port)
+    try:
+        found = markers_in(port, ("kill", "pw"))
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert len(found) == len(set(found)), "a message was filed twice"
+    missing = set(acked) - set(found)
+    assert not missing, f"acknowledged and lost: {sorted(missing)[:5]}"
+    assert all(re.fullmatch(r"k\d-\d+", m) for m in found)
