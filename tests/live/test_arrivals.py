@@ -7,17 +7,15 @@ import functools
 import imaplib
 import os
 import re
-import signal
 import smtplib
 import threading
-import time
 
 from posthouse.delivery.arrivals import Arrivals
 from posthouse.delivery.deliver import Deliverer
 from posthouse.delivery.journal import Journal
 
 from ..conftest import RunningServer
-from .test_durability import _free_port, _start
+from .test_durability import _free_port, _start, kill_amid
 
 
 def message(marker: str) -> bytes:
@@ -196,17 +194,7 @@ def test_sigkill_during_lmtp_deliveries_loses_and_duplicates_nothing(tmp_path):
         except (OSError, smtplib.SMTPException):
             return      # cut off by the kill: that one was never acknowledged
 
-    threads = [threading.Thread(target=sender, args=(n,)) for n in range(2)]
-    for t in threads:
-        t.start()
-    deadline = time.time() + 30
-    while len(acked) < 150 and time.time() < deadline:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    stop.set()
-    for t in threads:
-        t.join(10)
+    kill_amid(proc, sender, 2, acked, 150, stop)
     assert len(acked) >= 50, "too few deliveries acknowledged before the kill"
 
     proc = _start(data, port, tls_port, lmtp_port)

@@ -39,6 +39,22 @@ def _start(data_dir, port, tls_port, lmtp_port=None):
     raise RuntimeError("server did not start")
 
 
+def kill_amid(proc, client, clients: int, acked: list, how_many: int, stop: threading.Event) -> None:
+    """Run clients (client(n) on threads) until how_many writes are
+    acknowledged (or 30 s), then SIGKILL the server and wait for them."""
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    for t in threads:
+        t.start()
+    deadline = time.time() + 30
+    while len(acked) < how_many and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    stop.set()
+    for t in threads:
+        t.join(10)
+
+
 def test_sigkill_during_appends(tmp_path):
     data = str(tmp_path / "data")
     subprocess.run([sys.executable, "-m", "posthouse", "--data-dir", data, "user", "add", "dura",
@@ -67,17 +83,7 @@ def test_sigkill_during_appends(tmp_path):
         except (OSError, imaplib.IMAP4.abort, imaplib.IMAP4.error):
             return   # the kill cut us off mid-command: that APPEND was never acknowledged
 
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(4)]
-    for t in threads:
-        t.start()
-    deadline = time.time() + 30
-    while len(acked) < 60 and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    stop.set()
-    for t in threads:
-        t.join(10)
+    kill_amid(proc, client, 4, acked, 60, stop)
     assert len(acked) >= 20, "too few appends acknowledged before the kill"
     uidvalidities = {a[0] for a in acked}
     assert len(uidvalidities) == 1
