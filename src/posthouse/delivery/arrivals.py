@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from ..store.api import NoSuchMailbox
 from ..store.parsing import PROCESS_FROM
+from .deliver import DeliveryResult, mailbox_full
 from .journal import Journal
 from .recipients import Recipient, quota_exceeded
 
@@ -85,11 +86,12 @@ class Arrivals:
         self._settled: dict[int, asyncio.Event] = {}
         self._worker: asyncio.Task | None = None
         self._retiring = False
+        self._retire_task: asyncio.Task | None = None     # kept from the garbage collector
         self._retries: set[asyncio.TimerHandle] = set()
 
     def takes(self, raw: bytes) -> bool:
         """Whether this message is answered from the journal (started, and small)."""
-        return self._worker is not None and len(raw) <= self.MAX_SIZE
+        return self._worker is not None and not self._worker.done() and len(raw) <= self.MAX_SIZE
 
     # -- starting and stopping ------------------------------------------------------
     async def start(self) -> None:
@@ -153,7 +155,6 @@ class Arrivals:
     async def accept(self, raw: bytes, recipients: list[Recipient], mail_from: str):
         """Each recipient's DeliveryResult: 250 once the message is in the
         journal, unless their mailbox is full."""
-        from .deliver import DeliveryResult, mailbox_full
         results, taken = [], []
         for recipient in recipients:
             if not await self._has_inbox(recipient):
@@ -193,6 +194,9 @@ class Arrivals:
         return True
 
     async def _over_quota(self, recipient: Recipient, size: int) -> bool:
+        facts = recipient.facts
+        if facts is not None and facts.quota.storage_limit is None and facts.quota.message_limit is None:
+            return False        # no limits when RCPT read them (a moment ago): none to check
         user_id = recipient.user.id
         quota = await self.service.call("get_quota", user_id)
         if quota.storage_limit is None and quota.message_limit is None:
@@ -244,9 +248,14 @@ class Arrivals:
             batch = [self._queue.popleft() for _ in range(min(self.BATCH, len(self._queue)))]
             if len(self._queue) < self.MAX_WAITING // 2:
                 self._room.set()
-            await self._file(batch)
+            try:
+                await self._file(batch)
+            except Exception as e:      # a bug: these wait for a retry, the worker goes on
+                for arrival in batch:
+                    if arrival.seq in self._unfiled:
+                        self._failed(arrival, e)
             if len(self.journal.segments) > 1 and not self._retiring:
-                asyncio.ensure_future(self._retire())
+                self._retire_task = asyncio.ensure_future(self._retire())
 
     async def _file(self, batch: list[Arrival]) -> None:
         """Route each arrival, then file them all in one store call (one
@@ -288,6 +297,8 @@ class Arrivals:
         self._enqueue(arrival)
 
     def _filed(self, arrival: Arrival) -> None:
+        if arrival.seq not in self._unfiled:
+            return      # counted off already
         self._unfiled.discard(arrival.seq)
         for recipient in arrival.recipients:
             user_id = recipient.user.id
