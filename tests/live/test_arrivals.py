@@ -12,7 +12,7 @@ import threading
 
 from posthouse.delivery.arrivals import Arrivals
 from posthouse.delivery.deliver import Deliverer
-from posthouse.delivery.journal import Journal
+from posthouse.delivery.journal import Journal, encode_record
 
 from ..conftest import RunningServer
 from .test_durability import _free_port, _start, kill_amid
@@ -207,3 +207,23 @@ def test_sigkill_during_lmtp_deliveries_loses_and_duplicates_nothing(tmp_path):
     missing = set(acked) - set(found)
     assert not missing, f"acknowledged and lost: {sorted(missing)[:5]}"
     assert all(re.fullmatch(r"k\d-\d+", m) for m in found)
+
+
+def test_garbage_in_the_journal_directory_costs_no_start(tmp_path):
+    data = str(tmp_path / "data")
+    journal_dir = os.path.join(data, "arrivals")
+    os.makedirs(os.path.join(journal_dir, "0000000000000009.journal"))     # a directory by that name
+    with open(os.path.join(journal_dir, "0000000000000001.journal"), "wb") as f:
+        f.write(os.urandom(5000))
+    with open(os.path.join(journal_dir, "0000000000000002.journal"), "wb") as f:
+        # A whole record whose payload is no arrival, then a torn one.
+        f.write(encode_record(2, b"\x00\x00\x00\x03{}x") + encode_record(3, b"cut")[:10])
+    with open(os.path.join(journal_dir, "notes.txt"), "w") as f:
+        f.write("not a segment")
+    srv = RunningServer(data)
+    try:
+        user = srv.add_user()
+        assert deliver(srv.lmtp_port, user[0], "after-garbage")[0][0] == 250
+        assert markers_in(srv.port, user) == ["after-garbage"]
+    finally:
+        srv.stop()

@@ -97,6 +97,8 @@ class Journal:
             if first is None:
                 continue
             path = os.path.join(self.directory, name)
+            if not os.path.isfile(path):
+                continue
             with open(path, "rb") as f:
                 data = f.read()
             found, end = decode_records(data)
