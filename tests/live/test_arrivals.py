@@ -8,7 +8,9 @@ import imaplib
 import os
 import re
 import smtplib
+import socket
 import threading
+import time
 
 from posthouse.delivery.arrivals import Arrivals
 from posthouse.delivery.deliver import Deliverer
@@ -227,3 +229,34 @@ def test_garbage_in_the_journal_directory_costs_no_start(tmp_path):
         assert markers_in(srv.port, user) == ["after-garbage"]
     finally:
         srv.stop()
+
+
+def test_a_sender_gone_while_its_record_is_written_still_has_it_filed(server, user, monkeypatch):
+    """The record is on disk though nobody heard "250": it is filed (the
+    sender will send again, as after any lost reply), and the user's
+    sessions are not left waiting for it."""
+    write = Journal._write
+    writing = threading.Event()
+
+    def slow_write(self, batch):
+        writing.set()
+        time.sleep(0.3)
+        return write(self, batch)
+    monkeypatch.setattr(Journal, "_write", slow_write)
+    raw = socket.create_connection((server.host, server.lmtp_port), timeout=10)
+    raw.recv(1000)
+    raw.sendall(f"LHLO me\r\nMAIL FROM:<s@example.org>\r\nRCPT TO:<{user[0]}>\r\nDATA\r\n".encode())
+    seen = b""
+    while b"354" not in seen:
+        seen += raw.recv(1000)
+    raw.sendall(message("gone") + b".\r\n")
+    assert writing.wait(5)
+    raw.close()
+    monkeypatch.undo()
+    assert markers_in(server.port, user) == ["gone"]
+    arrivals = server.ctx.deliverer.arrivals
+    assert user_id_of(server, user) not in arrivals.pending
+
+
+def user_id_of(server, user) -> int:
+    return server.call(server.ctx.service.call("get_user", user[0])).id

@@ -34,7 +34,7 @@ def test_a_damaged_record_ends_the_segment_there(damage):
     if damage == "crc":
         bad[-1] ^= 1
     elif damage == "magic":
-        bad[0:4] = b"XXXX"
+        bad[0:4] = b"JUNK"
     elif damage == "length":
         bad[12:16] = (10 ** 9).to_bytes(4, "big")
     else:

@@ -20,6 +20,7 @@ check waits for the filing); filing never refuses what was accepted.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import struct
@@ -173,16 +174,24 @@ class Arrivals:
             arrival = Arrival(seq, raw, mail_from, taken, now)
             for recipient in taken:
                 self._count(recipient.user.id, len(raw))
+            # Queued for filing once written, even if the sender has gone meanwhile.
+            written.add_done_callback(functools.partial(self._written, arrival))
             try:
-                await written
-            except Exception as e:
-                log.error("arrivals journal: a message could not be written (%r)", e)
-                self._filed(arrival)
+                await asyncio.shield(written)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
                 return [r or DeliveryResult(recipients[i], 451, "4.3.0", "Temporary failure, try again later")
                         for i, r in enumerate(results)]
-            self._enqueue(arrival)
         return [r or DeliveryResult(recipients[i], 250, "2.0.0", "Delivered")
                 for i, r in enumerate(results)]
+
+    def _written(self, arrival: Arrival, written: asyncio.Future) -> None:
+        if written.exception() is None:
+            self._enqueue(arrival)
+            return
+        log.error("arrivals journal: a message could not be written (%r)", written.exception())
+        self._filed(arrival)        # counted off: never answered 250, nothing to file
 
     async def _has_inbox(self, recipient: Recipient) -> bool:
         if recipient.facts is not None and recipient.facts.inbox is not None:
