@@ -260,3 +260,19 @@ def test_a_sender_gone_while_its_record_is_written_still_has_it_filed(server, us
 
 def user_id_of(server, user) -> int:
     return server.call(server.ctx.service.call("get_user", user[0])).id
+
+
+def test_an_arrival_whose_routing_keeps_failing_goes_to_inbox(server, user, monkeypatch):
+    monkeypatch.setattr(Arrivals, "RETRY_AFTER", 0.05)
+    server.call(server.ctx.service.call("put_script", user_id_of(server, user), "s",
+                                        'require "fileinto"; fileinto "Archive";'))
+    server.call(server.ctx.service.call("activate_script", user_id_of(server, user), "s"))
+    attempts = []
+
+    async def broken(self, arrival):
+        attempts.append(arrival.seq)
+        raise RuntimeError("routing is broken")
+    monkeypatch.setattr(Deliverer, "route_arrival", broken)
+    assert deliver(server.lmtp_port, user[0], "kept-anyway")[0][0] == 250
+    assert markers_in(server.port, user) == ["kept-anyway"]      # INBOX, not Archive: no Sieve
+    assert len(attempts) == Arrivals.PLAIN_AFTER

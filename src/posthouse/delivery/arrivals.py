@@ -72,6 +72,7 @@ class Arrivals:
     BATCH = 32                  # filed together (their store calls share group commits)
     SETTLE_TIMEOUT = 10.0       # the longest a session waits for a user's mail to be filed
     RETRY_AFTER = 1.0           # a filing that failed is tried again after this, doubling
+    PLAIN_AFTER = 2             # failures after which an arrival goes to INBOX without Sieve
 
     def __init__(self, deliverer, journal: Journal):
         self.deliverer = deliverer
@@ -273,7 +274,11 @@ class Arrivals:
         routed = []
         for arrival in batch:
             try:
-                routed.append((arrival, await self.deliverer.route_arrival(arrival)))
+                if arrival.attempts >= self.PLAIN_AFTER:
+                    routing = await self.deliverer.inbox_routing(arrival)
+                else:
+                    routing = await self.deliverer.route_arrival(arrival)
+                routed.append((arrival, routing))
             except Exception as e:
                 self._failed(arrival, e)
         if not routed:

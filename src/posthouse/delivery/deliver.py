@@ -132,6 +132,18 @@ class Deliverer:
                 routing.vacations.append((recipient, outcome.vacation))
         return routing
 
+    async def inbox_routing(self, arrival) -> Routing:
+        """Each recipient's INBOX, no Sieve: for an arrival whose routing
+        failed more than once (the mail is kept, as when a script fails)."""
+        routing = Routing(arrival.raw, None)
+        for recipient in arrival.recipients:
+            try:
+                mailbox = await self._target(recipient, FileInto("INBOX", frozenset()))
+            except NoSuchMailbox:
+                continue
+            routing.targets.append((recipient.user.id, mailbox.id, frozenset()))
+        return routing
+
     async def after_filing(self, arrival, routing: Routing) -> None:
         """Vacation replies, once the mail is in its mailboxes."""
         if not routing.vacations or self.vacations is None:
