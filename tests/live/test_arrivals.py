@@ -276,3 +276,27 @@ def test_an_arrival_whose_routing_keeps_failing_goes_to_inbox(server, user, monk
     assert deliver(server.lmtp_port, user[0], "kept-anyway")[0][0] == 250
     assert markers_in(server.port, user) == ["kept-anyway"]      # INBOX, not Archive: no Sieve
     assert len(attempts) == Arrivals.PLAIN_AFTER
+
+
+def test_answers_wait_for_room_when_filing_falls_behind(server, user, monkeypatch):
+    """More than MAX_WAITING accepted and unfiled: the next answer waits for
+    the filing to catch up, and nothing is lost or refused meanwhile."""
+    monkeypatch.setattr(Arrivals, "MAX_WAITING", 2)
+    monkeypatch.setattr(Arrivals, "BATCH", 1)
+    route = Deliverer.route_arrival
+    arrivals = server.ctx.deliverer.arrivals
+    most_waiting = []
+
+    async def slow_route(self, arrival):
+        most_waiting.append(len(arrivals._queue))
+        await asyncio.sleep(0.05)
+        return await route(self, arrival)
+    monkeypatch.setattr(Deliverer, "route_arrival", slow_route)
+    markers = [f"bp{n}" for n in range(8)]
+    threads = [threading.Thread(target=deliver, args=(server.lmtp_port, user[0], m)) for m in markers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert markers_in(server.port, user) == sorted(markers)
+    assert max(most_waiting) <= Arrivals.MAX_WAITING

@@ -270,3 +270,28 @@ def test_a_reading_view_keeps_the_stores_methods_but_reads_its_data_live(store):
     assert view.db is not store.db                  # on the view's own connection
     store.quota_defaults = (123_456, None)          # data, not a method: seen at once
     assert view.get_quota(user.id).storage_limit == 123_456
+
+
+def test_filing_an_arrival_once_into_its_targets_or_their_inbox(store):
+    """file_arrival: exactly once per journal record; a mailbox gone means
+    its user's INBOX, a user gone means nowhere; quotas don't refuse it."""
+    user = store.create_user("arr", "x", [("INBOX", None), ("Lists", None)])
+    other = store.create_user("gone-user", "x", [("INBOX", None)])
+    inbox = store.get_mailbox(user.id, "INBOX")
+    lists = store.get_mailbox(user.id, "Lists")
+    gone_inbox = store.get_mailbox(other.id, "INBOX")
+    store.set_quota("arr", None, 0)     # no room at all: accepted mail goes in anyway
+    store.delete_mailbox(user.id, "Lists")
+    store.delete_user("gone-user")
+    raw = message("filed once")
+    targets = [(user.id, lists.id, frozenset({"\\Flagged"})), (other.id, gone_inbox.id, frozenset())]
+    results = store.file_arrivals([(7, raw, None, targets, 1.0)])
+    assert [[r.uid for r in filed] for filed in results] == [[1]]
+    info, entries = store.load_index(inbox.id)
+    assert [(e.uid, e.flags) for e in entries] == [(1, frozenset({"\\Flagged"}))]
+    assert store.get_quota(user.id).messages == 1
+    assert store.file_arrivals([(7, raw, None, targets, 1.0)]) == [[]]      # a replay: nothing
+    assert len(store.load_index(inbox.id)[1]) == 1
+    assert store.filed_arrivals(1) == {7} and store.last_filed_arrival() == 7
+    store.prune_arrivals(8)
+    assert store.filed_arrivals(1) == set()

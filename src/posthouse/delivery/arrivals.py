@@ -26,7 +26,7 @@ import logging
 import struct
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..store.api import NoSuchMailbox
 from ..store.parsing import PROCESS_FROM
@@ -46,7 +46,7 @@ class Arrival:
     mail_from: str
     recipients: list[Recipient]
     time: float
-    attempts: int = field(default=0)
+    attempts: int = 0
 
 
 def encode_arrival(raw: bytes, mail_from: str, recipients: list[Recipient], now: float) -> bytes:
@@ -68,7 +68,7 @@ def decode_arrival(payload: bytes) -> tuple[dict, bytes]:
 
 class Arrivals:
     MAX_SIZE = PROCESS_FROM     # bigger mail is filed before its answer, as before
-    MAX_WAITING = 1000          # accepted, not yet filed: then an answer waits for room
+    MAX_WAITING = 1000          # accepted (or being written), not yet filed: then an answer waits for room
     BATCH = 32                  # filed together (their store calls share group commits)
     SETTLE_TIMEOUT = 10.0       # the longest a session waits for a user's mail to be filed
     RETRY_AFTER = 1.0           # a filing that failed is tried again after this, doubling
@@ -89,7 +89,7 @@ class Arrivals:
         self._worker: asyncio.Task | None = None
         self._retiring = False
         self._retire_task: asyncio.Task | None = None     # kept from the garbage collector
-        self._retries: set[asyncio.TimerHandle] = set()
+        self._retries: dict[int, asyncio.TimerHandle] = {}     # seq -> its retry, waiting
 
     def takes(self, raw: bytes) -> bool:
         """Whether this message is answered from the journal (started, and small)."""
@@ -142,7 +142,7 @@ class Arrivals:
         deadline = time.monotonic() + timeout
         while (self._queue or self._unfiled) and time.monotonic() < deadline and not self._worker.done():
             await asyncio.sleep(0.01)
-        for handle in self._retries:
+        for handle in self._retries.values():
             handle.cancel()
         self._worker.cancel()
         try:
@@ -167,7 +167,8 @@ class Arrivals:
                 results.append(None)
                 taken.append(recipient)
         if taken:
-            while not self._room.is_set():
+            while len(self._unfiled) >= self.MAX_WAITING:
+                self._room.clear()
                 await self._room.wait()
             now = time.time()
             seq, written = self.journal.append(encode_arrival(raw, mail_from, taken, now))
@@ -232,8 +233,6 @@ class Arrivals:
             return
         self._queue.append(arrival)
         self._work.set()
-        if len(self._queue) >= self.MAX_WAITING:
-            self._room.clear()
 
     # -- waiting for the filing -----------------------------------------------------
     async def settled(self, user_id: int, timeout: float | None = None) -> None:
@@ -256,8 +255,6 @@ class Arrivals:
                 await self._work.wait()
                 continue
             batch = [self._queue.popleft() for _ in range(min(self.BATCH, len(self._queue)))]
-            if len(self._queue) < self.MAX_WAITING // 2:
-                self._room.set()
             try:
                 await self._file(batch)
             except Exception as e:      # a bug: these wait for a retry, the worker goes on
@@ -304,16 +301,18 @@ class Arrivals:
         arrival.attempts += 1
         delay = min(self.RETRY_AFTER * 2 ** (arrival.attempts - 1), 300)
         log.error("arrival %d could not be filed (%r); trying again in %.0f s", arrival.seq, error, delay)
-        self._retries.add(asyncio.get_running_loop().call_later(delay, self._retry, arrival))
+        self._retries[arrival.seq] = asyncio.get_running_loop().call_later(delay, self._retry, arrival)
 
     def _retry(self, arrival: Arrival) -> None:
-        self._retries = {h for h in self._retries if not h.cancelled() and h.when() > time.monotonic()}
+        self._retries.pop(arrival.seq, None)
         self._enqueue(arrival)
 
     def _filed(self, arrival: Arrival) -> None:
         if arrival.seq not in self._unfiled:
             return      # counted off already
         self._unfiled.discard(arrival.seq)
+        if len(self._unfiled) < self.MAX_WAITING:
+            self._room.set()
         for recipient in arrival.recipients:
             user_id = recipient.user.id
             left = self.pending.get(user_id, 0) - 1

@@ -43,7 +43,7 @@ class SQLiteStore(Store):
     # moves and mailbox changes always commit with fsync.
     # Filing an arrival is lazy too: its record in the arrivals journal is
     # durable already, and files it again after a crash (delivery/journal.py).
-    LAZY = frozenset({"store_flags", "expunge", "claim_recent", "file_arrival", "file_arrivals"})
+    LAZY = frozenset({"store_flags", "expunge", "claim_recent", "file_arrivals"})
     # Calls that only read: they ask for no fsync either.
     READS = frozenset({"get_user", "user_by_id", "list_users", "list_mailboxes", "get_mailbox", "subscriptions",
                        "mailbox_counts", "load_index", "message_data", "search_fields", "search_body", "sort_data",
@@ -641,12 +641,13 @@ class SQLiteStore(Store):
     def append(self, mailbox_id, raw, parsed, flags, internaldate):
         return self.append_many(mailbox_id, [(raw, parsed, flags, internaldate)])[0]
 
-    def append_many(self, mailbox_id, items) -> list[AppendResult]:
-        """Append several messages in one transaction (MULTIAPPEND is all or nothing)."""
+    def append_many(self, mailbox_id, items, enforce_quota: bool = True) -> list[AppendResult]:
+        """Append several messages in one transaction (MULTIAPPEND is all or
+        nothing). enforce_quota=False: mail already accepted, charged anyway."""
         with self._tx():
             user_id, uidvalidity, first, modseq = self._make_room(mailbox_id, len(items))
             # Over quota: the transaction undoes it all, UIDs included (no blob row is left either).
-            self._charge(user_id, sum(len(item[0]) for item in items), len(items))
+            self._charge(user_id, sum(len(item[0]) for item in items), len(items), enforce_quota)
             blob_ids = [self._blob_id(raw, parsed) for raw, parsed, _f, _d in items]
             results = []
             for i, ((raw, parsed, flags, idate), blob_id) in enumerate(zip(items, blob_ids)):
@@ -686,13 +687,7 @@ class SQLiteStore(Store):
                         log.warning("arrival %d: user %d no longer exists; not filed for them", seq, user_id)
                         continue
                     mailbox_id = row[0]
-                _user, uidvalidity, uid, modseq = self._make_room(mailbox_id, 1)
-                self._charge(user_id, len(raw), 1, enforce=False)
-                blob_id = self._blob_id(raw, parsed)
-                self.db.execute("INSERT INTO messages VALUES (?,?,?,?,?,?)",
-                                (mailbox_id, uid, blob_id, modseq, _flags_text(flags), internaldate))
-                entry = IndexEntry(uid, frozenset(flags), modseq, len(raw), internaldate, parsed.sent_date)
-                results.append(AppendResult(uidvalidity, uid, [MessageAdded(mailbox_id, entry)]))
+                results += self.append_many(mailbox_id, [(raw, parsed, flags, internaldate)], enforce_quota=False)
             self.db.execute("INSERT INTO arrivals_filed(seq) VALUES (?)", (seq,))
         return results
 
