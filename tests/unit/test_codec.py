@@ -6,7 +6,8 @@ from hypothesis import given, strategies as st
 from posthouse.imap.protocol import mutf7
 from posthouse.imap.protocol.reader import (BadCommand, CommandReader, Fatal, LiteralTooBig,
                                             NeedContinuation, RawLine)
-from posthouse.imap.protocol.tokens import Atom, Command, ParenList, String
+from posthouse.imap.protocol.tokenizer import Literal, build_command, split_tag, tokenize
+from posthouse.imap.protocol.tokens import Atom, Command, ParenList, ParseError, String
 from posthouse.imap.protocol.writer import astring, quoted_or_literal
 
 
@@ -106,6 +107,82 @@ def test_mutf7_rejects(bad):
         mutf7.decode(bad)
 
 
+@pytest.mark.parametrize("code", list(range(0x100)) + [0x2028, 0xFEFF, 0x1F600])
+def test_mutf7_takes_exactly_printable_ascii_as_it_is(code):
+    name = "Box" + chr(code) + "x"
+    if 0x20 <= code <= 0x7E and code != ord("&"):
+        assert mutf7.decode(name) == name
+    else:
+        with pytest.raises(mutf7.MUTF7Error):
+            mutf7.decode(name)
+
+
 @given(st.text(max_size=40))
 def test_mutf7_roundtrip(text):
     assert mutf7.decode(mutf7.encode(text)) == text
+
+
+# -- the tokenizer's fast path against its byte-by-byte reference ----------------
+
+_SYNTAX = b'aZ09 ()"[]{}<>.:*%+\\~!#$&\'|,-/;=?@^_`\x00\x01\t\r\x1f\x7f\x80\xc3\xa9\xff'
+
+
+def _outcome(fn, *args):
+    try:
+        return ("ok", fn(*args))
+    except ParseError as e:
+        return ("error", str(e))
+
+
+def _scan_only(parts):
+    return tokenize(parts, fast=False)
+
+
+@given(st.lists(st.sampled_from(list(_SYNTAX)), max_size=40).map(bytes))
+def test_tokenize_fast_path_matches_the_scan(text):
+    assert _outcome(tokenize, [text]) == _outcome(_scan_only, [text])
+
+
+def test_tokenize_fast_path_matches_the_scan_on_many_lines():
+    import random
+    rng = random.Random(11)
+    common = b"aZ09 ()"
+    for _ in range(20000):
+        # Mostly plain text, with a special byte or two somewhere.
+        text = bytearray(rng.choices(common, k=rng.randint(0, 30)))
+        for _ in range(rng.randint(0, 2)):
+            text.insert(rng.randint(0, len(text)), rng.choice(_SYNTAX))
+        text = bytes(text)
+        assert _outcome(tokenize, [text]) == _outcome(_scan_only, [text]), text
+
+
+def test_tokenize_fast_path_matches_the_scan_in_commands_with_literals():
+    import random
+    rng = random.Random(7)
+    for _ in range(3000):
+        parts = []
+        for k in range(rng.randint(1, 4)):
+            if k % 2:
+                parts.append(Literal(bytes(rng.choices(_SYNTAX, k=rng.randint(0, 5)))))
+            else:
+                parts.append(bytes(rng.choices(b"ab ()()" + _SYNTAX, k=rng.randint(0, 12))))
+        assert _outcome(tokenize, parts) == _outcome(_scan_only, parts), parts
+
+
+def _tag_reference(word: bytes):
+    """RFC 9051: tag = 1*<any ASTRING-CHAR except "+">."""
+    if not word or any(ch in b'(){%*"\\+' or ch < 0x21 or ch > 0x7E for ch in word):
+        return None
+    return word.decode("ascii")
+
+
+def test_tags_follow_the_rfc():
+    for ch in range(256):
+        word = bytes([ch])
+        assert split_tag(word + b" NOOP") == _tag_reference(word), ch
+        got = _outcome(build_command, [word + b" NOOP"])
+        if _tag_reference(word):
+            assert got == ("ok", Command(word.decode("ascii"), "NOOP", [])), ch
+        else:
+            assert got[0] == "error", (ch, got)
+    assert split_tag(b"") is None and split_tag(b"A1.b~|}]") == "A1.b~|}]"

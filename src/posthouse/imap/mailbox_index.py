@@ -35,7 +35,8 @@ class SharedMailbox:
         self.entries: dict[int, IndexEntry] = {}
         self.unseen: set[int] = set()
         self._flagsets: dict[frozenset, frozenset] = {}   # one object per distinct flag set
-        self.keywords: set[str] = set()
+        self.keywords: set[str] = set()     # only ever grows (as FLAGS may only grow)
+        self._flags_said: dict[bool, tuple[int, bytes]] = {}   # flags_responses(), by readonly
         self.views: set[SelectedView] = set()
         self.refs = 0
         self.cached_size = 0        # messages, while kept loaded with no session (registry)
@@ -61,6 +62,17 @@ class SharedMailbox:
         self.loaded.set()
         for event in early:   # changes committed while we were loading
             self.apply(event)
+
+    def flags_responses(self, readonly: bool) -> bytes:
+        """The FLAGS and PERMANENTFLAGS responses, made again only when a keyword is new."""
+        said = self._flags_said.get(readonly)
+        if said is None or said[0] != len(self.keywords):
+            flags = " ".join(SYSTEM_FLAGS + tuple(sorted(self.keywords)))
+            perm = "" if readonly else flags + " \\*"
+            text = (f"* FLAGS ({flags})\r\n"
+                    f"* OK [PERMANENTFLAGS ({perm})] Flags permitted.\r\n").encode()
+            said = self._flags_said[readonly] = (len(self.keywords), text)
+        return said[1]
 
     def lend_uids(self) -> array:
         """The UID array, for a new view to share until either side changes."""

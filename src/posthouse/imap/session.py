@@ -10,7 +10,7 @@ from .args import ArgReader, encode_mailbox_name, format_uid_set
 from .capabilities import capabilities
 from . import search_updates
 from .errors import CommandError
-from .mailbox_index import SYSTEM_FLAGS, SelectedView
+from .mailbox_index import SelectedView
 from .protocol.tokens import Command, ParseError
 from .protocol.writer import astring
 
@@ -30,6 +30,18 @@ class CommandSpec:
     # never during FETCH, STORE or SEARCH by sequence number.
     expunge_ok: bool = True
     uid_ok: bool = False
+
+
+_COMMANDS: dict | None = None
+
+
+def _commands() -> dict:
+    """The command table (imported on first use: the commands import this module)."""
+    global _COMMANDS
+    if _COMMANDS is None:
+        from .commands import COMMANDS
+        _COMMANDS = COMMANDS
+    return _COMMANDS
 
 
 class Session:
@@ -129,8 +141,7 @@ class Session:
             self.conn.close()
 
     async def _handle(self, cmd: Command) -> None:
-        from .commands import COMMANDS
-        spec = COMMANDS.get(cmd.name)
+        spec = _commands().get(cmd.name)
         if spec is None or (cmd.uid and not spec.uid_ok):
             self.tagged(cmd.tag, "BAD", f"Unknown command {cmd.name}")
             return
@@ -197,11 +208,7 @@ class Session:
             self.state = AUTH
 
     def flags_responses(self) -> None:
-        kw = sorted(self.view.shared.keywords)
-        flags = " ".join(list(SYSTEM_FLAGS) + kw)
-        self.untagged(f"FLAGS ({flags})")
-        perm = "" if self.view.readonly else " ".join(list(SYSTEM_FLAGS) + kw + ["\\*"])
-        self.untagged(f"OK [PERMANENTFLAGS ({perm})] Flags permitted.")
+        self.conn.write(self.view.shared.flags_responses(self.view.readonly))
 
     def format_flags(self, uid: int) -> str:
         flags = sorted(self.view.flags(uid))

@@ -42,19 +42,21 @@ async def _open(session, cmd, readonly: bool):
         await session.writes_stored()   # the flags and MODSEQs said below include them
         view.start_from_now()
     shared = view.shared
-    session.flags_responses()
-    session.untagged(f"{view.exists} EXISTS")
-    if not session.rev2:
-        session.untagged(f"{len(view.recent)} RECENT")
+    info = shared.info
+    rev2 = session.rev2
+    out = [shared.flags_responses(readonly), b"* %d EXISTS\r\n" % view.exists]
+    if not rev2:
+        out.append(b"* %d RECENT\r\n" % len(view.recent))
         first_unseen = view.first_unseen()
         if first_unseen:
-            session.untagged(f"OK [UNSEEN {first_unseen}] First unseen.")
-    session.untagged(f"OK [UIDVALIDITY {shared.info.uidvalidity}] UIDs valid")
-    session.untagged(f"OK [UIDNEXT {shared.info.uidnext}] Predicted next UID")
+            out.append(b"* OK [UNSEEN %d] First unseen.\r\n" % first_unseen)
+    out.append(b"* OK [UIDVALIDITY %d] UIDs valid\r\n* OK [UIDNEXT %d] Predicted next UID\r\n"
+               % (info.uidvalidity, info.uidnext))
     if session.condstore:
-        session.untagged(f"OK [HIGHESTMODSEQ {shared.info.highestmodseq}] Highest")
-    if session.rev2:
-        session.untagged(b"LIST () \"/\" " + session.wire_name(name))
+        out.append(b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % info.highestmodseq)
+    if rev2:
+        out.append(b"* LIST () \"/\" " + session.wire_name(name) + b"\r\n")
+    session.conn.write(b"".join(out))
     if params.qresync is not None:
         await qresync_select(session, params.qresync)
     code = "READ-ONLY" if readonly else "READ-WRITE"

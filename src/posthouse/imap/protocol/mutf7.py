@@ -29,6 +29,8 @@ class MUTF7Error(ValueError):
 
 
 def decode(name: str) -> str:
+    if "&" not in name and name.isascii() and name.isprintable():
+        return name     # the common case: printable ASCII only, nothing to decode
     out: list[str] = []
     i, n = 0, len(name)
     while i < n:

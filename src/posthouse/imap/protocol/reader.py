@@ -101,7 +101,7 @@ class CommandReader:
             self._text_len += len(line)
             if self._text_len > self.max_line:
                 return self._abort(Fatal("Line too long"), fatal=True)
-            m = _LITERAL_AT_END.search(line)
+            m = _LITERAL_AT_END.search(line) if line.endswith(b"}") else None
             if m is None:
                 self._parts.append(line)
                 return self._finish()
