@@ -295,3 +295,27 @@ def test_filing_an_arrival_once_into_its_targets_or_their_inbox(store):
     assert store.filed_arrivals(1) == {7} and store.last_filed_arrival() == 7
     store.prune_arrivals(8)
     assert store.filed_arrivals(1) == set()
+
+
+def test_user_and_mailbox_ids_are_never_given_twice(tmp_path):
+    """Ids outlive their rows in memory (a session's user, the open mailboxes,
+    names remembered for SELECT): a new user or mailbox never takes a deleted one's."""
+    st = SQLiteStore(str(tmp_path), fsync=False)
+    first = st.create_user("a", "h", [("INBOX", None)])
+    st.create_user("b", "h", [("INBOX", None), ("Work", None)])
+    b = st.get_user("b")
+    old_boxes = {st.get_mailbox(b.id, n).id for n in ("INBOX", "Work")}
+    st.delete_mailbox(b.id, "Work")
+    again = st.create_mailbox(b.id, "Work")
+    assert again.id not in old_boxes
+    st.delete_user("b")        # the highest user id and mailbox ids go
+    st.close()
+    st = SQLiteStore(str(tmp_path), fsync=False)     # and the counters outlast a restart
+    c = st.create_user("c", "h", [("INBOX", None), ("Work", None)])
+    assert c.id not in (first.id, b.id)
+    new_boxes = {st.get_mailbox(c.id, n).id for n in ("INBOX", "Work")}
+    assert not new_boxes & (old_boxes | {again.id})
+    with pytest.raises(Exception):
+        st.create_user("c", "h", [])     # a refused user takes nothing else's
+    assert st.get_user("c").id == c.id
+    st.close()

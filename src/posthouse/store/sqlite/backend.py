@@ -354,6 +354,18 @@ class SQLiteStore(Store):
         self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('uidvalidity', ?)", (value,))
         return value
 
+    def _fresh_id(self, table: str) -> int:
+        """An id for a new user or mailbox that this database has never given
+        before. (A rowid would reuse a deleted highest one, and ids outlive
+        their rows in memory: a session's user, the open mailboxes, names
+        remembered for SELECT. None of these may ever reach another's data.)"""
+        key = "last_id_" + table
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        top = self.db.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0]
+        value = max(top, row[0] if row else 0) + 1
+        self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+        return value
+
     def _mailbox_row(self, user_id: int, name: str) -> MailboxInfo:
         row = self.db.execute(f"SELECT {_MB_COLS} FROM mailboxes WHERE user_id=? AND name=?",
                               (user_id, name)).fetchone()
@@ -409,8 +421,8 @@ class SQLiteStore(Store):
     def create_user(self, name, password_hash, mailboxes):
         with self._tx():
             try:
-                cur = self.db.execute("INSERT INTO users(name, password, created) VALUES (?,?,?)",
-                                      (name, password_hash, time.time()))
+                cur = self.db.execute("INSERT INTO users(id, name, password, created) VALUES (?,?,?,?)",
+                                      (self._fresh_id("users"), name, password_hash, time.time()))
             except sqlite3.IntegrityError:
                 raise UserExists(f"user {name} exists") from None
             user_id = cur.lastrowid
@@ -479,8 +491,8 @@ class SQLiteStore(Store):
     def _insert_mailbox(self, user_id, name, special_use=None) -> MailboxInfo:
         try:
             cur = self.db.execute(
-                "INSERT INTO mailboxes(user_id, name, uidvalidity, special_use) VALUES (?,?,?,?)",
-                (user_id, name, self._next_uidvalidity(), special_use))
+                "INSERT INTO mailboxes(id, user_id, name, uidvalidity, special_use) VALUES (?,?,?,?,?)",
+                (self._fresh_id("mailboxes"), user_id, name, self._next_uidvalidity(), special_use))
         except sqlite3.IntegrityError:
             raise MailboxExists("Mailbox already exists") from None
         return self._mailbox_by_id(cur.lastrowid)
