@@ -65,3 +65,62 @@ def test_a_view_not_yet_shown_takes_changes_as_its_first_state():
     view.start_from_now()
     assert list(view.uids) == [1, 3] and view.exists == 2
     assert view.take_expunged() == [] and not view.flag_changes
+
+
+class _Hub:
+    def __init__(self):
+        self.followers = {}
+
+    def follow(self, mailbox_id, fn):
+        self.followers.setdefault(mailbox_id, []).append(fn)
+
+    def unfollow(self, mailbox_id, fn):
+        self.followers[mailbox_id].remove(fn)
+
+    def publish(self, mailbox_id, event):
+        for fn in list(self.followers.get(mailbox_id, [])):
+            fn(event)
+
+
+class _Service:
+    """What the registry asks of the store service: load_index, and the hub."""
+
+    def __init__(self, names):
+        self.hub = _Hub()
+        self.names = names      # mailbox id -> (user id, name) as the store has them now
+
+    async def call(self, method, mailbox_id):
+        assert method == "load_index"
+        user_id, name = self.names[mailbox_id]
+        return MailboxInfo(mailbox_id, user_id, name, 7, 1, 1, None), []
+
+
+def test_a_name_leads_to_an_open_mailbox_only_while_the_registry_follows_it():
+    from posthouse.imap.registry import MailboxRegistry
+    from posthouse.store.api import MailboxGone
+
+    async def run():
+        service = _Service({1: (10, "Box"), 2: (10, "Other"), 3: (11, "Box")})
+        registry = MailboxRegistry(service, keep_mailboxes=1)
+        box = await registry.acquire(1)
+        registry.remember_name(box, 10, "Box")
+        assert registry.by_name(10, "Box") is box
+        assert registry.by_name(11, "Box") is None           # another user's name is theirs
+        registry.remember_name(box, 11, "Box")               # and can't be pinned on this one
+        registry.remember_name(box, 10, "Wrong")             # nor a name the mailbox doesn't have
+        assert registry.by_name(11, "Box") is None and registry.by_name(10, "Wrong") is None
+        registry.release(box)
+        assert registry.by_name(10, "Box") is box            # kept open, unselected
+        other = await registry.acquire(2)
+        registry.release(other)                              # pushes Box out (keep 1)
+        assert registry.by_name(10, "Box") is None and not service.hub.followers[1]
+        box = await registry.acquire(1)
+        registry.remember_name(box, 10, "Box")
+        service.hub.publish(1, MailboxGone(1))               # renamed or deleted
+        assert registry.by_name(10, "Box") is None
+        service.names[1] = (10, "Renamed")                   # a rename the hub announced only
+        fresh = await registry.acquire(1)                    # after the load had begun
+        registry.remember_name(fresh, 10, "Box")
+        assert registry.by_name(10, "Box") is None
+
+    asyncio.run(run())

@@ -41,6 +41,7 @@ class SharedMailbox:
         self.refs = 0
         self.cached_size = 0        # messages, while kept loaded with no session (registry)
         self.gone = False
+        self.names: set[tuple[int, str]] = set()    # (user id, name) the registry knows it by
         self.loaded = asyncio.Event()
         self._early: list = []
         # Write-behind STOREs (imap/write_behind.py): per UID, how many are on

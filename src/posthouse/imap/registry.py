@@ -21,6 +21,11 @@ class MailboxRegistry:
         self.keep_messages = keep_messages
         self._unused: OrderedDict[int, SharedMailbox] = OrderedDict()
         self._unused_messages = 0
+        # (user id, name) -> open mailbox, so SELECT of an open mailbox reads
+        # nothing from the database. Trusted only while that mailbox is open
+        # here, where the change hub marks it gone on a rename or delete; and
+        # ids are never given twice, so a name can't lead to another's mailbox.
+        self._named: dict[tuple[int, str], SharedMailbox] = {}
 
     async def acquire(self, mailbox_id: int) -> SharedMailbox:
         shared = self.open.get(mailbox_id)
@@ -45,6 +50,23 @@ class MailboxRegistry:
         shared.refs += 1
         return shared
 
+    def by_name(self, user_id: int, name: str) -> SharedMailbox | None:
+        """The open mailbox of that user and name, if one is known to be open."""
+        shared = self._named.get((user_id, name))
+        if shared is None or shared.gone or self.open.get(shared.id) is not shared:
+            return None
+        return shared
+
+    def remember_name(self, shared: SharedMailbox, user_id: int, name: str) -> None:
+        """After a SELECT by name: that name leads to this open mailbox. Its
+        info was read after the hub followed it, so the name it holds is its
+        name now, unless it is gone (and then it is not remembered)."""
+        info = shared.info
+        if (not shared.gone and self.open.get(shared.id) is shared and info is not None
+                and info.user_id == user_id and info.name == name):
+            self._named[(user_id, name)] = shared
+            shared.names.add((user_id, name))
+
     def release(self, shared: SharedMailbox) -> None:
         shared.refs -= 1
         if shared.refs > 0:
@@ -64,4 +86,8 @@ class MailboxRegistry:
     def _drop(self, shared: SharedMailbox) -> None:
         if self.open.get(shared.id) is shared:
             del self.open[shared.id]
+        for key in shared.names:
+            if self._named.get(key) is shared:
+                del self._named[key]
+        shared.names.clear()
         self.service.hub.unfollow(shared.id, shared.apply)

@@ -36,8 +36,16 @@ async def _open(session, cmd, readonly: bool):
         session.untagged("OK [CLOSED] Previous mailbox closed.")
     if params.condstore or params.qresync:
         session.enable_condstore()   # no mailbox now: HIGHESTMODSEQ comes below
-    info = await session.ctx.service.call("get_mailbox", _user_id(session), name)
-    view = await session.select(info.id, name, readonly)
+    user_id = _user_id(session)
+    registry = session.ctx.registry
+    known = registry.by_name(user_id, name)
+    if known is not None:
+        mailbox_id = known.id
+    else:
+        mailbox_id = (await session.ctx.service.call("get_mailbox", user_id, name)).id
+    view = await session.select(mailbox_id, name, readonly)
+    if known is None:
+        registry.remember_name(view.shared, user_id, name)
     if view.shared.behind:
         await session.writes_stored()   # the flags and MODSEQs said below include them
         view.start_from_now()
