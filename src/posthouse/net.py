@@ -9,7 +9,7 @@ log = logging.getLogger("posthouse")
 
 
 def peer_of(writer) -> tuple[str, bool]:
-    """("host:port", whether the peer is on loopback) for a stream writer."""
+    """("host:port", whether the peer is on loopback) for a stream writer or transport."""
     peer = writer.get_extra_info("peername")
     text = f"{peer[0]}:{peer[1]}" if peer else "?"
     try:

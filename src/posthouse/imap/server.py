@@ -17,6 +17,7 @@ from .session import LOGOUT, Session
 log = logging.getLogger("posthouse.imap")
 
 _FLUSH_AT = 64 * 1024
+_READ_AHEAD = 2 * 1024 * 1024     # unread bytes from a client before its socket is paused
 
 
 @dataclass
@@ -30,23 +31,76 @@ class ServerContext:
     queue: object = None            # delivery.queue.OutboundQueue
 
 
-class Connection:
-    """What a Session needs from its socket, and nothing more."""
+class Connection(asyncio.Protocol):
+    """What a Session needs from its socket, and nothing more. It is the
+    socket's protocol itself: bytes go straight into the command reader, and
+    the session is woken only when it waits for more (no stream in between)."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, config: Config, tls: bool):
-        self._reader = reader
-        self._writer = writer
+    def __init__(self, config: Config, tls: bool, start_session):
         self.reader = CommandReader(max_line=config.max_line, max_literal=config.max_message_size)
         self.tls = tls
-        self.peer, self.is_loopback = peer_of(writer)
-        local = writer.get_extra_info("sockname")
-        self.local_host = local[0] if isinstance(local, tuple) else None   # URLs may name us by it
+        self.peer, self.is_loopback, self.local_host = "?", False, None
         self.closed = False
+        self._start_session = start_session     # called with this connection once it is made
+        self._transport: asyncio.Transport | None = None
+        self._waiter: asyncio.Future | None = None    # the session waits for bytes
+        self._eof = False
+        self._paused_reading = False
+        self._write_paused = False
+        self._drain_waiter: asyncio.Future | None = None
         # Responses are gathered and sent in one write at drain(): one system
         # call per command instead of one per response line.
         self._out: list[bytes] = []
         self._out_size = 0
 
+    # -- asyncio.Protocol -------------------------------------------------------
+    def connection_made(self, transport) -> None:
+        self._transport = transport
+        self.peer, self.is_loopback = peer_of(transport)
+        local = transport.get_extra_info("sockname")
+        self.local_host = local[0] if isinstance(local, tuple) else None   # URLs may name us by it
+        self._start_session(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        if self.reader.pending_bytes > _READ_AHEAD and not self._paused_reading:
+            # The session is busy and the client keeps sending: stop reading until it catches up.
+            self._paused_reading = True
+            self._transport.pause_reading()
+        self._wake()
+
+    def eof_received(self):
+        self._eof = True
+        self._wake()
+        # Keep writing after the client's half-close: commands it sent before
+        # are still answered (TLS can't half-close).
+        return not self.tls
+
+    def connection_lost(self, exc) -> None:
+        self._eof = True
+        self.closed = True
+        self._wake()
+        self._write_paused = False
+        self._wake_drain()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._wake_drain()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _wake_drain(self) -> None:
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- for the session ----------------------------------------------------------
     def write(self, data: bytes) -> None:
         if not self.closed:
             self._out.append(data)
@@ -56,17 +110,21 @@ class Connection:
 
     def _flush(self) -> None:
         if self._out:
-            self._writer.write(b"".join(self._out))
+            self._transport.write(b"".join(self._out))
             self._out.clear()
             self._out_size = 0
 
     async def drain(self) -> None:
-        if not self.closed:
+        if self.closed:
+            return
+        try:
             self._flush()
-            try:
-                await self._writer.drain()
-            except (ConnectionError, OSError):
-                self.close()
+        except (ConnectionError, OSError, RuntimeError):
+            self.close()
+            return
+        while self._write_paused and not self.closed:
+            self._drain_waiter = asyncio.get_running_loop().create_future()
+            await self._drain_waiter
 
     def close(self) -> None:
         if not self.closed:
@@ -76,30 +134,38 @@ class Connection:
                 pass
             self.closed = True
             try:
-                self._writer.close()
+                self._transport.close()
             except Exception:
                 pass
+            self._wake()
+            self._wake_drain()
 
     async def next_event(self):
         """The next codec event, reading from the socket as needed; None at EOF."""
         while True:
             event = self.reader.next_event()
             if event is not None:
+                if self._paused_reading and self.reader.pending_bytes <= _READ_AHEAD // 2:
+                    self._paused_reading = False
+                    self._transport.resume_reading()
                 return event
-            if self.closed:
+            if self.closed or self._eof:
                 return None
+            if self._paused_reading:
+                self._paused_reading = False
+                self._transport.resume_reading()
+            self._waiter = asyncio.get_running_loop().create_future()
             try:
-                data = await self._reader.read(65536)
-            except (ConnectionError, OSError):
-                data = b""
-            if not data:
-                return None
-            self.reader.feed(data)
+                await self._waiter
+            finally:
+                self._waiter = None
 
     async def start_tls(self, context) -> None:
         # Anything pipelined after STARTTLS in cleartext is discarded (CVE-2011-0411 class).
         self.reader = CommandReader(max_line=self.reader.max_line, max_literal=self.reader.max_literal)
-        await self._writer.start_tls(context)
+        self._flush()
+        loop = asyncio.get_running_loop()
+        self._transport = await loop.start_tls(self._transport, self, context, server_side=True)
         self.tls = True
 
 
@@ -108,15 +174,17 @@ class ImapServer:
         self.ctx = ctx
         self.servers: list[asyncio.base_events.Server] = []
         self.sessions: set[Session] = set()
+        self._tasks: set[asyncio.Task] = set()      # sessions running (kept referenced)
 
     async def start(self) -> None:
         cfg = self.ctx.config
-        self.servers.append(await asyncio.start_server(
-            lambda r, w: self._serve(r, w, tls=False), cfg.imap_host, cfg.imap_port, limit=2**20))
+        loop = asyncio.get_running_loop()
+        self.servers.append(await loop.create_server(
+            lambda: Connection(cfg, False, self._start), cfg.imap_host, cfg.imap_port))
         if cfg.imap_tls_port is not None and self.ctx.tls_context is not None:
-            self.servers.append(await asyncio.start_server(
-                lambda r, w: self._serve(r, w, tls=True), cfg.imap_host, cfg.imap_tls_port,
-                ssl=self.ctx.tls_context, limit=2**20))
+            self.servers.append(await loop.create_server(
+                lambda: Connection(cfg, True, self._start), cfg.imap_host, cfg.imap_tls_port,
+                ssl=self.ctx.tls_context))
 
     @property
     def ports(self) -> list[int]:
@@ -130,8 +198,12 @@ class ImapServer:
         for session in list(self.sessions):
             session.conn.close()
 
-    async def _serve(self, reader, writer, tls: bool) -> None:
-        conn = Connection(reader, writer, self.ctx.config, tls)
+    def _start(self, conn: Connection) -> None:
+        task = asyncio.get_running_loop().create_task(self._serve(conn))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, conn: Connection) -> None:
         session = Session(conn, self.ctx)
         self.sessions.add(session)
         log.debug("connect %s", conn.peer)

@@ -66,6 +66,11 @@ class CommandReader:
         self._buf += data
 
     @property
+    def pending_bytes(self) -> int:
+        """Bytes fed and not yet taken into a command."""
+        return len(self._buf)
+
+    @property
     def in_literal(self) -> bool:
         return self._literal is not None
 
