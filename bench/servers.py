@@ -103,6 +103,13 @@ class Server:
     def process_count(self) -> int:
         return len(process_tree(self.proc.pid))
 
+    def wait_processes(self, count: int, timeout: float) -> None:
+        """Wait until the server runs no more than count processes (those of
+        ended sessions have exited), or timeout seconds."""
+        t0 = time.monotonic()
+        while self.process_count() > count and time.monotonic() - t0 < timeout:
+            time.sleep(0.2)
+
     def _start(self) -> None:
         self.proc = subprocess.Popen(self.argv, stdout=open(os.path.join(self.dir, "server.log"), "a"),
                                      stderr=subprocess.STDOUT, start_new_session=True,
