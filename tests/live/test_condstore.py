@@ -284,3 +284,48 @@ def test_a_store_answered_before_its_commit_is_seen_in_order(server, pair, monke
     assert b"* 1 EXPUNGE\r\n" in lines
     fetch = _one(lines, rb"^\* 1 FETCH").string         # the old message 2, now 1
     assert b"$Done" in fetch and b"\\Seen" in fetch and _modseq(lines, 2) > before
+
+
+def test_qresync_from_before_the_kept_expunge_history_names_every_missing_uid(tmp_path):
+    """Expunge history is kept to a bound; a client back from before what is
+    kept is told every UID the mailbox lacks (within the UIDs it knows), as a
+    server that keeps no history does. Within the kept history: exactly."""
+    import time
+    from posthouse.auth.passwords import hash_password
+    from tests.conftest import RunningServer, raw_login
+    srv = RunningServer(str(tmp_path), store_process=False)
+    try:
+        store = srv.ctx.service.store
+        store.EXPUNGE_HISTORY_MAX, store.EXPUNGE_HISTORY_KEEP, store.EXPUNGE_CHECK_EVERY = 6, 3, 1
+        srv.call(srv.ctx.service.call("create_user", "q", hash_password("pw"), [("INBOX", None)]))
+        a, b = raw_login(srv, ("q", "pw")), raw_login(srv, ("q", "pw"))
+        _fill(a, "qr", 20)
+        assert b"* ENABLED QRESYNC\r\n" in a.cmd("N", "ENABLE QRESYNC")
+        lines = a.cmd("S", "SELECT qr")
+        uidvalidity = int(_one(lines, rb"UIDVALIDITY (\d+)").group(1))
+        base = int(_one(lines, rb"HIGHESTMODSEQ (\d+)").group(1))
+        a.cmd("U", "UNSELECT")
+        b.cmd("S", "SELECT qr")
+        for uid in range(1, 13):           # twelve expunges, one MODSEQ each
+            b.cmd("X", f"UID STORE {uid} +FLAGS.SILENT (\\Deleted)")
+            assert b.cmd("E", f"UID EXPUNGE {uid}")[-1].startswith(b"E OK")
+        user_id = srv.call(srv.ctx.service.call("get_user", "q")).id
+        box = srv.call(srv.ctx.service.call("get_mailbox", user_id, "qr"))
+        deadline = time.monotonic() + 10
+        while srv.call(srv.ctx.service.call("vanished_since", box.id, base)) is not None:
+            assert time.monotonic() < deadline, "the history was never trimmed"
+            time.sleep(0.05)
+        lines = a.cmd("S", f"SELECT qr (QRESYNC ({uidvalidity} {base}))")
+        assert b"* VANISHED (EARLIER) 1:12\r\n" in lines
+        lines = a.cmd("S", f"SELECT qr (QRESYNC ({uidvalidity} {base} 5:15,19))")
+        assert b"* VANISHED (EARLIER) 5:12\r\n" in lines
+        lines = a.cmd("F", f"UID FETCH 1:* FLAGS (CHANGEDSINCE {base} VANISHED)")
+        assert b"* VANISHED (EARLIER) 1:12\r\n" in lines
+        # From within the kept history the answer is exact.
+        recent = int(_one(a.cmd("S", "STATUS qr (HIGHESTMODSEQ)"), rb"STATUS qr \(HIGHESTMODSEQ (\d+)").group(1))
+        lines = a.cmd("F", f"UID FETCH 1:* FLAGS (CHANGEDSINCE {recent - 1} VANISHED)")
+        assert b"* VANISHED (EARLIER) 12\r\n" in lines
+        a.close()
+        b.close()
+    finally:
+        srv.stop()

@@ -105,3 +105,20 @@ def test_sizes_and_quota_config(tmp_path):
     path.write_text('[quota]\nmessages = "many"\n')
     with pytest.raises(ValueError):
         Config.load(str(path))
+
+
+def test_vanished_ranges_when_history_is_forgotten_match_a_brute_force_answer():
+    """What QRESYNC names when the expunge history is forgotten: every UID up to
+    the largest that no message has, within the client's UID set."""
+    import random
+    from posthouse.imap.commands.resync import _intersect, _merged, _missing_spans
+    rng = random.Random(5)
+    for _ in range(2000):
+        largest = rng.randint(0, 60)
+        present = sorted(rng.sample(range(1, largest + 1), rng.randint(0, largest))) if largest else []
+        wanted = [tuple(sorted((rng.randint(1, 70), rng.randint(1, 70)))) for _ in range(rng.randint(1, 4))]
+        got = _intersect(_missing_spans(present, largest), _merged(wanted))
+        expected = [u for u in range(1, largest + 1)
+                    if u not in present and any(lo <= u <= hi for lo, hi in wanted)]
+        assert [u for lo, hi in got for u in range(lo, hi + 1)] == expected, (present, largest, wanted)
+        assert all(a[1] + 1 < b[0] for a, b in zip(got, got[1:])) or len(got) < 2   # disjoint, ascending

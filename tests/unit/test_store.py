@@ -319,3 +319,29 @@ def test_user_and_mailbox_ids_are_never_given_twice(tmp_path):
         st.create_user("c", "h", [])     # a refused user takes nothing else's
     assert st.get_user("c").id == c.id
     st.close()
+
+
+def test_expunge_history_is_kept_to_a_bound_and_says_when_it_is_incomplete(store):
+    store.EXPUNGE_HISTORY_MAX, store.EXPUNGE_HISTORY_KEEP, store.EXPUNGE_CHECK_EVERY = 6, 3, 2
+    add(store, *[message(f"m{n}") for n in range(12)])
+    modseqs = []
+    for uid in range(1, 11):                  # ten expunges, each its own MODSEQ
+        [event] = store.expunge(store.inbox, [uid])
+        modseqs.append(event.modseq)
+    assert store.vanished_since(store.inbox, 0) == list(range(1, 11))    # nothing trimmed yet
+    while store.idle_work():
+        pass
+    left = store.db.execute("SELECT uid FROM expunged WHERE mailbox_id=? ORDER BY uid", (store.inbox,))
+    assert [r[0] for r in left] == [8, 9, 10]
+    # From before the floor the history is incomplete: None, not a short list.
+    assert store.vanished_since(store.inbox, 0) is None
+    assert store.vanished_since(store.inbox, modseqs[5]) is None        # UID 7's expunge is forgotten
+    assert store.vanished_since(store.inbox, modseqs[6]) == [8, 9, 10]
+    assert store.vanished_since(store.inbox, modseqs[8]) == [10]
+    # Another mailbox keeps its own history; a deleted mailbox leaves no floor behind.
+    user_id = store.get_user("u").id
+    other = store.get_mailbox(user_id, "Other").id
+    assert store.vanished_since(other, 0) == []
+    store.db.execute("INSERT INTO expunge_floor VALUES (?, 5)", (other,))
+    store.delete_mailbox(user_id, "Other")
+    assert store.db.execute("SELECT count(*) FROM expunge_floor WHERE mailbox_id=?", (other,)).fetchone()[0] == 0

@@ -115,11 +115,58 @@ def in_uid_set(seqset: SequenceSet | None, largest: int):
 async def send_vanished_earlier(session, since: int, uid_set: SequenceSet | None) -> None:
     """* VANISHED (EARLIER) for the UIDs in uid_set expunged after MODSEQ since."""
     view = session.view
+    largest = view.shared.info.uidnext - 1
     gone = await session.ctx.service.call("vanished_since", view.shared.id, since)
-    wanted = in_uid_set(uid_set, view.shared.info.uidnext - 1)
-    gone = [u for u in gone if wanted(u)]
-    if gone:
-        session.untagged("VANISHED (EARLIER) " + format_uid_set(gone))
+    if gone is None:
+        # The mailbox's expunge history from then was forgotten (it is kept to a
+        # bound): name every UID in the set that no message has, as a server
+        # that keeps no history does (RFC 7162 3.2.6; Dovecot does the same).
+        spans = _missing_spans(view.uids, largest)
+        if uid_set is not None:
+            spans = _intersect(spans, _merged(uid_set.resolve(largest)))
+        text = ",".join(f"{lo}" if lo == hi else f"{lo}:{hi}" for lo, hi in spans)
+    else:
+        wanted = in_uid_set(uid_set, largest)
+        text = format_uid_set([u for u in gone if wanted(u)])
+    if text:
+        session.untagged("VANISHED (EARLIER) " + text)
+
+
+def _missing_spans(present, largest: int) -> list[tuple[int, int]]:
+    """The ranges of UIDs in 1..largest that no message has (present: ascending)."""
+    spans, expected = [], 1
+    for uid in present:
+        if uid > expected:
+            spans.append((expected, uid - 1))
+        expected = uid + 1
+    if expected <= largest:
+        spans.append((expected, largest))
+    return spans
+
+
+def _merged(spans) -> list[tuple[int, int]]:
+    """Ranges sorted, overlapping and adjacent ones joined."""
+    out: list[list[int]] = []
+    for lo, hi in sorted(spans):
+        if out and lo <= out[-1][1] + 1:
+            out[-1][1] = max(out[-1][1], hi)
+        else:
+            out.append([lo, hi])
+    return [(lo, hi) for lo, hi in out]
+
+
+def _intersect(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The ranges in both of two sorted lists of disjoint ranges."""
+    out, i, j = [], 0, 0
+    while i < len(a) and j < len(b):
+        lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        if lo <= hi:
+            out.append((lo, hi))
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out
 
 
 async def qresync_select(session, params: QresyncParams) -> None:

@@ -92,6 +92,7 @@ class SQLiteStore(Store):
         self._dead_keys: list[str] = []     # blob files to remove once the transaction commits
         self._current_sync = self._sync_mode
         self._pending_bytes = self.db.execute("SELECT coalesce(sum(size), 0) FROM text_pending").fetchone()[0]
+        self._expunges_unchecked: dict[int, int] = {}   # mailbox id -> expunges since its history was measured
 
     def close(self) -> None:
         for conn in self._readers:
@@ -132,9 +133,18 @@ class SQLiteStore(Store):
     INDEX_CHUNK_BYTES = 512 * 1024
     PENDING_MAX_BYTES = 8 * 1024 * 1024
 
+    # Expunge history (QRESYNC) kept per mailbox: past MAX records, the oldest
+    # are forgotten down to KEEP, and the mailbox's floor rises to the last
+    # MODSEQ forgotten. Measured after every CHECK_EVERY expunges in a mailbox.
+    EXPUNGE_HISTORY_MAX = 50_000
+    EXPUNGE_HISTORY_KEEP = 25_000
+    EXPUNGE_CHECK_EVERY = 1_000
+
     def idle_work(self) -> bool:
         """A little deferred work, run when nothing else waits; True if more remains."""
         if self._index_pending():
+            return True
+        if self._trim_expunge_history():
             return True
         ids = [r[0] for r in self.db.execute("SELECT id FROM text_garbage LIMIT 50")]
         if not ids:
@@ -175,6 +185,31 @@ class SQLiteStore(Store):
                             "WHERE id BETWEEN ? AND ?", (ids[0], ids[-1]))
             self.db.execute("DELETE FROM text_pending WHERE id BETWEEN ? AND ?", (ids[0], ids[-1]))
         self._pending_bytes = max(0, self._pending_bytes - total)
+        return True
+
+    def _note_expunges(self, mailbox_id: int, count: int) -> None:
+        self._expunges_unchecked[mailbox_id] = self._expunges_unchecked.get(mailbox_id, 0) + count
+
+    def _trim_expunge_history(self) -> bool:
+        """Trim one mailbox's expunge history if it is over its bound; True if one was looked at."""
+        due = next((m for m, n in self._expunges_unchecked.items() if n >= self.EXPUNGE_CHECK_EVERY), None)
+        if due is None:
+            return False
+        del self._expunges_unchecked[due]
+        cutoff = self.db.execute(
+            "SELECT modseq FROM expunged WHERE mailbox_id=? ORDER BY modseq DESC LIMIT 1 OFFSET ?",
+            (due, self.EXPUNGE_HISTORY_MAX)).fetchone()
+        if cutoff is None:
+            return True
+        # The KEEP newest stay (those sharing the cutoff's MODSEQ go with it).
+        cutoff = self.db.execute(
+            "SELECT modseq FROM expunged WHERE mailbox_id=? ORDER BY modseq DESC LIMIT 1 OFFSET ?",
+            (due, self.EXPUNGE_HISTORY_KEEP)).fetchone()[0]
+        self._set_sync("NORMAL" if self.fsync else "OFF")     # a crash just leaves more history
+        with self._tx():
+            self.db.execute("DELETE FROM expunged WHERE mailbox_id=? AND modseq <= ?", (due, cutoff))
+            self.db.execute("INSERT INTO expunge_floor VALUES (?, ?) ON CONFLICT(mailbox_id) "
+                            "DO UPDATE SET modseq = max(modseq, excluded.modseq)", (due, cutoff))
         return True
 
     def _set_sync(self, mode: str) -> None:
@@ -523,6 +558,7 @@ class SQLiteStore(Store):
         self._charge(user_id, -sum(r[1] for r in rows), -len(rows))
         self.db.execute("DELETE FROM messages WHERE mailbox_id=?", (mailbox_id,))
         self.db.execute("DELETE FROM expunged WHERE mailbox_id=?", (mailbox_id,))
+        self.db.execute("DELETE FROM expunge_floor WHERE mailbox_id=?", (mailbox_id,))
         self.db.execute("DELETE FROM mailboxes WHERE id=?", (mailbox_id,))
         return self._release_blobs(blob_ids)
 
@@ -779,6 +815,7 @@ class SQLiteStore(Store):
             for uid in gone:
                 self.db.execute("DELETE FROM messages WHERE mailbox_id=? AND uid=?", (mailbox_id, uid))
                 self.db.execute("INSERT OR REPLACE INTO expunged VALUES (?,?,?)", (mailbox_id, uid, modseq))
+            self._note_expunges(mailbox_id, len(gone))
             self._forget_blobs(self._release_blobs([r[1] for r in rows]))
         return [MessagesExpunged(mailbox_id, gone, modseq)]
 
@@ -813,6 +850,7 @@ class SQLiteStore(Store):
             for uid in src_uids:
                 self.db.execute("DELETE FROM messages WHERE mailbox_id=? AND uid=?", (src_id, uid))
                 self.db.execute("INSERT OR REPLACE INTO expunged VALUES (?,?,?)", (src_id, uid, src_modseq))
+            self._note_expunges(src_id, len(src_uids))
             self._release_blobs([r[1] for r in rows])   # refs were added above, so none dies
             events.append(MessagesExpunged(src_id, src_uids, src_modseq))
         return CopyResult(dst.uidvalidity, src_uids, dst_uids, events)
@@ -913,7 +951,11 @@ class SQLiteStore(Store):
                 self.db.execute("DELETE FROM urlauth_keys WHERE mailbox_id=?", (mailbox_id,))
 
     def vanished_since(self, mailbox_id, modseq):
-        """UIDs expunged with a MODSEQ above modseq, ascending (QRESYNC's VANISHED (EARLIER))."""
+        """UIDs expunged with a MODSEQ above modseq, ascending (QRESYNC's VANISHED
+        (EARLIER)); None if the history from there was forgotten (see EXPUNGE_HISTORY_MAX)."""
+        floor = self.db.execute("SELECT modseq FROM expunge_floor WHERE mailbox_id=?", (mailbox_id,)).fetchone()
+        if floor is not None and modseq < floor[0]:
+            return None
         rows = self.db.execute("SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
                                (mailbox_id, modseq))
         return [r[0] for r in rows]

@@ -149,4 +149,11 @@ CREATE TABLE IF NOT EXISTS expunged (
     modseq INTEGER NOT NULL,
     PRIMARY KEY (mailbox_id, uid)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS expunged_by_modseq ON expunged(mailbox_id, modseq);
+-- Below this MODSEQ a mailbox's expunge history was forgotten (it is kept to
+-- a bound): a resync from before it is told every UID the mailbox lacks.
+CREATE TABLE IF NOT EXISTS expunge_floor (
+    mailbox_id INTEGER PRIMARY KEY REFERENCES mailboxes(id) ON DELETE CASCADE,
+    modseq INTEGER NOT NULL
+);
 """
