@@ -136,13 +136,17 @@ def test_search_modseq(pair):
         assert a.cmd("R", "SEARCH " + bad)[-1].startswith(b"R BAD"), bad
 
 
+def _qresync_selected(c: RawClient, mailbox: str, count: int) -> tuple[int, int]:
+    """A new mailbox of count messages, QRESYNC enabled, selected: its (UIDVALIDITY, HIGHESTMODSEQ)."""
+    _fill(c, mailbox, count)
+    assert b"* ENABLED QRESYNC\r\n" in c.cmd("N", "ENABLE QRESYNC")
+    lines = c.cmd("S", f"SELECT {mailbox}")
+    return int(_one(lines, rb"UIDVALIDITY (\d+)").group(1)), int(_one(lines, rb"HIGHESTMODSEQ (\d+)").group(1))
+
+
 def test_qresync_vanished_and_select(pair):
     a, b = pair
-    _fill(a, "qr", 6)
-    assert b"* ENABLED QRESYNC\r\n" in a.cmd("N", "ENABLE QRESYNC")
-    lines = a.cmd("S", "SELECT qr")
-    uidvalidity = int(_one(lines, rb"UIDVALIDITY (\d+)").group(1))
-    base = int(_one(lines, rb"HIGHESTMODSEQ (\d+)").group(1))
+    uidvalidity, base = _qresync_selected(a, "qr", 6)
 
     # Expunges from elsewhere arrive as VANISHED, by UID.
     b.cmd("S", "SELECT qr")
@@ -291,19 +295,15 @@ def test_qresync_from_before_the_kept_expunge_history_names_every_missing_uid(tm
     kept is told every UID the mailbox lacks (within the UIDs it knows), as a
     server that keeps no history does. Within the kept history: exactly."""
     import time
-    from posthouse.auth.passwords import hash_password
     from tests.conftest import RunningServer, raw_login
     srv = RunningServer(str(tmp_path), store_process=False)
+    a = b = None
     try:
         store = srv.ctx.service.store
         store.EXPUNGE_HISTORY_MAX, store.EXPUNGE_HISTORY_KEEP, store.EXPUNGE_CHECK_EVERY = 6, 3, 1
-        srv.call(srv.ctx.service.call("create_user", "q", hash_password("pw"), [("INBOX", None)]))
-        a, b = raw_login(srv, ("q", "pw")), raw_login(srv, ("q", "pw"))
-        _fill(a, "qr", 20)
-        assert b"* ENABLED QRESYNC\r\n" in a.cmd("N", "ENABLE QRESYNC")
-        lines = a.cmd("S", "SELECT qr")
-        uidvalidity = int(_one(lines, rb"UIDVALIDITY (\d+)").group(1))
-        base = int(_one(lines, rb"HIGHESTMODSEQ (\d+)").group(1))
+        user = srv.add_user("q")
+        a, b = raw_login(srv, user), raw_login(srv, user)
+        uidvalidity, base = _qresync_selected(a, "qr", 20)
         a.cmd("U", "UNSELECT")
         b.cmd("S", "SELECT qr")
         for uid in range(1, 13):           # twelve expunges, one MODSEQ each
@@ -325,7 +325,8 @@ def test_qresync_from_before_the_kept_expunge_history_names_every_missing_uid(tm
         recent = int(_one(a.cmd("S", "STATUS qr (HIGHESTMODSEQ)"), rb"STATUS qr \(HIGHESTMODSEQ (\d+)").group(1))
         lines = a.cmd("F", f"UID FETCH 1:* FLAGS (CHANGEDSINCE {recent - 1} VANISHED)")
         assert b"* VANISHED (EARLIER) 12\r\n" in lines
-        a.close()
-        b.close()
     finally:
+        for c in (a, b):
+            if c is not None:
+                c.close()
         srv.stop()

@@ -51,19 +51,18 @@ def parse_sequence_set(text: str) -> SequenceSet:
 
 def format_uid_set(uids) -> str:
     """Compact a sorted iterable of numbers into 1:3,5,7:9."""
-    out = []
-    start = prev = None
+    spans: list[list[int]] = []
     for n in uids:
-        if start is None:
-            start = prev = n
-        elif n == prev + 1:
-            prev = n
+        if spans and n == spans[-1][1] + 1:
+            spans[-1][1] = n
         else:
-            out.append(f"{start}" if start == prev else f"{start}:{prev}")
-            start = prev = n
-    if start is not None:
-        out.append(f"{start}" if start == prev else f"{start}:{prev}")
-    return ",".join(out)
+            spans.append([n, n])
+    return format_spans(spans)
+
+
+def format_spans(spans) -> str:
+    """Ascending (first, last) ranges as a set: 1:3,5,7:9."""
+    return ",".join(f"{lo}" if lo == hi else f"{lo}:{hi}" for lo, hi in spans)
 
 
 _MONTHS = {m: i + 1 for i, m in enumerate(

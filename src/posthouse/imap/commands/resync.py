@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..args import SequenceSet, format_uid_set, parse_sequence_set
+from ..args import SequenceSet, format_spans, format_uid_set, parse_sequence_set
 from ..errors import bad
 from ..protocol.tokens import Atom, ParenList
 
@@ -124,7 +124,7 @@ async def send_vanished_earlier(session, since: int, uid_set: SequenceSet | None
         spans = _missing_spans(view.uids, largest)
         if uid_set is not None:
             spans = _intersect(spans, _merged(uid_set.resolve(largest)))
-        text = ",".join(f"{lo}" if lo == hi else f"{lo}:{hi}" for lo, hi in spans)
+        text = format_spans(spans)
     else:
         wanted = in_uid_set(uid_set, largest)
         text = format_uid_set([u for u in gone if wanted(u)])
