@@ -32,7 +32,11 @@ def cmd_serve(args) -> int:
     config = _config(args)
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from .app import run
-    run(config)
+    try:
+        run(config)
+    except StoreError as e:     # a store that can't be opened (a full disk): one clear line
+        logging.getLogger("posthouse").error("%s", e)
+        return 1
     return 0
 
 
