@@ -46,7 +46,11 @@ def _with_store(command):
     def run(args) -> int:
         config = _config(args)
         from .app import open_store
-        store = open_store(config)
+        try:
+            store = open_store(config)
+        except StoreError as e:     # a full disk
+            print(f"posthouse: {e}", file=sys.stderr)
+            return 1
         try:
             return command(args, config, store) or 0
         except StoreError as e:

@@ -6,6 +6,7 @@ starts (reads work, mail is refused) or says in one line why it can't.
 The data directory is on a small tmpfs of its own, which takes root to mount."""
 from __future__ import annotations
 
+import asyncio
 import os
 import smtplib
 import sqlite3
@@ -16,6 +17,7 @@ import time
 
 import pytest
 
+from posthouse.delivery.journal import Journal
 from posthouse.store.api import DiskFull
 from posthouse.store.blobs import BlobStore
 from posthouse.store.space import FreeSpace, is_disk_full
@@ -237,6 +239,23 @@ def test_start_on_a_full_disk_without_room_to_open_the_store(small_disk):
     assert done.returncode == 1
     errors = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and "disk is full" in errors[0] and "free some space" in errors[0], done.stderr
+
+
+def test_a_journal_write_on_a_full_disk_fails_and_leaves_no_segment(small_disk):
+    journal = Journal(os.path.join(small_disk, "arrivals"), fsync=False)
+    journal.recover()
+    fill(small_disk)
+
+    async def write() -> BaseException:
+        _seq, written = journal.append(b"x" * 10_000)
+        with pytest.raises(OSError) as failed:
+            await written
+        return failed.value
+    try:
+        assert is_disk_full(asyncio.run(write()))
+        assert os.listdir(journal.directory) == [] and journal.segments == []
+    finally:
+        journal.close()
 
 
 def test_temporary_blob_files_of_dead_writers_are_swept(tmp_path):
