@@ -22,7 +22,7 @@ from .imap.registry import MailboxRegistry
 from .imap.server import ImapServer, ServerContext
 from .store.api import DiskFull
 from .store.service import StoreService
-from .store.space import FreeSpace
+from .store.space import FreeSpace, is_disk_full
 from .store.sqlite.backend import SQLiteStore
 from .tls import ensure_self_signed, server_context
 
@@ -36,9 +36,12 @@ def open_store(config: Config) -> SQLiteStore:
     except (sqlite3.Error, OSError) as e:
         # A full disk shows as SQLite's "disk I/O error" here (its shared-memory
         # file can't be made): say what is wrong, in one line.
-        free = FreeSpace(config.data_dir).free()
-        if free >= max(config.min_free_space, 1):
-            raise
+        try:
+            free = FreeSpace(config.data_dir).free()
+        except OSError:
+            raise e from None
+        if not is_disk_full(e) and free >= 1 << 20:
+            raise       # not for want of room
         raise DiskFull(f"can't open the store in {config.data_dir}: its disk is full "
                        f"({free} bytes free; {e}); free some space and start again") from e
 
