@@ -275,7 +275,10 @@ class StoreService:
 
 def _log_failure(method: str, future: asyncio.Future) -> None:
     if not future.cancelled() and future.exception() is not None:
-        log.error("posted store call %s failed: %r", method, future.exception())
+        if is_disk_full(future.exception()):
+            log.warning("posted store call %s not done: no room on the disk", method)
+        else:
+            log.error("posted store call %s failed: %r", method, future.exception())
 
 
 def _call(store, method: str, args: tuple):
