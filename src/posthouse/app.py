@@ -5,6 +5,7 @@ import asyncio
 import logging
 import os
 import signal
+import sqlite3
 
 from .auth.authenticator import Authenticator
 from .config import Config
@@ -19,7 +20,9 @@ from .managesieve.server import ManageSieveServer
 from .pop3.server import Pop3Server
 from .imap.registry import MailboxRegistry
 from .imap.server import ImapServer, ServerContext
+from .store.api import DiskFull
 from .store.service import StoreService
+from .store.space import FreeSpace, is_disk_full
 from .store.sqlite.backend import SQLiteStore
 from .tls import ensure_self_signed, server_context
 
@@ -27,13 +30,27 @@ log = logging.getLogger("posthouse")
 
 
 def open_store(config: Config) -> SQLiteStore:
-    return SQLiteStore(config.data_dir, fsync=config.fsync, quota_storage=config.quota_storage,
-                       quota_messages=config.quota_messages)
+    try:
+        return SQLiteStore(config.data_dir, fsync=config.fsync, quota_storage=config.quota_storage,
+                           quota_messages=config.quota_messages)
+    except (sqlite3.Error, OSError) as e:
+        # A full disk shows as SQLite's "disk I/O error" here (its shared-memory
+        # file can't be made): say what is wrong, in one line.
+        try:
+            free = FreeSpace(config.data_dir).free()
+        except OSError:
+            raise e from None
+        if not is_disk_full(e) and free >= 1 << 20:
+            raise       # not for want of room
+        raise DiskFull(f"can't open the store in {config.data_dir}: its disk is full "
+                       f"({free} bytes free; {e}); free some space and start again") from e
 
 
 def build_context(config: Config) -> ServerContext:
     os.makedirs(config.data_dir, exist_ok=True)
     service = StoreService(open_store(config), config.parse_processes, config.store_process)
+    service.space = FreeSpace(config.data_dir, config.min_free_space)
+    service.space.room_for()     # logs a WARNING now if there is too little room for new mail
     cert, key = config.tls_cert, config.tls_key
     if not cert:
         cert, key = config.path("tls/cert.pem"), config.path("tls/key.pem")

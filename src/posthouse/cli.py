@@ -32,7 +32,11 @@ def cmd_serve(args) -> int:
     config = _config(args)
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from .app import run
-    run(config)
+    try:
+        run(config)
+    except StoreError as e:     # a store that can't be opened (a full disk): one clear line
+        logging.getLogger("posthouse").error("%s", e)
+        return 1
     return 0
 
 
@@ -42,7 +46,11 @@ def _with_store(command):
     def run(args) -> int:
         config = _config(args)
         from .app import open_store
-        store = open_store(config)
+        try:
+            store = open_store(config)
+        except StoreError as e:     # a full disk
+            print(f"posthouse: {e}", file=sys.stderr)
+            return 1
         try:
             return command(args, config, store) or 0
         except StoreError as e:

@@ -69,6 +69,9 @@ class Config:
     # Mail for a user over quota: refused for good (552 5.2.2), or for now (452 4.2.2).
     quota_full_tempfail: bool = False
     fsync: bool = True
+    # Free space kept on data_dir's file system: with less, new mail is refused
+    # for now (452 4.3.1, NO [LIMIT]) so the store keeps room for what it took.
+    min_free_space: int | str = 64 * 1024 * 1024
     # Small mail is answered once it is in a journal (one short write and
     # fdatasync) and filed in its mailbox just after; off: filed first.
     delivery_journal: bool = True
@@ -108,6 +111,7 @@ class Config:
         if not isinstance(cfg.domains, list) or not all(isinstance(d, str) and d for d in cfg.domains):
             raise ValueError("domains must be a list of domain names")
         cfg.quota_storage = parse_size(cfg.quota_storage) if cfg.quota_storage is not None else None
+        cfg.min_free_space = parse_size(cfg.min_free_space)
         if cfg.quota_messages is not None and (not isinstance(cfg.quota_messages, int) or cfg.quota_messages < 0):
             raise ValueError("quota messages must be a number of messages")
         if cfg.plaintext_auth not in ("loopback", "always", "never"):

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 
 from ..store.api import NoSuchMailbox
 from ..store.parsing import PROCESS_FROM
-from .deliver import DeliveryResult, mailbox_full
+from ..store.space import is_disk_full
+from .deliver import DeliveryResult, disk_full, mailbox_full
 from .journal import Journal
 from .recipients import Recipient, quota_exceeded
 
@@ -182,7 +183,10 @@ class Arrivals:
                 await asyncio.shield(written)
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as e:
+                if is_disk_full(e):      # the journal had no room for it
+                    self.service.space.forget()
+                    return [r or disk_full(recipients[i]) for i, r in enumerate(results)]
                 return [r or DeliveryResult(recipients[i], 451, "4.3.0", "Temporary failure, try again later")
                         for i, r in enumerate(results)]
         return [r or DeliveryResult(recipients[i], 250, "2.0.0", "Delivered")

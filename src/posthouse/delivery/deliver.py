@@ -17,7 +17,8 @@ from email.utils import formatdate
 
 from ..sieve.interpreter import FileInto, MessageFacts, Outcome, SieveRuntimeError, evaluate
 from ..sieve.script import SieveError, compile_script
-from ..store.api import MailboxExists, NoSuchMailbox, OverQuota, StoreError
+from ..store.api import DiskFull, MailboxExists, NoSuchMailbox, OverQuota, StoreError
+from ..store.space import is_disk_full
 from .recipients import Recipient, resolve
 
 log = logging.getLogger("posthouse.delivery")
@@ -47,6 +48,11 @@ def mailbox_full(recipient: Recipient, tempfail: bool) -> DeliveryResult:
     if tempfail:
         return DeliveryResult(recipient, 452, "4.2.2", "Mailbox full, try again later")
     return DeliveryResult(recipient, 552, "5.2.2", "Mailbox full")
+
+
+def disk_full(recipient: Recipient) -> DeliveryResult:
+    """No room to keep the message (store/space.py): the sender tries again later (RFC 3463 4.3.1)."""
+    return DeliveryResult(recipient, 452, "4.3.1", "Insufficient system storage, try again later")
 
 
 def trace_headers(mail_from: str, helo: str, peer: str, hostname: str, protocol: str, ident: str) -> bytes:
@@ -99,10 +105,15 @@ class Deliverer:
     async def deliver(self, raw: bytes, recipients: list[Recipient], mail_from: str = "",
                       direct: bool = False) -> list[DeliveryResult]:
         """direct: filed before the answer even if small (mail that a filing makes)."""
+        if not self.service.space.room_for(len(raw)):
+            # Refused before anything is answered: mail the store can't keep is never taken.
+            return [disk_full(r) for r in recipients]
         if not direct and self.arrivals is not None and self.arrivals.takes(raw):
             return await self.arrivals.accept(raw, recipients, mail_from)
         try:
             raw, parsed = await self.service.parse(raw)
+        except DiskFull:
+            return [disk_full(r) for r in recipients]
         except Exception:
             log.exception("delivery: the message could not be parsed")
             return [DeliveryResult(r, 451, "4.3.0", "Could not process the message") for r in recipients]
@@ -265,9 +276,13 @@ class Deliverer:
             return DeliveryResult(recipient, 451, "4.2.0", "The recipient has no INBOX")
         except OverQuota:
             return mailbox_full(recipient, self.config.quota_full_tempfail)
+        except DiskFull:
+            return disk_full(recipient)
         except StoreError as e:
             return DeliveryResult(recipient, 451, "4.3.0", str(e))
-        except Exception:
+        except Exception as e:
+            if is_disk_full(e):
+                return disk_full(recipient)
             log.exception("delivery to %s failed", recipient.address)
             return DeliveryResult(recipient, 451, "4.3.0", "Temporary failure, try again later")
         if not appended:

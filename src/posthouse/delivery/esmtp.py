@@ -35,6 +35,10 @@ _PLAIN_ADDRESS = re.compile(rf"[ \t]*<({_DOT_ATOM}(?:@{_DOT_ATOM})?)>(?:[ \t]+(?
 DATA_REFUSALS = ("500 Line too long (see RFC5321", "552 Error: Too much mail data")
 
 
+# No room on the disk for more mail (store/space.py): RFC 5321's 452, RFC 3463's 4.3.1.
+STORAGE_FULL = "452 4.3.1 Insufficient system storage, try again later"
+
+
 class Refusal(Exception):
     """An RCPT answered with this reply instead of being accepted."""
 
@@ -86,6 +90,9 @@ class DeliveryHandler:
         return kept + ["250-PIPELINING", "250-ENHANCEDSTATUSCODES", responses[-1]]
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if not self.service.space.room_for(declared_size(mail_options)):
+            # Said before the message is sent: the sender keeps it and tries again later.
+            return STORAGE_FULL
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         envelope.recipients = []

@@ -194,6 +194,10 @@ class Journal:
             # What was half written must not sit before the next record: start a new segment.
             os.close(self._fd)
             self._fd = None
+            if not segment.last:
+                # Nothing in it was ever answered: no file is left for it (on a full
+                # disk every refused message would otherwise leave one).
+                self.remove(segment)
             raise
         self._size += len(data)
         segment.last = batch[-1][1]

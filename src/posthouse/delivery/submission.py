@@ -20,9 +20,9 @@ import warnings
 from aiosmtpd.smtp import SMTP, AuthResult
 
 from ..auth.sasl import SaslError, decode_response, parse_plain
-from ..store.api import StoreError
+from ..store.api import DiskFull, StoreError
 from .deliver import new_ident, trace_headers
-from .esmtp import Listeners, Tuned, Refusal, over_tls, peer_address, received_protocol
+from .esmtp import STORAGE_FULL, Listeners, Tuned, Refusal, over_tls, peer_address, received_protocol
 from .smtp import SmtpHandler
 
 log = logging.getLogger("posthouse.submission")
@@ -140,8 +140,12 @@ class SubmissionHandler(SmtpHandler):
         raw = trace_headers(envelope.mail_from, session.host_name, peer_address(session), server.hostname,
                             received_protocol(server, session, authenticated=True), ident) + envelope.original_content
         if remote:
+            if not self.service.space.room_for(len(raw)):
+                return STORAGE_FULL
             try:
                 await self.queue.enqueue(user.id, envelope.mail_from or "", remote, raw)
+            except DiskFull:
+                return STORAGE_FULL
             except Exception:
                 log.exception("submission %s: could not queue the message", ident)
                 return "451 4.3.0 Could not queue the message; try again later"

@@ -30,6 +30,14 @@ class OverQuota(StoreError):
     code = "OVERQUOTA"
 
 
+class DiskFull(StoreError):
+    """No room left on the disk for the change (see store/space.py); the client may retry later."""
+    code = "LIMIT"
+
+    def __init__(self, text: str = "The server's disk is full; try again later"):
+        super().__init__(text)
+
+
 class NoSuchUser(StoreError):
     pass
 

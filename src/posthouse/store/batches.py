@@ -6,6 +6,8 @@ import asyncio
 import logging
 import time
 
+from .space import is_disk_full
+
 log = logging.getLogger("posthouse.store")
 
 
@@ -51,8 +53,11 @@ class BatchRunner:
 def _logged(work, on_failure):
     try:
         return work()
-    except Exception:
-        log.exception("deferred store work failed")
+    except Exception as e:
+        if is_disk_full(e):     # it waits for room; a traceback would tell no more
+            log.warning("deferred store work waits for room on the disk: %s", e)
+        else:
+            log.exception("deferred store work failed")
         return on_failure
 
 

@@ -22,10 +22,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from ..mime.message import ParsedMessage
-from .api import Store
+from .api import DiskFull, Store
 from .batches import BatchRunner, settle
 from .parsing import PROCESS_FROM, ParsePool
 from .process import StoreProcess
+from .space import FreeSpace, is_disk_full
 
 log = logging.getLogger("posthouse.store")
 
@@ -108,6 +109,8 @@ class StoreService:
     def __init__(self, store: Store, parse_processes: int = 0, store_process: bool = False):
         self.store = store
         self.hub = ChangeHub()
+        # Room on the disk for new mail (store/space.py); the server sets where and how much.
+        self.space = FreeSpace(None)
         # Writes (and short reads) in order, in group commits: in a process of
         # their own where the store can be opened again there, else on a thread.
         open_args = getattr(store, "open_args", None)
@@ -134,9 +137,21 @@ class StoreService:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._read_threads, _read, store, method, args)
         durable = method not in getattr(store, "LAZY", ()) and method not in getattr(store, "READS", ())
-        if self._db_process is not None:
-            return await self._db_process.submit(method, args, durable)
-        return await self._db_thread.submit(functools.partial(_call, self.store, method, args), durable)
+        try:
+            if self._db_process is not None:
+                return await self._db_process.submit(method, args, durable)
+            return await self._db_thread.submit(functools.partial(_call, self.store, method, args), durable)
+        except Exception as e:
+            self._raise_if_full(e)
+            raise
+
+    def _raise_if_full(self, error: Exception) -> None:
+        """A write that failed for want of room raises DiskFull, which the
+        protocols answer as a refusal to retry (452 4.3.1, NO [LIMIT])."""
+        if is_disk_full(error):
+            self.space.forget()
+            if not isinstance(error, DiskFull):
+                raise DiskFull() from error
 
     def send(self, method: str, *args, soon: bool = True) -> asyncio.Future:
         """A lazy change, sent now (soon=False: with the next call, or alone a
@@ -170,7 +185,11 @@ class StoreService:
         wants_file = getattr(self.store, "wants_file", None)
         if wants_file is not None and wants_file(raw):
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._io_threads, self.store.blobs.put, raw)
+            try:
+                await loop.run_in_executor(self._io_threads, self.store.blobs.put, raw)
+            except OSError as e:
+                self._raise_if_full(e)
+                raise
         return raw, parsed
 
     PARSED_BY_STORE_MAX = 8     # messages in one APPEND
@@ -256,7 +275,10 @@ class StoreService:
 
 def _log_failure(method: str, future: asyncio.Future) -> None:
     if not future.cancelled() and future.exception() is not None:
-        log.error("posted store call %s failed: %r", method, future.exception())
+        if is_disk_full(future.exception()):
+            log.warning("posted store call %s not done: no room on the disk", method)
+        else:
+            log.error("posted store call %s failed: %r", method, future.exception())
 
 
 def _call(store, method: str, args: tuple):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from ...store.api import NoSuchMailbox
+from ...store.api import DiskFull, NoSuchMailbox
 from ..args import format_uid_set, parse_datetime
 from ..errors import bad, no
 from ..protocol.tokens import Atom, ParenList, String
@@ -46,6 +46,8 @@ async def append(session, cmd):
         if isinstance(data, list):
             data, binary = await _catenate(session, data)
         messages.append((data, flags, when, binary))
+    if not session.ctx.service.space.room_for(sum(len(m[0]) for m in messages)):
+        raise DiskFull()    # NO [LIMIT]: nothing is stored that the disk has no room for
     results = await session.ctx.service.append(info.id, messages)
     uidset = format_uid_set([r.uid for r in results])
     return f"APPENDUID {results[0].uidvalidity} {uidset}", "APPEND completed"

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ...mime.decode import UnknownEncoding, decode_transfer
 from ...mime.sections import resolve, section_range, filter_header_fields
+from ...store.api import DiskFull
 from ..args import format_datetime
 from ..errors import bad, no
 from ..protocol.tokens import Atom, ParenList, ParseError
@@ -173,7 +174,10 @@ async def fetch_messages(session, positions, items: list[Item]):
         unseen = view.shared.unseen
         to_mark = [u for _s, u in targets if u in unseen]
         if to_mark:
-            events, _ = await service.change("store_flags", mailbox_id, to_mark, "add", frozenset({"\\Seen"}))
+            try:
+                events, _ = await service.change("store_flags", mailbox_id, to_mark, "add", frozenset({"\\Seen"}))
+            except DiskFull:
+                events = []     # no room to note \Seen: the message is read all the same
             marked = {e.uid for e in events}
             view.flag_changes.difference_update(marked)
     needs_bytes = any(i.needs_bytes for i in items)

@@ -1,7 +1,7 @@
 """CHECK, CLOSE, UNSELECT, EXPUNGE, COPY, MOVE."""
 from __future__ import annotations
 
-from ...store.api import NoSuchMailbox
+from ...store.api import DiskFull, NoSuchMailbox
 from ..args import format_uid_set
 from ..errors import bad, no
 
@@ -68,6 +68,8 @@ async def _copy_or_move(session, cmd, move: bool):
         if uids:
             raise no("Messages no longer exist", "EXPUNGEISSUED")
         return ("COPY" if not move else "MOVE") + " completed (no messages)"
+    if not move and not session.ctx.service.space.room_for():
+        raise DiskFull()    # NO [LIMIT]; a MOVE (to Trash, say) still works, to make room
     result = await session.ctx.service.change("copy", view.shared.id, live, target.id, move)
     code = f"COPYUID {result.uidvalidity} {format_uid_set(result.source_uids)} {format_uid_set(result.dest_uids)}"
     if move:

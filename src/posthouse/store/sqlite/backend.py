@@ -18,7 +18,7 @@ from ..api import (AppendResult, CopyResult, DeliveryFacts, FlagsChanged, IndexE
                    NoSuchMailbox, NoSuchUser, Outbound, OverQuota, Quota, SearchFields, Store, StoreError, User, UserExists)
 from ..blobs import BlobStore
 from ..parsing import normalize_and_parse
-from .schema import SCHEMA
+from .schema import create_schema
 
 log = logging.getLogger("posthouse.store")
 
@@ -68,6 +68,8 @@ class SQLiteStore(Store):
         self.open_args = {"data_dir": data_dir, "fsync": fsync, "inline_max": inline_max,
                           "quota_storage": quota_storage, "quota_messages": quota_messages}
         self.blobs = BlobStore(os.path.join(data_dir, "blobs"), fsync=fsync)
+        if swept := self.blobs.sweep_temporary():
+            log.info("removed %d temporary files left by writes that did not finish", swept)
         # Messages up to inline_max bytes live in the database: one fsync (the
         # commit's) makes them durable, where a file costs two more.
         self.inline_max = inline_max
@@ -84,7 +86,7 @@ class SQLiteStore(Store):
         if "body_text" in columns:
             raise StoreError(f"{data_dir} holds a store from an early development version of Posthouse; "
                              "move it aside and start with an empty data directory")
-        self.db.executescript(SCHEMA)
+        create_schema(self.db)
         # The limits of users who have none of their own (None: no limit).
         self.quota_defaults = (quota_storage, quota_messages)
         self._count_usage()

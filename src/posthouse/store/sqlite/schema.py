@@ -1,4 +1,9 @@
-"""The embedded store's SQLite schema."""
+"""The embedded store's SQLite schema.
+
+Opening a store that has it already writes nothing (every statement is
+IF NOT EXISTS, triggers are replaced only where they differ), so a store on
+a full disk still opens.
+"""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -115,12 +120,6 @@ CREATE TABLE IF NOT EXISTS text_pending (
     size INTEGER NOT NULL,     -- of text, in UTF-8 bytes: the backlog is bounded by bytes
     text TEXT NOT NULL         -- lower-cased, as body_text keeps it
 );
-DROP TRIGGER IF EXISTS blobs_gone;
-CREATE TRIGGER blobs_gone AFTER DELETE ON blobs BEGIN
-    INSERT OR IGNORE INTO text_garbage(id) VALUES (old.id);
-    DELETE FROM blob_bytes WHERE id = old.id;
-    DELETE FROM text_pending WHERE id = old.id;
-END;
 CREATE TABLE IF NOT EXISTS messages (
     mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
     uid INTEGER NOT NULL,
@@ -157,3 +156,21 @@ CREATE TABLE IF NOT EXISTS expunge_floor (
     modseq INTEGER NOT NULL
 );
 """
+
+# Triggers, each replaced where the store has an older version of it.
+TRIGGERS = {
+    "blobs_gone": """CREATE TRIGGER blobs_gone AFTER DELETE ON blobs BEGIN
+    INSERT OR IGNORE INTO text_garbage(id) VALUES (old.id);
+    DELETE FROM blob_bytes WHERE id = old.id;
+    DELETE FROM text_pending WHERE id = old.id;
+END""",
+}
+
+
+def create_schema(db) -> None:
+    """Make the tables and triggers that are missing, or out of date."""
+    db.executescript(SCHEMA)
+    for name, sql in TRIGGERS.items():
+        row = db.execute("SELECT sql FROM sqlite_master WHERE type='trigger' AND name=?", (name,)).fetchone()
+        if row is None or row[0] != sql:
+            db.executescript(f"BEGIN IMMEDIATE; DROP TRIGGER IF EXISTS {name}; {sql}; COMMIT;")
