@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from .imaptest_format import (MUST, MUST_NOT, Atom, Group, Literal, MboxSource, NeedMore,
                               ParseError, Script, ScriptError, String, args_to_str, list_scripts,
-                              parse_args, parse_script)
+                              nul_in_string, parse_args, parse_script)
 from .imaptest_match import FULL, MatchError, Variables, upper
 
 REPLY_TIMEOUT = 15.0
@@ -121,9 +121,12 @@ class Connection:
         if raw is None:
             return None
         try:
-            return parse_args(raw)
+            args = parse_args(raw)
         except (ParseError, NeedMore) as e:
             raise TestFailed(f"cannot parse the server's reply ({e}): {raw[:300]!r}") from None
+        if nul_in_string(args):
+            raise TestFailed(f"NUL in a string or {{n}} literal (only ~{{n}} may hold one): {raw[:300]!r}")
+        return args
 
     def send(self, tag: str, command: bytes) -> None:
         self.writer.write(tag.encode() + b" " + command + b"\r\n")
