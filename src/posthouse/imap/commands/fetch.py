@@ -361,7 +361,10 @@ def _apply_partial(data: bytes, partial) -> bytes:
 async def _body_section(session, msg, item, label: bytes):
     span = section_range(msg.parts, item.numbers, item.keyword)
     if span is None:
-        return label + b"NIL"
+        # A section the message lacks (1.TEXT of a non-message part, 3.HEADER of
+        # two parts): an empty string, as Dovecot and James give; clients that
+        # read a body section as a string choke on NIL.
+        return label + b'""'
     start, end = span
     if item.fields is not None:
         block = await _read(session, msg, start, end)
