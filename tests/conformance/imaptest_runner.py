@@ -81,6 +81,7 @@ class Connection:
         self.greeting: list = []
         self.seen_bye = False
         self.closed = False
+        self.flags: set[str] | None = None   # the last FLAGS response, upper-cased
 
     async def connect(self, host: str, port: int) -> None:
         self.reader, self.writer = await asyncio.open_connection(host, port, limit=1 << 24)
@@ -150,9 +151,11 @@ class Connection:
                 return args[1:]
 
     def track(self, args: list) -> None:
-        """The little mailbox state a client must keep: message count, BYE, capabilities."""
+        """The little mailbox state a client must keep: message count, FLAGS, BYE, capabilities."""
         if len(args) >= 2 and isinstance(args[0], Atom) and args[0].isdigit():
             num, what = int(args[0]), upper(str(args[1]))
+            if what == "FETCH" and len(args) > 2 and isinstance(args[2], list):
+                self._check_keywords(args[2])
             if what == "EXISTS":
                 if num < self.messages:
                     raise TestFailed(f"message count dropped {self.messages} -> {num}")
@@ -169,6 +172,8 @@ class Connection:
                 self.messages = max(0, self.messages - _set_size(str(rest[0])))
         elif args and upper(str(args[0])) == "BYE":
             self.seen_bye = True
+        elif len(args) >= 2 and upper(str(args[0])) == "FLAGS" and isinstance(args[1], list):
+            self.flags = {upper(str(f)) for f in args[1]}
         elif args and upper(str(args[0])) == "CAPABILITY":
             self.capabilities = [str(a) for a in args[1:]]
         elif args and upper(str(args[0])) == "OK" and len(args) > 1 and upper(str(args[1])) == "[CAPABILITY":
@@ -178,6 +183,16 @@ class Connection:
                 if str(a).endswith("]"):
                     break
             self.capabilities = words
+
+    def _check_keywords(self, items: list) -> None:
+        """As imaptest's "Keyword used without being in FLAGS": a keyword may appear in
+        FETCH FLAGS only once a FLAGS response has announced it (RFC 9051 7.3.5)."""
+        for name, value in zip(items[0::2], items[1::2]):
+            if upper(str(name)) != "FLAGS" or not isinstance(value, list) or self.flags is None:
+                continue
+            for flag in value:
+                if not str(flag).startswith("\\") and upper(str(flag)) not in self.flags:
+                    raise TestFailed(f"Error: Keyword used without being in FLAGS: {flag}")
 
     def close(self) -> None:
         if hasattr(self, "writer"):

@@ -9,7 +9,7 @@ import pytest
 
 from .imaptest_format import Atom, ScriptError, nul_in_string, parse_args, parse_script, parse_untagged
 from .imaptest_match import FULL, Variables
-from .imaptest_runner import Account, run_script
+from .imaptest_runner import Account, Connection, TestFailed, run_script
 
 
 def match(pattern: str, reply: str, variables: Variables | None = None) -> bool:
@@ -114,3 +114,13 @@ def test_a_wrong_expectation_fails(server, tmp_path):
         result = asyncio.run(run_script(parse_script(str(script), str(mbox)), server.host, server.port,
                                         [Account(*user)]))
         assert result[0] == want, (body, result)
+
+
+def test_a_keyword_before_its_flags_response_fails():
+    conn = Connection(0, Account("u", "p"), "127.0.0.1")
+    conn.track(parse_args(b"FLAGS (\\Seen $a)\r\n"))
+    conn.track(parse_args(b"1 FETCH (FLAGS (\\Seen $A) UID 3)\r\n"))
+    with pytest.raises(TestFailed, match="Keyword used without being in FLAGS"):
+        conn.track(parse_args(b"1 FETCH (UID 3 FLAGS ($b))\r\n"))
+    conn.track(parse_args(b"FLAGS ($a $b)\r\n"))
+    conn.track(parse_args(b"1 FETCH (UID 3 FLAGS ($b))\r\n"))

@@ -7,11 +7,13 @@ MULTI = (b"From: a@example.com\r\nSubject: parts\r\nContent-Type: multipart/mixe
          b"--B\r\nContent-Type: text/plain\r\n\r\none\r\n--B\r\nContent-Type: text/plain\r\n\r\ntwo\r\n--B--\r\n")
 
 
-def _append(raw, mailbox: bytes, message: bytes, flags: bytes = b"", binary: bool = False) -> None:
+def _append(raw, mailbox: bytes, message: bytes, flags: bytes = b"", binary: bool = False) -> list[bytes]:
     head = b"~{%d+}" if binary else b"{%d+}"
     flag_text = b"(" + flags + b") " if flags else b""
     raw.send(b"a APPEND " + mailbox + b" " + flag_text + head % len(message) + b"\r\n" + message + b"\r\n")
-    assert raw.read_until_tag("a")[-1].startswith(b"a OK")
+    lines = raw.read_until_tag("a")
+    assert lines[-1].startswith(b"a OK")
+    return lines
 
 
 def test_a_section_the_message_lacks_is_an_empty_string(raw):
@@ -37,3 +39,53 @@ def test_binary_append_with_nul_is_fetched_encoded_and_described_alike(raw):
     assert b"BODY[] {%d}" % size in flat
     flat = b"".join(raw.cmd("g", "FETCH 1 (BINARY.PEEK[1] BINARY.SIZE[1])"))
     assert b"BINARY[1] ~{7}\r\n" + payload in flat and b"BINARY.SIZE[1] 7" in flat
+
+
+class FlagsWatcher:
+    """What imaptest checks of every session: a keyword in FETCH FLAGS only after a
+    FLAGS response has announced it (RFC 9051 7.3.5)."""
+
+    def __init__(self):
+        self.announced: set[str] = set()
+
+    def check(self, lines: list[bytes]) -> list[bytes]:
+        for line in lines:
+            m = re.match(rb"\* FLAGS \(([^)]*)\)", line)
+            if m:
+                self.announced = set(m.group(1).lower().split())
+                continue
+            m = re.match(rb"\* \d+ FETCH .*FLAGS \(([^)]*)\)", line)
+            if m:
+                for flag in m.group(1).lower().split():
+                    assert flag.startswith(b"\\") or flag in self.announced, (flag, lines)
+        return lines
+
+
+def test_a_new_keyword_is_announced_before_any_fetch_shows_it(raw_pair):
+    a, b = raw_pair
+    _append(a, b"INBOX", b"Subject: one\r\n\r\nx\r\n")
+    assert a.cmd("c", "CREATE Other")[-1].startswith(b"c OK")
+    wa, wb = FlagsWatcher(), FlagsWatcher()
+    wa.check(a.cmd("s", "SELECT INBOX"))
+    wb.check(b.cmd("s", "SELECT INBOX"))
+    # STORE by this session: its own FETCH answer comes after FLAGS.
+    lines = wa.check(a.cmd("t", "STORE 1 +FLAGS ($first)"))
+    assert any(line.startswith(b"* FLAGS") for line in lines)
+    # The other session learns of it by NOOP, and by a FETCH before any NOOP.
+    wb.check(b.cmd("n", "NOOP"))
+    wa.check(a.cmd("t", "STORE 1 +FLAGS ($second)"))
+    lines = wb.check(b.cmd("f", "FETCH 1 FLAGS"))
+    assert any(b"$second" in line for line in lines if line.startswith(b"* FLAGS"))
+    # APPEND with a new keyword into the selected mailbox, then FETCH.
+    wa.check(_append(a, b"INBOX", b"Subject: two\r\n\r\ny\r\n", flags=b"$third"))
+    wa.check(a.cmd("f", "FETCH 1:* FLAGS"))
+    wb.check(b.cmd("f", "FETCH 1:* FLAGS"))
+    # COPY and MOVE into a mailbox another session has selected.
+    wb.check(b.cmd("s", "SELECT Other"))
+    wa.check(a.cmd("t", "STORE 1 +FLAGS ($fourth)"))
+    wa.check(a.cmd("c", "COPY 1 Other"))
+    wb.check(b.cmd("n", "NOOP"))
+    wa.check(a.cmd("t", "STORE 2 +FLAGS ($fifth)"))
+    wa.check(a.cmd("m", "MOVE 2 Other"))
+    lines = wb.check(b.cmd("f", "FETCH 1:* FLAGS"))
+    assert sum(1 for line in lines if b" FETCH " in line) == 2
