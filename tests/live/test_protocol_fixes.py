@@ -89,3 +89,26 @@ def test_a_new_keyword_is_announced_before_any_fetch_shows_it(raw_pair):
     wa.check(a.cmd("m", "MOVE 2 Other"))
     lines = wb.check(b.cmd("f", "FETCH 1:* FLAGS"))
     assert sum(1 for line in lines if b" FETCH " in line) == 2
+
+
+def test_savedate_fetch_and_search(raw):
+    assert b" SAVEDATE" in b"".join(raw.cmd("c", "CAPABILITY"))
+    raw.send(b'a APPEND INBOX "01-Jan-2001 00:00:00 +0000" {20+}\r\nSubject: old\r\n\r\nbody\r\n')
+    assert raw.read_until_tag("a")[-1].startswith(b"a OK")
+    assert raw.cmd("c", "CREATE Later")[-1].startswith(b"c OK")
+    raw.cmd("s", "SELECT INBOX")
+    line = raw.cmd("f", "FETCH 1 (INTERNALDATE SAVEDATE)")[0]
+    m = re.search(rb'SAVEDATE "(\d\d-\w{3}-(\d{4}) [^"]+)"', line)
+    assert m and b'INTERNALDATE "01-Jan-2001 00:00:00 +0000"' in line
+    assert int(m.group(2)) >= 2020          # saved now, not at the internal date
+    # Saved after 2020, though its internal date is 2001.
+    assert raw.cmd("s", "SEARCH SAVEDSINCE 1-Jan-2020")[0] == b"* SEARCH 1\r\n"
+    assert raw.cmd("s", "SEARCH SAVEDBEFORE 1-Jan-2020")[0] == b"* SEARCH\r\n"
+    assert raw.cmd("s", "SEARCH BEFORE 1-Jan-2020")[0] == b"* SEARCH 1\r\n"
+    assert raw.cmd("s", "SEARCH SAVEDATESUPPORTED")[0] == b"* SEARCH 1\r\n"
+    assert raw.cmd("s", "SEARCH NOT SAVEDON 1-Jan-2001")[0] == b"* SEARCH 1\r\n"
+    # A copy is saved into its new mailbox anew (with its own save date).
+    assert raw.cmd("c", "COPY 1 Later")[-1].startswith(b"c OK")
+    raw.cmd("s", "SELECT Later")
+    assert b"SAVEDATE \"" in raw.cmd("f", "FETCH 1 SAVEDATE")[0]
+    assert raw.cmd("b", "FETCH 1 SAVEDATEX")[-1].startswith(b"b BAD")
