@@ -1,7 +1,7 @@
 """Render ENVELOPE, BODY and BODYSTRUCTURE as IMAP bytes, once, at arrival."""
 from __future__ import annotations
 
-from ..imap.protocol.writer import nstring, paren
+from .imapstrings import nstring, paren
 from .address import parsed_addresses
 from .headers import HeaderBlock, raw_text
 from .structure import Part, parse_params
