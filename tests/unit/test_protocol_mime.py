@@ -48,3 +48,11 @@ def test_text_without_charset_gets_the_rfc2045_default():
     assert b'("charset" "utf-8")' in parsed.bodystructure
     parsed = parse_message(b"Content-Type: application/pdf\r\n\r\nhi\r\n")
     assert b'"application" "pdf" NIL' in parsed.bodystructure
+
+
+def test_delivered_mail_with_a_nul_is_stored_without_it_too():
+    raw = b"Subject: x\nContent-Type: application/x-bin\n\n\x00\x01\n"
+    stored, parsed = normalize_and_parse(raw)
+    assert b"\x00" not in stored and b'"BASE64"' in parsed.bodystructure
+    plain = b"Subject: y\r\n\r\nno nul here\r\n"
+    assert normalize_and_parse(plain)[0] == plain
