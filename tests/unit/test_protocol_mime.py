@@ -56,3 +56,16 @@ def test_delivered_mail_with_a_nul_is_stored_without_it_too():
     assert b"\x00" not in stored and b'"BASE64"' in parsed.bodystructure
     plain = b"Subject: y\r\n\r\nno nul here\r\n"
     assert normalize_and_parse(plain)[0] == plain
+
+
+def test_nul_encoding_survives_garbage():
+    import random
+    rng = random.Random(20)
+    pieces = [b"\x00", b"\r\n", b"\n", b"--B", b"--B--", b"Content-Type: multipart/mixed; boundary=B",
+              b"Content-Type: message/rfc822", b"Content-Transfer-Encoding: binary", b": ", b"x", b"\xff"]
+    for _ in range(300):
+        raw = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 40)))
+        stored = encode_nul_parts(raw)
+        parse_message(stored)
+        if b"\x00" not in raw:
+            assert stored == raw
