@@ -25,6 +25,10 @@ class Literal(String):
     """A literal: told apart from a quoted string only where APPEND needs it."""
 
 
+class Literal8(Literal):
+    """A ~{n} literal (RFC 3516): the only string that may hold a NUL."""
+
+
 class _Nil:
     def __repr__(self):
         return "NIL"
@@ -89,7 +93,8 @@ def parse_args(data: bytes) -> list:
             start = m.end()
             if start + size > n:
                 raise NeedMore()
-            stack[-1].append(Literal(data[start:start + size].decode("latin-1")))
+            kind = Literal8 if c == 0x7E else Literal
+            stack[-1].append(kind(data[start:start + size].decode("latin-1")))
             pos = start + size
         else:
             end = pos
@@ -121,6 +126,18 @@ def args_to_str(args) -> str:
 
 def is_astring(arg) -> bool:
     return isinstance(arg, str)
+
+
+def nul_in_string(args) -> bool:
+    """Whether a quoted string or {n} literal holds a NUL, which RFC 9051 forbids
+    (CHAR8 is %x01-ff); only a ~{n} literal8 may."""
+    for arg in args:
+        if isinstance(arg, list):
+            if nul_in_string(arg):
+                return True
+        elif isinstance(arg, String) and not isinstance(arg, Literal8) and "\0" in arg:
+            return True
+    return False
 
 
 # --- scripts --------------------------------------------------------------------------------
@@ -163,7 +180,9 @@ class Script:
     mbox: str
     capabilities: list[str] = field(default_factory=list)
     connections: int = 1
-    messages: int | None = None   # None: every message in the mbox
+    # None: every message in the mbox ("messages: all"). Without the header imaptest
+    # appends none (its parser starts message_count at 0; FORMAT.md says "all").
+    messages: int | None = 0
     state: str = "selected"
     ignore_extra_untagged: bool = True
     users: dict[int, str] = field(default_factory=dict)

@@ -13,6 +13,14 @@ def upper(text: str) -> str:
     return text.translate(_UPPER)
 
 
+def c_string(text: str) -> str:
+    """The string as imaptest's C code sees it: up to its first NUL. imaptest keeps
+    every parsed string NUL-terminated, so it compares literals only that far; a
+    "banned" reply whose literal starts with a NUL bans every such literal."""
+    nul = text.find("\0")
+    return text if nul < 0 else text[:nul]
+
+
 def _is_var_char(ch: str) -> bool:
     return ch.isascii() and (ch.isalnum() or ch == "_")
 
@@ -197,6 +205,7 @@ class Variables:
                 else:
                     if not is_astring(arg):
                         return done
+                    pat, arg = c_string(pat), c_string(arg)
                     expanded, icase = self.expand_input(pat, arg)
                     if expanded is None:
                         return done

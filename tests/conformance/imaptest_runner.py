@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from .imaptest_format import (MUST, MUST_NOT, Atom, Group, Literal, MboxSource, NeedMore,
                               ParseError, Script, ScriptError, String, args_to_str, list_scripts,
-                              parse_args, parse_script)
+                              nul_in_string, parse_args, parse_script)
 from .imaptest_match import FULL, MatchError, Variables, upper
 
 REPLY_TIMEOUT = 15.0
@@ -81,6 +81,7 @@ class Connection:
         self.greeting: list = []
         self.seen_bye = False
         self.closed = False
+        self.flags: set[str] | None = None   # the last FLAGS response, upper-cased
 
     async def connect(self, host: str, port: int) -> None:
         self.reader, self.writer = await asyncio.open_connection(host, port, limit=1 << 24)
@@ -121,9 +122,12 @@ class Connection:
         if raw is None:
             return None
         try:
-            return parse_args(raw)
+            args = parse_args(raw)
         except (ParseError, NeedMore) as e:
             raise TestFailed(f"cannot parse the server's reply ({e}): {raw[:300]!r}") from None
+        if nul_in_string(args):
+            raise TestFailed(f"NUL in a string or {{n}} literal (only ~{{n}} may hold one): {raw[:300]!r}")
+        return args
 
     def send(self, tag: str, command: bytes) -> None:
         self.writer.write(tag.encode() + b" " + command + b"\r\n")
@@ -147,9 +151,11 @@ class Connection:
                 return args[1:]
 
     def track(self, args: list) -> None:
-        """The little mailbox state a client must keep: message count, BYE, capabilities."""
+        """The little mailbox state a client must keep: message count, FLAGS, BYE, capabilities."""
         if len(args) >= 2 and isinstance(args[0], Atom) and args[0].isdigit():
             num, what = int(args[0]), upper(str(args[1]))
+            if what == "FETCH" and len(args) > 2 and isinstance(args[2], list):
+                self._check_keywords(args[2])
             if what == "EXISTS":
                 if num < self.messages:
                     raise TestFailed(f"message count dropped {self.messages} -> {num}")
@@ -166,6 +172,8 @@ class Connection:
                 self.messages = max(0, self.messages - _set_size(str(rest[0])))
         elif args and upper(str(args[0])) == "BYE":
             self.seen_bye = True
+        elif len(args) >= 2 and upper(str(args[0])) == "FLAGS" and isinstance(args[1], list):
+            self.flags = {upper(str(f)) for f in args[1]}
         elif args and upper(str(args[0])) == "CAPABILITY":
             self.capabilities = [str(a) for a in args[1:]]
         elif args and upper(str(args[0])) == "OK" and len(args) > 1 and upper(str(args[1])) == "[CAPABILITY":
@@ -175,6 +183,16 @@ class Connection:
                 if str(a).endswith("]"):
                     break
             self.capabilities = words
+
+    def _check_keywords(self, items: list) -> None:
+        """As imaptest's "Keyword used without being in FLAGS": a keyword may appear in
+        FETCH FLAGS only once a FLAGS response has announced it (RFC 9051 7.3.5)."""
+        for name, value in zip(items[0::2], items[1::2]):
+            if upper(str(name)) != "FLAGS" or not isinstance(value, list) or self.flags is None:
+                continue
+            for flag in value:
+                if not str(flag).startswith("\\") and upper(str(flag)) not in self.flags:
+                    raise TestFailed(f"Error: Keyword used without being in FLAGS: {flag}")
 
     def close(self) -> None:
         if hasattr(self, "writer"):

@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from .imaptest_format import Atom, ScriptError, parse_args, parse_script, parse_untagged
+from .imaptest_format import Atom, ScriptError, nul_in_string, parse_args, parse_script, parse_untagged
 from .imaptest_match import FULL, Variables
-from .imaptest_runner import Account, run_script
+from .imaptest_runner import Account, Connection, TestFailed, run_script
 
 
 def match(pattern: str, reply: str, variables: Variables | None = None) -> bool:
@@ -77,6 +77,27 @@ def test_parse_args_handles_literals_and_lists():
     assert args[4] == 'q"s' and not isinstance(args[4], Atom)
 
 
+def test_literals_compare_as_imaptest_does_up_to_a_nul():
+    # imaptest's strings are C strings: a "banned" literal starting with NUL bans
+    # every literal starting with NUL, whatever follows (append-binary relies on it).
+    assert match("1 fetch (body[1] {4}\r\n\0-xy)", "1 FETCH (BODY[1] {3}\r\n\0ab)")
+    assert not match('1 fetch (body[1] "abc")', "1 FETCH (BODY[1] {4}\r\nab\0c)")
+
+
+def test_a_nul_outside_a_literal8_fails_the_reply():
+    args = parse_args(b"* 1 FETCH (BINARY[1] ~{2}\r\n\0a)\r\n")
+    assert not nul_in_string(args)
+    assert nul_in_string(parse_args(b"* 1 FETCH (BODY[1] {2}\r\n\0a)\r\n"))
+
+
+def test_without_a_messages_header_nothing_is_appended(tmp_path):
+    script = tmp_path / "s"
+    script.write_text("state: selected\n\nok noop\n")
+    assert parse_script(str(script), str(script) + ".mbox").messages == 0
+    script.write_text("messages: all\n\nok noop\n")
+    assert parse_script(str(script), str(script) + ".mbox").messages is None
+
+
 def test_a_wrong_expectation_fails(server, tmp_path):
     if not os.path.exists(os.path.join(os.path.dirname(__file__), "known_failures.txt")):
         pytest.skip("runner data missing")
@@ -93,3 +114,13 @@ def test_a_wrong_expectation_fails(server, tmp_path):
         result = asyncio.run(run_script(parse_script(str(script), str(mbox)), server.host, server.port,
                                         [Account(*user)]))
         assert result[0] == want, (body, result)
+
+
+def test_a_keyword_before_its_flags_response_fails():
+    conn = Connection(0, Account("u", "p"), "127.0.0.1")
+    conn.track(parse_args(b"FLAGS (\\Seen $a)\r\n"))
+    conn.track(parse_args(b"1 FETCH (FLAGS (\\Seen $A) UID 3)\r\n"))
+    with pytest.raises(TestFailed, match="Keyword used without being in FLAGS"):
+        conn.track(parse_args(b"1 FETCH (UID 3 FLAGS ($b))\r\n"))
+    conn.track(parse_args(b"FLAGS ($a $b)\r\n"))
+    conn.track(parse_args(b"1 FETCH (UID 3 FLAGS ($b))\r\n"))

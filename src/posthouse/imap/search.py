@@ -23,6 +23,9 @@ _ADDRESS_KEYS = {"FROM": "from_", "TO": "to", "CC": "cc", "BCC": "bcc", "SUBJECT
 _DATE_KEYS = {"BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE"}
 # Keys answered by the store (one call per key for all messages), not from memory.
 _STORE_KEYS = {"field", "body", "text", "header", "sentbefore", "senton", "sentsince"}
+# RFC 8514: the save date is kept by the store, not in the in-memory index.
+_SAVED_KEYS = {"SAVEDBEFORE": "before", "SAVEDON": "on", "SAVEDSINCE": "since"}
+_STORE_KEYS = _STORE_KEYS | {"saved" + op for op in _SAVED_KEYS.values()}
 
 
 def _string(args: ArgReader) -> str:
@@ -61,6 +64,10 @@ def parse_key(args: ArgReader):
         return (key.lower(), args.number("size"))
     if key in _DATE_KEYS:
         return (key.lower(), parse_date(_string(args)))
+    if key in _SAVED_KEYS:
+        return ("saved" + _SAVED_KEYS[key], parse_date(_string(args)))
+    if key == "SAVEDATESUPPORTED":
+        return ("all",)     # every mailbox here keeps save dates
     if key in _ADDRESS_KEYS:
         return ("field", _ADDRESS_KEYS[key], _string(args))
     if key == "HEADER":
@@ -267,6 +274,9 @@ class Evaluator:
         headers = None
         if any(n[0] in ("header", "text") for n in nodes):
             headers = await self._header_blocks(uids)
+        saved = None
+        if any(n[0].startswith("saved") for n in nodes):
+            saved = await service.call("save_dates", mailbox_id)   # uid -> save date or None
         for n in nodes:
             kind = n[0]
             if kind == "field":
@@ -274,6 +284,11 @@ class Evaluator:
                 self.store_sets[id(n)] = await service.call("search_field", mailbox_id, None, n[1], n[2])
             elif kind in ("sentbefore", "senton", "sentsince"):
                 self.store_sets[id(n)] = {u for u, f in fields.items() if _date_cmp(kind[4:], _sent_day(f), n[1])}
+            elif kind.startswith("saved"):
+                # A message saved before save dates were kept is taken at its internal
+                # date, as RFC 8514 does for a mailbox without them.
+                self.store_sets[id(n)] = {u for u, when in saved.items()
+                                          if _date_cmp(kind[5:], self._saved_day(u, when), n[1])}
             elif kind == "body":
                 self.store_sets[id(n)] = await service.call("search_body", mailbox_id, None, n[1])
             elif kind == "text":
@@ -304,6 +319,9 @@ class Evaluator:
                 text = decode_words(raw_text(block)).casefold()
                 out[uid] = (HeaderBlock(block), text)
         return out
+
+    def _saved_day(self, uid, when):
+        return _utc_date(when) if when is not None else self._idate(uid)
 
     def _idate(self, uid):
         e = self.view.entry(uid)

@@ -211,7 +211,14 @@ class Session:
         self.conn.write(self.view.shared.flags_responses(self.view.readonly))
 
     def format_flags(self, uid: int) -> str:
-        flags = sorted(self.view.flags(uid))
+        view = self.view
+        if len(view.shared.keywords) != len(view.known_keywords):
+            # Every FETCH FLAGS goes through here: a keyword the client has not
+            # been told of gets FLAGS and PERMANENTFLAGS first (RFC 9051 7.3.5),
+            # whoever set it (this STORE/APPEND/COPY, or another session).
+            view.known_keywords = set(view.shared.keywords)
+            self.flags_responses()
+        flags = sorted(view.flags(uid))
         if not self.rev2 and uid in self.view.recent:
             flags.append("\\Recent")
         return "(" + " ".join(flags) + ")"

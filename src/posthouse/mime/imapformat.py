@@ -1,7 +1,7 @@
 """Render ENVELOPE, BODY and BODYSTRUCTURE as IMAP bytes, once, at arrival."""
 from __future__ import annotations
 
-from ..imap.protocol.writer import nstring, paren
+from .imapstrings import nstring, paren
 from .address import parsed_addresses
 from .headers import HeaderBlock, raw_text
 from .structure import Part, parse_params
@@ -87,8 +87,10 @@ def body_structure(raw: bytes, part: Part, extended: bool) -> bytes:
     h = part.headers
     enc = h.text("content-transfer-encoding")
     params = part.params
-    if not params and part.mtype.lower() == "text" and h.first("content-type") is None:
-        params = [("charset", "us-ascii")]
+    if part.mtype.lower() == "text" and not any(k.lower() == "charset" for k, _ in params):
+        # RFC 2045 5.2 / RFC 2046 4.1.2: text without a charset is us-ascii; said
+        # explicitly (as Dovecot does), after any other parameters.
+        params = params + [("charset", "us-ascii")]
     items = [_s(part.mtype), _s(part.stype), _params(params),
              _s(h.text("content-id") or None), _s(h.text("content-description") or None),
              _s((enc or "7bit").upper()), b"%d" % (part.end - part.bstart)]

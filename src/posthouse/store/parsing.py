@@ -16,6 +16,7 @@ import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
+from ..mime.binary import encode_nul_parts
 from ..mime.message import ParsedMessage, normalize_newlines, parse_message
 
 log = logging.getLogger("posthouse.store")
@@ -29,6 +30,9 @@ PROCESS_FROM = 64 * 1024
 def normalize_and_parse(raw: bytes, binary: bool = False) -> tuple[bytes, ParsedMessage]:
     if not binary:
         raw = normalize_newlines(raw)
+    # A NUL can't go out in an ordinary literal: a part holding one (a ~{n} APPEND,
+    # or mail delivered with one) is stored base64 (RFC 3516 4); BINARY decodes it.
+    raw = encode_nul_parts(raw)
     return raw, parse_message(raw)
 
 

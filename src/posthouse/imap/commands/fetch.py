@@ -19,7 +19,7 @@ _MACROS = {
     "FULL": ["FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY"],
 }
 _SIMPLE = {"UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY", "BODYSTRUCTURE",
-           "RFC822", "RFC822.HEADER", "RFC822.TEXT", "MODSEQ"}
+           "RFC822", "RFC822.HEADER", "RFC822.TEXT", "MODSEQ", "SAVEDATE"}
 # Items answered from the shared in-memory index, without the store.
 _INDEX_ONLY = {"UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "MODSEQ"}
 _SECTION_ATT = re.compile(r"^(BODY|BODY\.PEEK|BINARY|BINARY\.PEEK|BINARY\.SIZE)\[(.*)\](?:<(\d+)(?:\.(\d+))?>)?$",
@@ -43,7 +43,7 @@ class Item:
 
     @property
     def needs_bytes(self) -> bool:
-        return self.needs_data and self.name not in ("ENVELOPE", "BODYSTRUCTURE") and not (
+        return self.needs_data and self.name not in ("ENVELOPE", "BODYSTRUCTURE", "SAVEDATE") and not (
             self.name == "BODY" and self.numbers is None)
 
 
@@ -187,13 +187,15 @@ async def fetch_messages(session, positions, items: list[Item]):
     for start in range(0, len(targets), step):
         batch = targets[start:start + step]
         data = await service.call("message_data", mailbox_id, [u for _s, u in batch], needs_bytes)
+        saved = (await service.call("save_dates", mailbox_id, [u for _s, u in batch])
+                 if any(i.name == "SAVEDATE" for i in items) else {})
         for seq, uid in batch:
             msg = data.get(uid)
             if msg is None:
                 missing = True
                 continue
             try:
-                out = await _render(session, uid, msg, items, marked)
+                out = await _render(session, uid, msg, items, marked, saved)
             except FileNotFoundError:
                 missing = True
                 continue
@@ -274,7 +276,7 @@ def _flag_renderer(session, view):
     return flag_text
 
 
-async def _render(session, uid, msg, items, marked) -> list[bytes]:
+async def _render(session, uid, msg, items, marked, saved=None) -> list[bytes]:
     view = session.view
     entry = view.entry(uid)
     out: list[bytes] = []
@@ -295,6 +297,10 @@ async def _render(session, uid, msg, items, marked) -> list[bytes]:
             out.append(f'INTERNALDATE "{format_datetime(idate)}"'.encode())
         elif name == "RFC822.SIZE":
             out.append(b"RFC822.SIZE %d" % (entry.size if entry else msg.size))
+        elif name == "SAVEDATE":
+            # RFC 8514: NIL for a message stored before save dates were kept.
+            when = (saved or {}).get(uid)
+            out.append(b"SAVEDATE NIL" if when is None else f'SAVEDATE "{format_datetime(when)}"'.encode())
         elif name == "ENVELOPE":
             out.append(b"ENVELOPE " + msg.envelope)
         elif name == "BODY" and item.numbers is None:
@@ -365,7 +371,10 @@ def _apply_partial(data: bytes, partial) -> bytes:
 async def _body_section(session, msg, item, label: bytes):
     span = section_range(msg.parts, item.numbers, item.keyword)
     if span is None:
-        return label + b"NIL"
+        # A section the message lacks (1.TEXT of a non-message part, 3.HEADER of
+        # two parts): an empty string, as Dovecot and James give; clients that
+        # read a body section as a string choke on NIL.
+        return label + b'""'
     start, end = span
     if item.fields is not None:
         block = await _read(session, msg, start, end)

@@ -18,7 +18,7 @@ from ..api import (AppendResult, CopyResult, DeliveryFacts, FlagsChanged, IndexE
                    NoSuchMailbox, NoSuchUser, Outbound, OverQuota, Quota, SearchFields, Store, StoreError, User, UserExists)
 from ..blobs import BlobStore
 from ..parsing import normalize_and_parse
-from .schema import create_schema
+from .schema import create_schema, upgrade
 
 log = logging.getLogger("posthouse.store")
 
@@ -50,7 +50,7 @@ class SQLiteStore(Store):
                        "search_field", "thread_data", "vanished_since", "urlauth_key",
                        "read_blob", "get_quota", "active_script", "delivery_facts", "get_script",
                        "list_scripts", "due_outbound", "next_outbound_time", "filed_arrivals",
-                       "last_filed_arrival"})
+                       "last_filed_arrival", "save_dates"})
     # Reads by a unique key, cheaper than the hop to the database thread and
     # back (~100 us): the caller runs them on a read connection of its own.
     QUICK = frozenset({"get_user", "user_by_id", "get_mailbox", "get_quota", "active_script", "delivery_facts"})
@@ -59,7 +59,7 @@ class SQLiteStore(Store):
     # database thread: handing results back from more threads costs more in
     # GIL waits than it saves, measured on the mixed load.)
     LONG_READS = frozenset({"load_index", "search_fields", "search_field", "search_body", "sort_data",
-                            "thread_data", "vanished_since", "message_data"})
+                            "thread_data", "vanished_since", "message_data", "save_dates"})
 
     def __init__(self, data_dir: str, fsync: bool = True, inline_max: int = 128 * 1024,
                  quota_storage: int | None = None, quota_messages: int | None = None):
@@ -87,6 +87,7 @@ class SQLiteStore(Store):
             raise StoreError(f"{data_dir} holds a store from an early development version of Posthouse; "
                              "move it aside and start with an empty data directory")
         create_schema(self.db)
+        upgrade(self.db)
         # The limits of users who have none of their own (None: no limit).
         self.quota_defaults = (quota_storage, quota_messages)
         self._count_usage()
@@ -702,8 +703,8 @@ class SQLiteStore(Store):
             results = []
             for i, ((raw, parsed, flags, idate), blob_id) in enumerate(zip(items, blob_ids)):
                 uid = first + i
-                self.db.execute("INSERT INTO messages VALUES (?,?,?,?,?,?)",
-                                (mailbox_id, uid, blob_id, modseq, _flags_text(flags), idate))
+                self.db.execute("INSERT INTO messages VALUES (?,?,?,?,?,?,?)",
+                                (mailbox_id, uid, blob_id, modseq, _flags_text(flags), idate, time.time()))
                 entry = IndexEntry(uid, frozenset(flags), modseq, len(raw), idate, parsed.sent_date)
                 results.append(AppendResult(uidvalidity, uid, [MessageAdded(mailbox_id, entry)]))
         return results
@@ -841,8 +842,8 @@ class SQLiteStore(Store):
         events, src_uids, dst_uids = [], [], []
         for i, (uid, blob_id, flags, idate, size, sent) in enumerate(rows):
             new_uid = first + i
-            self.db.execute("INSERT INTO messages VALUES (?,?,?,?,?,?)",
-                            (dst_id, new_uid, blob_id, modseq, flags, idate))
+            self.db.execute("INSERT INTO messages VALUES (?,?,?,?,?,?,?)",
+                            (dst_id, new_uid, blob_id, modseq, flags, idate, time.time()))
             self.db.execute("UPDATE blobs SET refs = refs + 1 WHERE id=?", (blob_id,))
             events.append(MessageAdded(dst_id, IndexEntry(new_uid, _flags_set(flags), modseq, size, idate, sent)))
             src_uids.append(uid)
@@ -923,6 +924,12 @@ class SQLiteStore(Store):
                                "FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE m.mailbox_id = ?",
                                (mailbox_id,))
         return {r[0]: (r[1], r[2], r[3], json.loads(r[4])) for r in rows}
+
+    def save_dates(self, mailbox_id, uids=None):
+        """uid -> when it was saved into this mailbox (RFC 8514), None where unknown."""
+        rows = self.db.execute("SELECT uid, savedate FROM messages WHERE mailbox_id = ?", (mailbox_id,))
+        found = dict(rows.fetchall())
+        return found if uids is None else {u: found[u] for u in uids if u in found}
 
     def thread_data(self, mailbox_id):
         """uid -> (sent_date, internaldate, subject, message_id, in_reply_to, references)."""

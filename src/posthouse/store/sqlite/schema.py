@@ -1,8 +1,10 @@
-"""The embedded store's SQLite schema.
+"""The embedded store's SQLite schema, and the steps that bring an older store up to it.
 
-Opening a store that has it already writes nothing (every statement is
-IF NOT EXISTS, triggers are replaced only where they differ), so a store on
-a full disk still opens.
+SCHEMA creates what is missing (a new store gets everything at once); a store
+made by an older Posthouse keeps its tables, and upgrade() adds what they lack,
+one numbered step at a time, recorded in PRAGMA user_version. Opening a store
+that is current writes nothing (every statement is IF NOT EXISTS, triggers are
+replaced only where they differ), so a store on a full disk still opens.
 """
 
 SCHEMA = """
@@ -127,6 +129,9 @@ CREATE TABLE IF NOT EXISTS messages (
     modseq INTEGER NOT NULL,
     flags TEXT NOT NULL,
     internaldate REAL NOT NULL,
+    -- When the message was saved into this mailbox (RFC 8514 SAVEDATE): APPEND,
+    -- delivery, COPY and MOVE set it. NULL for rows older than the column.
+    savedate REAL,
     PRIMARY KEY (mailbox_id, uid)
 ) WITHOUT ROWID;
 -- Which messages hold a blob: body search hits and blob reference counting.
@@ -174,3 +179,33 @@ def create_schema(db) -> None:
         row = db.execute("SELECT sql FROM sqlite_master WHERE type='trigger' AND name=?", (name,)).fetchone()
         if row is None or row[0] != sql:
             db.executescript(f"BEGIN IMMEDIATE; DROP TRIGGER IF EXISTS {name}; {sql}; COMMIT;")
+
+
+# (version, the columns that step adds, as (table, column, declaration)).
+MIGRATIONS = [
+    (1, [("messages", "savedate", "REAL")]),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def upgrade(db) -> None:
+    """Bring a store's tables up to SCHEMA_VERSION. Writes nothing when it is
+    there already (a store on a full disk still opens); the check and the change
+    are one transaction, so two processes opening one store can't both apply it."""
+    if db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        for step, columns in MIGRATIONS:
+            if step <= version:
+                continue
+            for table, column, declaration in columns:
+                have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+                if column not in have:     # a new store has it from SCHEMA already
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
