@@ -24,8 +24,8 @@ from ..conftest import RawClient
 from .test_arrivals import message
 from .test_durability import _free_port, _start
 
-KILLS = 200             # at most this many kills ...
-KILL_SECONDS = 30.0     # ... within this long
+KILLS = 300             # at most this many kills ...
+KILL_SECONDS = 40.0     # ... within this long
 
 
 def children_of(pid: int) -> list[int]:
@@ -180,8 +180,20 @@ def test_store_process_killed_again_and_again_hides_no_acknowledged_mail(tmp_pat
             c.close()
 
     watcher = Watcher(port)
+
+    watch_errors = []
+
+    def watch():
+        try:
+            while not stop.is_set():
+                watcher.poll()
+                time.sleep(0.02)
+        except Exception as e:
+            watch_errors.append(e)
+
     threads = [threading.Thread(target=lmtp_sender, args=(n,)) for n in range(2)]
     threads += [threading.Thread(target=appender, args=(n,)) for n in range(2)]
+    threads.append(threading.Thread(target=watch))
     for t in threads:
         t.start()
     kills = 0
@@ -191,16 +203,15 @@ def test_store_process_killed_again_and_again_hides_no_acknowledged_mail(tmp_pat
         while kills < KILLS and time.monotonic() < deadline:
             pid = store_child(proc.pid)
             if pid is None:         # not restarted yet: it is, on the next call
-                watcher.poll()
                 time.sleep(0.01)
                 continue
-            time.sleep(rng.uniform(0.0, 0.25))      # a random point in its work
+            # A random point in its work (or, now and then, in its start).
+            time.sleep(rng.uniform(0.0, 0.5))
             try:
                 os.kill(pid, signal.SIGKILL)
                 kills += 1
             except ProcessLookupError:
                 pass
-            watcher.poll()
             while store_child(proc.pid) == pid and time.monotonic() < deadline:
                 time.sleep(0.005)       # (until the server has reaped it)
     finally:
@@ -209,6 +220,7 @@ def test_store_process_killed_again_and_again_hides_no_acknowledged_mail(tmp_pat
             t.join(60)
     try:
         assert proc.poll() is None, "the server died"
+        assert not watch_errors, f"the open session failed: {watch_errors[0]!r}"
         assert kills >= 20, f"only {kills} kills"
         assert len(acked) >= 50, f"only {len(acked)} messages acknowledged"
         watcher.poll()
@@ -228,8 +240,71 @@ def test_store_process_killed_again_and_again_hides_no_acknowledged_mail(tmp_pat
                     problems.append(f"{who}: messages there twice: {twice[:5]}")
         finally:
             fresh.close()
+        print(f"store process killed {kills} times; {len(acked)} messages acknowledged")
         assert not problems, f"after {kills} kills, {len(acked)} acknowledged: " + "; ".join(problems)
     finally:
         watcher.c.close()
         proc.terminate()
         proc.wait(30)
+
+
+def test_changes_whose_replies_died_with_the_store_process_are_seen(tmp_path, monkeypatch):
+    """The store process commits, then dies before its reply is read: the
+    open session and a new one still see the message (an APPEND answered NO,
+    a delivery answered 250), and UIDs come in ascending order after it."""
+    from posthouse.store.process import StoreProcess
+    from ..conftest import RunningServer, raw_login
+    from .test_arrivals import deliver
+
+    lose_next_reply = threading.Event()
+    readable = StoreProcess._readable
+
+    def losing_readable(self, child):
+        if lose_next_reply.is_set():
+            lose_next_reply.clear()
+            self._ended(child, "test: the store process died before its reply was read")
+            return
+        readable(self, child)
+
+    monkeypatch.setattr(StoreProcess, "_readable", losing_readable)
+    srv = RunningServer(str(tmp_path / "data"))
+    clients = []
+    try:
+        user = srv.add_user()
+        watcher = raw_login(srv, user)
+        appender = raw_login(srv, user)
+        clients += [watcher, appender]
+        assert watcher.cmd("S", "SELECT INBOX")[-1].startswith(b"S OK")
+
+        lose_next_reply.set()
+        raw = b"Subject: lost reply\r\nX-Marker: appended\r\n\r\nx\r\n"
+        appender.send(b"A1 APPEND INBOX {%d}\r\n" % len(raw))
+        assert appender.readline().startswith(b"+")
+        appender.send(raw + b"\r\n")
+        assert appender.read_until_tag("A1")[-1].startswith(b"A1 NO")
+
+        lose_next_reply.set()
+        assert deliver(srv.lmtp_port, user[0], "delivered")[0][0] == 250
+
+        uids = []
+        for tag in ("N1", "N2", "N3"):
+            lines = watcher.cmd(tag, "UID SEARCH ALL")
+            uids = [int(u) for u in lines[-2].split()[2:]] if lines[-2].startswith(b"* SEARCH") else []
+            if len(uids) == 2:
+                break
+            time.sleep(0.2)
+        assert len(uids) == 2, f"the open session sees {uids}, not both messages"
+        assert markers_of(watcher, "W") == {"appended": [uids[0]], "delivered": [uids[1]]}
+        fresh = raw_login(srv, user)
+        clients.append(fresh)
+        fresh.cmd("S", "SELECT INBOX")
+        assert markers_of(fresh, "F") == {"appended": [uids[0]], "delivered": [uids[1]]}
+        # Later mail comes after them.
+        assert deliver(srv.lmtp_port, user[0], "later")[0][0] == 250
+        lines = watcher.cmd("N4", "NOOP")
+        assert b"* 3 EXISTS\r\n" in lines
+        assert markers_of(watcher, "W2")["later"][0] > uids[1]
+    finally:
+        for c in clients:
+            c.close()
+        srv.stop()
