@@ -30,6 +30,7 @@ import subprocess
 import sys
 import time
 
+from ..lifeline import die_with_parent
 from .batches import BatchRunner, settle
 
 log = logging.getLogger("posthouse.store")
@@ -77,7 +78,7 @@ class _Child:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [here, env.get("PYTHONPATH")]))
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "posthouse.store.process", str(child.fileno()), spec],
+                [sys.executable, "-m", "posthouse.store.process", str(child.fileno()), spec, str(os.getpid())],
                 pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, env=env)
         except BaseException:
             parent.close()
@@ -416,6 +417,8 @@ def _call(store, method: str, args: tuple):
 
 
 def main(argv: list[str]) -> None:
+    if len(argv) > 2:
+        die_with_parent(int(argv[2]))   # (the end of input may come late: a long batch, deferred work)
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # the server stops us by closing the socket
     # Each call wakes us; a normal task woken so would preempt the server's
     # event loop on its core (measured: the loop's send to us then cost it
