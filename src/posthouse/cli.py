@@ -31,8 +31,12 @@ def _password(args) -> str:
 def cmd_serve(args) -> int:
     config = _config(args)
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from .app import run
-    run(config)
+    from .app import DataDirInUse, run
+    try:
+        run(config)
+    except DataDirInUse as e:
+        print(f"posthouse: {e}", file=sys.stderr)
+        return 1
     return 0
 
 
