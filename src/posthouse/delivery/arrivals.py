@@ -29,7 +29,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from ..store.api import NoSuchMailbox
+from ..store.api import NoSuchMailbox, StoreError
 from ..store.parsing import PROCESS_FROM
 from ..store.process import StoreProcessDied
 from .deliver import DeliveryResult, mailbox_full
@@ -293,7 +293,7 @@ class Arrivals:
         except Exception as e:
             if len(routed) == 1:
                 routed[0][0].failed = True
-                self._failed(routed[0][0], e)
+                self._failed(routed[0][0], e, filing=True)
                 return
             for arrival, _routing in routed:
                 arrival.failed = True
@@ -326,8 +326,9 @@ class Arrivals:
             except Exception:
                 log.exception("arrival %d: filed, but what follows its filing failed", arrival.seq)
 
-    def _failed(self, arrival: Arrival, error: Exception) -> None:
-        if _store_trouble(error):
+    def _failed(self, arrival: Arrival, error: Exception, filing: bool = False) -> None:
+        """filing: the store call failed (else the routing, or a bug)."""
+        if filing and _store_trouble(error):
             # Not this message's fault: no step toward filing it without Sieve,
             # and a short wait (cut short when a filing works again).
             arrival.store_failures += 1
@@ -335,7 +336,8 @@ class Arrivals:
             self._waiting_for_store[arrival.seq] = arrival
         else:
             arrival.attempts += 1
-            delay = min(self.RETRY_AFTER * 2 ** (arrival.attempts - 1), self.RETRY_MAX)
+            delay = min(self.RETRY_AFTER * 2 ** (arrival.attempts - 1),
+                        self.STORE_RETRY_MAX if filing else self.RETRY_MAX)
         log.error("arrival %d could not be filed (%r); trying again in %.1f s", arrival.seq, error, delay)
         old = self._retries.pop(arrival.seq, None)
         if old is not None:
@@ -395,5 +397,5 @@ class Arrivals:
 
 def _store_trouble(error: BaseException) -> bool:
     """A failure of the store rather than of the message: its process died,
-    or the database could not be written (a full disk); it passes."""
-    return isinstance(error, (StoreProcessDied, OSError, sqlite3.OperationalError))
+    or the database could not be written (a full disk, say); it passes."""
+    return isinstance(error, (StoreProcessDied, StoreError, OSError, sqlite3.OperationalError))
