@@ -65,6 +65,18 @@ def store_child(server_pid: int) -> int | None:
     return None
 
 
+def wrote(pid: int) -> int:
+    """Bytes the process has written so far (0 while it is still starting)."""
+    try:
+        with open(f"/proc/{pid}/io") as f:
+            for line in f:
+                if line.startswith("wchar:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 class Watcher:
     """A session with INBOX selected that learns each new message's UID
     (FETCH of the new sequence numbers) and notes any shown out of order."""
@@ -205,8 +217,11 @@ def test_store_process_killed_again_and_again_hides_no_acknowledged_mail(tmp_pat
             if pid is None:         # not restarted yet: it is, on the next call
                 time.sleep(0.01)
                 continue
-            # A random point in its work (or, now and then, in its start).
-            time.sleep(rng.uniform(0.0, 0.5))
+            # A random point in its work: once it has started to write (commits, replies).
+            started = time.monotonic()
+            while wrote(pid) == 0 and time.monotonic() - started < 3:
+                time.sleep(0.005)
+            time.sleep(rng.uniform(0.0, 0.3))
             try:
                 os.kill(pid, signal.SIGKILL)
                 kills += 1

@@ -254,20 +254,25 @@ class StoreProcess:
 
     def _readable(self, child: _Child) -> None:
         buf = self._recv_buf
+        ended = None        # why the replies ended, once every whole one that came is taken
         try:
             while True:
                 n = child.sock.recv_into(buf)
                 if not n:
-                    self._ended(child, f"the store process ended (exit status {child.proc.poll()})")
-                    return
+                    ended = f"the store process ended (exit status {child.proc.poll()})"
+                    break
                 child.inbox += buf[:n]
                 if n < len(buf):
                     break
         except BlockingIOError:
             pass
         except OSError as e:
-            self._ended(child, f"the store process's replies broke off: {e}")
-            return
+            ended = f"the store process's replies broke off: {e}"
+        self._take_replies(child)
+        if ended is not None:
+            self._ended(child, ended)
+
+    def _take_replies(self, child: _Child) -> None:
         inbox = child.inbox
         while len(inbox) >= _HEADER.size:
             n = _HEADER.unpack_from(inbox)[0]

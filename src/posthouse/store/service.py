@@ -153,10 +153,7 @@ class StoreService:
         if method in getattr(store, "LONG_READS", ()):
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._read_threads, _read, store, method, args)
-        durable = method not in getattr(store, "LAZY", ()) and method not in getattr(store, "READS", ())
-        if self._db_process is not None:
-            return await self._db_process.submit(method, args, durable)
-        return await self._db_thread.submit(functools.partial(_call, self.store, method, args), durable)
+        return await self._submit(method, args)
 
     def send(self, method: str, *args, soon: bool = True) -> asyncio.Future:
         """A lazy change, sent now (soon=False: with the next call, or alone a
@@ -177,7 +174,7 @@ class StoreService:
         return await self._publishing(self._submit(method, args), self._publish_result)
 
     def _submit(self, method: str, args: tuple) -> asyncio.Future:
-        """A change sent to the store in order; its future settles after its commit."""
+        """A call sent to the store in order; its future settles after its commit."""
         durable = method not in getattr(self.store, "LAZY", ()) and method not in getattr(self.store, "READS", ())
         if self._db_process is not None:
             return self._db_process.submit(method, args, durable)
