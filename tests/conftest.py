@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import itertools
 import os
+import signal
 import socket
+import sys
 import threading
+import time
 
 import pytest
 
@@ -15,6 +19,72 @@ from posthouse.config import Config
 SHARED = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
 DEFAULT_BOXES = [("INBOX", None), ("Drafts", "\\Drafts"), ("Sent", "\\Sent"), ("Trash", "\\Trash"),
                  ("Junk", "\\Junk"), ("Archive", "\\Archive")]
+
+
+# -- the run leaves no process behind -------------------------------------------------
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def pytest_sessionstart(session):
+    """Processes orphaned under this run (a killed server's children) become
+    this process's children, so the check at the end sees them too (Linux)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _running_children() -> list[tuple[int, str]]:
+    """This process's children that still run (zombies are reaped), but the
+    multiprocessing resource tracker, which is this process's own and ends with it."""
+    me = os.getpid()
+    try:
+        from multiprocessing import resource_tracker
+        tracker = getattr(resource_tracker._resource_tracker, "_pid", None)
+    except Exception:
+        tracker = None
+    out = []
+    for name in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if not name.isdigit() or int(name) == tracker:
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+            if int(fields[1]) != me:
+                continue
+            if fields[0] == "Z":
+                os.waitpid(int(name), os.WNOHANG)
+                continue
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                out.append((int(name), f.read().replace(b"\0", b" ").decode(errors="replace")[:150]))
+        except (OSError, ValueError, ChildProcessError):
+            continue
+    return out
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Any child process still running once every test and fixture is done
+    is killed, named, and fails the run."""
+    deadline = time.monotonic() + 3      # (a moment for ones on their way out)
+    left = _running_children()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = _running_children()
+    if not left:
+        return
+    for pid, _cmd in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    text = "processes left running by the tests (killed now):\n" + "\n".join(f"  {p} {c}" for p, c in left)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.ensure_newline()
+        reporter.write_line(text, red=True)
+    else:
+        print(text, file=sys.stderr)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def shared_path(*parts) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 import signal
@@ -135,7 +136,36 @@ async def serve(config: Config, ready=None) -> None:
         ctx.service.close()
 
 
+class DataDirInUse(Exception):
+    """Another server runs on this data directory."""
+
+
+LOCK_FILE = "serve.lock"
+
+
+def lock_data_dir(data_dir: str) -> int:
+    """Hold the data directory for this server, for as long as the process
+    lives (the kernel lets go when it ends, however it ends): two servers on
+    one data directory would each answer mail the other can't see. The file
+    holds the holder's pid. Admin commands don't take it: they run beside
+    the server. Returns the lock's file descriptor; DataDirInUse if held."""
+    os.makedirs(data_dir, exist_ok=True)
+    path = os.path.join(data_dir, LOCK_FILE)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise DataDirInUse(f"data directory {data_dir} is in use by another posthouse server "
+                           f"(pid {holder}); not starting") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
 def run(config: Config) -> None:
+    lock_data_dir(config.data_dir)      # (held until the process ends)
     try:
         import uvloop
         uvloop.install()

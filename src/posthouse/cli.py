@@ -31,9 +31,12 @@ def _password(args) -> str:
 def cmd_serve(args) -> int:
     config = _config(args)
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from .app import run
+    from .app import DataDirInUse, run
     try:
         run(config)
+    except DataDirInUse as e:
+        print(f"posthouse: {e}", file=sys.stderr)
+        return 1
     except StoreError as e:     # a store that can't be opened (a full disk): one clear line
         logging.getLogger("posthouse").error("%s", e)
         return 1

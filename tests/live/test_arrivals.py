@@ -303,3 +303,43 @@ def test_answers_wait_for_room_when_filing_falls_behind(server, user, monkeypatc
         t.join(20)
     assert markers_in(server.port, user) == sorted(markers)
     assert max(most_waiting) <= Arrivals.MAX_WAITING
+
+
+def _failing_filings(monkeypatch, service, how_many: int) -> list[int]:
+    """The next how_many file_arrivals calls fail as a full disk does."""
+    import sqlite3
+    call = service.call
+    failed = []
+
+    async def call_or_fail(method, *args):
+        if method == "file_arrivals" and len(failed) < how_many:
+            failed.append(args[0][0][0])
+            raise sqlite3.OperationalError("database or disk is full")
+        return await call(method, *args)
+    monkeypatch.setattr(service, "call", call_or_fail)
+    return failed
+
+
+def test_filings_the_store_failed_again_and_again_resume_promptly(server, user, monkeypatch):
+    # Retries for the store's failures stay short (capped), however many there were:
+    # here a dozen, which doubling from RETRY_AFTER alone would stretch to 40 s.
+    monkeypatch.setattr(Arrivals, "RETRY_AFTER", 0.01)
+    monkeypatch.setattr(Arrivals, "STORE_RETRY_MAX", 0.05, raising=False)
+    failed = _failing_filings(monkeypatch, server.ctx.service, 12)
+    assert deliver(server.lmtp_port, user[0], "full-then-free")[0][0] == 250
+    assert markers_in(server.port, user) == ["full-then-free"]
+    assert len(failed) == 12
+
+
+def test_a_filing_that_works_brings_the_ones_waiting_for_the_store_along(server, user, monkeypatch):
+    # The one that failed would wait a minute; the next filing that works takes it along.
+    monkeypatch.setattr(Arrivals, "RETRY_AFTER", 60.0)
+    monkeypatch.setattr(Arrivals, "STORE_RETRY_MAX", 60.0, raising=False)
+    failed = _failing_filings(monkeypatch, server.ctx.service, 1)
+    assert deliver(server.lmtp_port, user[0], "waited")[0][0] == 250
+    deadline = time.monotonic() + 10
+    while not failed and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert failed
+    assert deliver(server.lmtp_port, user[0], "works")[0][0] == 250
+    assert markers_in(server.port, user) == ["waited", "works"]

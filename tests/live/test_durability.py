@@ -19,15 +19,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(data_dir, port, tls_port, lmtp_port=None):
-    """`posthouse serve` on data_dir, IMAP (and LMTP if lmtp_port) on 127.0.0.1."""
+def _start(data_dir, port, tls_port, lmtp_port=None, log=None):
+    """`posthouse serve` on data_dir, IMAP (and LMTP if lmtp_port) on 127.0.0.1;
+    its log to the file log, if given."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     cfg = os.path.join(data_dir, "..", "posthouse.toml")
     with open(cfg, "w") as f:
         f.write(f'data_dir = "{data_dir}"\nfsync = true\n[imap]\nport = {port}\ntls_port = {tls_port}\n'
                 f'[lmtp]\nport = {lmtp_port or "false"}\n[smtp]\nport = false\n[pop3]\nport = false\ntls_port = false\n[managesieve]\nport = false\n[submission]\nport = false\ntls_port = false\n')
-    proc = subprocess.Popen([sys.executable, "-m", "posthouse", "--config", cfg, "serve"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    err = open(log, "ab") if log else subprocess.DEVNULL
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "posthouse", "--config", cfg, "serve"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=err)
+    finally:
+        if log:
+            err.close()
     deadline = time.time() + 20
     while time.time() < deadline:
         try:

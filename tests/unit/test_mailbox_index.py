@@ -124,3 +124,74 @@ def test_a_name_leads_to_an_open_mailbox_only_while_the_registry_follows_it():
         assert registry.by_name(10, "Box") is None
 
     asyncio.run(run())
+
+
+class _Store:
+    """What a catch-up reads: the messages the database has now."""
+
+    def __init__(self, uids, uidnext=None, modseq=1):
+        self.rows = {u: entry(u) for u in uids}
+        self.uidnext = uidnext or max(uids, default=0) + 1
+        self.modseq = modseq
+        self.reads = []
+
+    async def read(self, mailbox_id, from_uid):
+        self.reads.append(from_uid)
+        info = MailboxInfo(mailbox_id, 1, "INBOX", 7, self.uidnext, self.modseq, None)
+        return info, [self.rows[u] for u in sorted(self.rows) if u >= from_uid]
+
+
+def _with_store(uids, store: _Store) -> SharedMailbox:
+    shared = SharedMailbox(1, store.read)
+    shared.load(MailboxInfo(1, 1, "INBOX", 7, max(uids) + 1, 1, None), [entry(u) for u in uids])
+    return shared
+
+
+def test_an_event_beyond_a_gap_waits_for_the_uids_below_it():
+    async def run():
+        store = _Store([1, 2, 3, 4, 5])
+        shared = _with_store([1, 2], store)
+        view = select(shared)
+        shared.apply(MessageAdded(1, entry(5, 3)))      # 3 and 4: their events were lost
+        assert not shared.loaded.is_set() and list(shared.uids) == [1, 2]
+        shared.apply(MessageAdded(1, entry(6, 4)))      # held until the catch-up is done
+        store.rows[6] = entry(6, 4)
+        await shared.caught_up()
+        assert store.reads == [3]                      # only what it may have missed
+        assert list(shared.uids) == [1, 2, 3, 4, 5, 6] and shared.next_uid == 7
+        assert view.take_added() == [3, 4, 5, 6]
+        # An event for a UID below next_uid that it doesn't have: gone already, not shown late.
+        shared.apply(MessageAdded(1, entry(4, 2)))
+        shared.apply(MessageAdded(1, entry(7, 5)))
+        assert view.take_added() == [7]
+    asyncio.run(run())
+
+
+def test_reading_everything_again_takes_in_new_messages_flags_and_expunges():
+    async def run():
+        store = _Store([1, 3, 4, 5], uidnext=6, modseq=9)
+        store.rows[3] = IndexEntry(3, frozenset({"\\Seen"}), 8, 100, 0.0)
+        shared = _with_store([1, 2, 3], store)
+        view = select(shared)
+        shared.catch_up(everything=True)
+        shared.apply(MessageAdded(1, entry(4, 7)))      # published after the death: waits
+        await shared.caught_up()
+        assert store.reads == [0]
+        assert list(shared.uids) == [1, 3, 4, 5] and 2 not in shared.entries
+        assert shared.entries[3].flags == {"\\Seen"} and 3 in view.flag_changes
+        assert view.take_expunged() == [2]
+        assert view.take_added() == [4, 5]
+        assert shared.info.highestmodseq == 9 and shared.info.uidnext == 6
+    asyncio.run(run())
+
+
+def test_changes_lost_while_the_index_loads_are_read_before_it_is_shown():
+    async def run():
+        store = _Store([1, 2, 3])
+        shared = SharedMailbox(1, store.read)
+        shared.catch_up(everything=True)                # the store died during the first read
+        shared.load(MailboxInfo(1, 1, "INBOX", 7, 3, 1, None), [entry(1), entry(2)])
+        assert not shared.loaded.is_set()
+        await shared.caught_up()
+        assert list(shared.uids) == [1, 2, 3]
+    asyncio.run(run())

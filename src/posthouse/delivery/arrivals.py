@@ -23,13 +23,15 @@ import asyncio
 import functools
 import json
 import logging
+import sqlite3
 import struct
 import time
 from collections import deque
 from dataclasses import dataclass
 
-from ..store.api import NoSuchMailbox
+from ..store.api import NoSuchMailbox, StoreError
 from ..store.parsing import PROCESS_FROM
+from ..store.process import StoreProcessDied
 from ..store.space import is_disk_full
 from .deliver import DeliveryResult, disk_full, mailbox_full
 from .journal import Journal
@@ -47,7 +49,9 @@ class Arrival:
     mail_from: str
     recipients: list[Recipient]
     time: float
-    attempts: int = 0
+    attempts: int = 0           # failures of its own (routing, filing), not the store's
+    store_failures: int = 0     # failures of the store under it (died, disk full)
+    failed: bool = False        # a filing of it failed: it may have committed unheard of
 
 
 def encode_arrival(raw: bytes, mail_from: str, recipients: list[Recipient], now: float) -> bytes:
@@ -73,6 +77,8 @@ class Arrivals:
     BATCH = 32                  # filed together (their store calls share group commits)
     SETTLE_TIMEOUT = 10.0       # the longest a session waits for a user's mail to be filed
     RETRY_AFTER = 1.0           # a filing that failed is tried again after this, doubling
+    RETRY_MAX = 300.0           # ... up to this, for a failure of the arrival's own
+    STORE_RETRY_MAX = 2.0       # ... up to this, for a failure of the store (and at once when it works again)
     PLAIN_AFTER = 2             # failures after which an arrival goes to INBOX without Sieve
 
     def __init__(self, deliverer, journal: Journal):
@@ -91,6 +97,7 @@ class Arrivals:
         self._retiring = False
         self._retire_task: asyncio.Task | None = None     # kept from the garbage collector
         self._retries: dict[int, asyncio.TimerHandle] = {}     # seq -> its retry, waiting
+        self._waiting_for_store: dict[int, Arrival] = {}        # those waiting because the store failed
 
     def takes(self, raw: bytes) -> bool:
         """Whether this message is answered from the journal (started, and small)."""
@@ -289,27 +296,69 @@ class Arrivals:
                 (a.seq, r.raw, r.parsed, r.targets, a.time) for a, r in routed])
         except Exception as e:
             if len(routed) == 1:
-                self._failed(routed[0][0], e)
+                routed[0][0].failed = True
+                self._failed(routed[0][0], e, filing=True)
                 return
+            for arrival, _routing in routed:
+                arrival.failed = True
             for arrival, _routing in routed:
                 await self._file([arrival])
             return
+        # The store works: what waits for it goes now, not when its timer says.
+        self._retry_store_failures()
+        # Every event first, then every arrival counted filed: nothing after
+        # (a vacation reply's trouble) can stop them, nor leave filed mail
+        # unannounced to be tried again.
+        lost = set()
         for (arrival, routing), results in zip(routed, filed):
             try:
                 self.service.hub.publish([event for result in results for event in result.events])
-            finally:
-                self._filed(arrival)
-            await self.deliverer.after_filing(arrival, routing)
+            except Exception:
+                log.exception("arrival %d: its events could not be published", arrival.seq)
+                lost.update(mailbox_id for _user, mailbox_id, _flags in routing.targets)
+            if not results and arrival.failed and routing.targets:
+                # Filed already, by a try whose answer was lost (its store process
+                # died): its events were never published. Read those mailboxes again.
+                lost.update(mailbox_id for _user, mailbox_id, _flags in routing.targets)
+        if lost:
+            self.service.changes_lost(lost)
+        for arrival, _routing in routed:
+            self._filed(arrival)
+        for arrival, routing in routed:
+            try:
+                await self.deliverer.after_filing(arrival, routing)
+            except Exception:
+                log.exception("arrival %d: filed, but what follows its filing failed", arrival.seq)
 
-    def _failed(self, arrival: Arrival, error: Exception) -> None:
-        arrival.attempts += 1
-        delay = min(self.RETRY_AFTER * 2 ** (arrival.attempts - 1), 300)
-        log.error("arrival %d could not be filed (%r); trying again in %.0f s", arrival.seq, error, delay)
+    def _failed(self, arrival: Arrival, error: Exception, filing: bool = False) -> None:
+        """filing: the store call failed (else the routing, or a bug)."""
+        if filing and _store_trouble(error):
+            # Not this message's fault: no step toward filing it without Sieve,
+            # and a short wait (cut short when a filing works again).
+            arrival.store_failures += 1
+            delay = min(self.RETRY_AFTER * 2 ** (arrival.store_failures - 1), self.STORE_RETRY_MAX)
+            self._waiting_for_store[arrival.seq] = arrival
+        else:
+            arrival.attempts += 1
+            delay = min(self.RETRY_AFTER * 2 ** (arrival.attempts - 1),
+                        self.STORE_RETRY_MAX if filing else self.RETRY_MAX)
+        log.error("arrival %d could not be filed (%r); trying again in %.1f s", arrival.seq, error, delay)
+        old = self._retries.pop(arrival.seq, None)
+        if old is not None:
+            old.cancel()
         self._retries[arrival.seq] = asyncio.get_running_loop().call_later(delay, self._retry, arrival)
 
     def _retry(self, arrival: Arrival) -> None:
         self._retries.pop(arrival.seq, None)
+        self._waiting_for_store.pop(arrival.seq, None)
         self._enqueue(arrival)
+
+    def _retry_store_failures(self) -> None:
+        for arrival in list(self._waiting_for_store.values()):
+            handle = self._retries.pop(arrival.seq, None)
+            if handle is not None:
+                handle.cancel()
+            self._retry(arrival)
 
     def _filed(self, arrival: Arrival) -> None:
         if arrival.seq not in self._unfiled:
@@ -348,3 +397,9 @@ class Arrivals:
             log.exception("arrivals journal: filed segments could not be removed (they are kept)")
         finally:
             self._retiring = False
+
+
+def _store_trouble(error: BaseException) -> bool:
+    """A failure of the store rather than of the message: its process died,
+    or the database could not be written (a full disk, say); it passes."""
+    return isinstance(error, (StoreProcessDied, StoreError, OSError, sqlite3.OperationalError))

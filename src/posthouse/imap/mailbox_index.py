@@ -14,21 +14,43 @@ the shared array itself, copy-on-write: whichever side changes first copies
 (one memcpy), so a SELECT that sees no change copies nothing.
 The shared index also keeps the set of unseen messages, which SELECT's
 first-unseen answer and SEARCH UNSEEN (the commonest search) read directly.
+
+New messages are taken in UID order only, so no session is ever shown a UID
+below one it was shown before: the index knows next_uid, below which every
+UID is in it or gone for good. An event for a UID beyond it means events
+for the UIDs between were lost (with a store process that died) or are
+still on their way: the index then catches up, reading the store from
+next_uid on, and holds every event until it has. After a store process
+died, changes may have committed whose events were lost: the index reads
+the whole mailbox again (new messages, flags, expunges). Meanwhile
+(loaded is clear) events wait, and sessions wait before their next command.
 """
 from __future__ import annotations
 
 import asyncio
+import logging
 from array import array
 from bisect import bisect_left, bisect_right
 
-from ..store.api import FlagsChanged, IndexEntry, MailboxGone, MessageAdded, MessagesExpunged
+from ..store.api import FlagsChanged, IndexEntry, MailboxGone, MessageAdded, MessagesExpunged, NoSuchMailbox
+
+log = logging.getLogger("posthouse.imap")
 
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 
 
 class SharedMailbox:
-    def __init__(self, mailbox_id: int):
+    CAUGHT_UP_TIMEOUT = 10.0    # the longest a session waits for a catch-up before its command
+
+    def __init__(self, mailbox_id: int, reader=None):
         self.id = mailbox_id
+        # reader(mailbox_id, from_uid) -> (info, entries from that UID on), read
+        # from the database (not the store process): what a catch-up reads.
+        self._reader = reader
+        self.next_uid = 1           # every UID below it is in entries or gone for good
+        self._catch_up_wanted = False
+        self._catch_up_all = False  # the next catch-up reads every message, not just new ones
+        self._catching_up: asyncio.Task | None = None
         self.info = None
         self.uids = array("I")
         self._uids_lent = False     # some view reads self.uids: copy before changing it
@@ -59,10 +81,100 @@ class SharedMailbox:
         self.entries = {e.uid: e for e in entries}
         self.uids = array("I", [e.uid for e in entries])
         self.unseen = {e.uid for e in entries if "\\Seen" not in e.flags}
+        # (info was read before the messages: every UID below its uidnext is among them or gone.)
+        self.next_uid = max(info.uidnext, entries[-1].uid + 1 if entries else 1)
+        if self._catch_up_wanted:
+            # Changes were lost while we were loading: read again before anyone sees it.
+            self._start_catching_up()
+            return
+        self._ready()
+
+    def _ready(self) -> None:
         early, self._early = self._early, []
         self.loaded.set()
-        for event in early:   # changes committed while we were loading
+        for event in early:   # changes committed while we were loading or catching up
             self.apply(event)
+
+    # -- catching up with the database -------------------------------------------
+    def catch_up(self, everything: bool = False) -> None:
+        """Read what the index may have missed: messages from next_uid on,
+        or (everything) the whole mailbox, whose changes may have been lost."""
+        if self._reader is None or self.gone:
+            return
+        self._catch_up_wanted = True
+        self._catch_up_all = self._catch_up_all or everything
+        if self.info is not None and self._catching_up is None:
+            self._start_catching_up()
+        # (Not loaded yet: load() starts it once the first read is in.)
+
+    def _start_catching_up(self) -> None:
+        self.loaded.clear()     # events wait in _early, sessions before their commands
+        self._catching_up = asyncio.ensure_future(self._catch_up())
+
+    async def _catch_up(self) -> None:
+        delay = 0.05
+        try:
+            while self._catch_up_wanted and not self.gone:
+                everything = self._catch_up_all
+                self._catch_up_wanted = self._catch_up_all = False
+                try:
+                    info, entries = await self._reader(self.id, 0 if everything else self.next_uid)
+                except NoSuchMailbox:
+                    self._mark_gone()
+                    break
+                except Exception as e:
+                    log.error("mailbox %s: can't read it again (%r); trying again", self.id, e)
+                    self._catch_up_wanted = True
+                    self._catch_up_all = self._catch_up_all or everything
+                    await asyncio.sleep(delay)
+                    delay = min(2 * delay, 2.0)
+                    continue
+                self._merge(info, entries, everything)
+        finally:
+            self._catching_up = None
+            self._ready()
+
+    async def caught_up(self) -> None:
+        """Once a catch-up under way is done (or after CAUGHT_UP_TIMEOUT)."""
+        if not self.loaded.is_set():
+            try:
+                await asyncio.wait_for(self.loaded.wait(), self.CAUGHT_UP_TIMEOUT)
+            except asyncio.TimeoutError:
+                log.warning("mailbox %s is slow to be read again: going on without it", self.id)
+
+    def _merge(self, info, entries, everything: bool) -> None:
+        """Take in what the store has: entries from next_uid on (everything:
+        all of them, and the store's flags and expunges too)."""
+        if info.uidvalidity != self.info.uidvalidity or info.name != self.info.name:
+            self._mark_gone()       # renamed or deleted and made again, unheard of
+            return
+        highest = self.info.highestmodseq
+        if everything:
+            fresh = {e.uid: e for e in entries}
+            gone = [u for u in self.uids if u not in fresh]
+            if gone:
+                self._expunged(gone)
+            for e in entries:
+                known = self.entries.get(e.uid)
+                if known is not None and e.modseq > known.modseq and not self._ahead.get(e.uid):
+                    known.flags = self._intern(e.flags)
+                    known.modseq = e.modseq
+                    self._note_seen(known)
+                    for view in self.views:
+                        view.on_flags(e.uid)
+            highest = max(highest, info.highestmodseq)
+        missed = [e for e in entries if e.uid < self.next_uid and e.uid not in self.entries]
+        if missed:
+            # The invariant broken: a message the index never heard of below
+            # one it took in. Shown all the same (hiding it is worse), and said.
+            log.error("mailbox %s: UIDs %s were never announced and are below UID %d, taken in already",
+                      self.id, [e.uid for e in missed[:10]], self.next_uid - 1)
+        for e in missed + [e for e in entries if e.uid >= self.next_uid and e.uid not in self.entries]:
+            self._add(e)
+            highest = max(highest, e.modseq)
+        self.next_uid = max(self.next_uid, info.uidnext)
+        self.info.uidnext = max(self.info.uidnext, self.next_uid)
+        self.info.highestmodseq = highest
 
     def flags_responses(self, readonly: bool) -> bytes:
         """The FLAGS and PERMANENTFLAGS responses, made again only when a keyword is new."""
@@ -137,28 +249,49 @@ class SharedMailbox:
         else:
             self.unseen.add(e.uid)
 
+    def _add(self, e: IndexEntry) -> None:
+        e.flags = self._intern(e.flags)
+        self.entries[e.uid] = e
+        if self._uids_lent:
+            self.uids, self._uids_lent = self.uids[:], False
+        if not self.uids or e.uid > self.uids[-1]:
+            self.uids.append(e.uid)
+        else:
+            self.uids.insert(bisect_left(self.uids, e.uid), e.uid)
+        if "\\Seen" not in e.flags:
+            self.unseen.add(e.uid)
+        self.next_uid = max(self.next_uid, e.uid + 1)
+        for view in self.views:
+            view.on_added(e.uid)
+
+    def _expunged(self, gone: list[int]) -> None:
+        last = {u: self.entries.pop(u).flags for u in gone}
+        self.unseen.difference_update(gone)
+        self.uids, self._uids_lent = _without(self.uids, gone), False
+        for view in self.views:
+            view.on_expunged(last)
+
+    def _mark_gone(self) -> None:
+        self.gone = True
+        for view in self.views:
+            view.on_gone()
+
     def apply(self, event) -> None:
         if not self.loaded.is_set():
             self._early.append(event)
             return
         if isinstance(event, MessageAdded):
             e = event.entry
-            if e.uid in self.entries:
+            if e.uid in self.entries or e.uid < self.next_uid:
+                return      # known, or gone already when the index read the mailbox
+            if e.uid > self.next_uid and self._reader is not None:
+                # UIDs below it not heard of: read them first, and this with them.
+                self._early.append(event)
+                self.catch_up()
                 return
-            e.flags = self._intern(e.flags)
-            self.entries[e.uid] = e
-            if self._uids_lent:
-                self.uids, self._uids_lent = self.uids[:], False
-            if not self.uids or e.uid > self.uids[-1]:
-                self.uids.append(e.uid)
-            else:
-                self.uids.insert(bisect_left(self.uids, e.uid), e.uid)
-            if "\\Seen" not in e.flags:
-                self.unseen.add(e.uid)
+            self._add(e)
             self.info.uidnext = max(self.info.uidnext, e.uid + 1)
             self.info.highestmodseq = max(self.info.highestmodseq, e.modseq)
-            for view in self.views:
-                view.on_added(e.uid)
         elif isinstance(event, FlagsChanged):
             e = self.entries.get(event.uid)
             if e is None or e.modseq >= event.modseq:
@@ -178,16 +311,10 @@ class SharedMailbox:
             gone = [u for u in event.uids if u in self.entries]
             if not gone:
                 return
-            last = {u: self.entries.pop(u).flags for u in gone}
-            self.unseen.difference_update(gone)
-            self.uids, self._uids_lent = _without(self.uids, gone), False
             self.info.highestmodseq = max(self.info.highestmodseq, event.modseq)
-            for view in self.views:
-                view.on_expunged(last)
+            self._expunged(gone)
         elif isinstance(event, MailboxGone):
-            self.gone = True
-            for view in self.views:
-                view.on_gone()
+            self._mark_gone()
 
 
 class SelectedView:

@@ -26,6 +26,19 @@ class MailboxRegistry:
         # here, where the change hub marks it gone on a rename or delete; and
         # ids are never given twice, so a name can't lead to another's mailbox.
         self._named: dict[tuple[int, str], SharedMailbox] = {}
+        # Changes committed unannounced (a store process died with their
+        # replies): every mailbox kept here reads the store again.
+        follow = getattr(service, "follow_lost_changes", None)
+        if follow is not None:
+            follow(self._changes_lost)
+
+    def _changes_lost(self, mailbox_ids=None) -> None:
+        for shared in list(self.open.values()):
+            if mailbox_ids is None or shared.id in mailbox_ids:
+                shared.catch_up(everything=True)
+
+    async def _read_index(self, mailbox_id: int, from_uid: int):
+        return await self.service.call("load_index", mailbox_id, from_uid)
 
     async def acquire(self, mailbox_id: int) -> SharedMailbox:
         shared = self.open.get(mailbox_id)
@@ -35,7 +48,7 @@ class MailboxRegistry:
         if shared is not None and self._unused.pop(mailbox_id, None) is not None:
             self._unused_messages -= shared.cached_size
         if shared is None:
-            shared = SharedMailbox(mailbox_id)
+            shared = SharedMailbox(mailbox_id, self._read_index)
             self.open[mailbox_id] = shared
             # Follow changes before loading, so nothing committed meanwhile is missed.
             self.service.hub.follow(mailbox_id, shared.apply)

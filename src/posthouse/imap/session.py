@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from ..store.api import StoreError
+from ..store.process import StoreProcessDied
 from .args import ArgReader, encode_mailbox_name, format_uid_set
 from .capabilities import capabilities
 from . import search_updates
@@ -152,6 +153,9 @@ class Session:
         if self.arrivals is not None and self.arrivals.pending and self.user is not None:
             # Mail answered "250" to its sender is there for the command that comes after.
             await self.arrivals.settled(self.user.id)
+        if self.view is not None and not self.view.shared.loaded.is_set():
+            # The index is reading the store again (changes were lost): this command sees what it reads.
+            await self.view.shared.caught_up()
         if self.view is not None and self.view.shared.behind:
             # Other sessions' STOREs whose clients were told OK: this command sees them.
             await self.writes_stored(besides_own=True)
@@ -171,6 +175,13 @@ class Session:
             return
         except (ConnectionError, OSError):
             raise
+        except StoreProcessDied as e:
+            # Whether the change was made can't be known: the client is told to look and retry.
+            log.warning("command %s: %s", cmd.name, e)
+            await self.flush_updates(expunge_ok)
+            self.tagged(cmd.tag, "NO", "The store failed; the command may or may not have taken effect",
+                        "UNAVAILABLE")
+            return
         except Exception:
             # A bug in one command must not cost the client its session.
             log.exception("command %s failed user=%s", cmd.name, getattr(self.user, "name", None))

@@ -13,9 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
+from ..lifeline import die_with_parent
 from ..mime.binary import encode_nul_parts
 from ..mime.message import ParsedMessage, normalize_newlines, parse_message
 
@@ -44,7 +46,10 @@ class ParsePool:
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"))
+            # Workers end with the server, even one killed (SIGKILL) that can't stop them;
+            # then the multiprocessing resource tracker, which they keep open, ends too.
+            self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=die_with_parent, initargs=(os.getpid(),))
         return self._pool
 
     def warm_up(self) -> None:

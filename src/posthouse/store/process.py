@@ -30,6 +30,7 @@ import subprocess
 import sys
 import time
 
+from ..lifeline import die_with_parent
 from .batches import BatchRunner, settle
 
 log = logging.getLogger("posthouse.store")
@@ -77,7 +78,7 @@ class _Child:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [here, env.get("PYTHONPATH")]))
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "posthouse.store.process", str(child.fileno()), spec],
+                [sys.executable, "-m", "posthouse.store.process", str(child.fileno()), spec, str(os.getpid())],
                 pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, env=env)
         except BaseException:
             parent.close()
@@ -90,10 +91,16 @@ class _Child:
         self.inbox = bytearray()        # reply bytes not yet a whole frame
         self.outbox = bytearray()       # request bytes the socket has not taken yet
         self.waiting_to_write = False   # the loop watches for room in the socket
+        self.answered = False           # it sent a reply: it started and worked
 
     def kill(self) -> None:
+        """Kill it and wait for its end: no commit of its can come after this."""
         if self.proc.poll() is None:
             self.proc.kill()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                log.error("the store process %d does not end after SIGKILL", self.proc.pid)
 
     def stop(self, timeout: float = 30) -> None:
         """Send what is left, then close our end: the child finishes its batch,
@@ -122,9 +129,17 @@ class StoreProcess:
     from another thread's loop while this one runs are passed over to it.
     A child that dies fails the calls it had (StoreProcessDied: the caller
     can't know whether a change committed), and the next call starts a new one.
+    Changes it committed whose replies died with it were never published: on
+    its death, on_death() is called (at once, before those callers hear of
+    it), so whoever keeps state in memory reads it again from the database.
     """
 
-    RESTART_AFTER = 1.0     # seconds: a child that keeps dying is not restarted in a tight loop
+    # A child that dies having answered nothing (or within its first second)
+    # is restarted after a delay that doubles, so one that can't start is not
+    # restarted in a tight loop; one that did its work is restarted at once.
+    RESTART_AFTER = 1.0
+    RESTART_DELAY_MIN = 0.05
+    RESTART_DELAY_MAX = 2.0
 
     def __init__(self, store_class: type, open_args: dict):
         self._spec = json.dumps({"module": store_class.__module__, "class": store_class.__qualname__,
@@ -136,6 +151,9 @@ class StoreProcess:
         self._late_flush_scheduled = False
         self._stopping = False
         self._started_at = time.monotonic()
+        self._restart_at = 0.0          # a dead child is replaced from then on
+        self._restart_delay = 0.0
+        self.on_death = None            # called when a child dies (see the class's notes)
         self._child = _Child(self._spec)
         # recv() into one buffer kept for the purpose: recv(n) would allocate n bytes every time.
         self._recv_buf = memoryview(bytearray(RECV_CHUNK))
@@ -199,7 +217,7 @@ class StoreProcess:
         if not child.ended and child.proc.poll() is not None:
             self._ended(child, f"the store process ended (exit status {child.proc.returncode})")
         if child.ended:
-            if time.monotonic() - self._started_at < self.RESTART_AFTER:
+            if time.monotonic() < self._restart_at:
                 return None
             log.warning("starting a new store process")
             child.sock.close()
@@ -236,20 +254,25 @@ class StoreProcess:
 
     def _readable(self, child: _Child) -> None:
         buf = self._recv_buf
+        ended = None        # why the replies ended, once every whole one that came is taken
         try:
             while True:
                 n = child.sock.recv_into(buf)
                 if not n:
-                    self._ended(child, f"the store process ended (exit status {child.proc.poll()})")
-                    return
+                    ended = f"the store process ended (exit status {child.proc.poll()})"
+                    break
                 child.inbox += buf[:n]
                 if n < len(buf):
                     break
         except BlockingIOError:
             pass
         except OSError as e:
-            self._ended(child, f"the store process's replies broke off: {e}")
-            return
+            ended = f"the store process's replies broke off: {e}"
+        self._take_replies(child)
+        if ended is not None:
+            self._ended(child, ended)
+
+    def _take_replies(self, child: _Child) -> None:
         inbox = child.inbox
         while len(inbox) >= _HEADER.size:
             n = _HEADER.unpack_from(inbox)[0]
@@ -261,6 +284,7 @@ class StoreProcess:
                 self._ended(child, f"a reply from the store process that can't be read: {e!r}")
                 return
             del inbox[:_HEADER.size + n]
+            child.answered = True
             for call_id, ok, value in replies:
                 future = self._waiting.pop(call_id, None)
                 if future is not None:
@@ -277,6 +301,20 @@ class StoreProcess:
             self._loop.remove_writer(child.sock.fileno())
         child.kill()
         child.outbox.clear()
+        now = time.monotonic()
+        if child.answered or now - self._started_at >= self.RESTART_AFTER:
+            self._restart_delay = 0.0
+        else:
+            self._restart_delay = min(max(self.RESTART_DELAY_MIN, 2 * self._restart_delay),
+                                      self.RESTART_DELAY_MAX)
+        self._restart_at = now + self._restart_delay
+        if not self._stopping and self.on_death is not None:
+            # Before the callers below hear of it: the state kept in memory
+            # is marked for a new read before anything else is published.
+            try:
+                self.on_death()
+            except Exception:
+                log.exception("after the store process died")
         waiting, self._waiting = self._waiting, {}
         for future in waiting.values():
             settle(future, False, StoreProcessDied(why))
@@ -384,6 +422,8 @@ def _call(store, method: str, args: tuple):
 
 
 def main(argv: list[str]) -> None:
+    if len(argv) > 2:
+        die_with_parent(int(argv[2]))   # (the end of input may come late: a long batch, deferred work)
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # the server stops us by closing the socket
     # Each call wakes us; a normal task woken so would preempt the server's
     # event loop on its core (measured: the loop's send to us then cost it

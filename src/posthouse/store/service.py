@@ -7,7 +7,10 @@ busy run together as one group commit: one transaction, one fsync, each call
 in its own savepoint. Reads by a key run right on the loop, and long reads on
 reader threads, each through a read connection of its own. After a change
 commits, its events are published on the loop to whoever follows that
-mailbox (the shared in-memory indexes of open mailboxes).
+mailbox (the shared in-memory indexes of open mailboxes), even if its caller
+has stopped waiting. Events can still be lost: a store process that dies
+takes the replies to what it committed with it. Then whoever follows
+changes is told (follow_lost_changes) and reads its state again.
 """
 from __future__ import annotations
 
@@ -114,9 +117,11 @@ class StoreService:
         # Writes (and short reads) in order, in group commits: in a process of
         # their own where the store can be opened again there, else on a thread.
         open_args = getattr(store, "open_args", None)
+        self._lost_followers: list[Callable] = []
         if store_process and open_args is not None:
             self._db_thread = None
             self._db_process = StoreProcess(type(store), open_args)
+            self._db_process.on_death = self.changes_lost
         else:
             self._db_thread = _DatabaseThread(store)
             self._db_process = None
@@ -128,6 +133,21 @@ class StoreService:
         self._parser = ParsePool(parse_processes, self._io_threads)
         self._parser.warm_up()
 
+    def follow_lost_changes(self, callback: Callable) -> None:
+        """callback(mailbox_ids) when changes may have committed whose events
+        were never published (mailbox_ids: those concerned, or None: any)."""
+        self._lost_followers.append(callback)
+
+    def changes_lost(self, mailbox_ids=None) -> None:
+        """Changes (to those mailboxes, or to any) may have committed unheard of."""
+        log.warning("changes may have been committed unannounced%s: open mailboxes are read again",
+                    "" if mailbox_ids is None else f" (mailboxes {sorted(mailbox_ids)})")
+        for callback in list(self._lost_followers):
+            try:
+                callback(mailbox_ids)
+            except Exception:
+                log.exception("reading state again after lost changes")
+
     async def call(self, method: str, *args):
         store = self.store
         is_quick = getattr(store, "is_quick", None)
@@ -136,18 +156,19 @@ class StoreService:
         if method in getattr(store, "LONG_READS", ()):
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._read_threads, _read, store, method, args)
-        durable = method not in getattr(store, "LAZY", ()) and method not in getattr(store, "READS", ())
+        return await self._outcome(self._submit(method, args))
+
+    async def _outcome(self, future):
+        """A store call's result; a write that failed for want of room raises
+        DiskFull, which the protocols answer as a refusal to retry (452 4.3.1,
+        NO [LIMIT])."""
         try:
-            if self._db_process is not None:
-                return await self._db_process.submit(method, args, durable)
-            return await self._db_thread.submit(functools.partial(_call, self.store, method, args), durable)
+            return await future
         except Exception as e:
             self._raise_if_full(e)
             raise
 
     def _raise_if_full(self, error: Exception) -> None:
-        """A write that failed for want of room raises DiskFull, which the
-        protocols answer as a refusal to retry (452 4.3.1, NO [LIMIT])."""
         if is_disk_full(error):
             self.space.forget()
             if not isinstance(error, DiskFull):
@@ -169,13 +190,31 @@ class StoreService:
 
     async def change(self, method: str, *args):
         """Call a method that returns events (or an object with .events); publish them."""
-        result = await self.call(method, *args)
+        return await self._publishing(self._submit(method, args), self._publish_result)
+
+    def _submit(self, method: str, args: tuple) -> asyncio.Future:
+        """A call sent to the store in order; its future settles after its commit."""
+        durable = method not in getattr(self.store, "LAZY", ()) and method not in getattr(self.store, "READS", ())
+        if self._db_process is not None:
+            return self._db_process.submit(method, args, durable)
+        return self._db_thread.submit(functools.partial(_call, self.store, method, args), durable)
+
+    async def _publishing(self, future: asyncio.Future, publish: Callable):
+        """The result of a change whose events publish() publishes as soon as it
+        commits, before the caller resumes, even if the caller stopped waiting
+        (cancelled): what committed is always announced."""
+        def published(done: asyncio.Future) -> None:
+            if not done.cancelled() and done.exception() is None:
+                publish(done.result())
+        future.add_done_callback(published)
+        return await self._outcome(asyncio.shield(future))
+
+    def _publish_result(self, result) -> None:
         events = result if isinstance(result, list) else getattr(result, "events", None)
         if isinstance(result, tuple):
             events = result[0]
         if events:
             self.hub.publish(events)
-        return result
 
     async def parse(self, raw: bytes, binary: bool = False) -> tuple[bytes, ParsedMessage]:
         """Normalize and parse a new message, and write its blob file if it gets
@@ -204,9 +243,9 @@ class StoreService:
             # Small mail, kept in the database: the store process parses it
             # (it has time to spare; the event loop is the server's bottleneck).
             # A bulk MULTIAPPEND is parsed here, while the store commits the last.
-            return self._published(await self.call(
-                "append_raw", mailbox_id, [(raw, flags, idate, bool(binary and binary[0]))
-                                           for raw, flags, idate, *binary in items]))
+            return await self._publishing(self._submit(
+                "append_raw", (mailbox_id, [(raw, flags, idate, bool(binary and binary[0]))
+                                            for raw, flags, idate, *binary in items])), self._published)
         parsed = await asyncio.gather(*(self.parse(raw, bool(binary and binary[0]))
                                         for raw, _flags, _idate, *binary in items))
         prepared = [(raw, p, flags, idate) for (raw, p), (_r, flags, idate, *_b) in zip(parsed, items)]
@@ -219,12 +258,11 @@ class StoreService:
 
     async def append_parsed(self, mailbox_id: int, prepared: list) -> list:
         """prepared: (raw, parsed, flags, internaldate) from parse(); committed together."""
-        return self._published(await self.call("append_many", mailbox_id, prepared))
+        return await self._publishing(self._submit("append_many", (mailbox_id, prepared)), self._published)
 
-    def _published(self, results: list) -> list:
+    def _published(self, results: list) -> None:
         for r in results:
             self.hub.publish(r.events)
-        return results
 
     async def read_blob(self, key: str, start: int = 0, end: int | None = None) -> bytes:
         loop = asyncio.get_running_loop()

@@ -643,12 +643,15 @@ class SQLiteStore(Store):
                             (first_recent_uid, mailbox_id))
 
     # -- messages -----------------------------------------------------------
-    def load_index(self, mailbox_id):
+    def load_index(self, mailbox_id, from_uid: int = 0):
+        # The mailbox first, its messages after: every UID below its uidnext
+        # is then among the messages read, or was expunged before (what the
+        # shared index relies on to show UIDs in ascending order).
         info = self._mailbox_by_id(mailbox_id)
         rows = self.db.execute(
             """SELECT m.uid, m.flags, m.modseq, b.size, m.internaldate, b.sent_date
                FROM messages m JOIN blobs b ON b.id = m.blob_id
-               WHERE m.mailbox_id=? ORDER BY m.uid""", (mailbox_id,))
+               WHERE m.mailbox_id=? AND m.uid >= ? ORDER BY m.uid""", (mailbox_id, from_uid))
         flagsets: dict[str, frozenset] = {}     # parse each distinct flags text once
         out = []
         for uid, fl, ms, size, idate, sent in rows:
