@@ -159,8 +159,11 @@ def lock_data_dir(data_dir: str) -> int:
         os.close(fd)
         raise DataDirInUse(f"data directory {data_dir} is in use by another posthouse server "
                            f"(pid {holder}); not starting") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError:
+        pass    # a full disk: the lock holds without the pid (a second server says "unknown")
     return fd
 
 
