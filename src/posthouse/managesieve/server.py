@@ -167,6 +167,9 @@ class SieveSession:
             raise no("STARTTLS is not available now")
         self.reply("OK", "Begin TLS negotiation")
         await self.writer.drain()
+        # Anything the client pipelined after STARTTLS in cleartext is thrown
+        # away, not run inside TLS (the CVE-2011-0411 class of injection).
+        self.reader._buffer.clear()
         await self.writer.start_tls(self.ctx.tls_context)
         self.tls = True
         self.capabilities()     # RFC 5804 2.2: capabilities again, then OK
