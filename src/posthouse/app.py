@@ -19,6 +19,7 @@ from .managesieve.server import ManageSieveServer
 from .pop3.server import Pop3Server
 from .imap.registry import MailboxRegistry
 from .imap.server import ImapServer, ServerContext
+from .limits import ConnectionLimits
 from .store.service import StoreService
 from .store.sqlite.backend import SQLiteStore
 from .tls import ensure_self_signed, server_context
@@ -48,7 +49,8 @@ def build_context(config: Config) -> ServerContext:
     deliverer.queue = queue
     return ServerContext(config, service, MailboxRegistry(service),
                          Authenticator(service, config.failure_delay,
-                                       cache_ttl=config.auth_cache_ttl), tls, deliverer, queue)
+                                       cache_ttl=config.auth_cache_ttl), tls, deliverer, queue,
+                         ConnectionLimits(config.max_connections, config.max_connections_per_ip))
 
 
 async def start_arrivals(ctx: ServerContext) -> None:
