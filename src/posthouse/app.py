@@ -7,6 +7,7 @@ import os
 import signal
 
 from .auth.authenticator import Authenticator
+from .auth.throttle import Throttle
 from .config import Config
 from .delivery.arrivals import Arrivals
 from .delivery.deliver import Deliverer
@@ -48,8 +49,9 @@ def build_context(config: Config) -> ServerContext:
     queue = OutboundQueue(service, config, deliverer)
     deliverer.queue = queue
     return ServerContext(config, service, MailboxRegistry(service),
-                         Authenticator(service, config.failure_delay,
-                                       cache_ttl=config.auth_cache_ttl), tls, deliverer, queue,
+                         Authenticator(service, config.failure_delay, cache_ttl=config.auth_cache_ttl,
+                                       throttle=Throttle(config.failure_delay, config.auth_throttle_max,
+                                                         config.auth_throttle_forget)), tls, deliverer, queue,
                          ConnectionLimits(config.max_connections, config.max_connections_per_ip))
 
 

@@ -31,6 +31,11 @@ class Config:
     line_timeout: float = 60
     max_connections: int = 5000
     max_connections_per_ip: int = 100
+    # Failed logins slow further attempts from that address (and at that account,
+    # from addresses that failed too), over every connection and protocol: waits
+    # double from failure_delay up to auth_throttle_max; forgotten after auth_throttle_forget.
+    auth_throttle_max: float = 60
+    auth_throttle_forget: float = 3600
     # LMTP, for an MTA to hand over mail: TCP (None disables) and/or a unix socket.
     lmtp_host: str = "127.0.0.1"
     lmtp_port: int | None = 2424       # 24 in production

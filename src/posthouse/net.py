@@ -14,7 +14,11 @@ log = logging.getLogger("posthouse")
 def peer_of(writer) -> tuple[str, bool]:
     """("host:port", whether the peer is on loopback) for a stream writer or transport."""
     peer = writer.get_extra_info("peername")
-    text = f"{peer[0]}:{peer[1]}" if peer else "?"
+    if peer:
+        host = f"[{peer[0]}]" if ":" in str(peer[0]) else peer[0]     # "[v6]:port" stays readable
+        text = f"{host}:{peer[1]}"
+    else:
+        text = "?"
     try:
         loopback = bool(peer) and ipaddress.ip_address(peer[0]).is_loopback
     except ValueError:      # a unix socket, or something else without an address
