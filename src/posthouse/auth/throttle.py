@@ -34,6 +34,7 @@ class _Record:
     failures: int = 0
     last_failure: float = 0.0
     next_slot: float = 0.0      # when the next password check may be made
+    pending: int = 0            # checks given a slot and not yet done: counted as failures to come
 
 
 class Throttle:
@@ -92,9 +93,12 @@ class Throttle:
         if slot - now > self.max_delay:
             self.refused += 1
             return None
-        delay = max(self.delay_after(r.failures) for r in records)
+        # Checks still under way count as failures already: otherwise a burst
+        # admitted before they end would all get the short waits of now.
+        delay = max(self.delay_after(r.failures + r.pending) for r in records)
         for r in records:
             r.next_slot = slot + delay
+            r.pending += 1
         return slot - now
 
     def done(self, address: str, account: str, ok: bool) -> None:
@@ -102,6 +106,10 @@ class Throttle:
         if not self.max_delay:
             return
         now = self.clock()
+        for table, key in ((self.addresses, address), (self.accounts, account)):
+            record = table.get(key)
+            if record is not None and record.pending:
+                record.pending -= 1
         if ok:
             # The account's owner got in: its count starts again. The address's
             # doesn't (a guesser could log in to an account of its own to clear it).
