@@ -6,7 +6,7 @@ from __future__ import annotations
 from posthouse.config import Config
 from posthouse.imap.protocol.reader import CommandReader, Fatal, LiteralTooBig, NeedContinuation, RawLine
 from posthouse.imap.protocol.tokens import Command
-from posthouse.imap.server import PRE_LOGIN_LINE, PRE_LOGIN_LITERALS, Connection
+from posthouse.imap.server import PRE_LOGIN_LITERALS, Connection
 
 
 def events(reader: CommandReader, data: bytes) -> list:
@@ -57,7 +57,6 @@ def test_a_connection_before_login_takes_only_small_literals_then_full_ones():
     conn = Connection(Config(data_dir="/nonexistent", max_message_size=1 << 20), False, lambda c: None)
     r = conn.reader
     assert r.max_literal == PRE_LOGIN_LITERALS and r.max_command_literals == PRE_LOGIN_LITERALS
-    assert r.max_line == PRE_LOGIN_LINE
     assert events(r, b"a LOGIN {%d}\r\n" % (PRE_LOGIN_LITERALS + 1)) == [LiteralTooBig("a", PRE_LOGIN_LITERALS + 1)]
     assert events(r, b"b LOGIN {%d+}\r\n" % (PRE_LOGIN_LITERALS + 1)) == [Fatal("Literal too big", "b")]
     conn = Connection(Config(data_dir="/nonexistent", max_message_size=1 << 20), False, lambda c: None)

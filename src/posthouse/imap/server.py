@@ -20,11 +20,11 @@ log = logging.getLogger("posthouse.imap")
 
 _FLUSH_AT = 64 * 1024
 _READ_AHEAD = 2 * 1024 * 1024     # unread bytes from a client before its socket is paused
-# Before login a client needs a few KB (LOGIN's literals, an AUTHENTICATE
-# response): one that may send more could make the server hold 64 MiB a
-# literal for nobody. Lines, literals (all of one command's together) and
-# read-ahead are kept to these until it logs in.
-PRE_LOGIN_LINE = 8 * 1024
+# Before login a client needs a few KB of literals (LOGIN's, ID's): one that
+# may send more could make the server hold 64 MiB a literal for nobody.
+# Literals (all of one command's together) and read-ahead are kept to these
+# until it logs in; lines are max_line long (an ID command with RFC 2971's
+# 30 pairs of 1,024 octets is 32 KB).
 PRE_LOGIN_LITERALS = 8 * 1024
 PRE_LOGIN_READ_AHEAD = 64 * 1024
 
@@ -72,15 +72,13 @@ class Connection(asyncio.Protocol):
         self.login_deadline = time.monotonic() + config.login_timeout if config.login_timeout else None
         self._command_began: float | None = None
         self._literal_fed = 0.0
-        self._timer: asyncio.TimerHandle | None = None
-        self.timed_out: bytes | None = None      # the BYE said when a timeout closed it
 
     def _new_reader(self) -> CommandReader:
         cfg = self.config
         if self.logged_in:
             return CommandReader(max_line=cfg.max_line, max_literal=cfg.max_message_size,
                                  max_command_literals=cfg.max_message_size)
-        return CommandReader(max_line=min(cfg.max_line, PRE_LOGIN_LINE),
+        return CommandReader(max_line=cfg.max_line,
                              max_literal=min(cfg.max_message_size, PRE_LOGIN_LITERALS),
                              max_command_literals=min(cfg.max_message_size, PRE_LOGIN_LITERALS))
 
@@ -188,7 +186,6 @@ class Connection(asyncio.Protocol):
 
     def _time_out(self, bye: bytes) -> None:
         if not self.closed:
-            self.timed_out = bye
             log.info("timeout peer=%s: %s", self.peer, bye.decode().strip() or "not reading")
             if bye:
                 self._out.append(bye)
