@@ -117,7 +117,8 @@ def test_the_connection_past_the_global_limit_is_refused(limited):
 
 @pytest.fixture(scope="module")
 def impatient(tmp_path_factory):
-    srv = RunningServer(str(tmp_path_factory.mktemp("impatient")), login_timeout=1.5, line_timeout=0.3)
+    srv = RunningServer(str(tmp_path_factory.mktemp("impatient")), login_timeout=1.5, line_timeout=0.3,
+                        idle_timeout=2, pop3_timeout=2)
     yield srv
     srv.stop()
 
@@ -155,6 +156,22 @@ def test_a_client_that_keeps_talking_without_logging_in_is_closed(impatient):
         assert c.readline() == b""
     finally:
         c.close()
+
+
+def test_a_logged_in_client_idle_too_long_is_logged_out(impatient):
+    user = impatient.add_user()
+    imap = raw_login(impatient, user)
+    pop3 = RawClient(impatient.host, impatient.pop3_port)
+    try:
+        pop3.send(f"USER {user[0]}\r\nPASS {user[1]}\r\n")
+        assert pop3.readline().startswith(b"+OK") and pop3.readline().startswith(b"+OK")
+        imap.sock.settimeout(15)
+        pop3.sock.settimeout(15)
+        assert last_line(read_to_end(imap.sock)) == b"* BYE [UNAVAILABLE] Autologout; idle for too long"
+        assert last_line(read_to_end(pop3.sock)) == b"-ERR Idle for too long"
+    finally:
+        imap.close()
+        pop3.close()
 
 
 def trickle(sock: socket.socket, data: bytes, then: bytes = b"x") -> bytes:
