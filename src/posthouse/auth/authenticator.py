@@ -92,7 +92,8 @@ class Authenticator:
             self.failures += 1
             log.warning("login refused unchecked user=%r peer=%s: too many failures from there",
                         username[:64], peer)
-            await asyncio.sleep(self.failure_delay)
+            # Answered only after the longest wait: the guesser learns nothing, and late.
+            await asyncio.sleep(max(self.failure_delay, self.throttle.max_delay))
             return None
         ok = ok and user is not None
         self.throttle.done(address, account, ok)
