@@ -100,7 +100,7 @@ def test_the_connection_past_the_global_limit_is_refused(limited):
     held = [open_greeted(limited, "imap", "127.0.0.1") for _ in range(3)]
     held += [open_greeted(limited, "pop3", "127.0.0.2") for _ in range(2)]
     try:
-        for protocol in ("imap", "smtp"):
+        for protocol in PROTOCOLS:
             refused = connect(limited, protocol, "127.0.0.3")
             try:
                 answer = read_to_end(refused)
@@ -304,3 +304,15 @@ def test_literals_of_one_command_are_bounded_together_after_login(server, raw):
     raw.send(b"x" * half + f" {{{half}}}\r\n".encode())
     assert raw.readline().startswith(b"a NO [TOOBIG]")
     assert raw.cmd("n", "NOOP")[-1] == b"n OK NOOP completed\r\n"
+
+
+def test_managesieve_before_login_takes_no_script_sized_literal(server):
+    c = RawClient(server.host, server.sieve_port)
+    try:
+        while not c.readline().startswith(b"OK"):
+            pass
+        c.send('PUTSCRIPT "a" {20000+}\r\n')       # a script fits after login, not before
+        assert c.readline() == b'BYE "Line or literal too long"\r\n'
+        assert c.readline() == b""
+    finally:
+        c.close()
