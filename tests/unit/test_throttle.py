@@ -20,11 +20,11 @@ def make(**kw) -> tuple[Throttle, Clock]:
 def test_a_clean_address_is_never_held_back_and_failures_double_the_wait():
     t, clock = make()
     assert t.admit("10.0.0.1", "alice") == 0
-    t.done("10.0.0.1", "alice", False)
+    t.done("10.0.0.1", "alice", False, t.last_slotted)
     # One failure: the next check a second after it.
     assert t.admit("10.0.0.1", "alice") == 1.0
     clock.now += 1.0
-    t.done("10.0.0.1", "alice", False)
+    t.done("10.0.0.1", "alice", False, t.last_slotted)
     assert t.admit("10.0.0.1", "alice") == 2.0       # two failures: two seconds
     assert [t.delay_after(n) for n in (1, 2, 3, 7, 8, 50)] == [1, 2, 4, 60, 60, 60]
 
@@ -34,7 +34,7 @@ def test_parallel_attempts_from_one_address_get_one_slot_each():
     for _ in range(6):                   # six failures: 32 s between checks from here
         clock.now += 100
         t.admit("10.0.0.1", "alice")
-        t.done("10.0.0.1", "alice", False)
+        t.done("10.0.0.1", "alice", False, t.last_slotted)
     clock.now += 100                     # past the wait
     waits = [t.admit("10.0.0.1", "alice") for _ in range(50)]       # fifty connections at once
     checked = [w for w in waits if w is not None]
@@ -47,13 +47,13 @@ def test_an_accounts_failures_slow_other_failing_addresses_not_clean_ones():
     t, clock = make()
     for i in range(8):                   # eight addresses, one failure each, at alice
         t.admit(f"10.0.0.{i}", "alice")
-        t.done(f"10.0.0.{i}", "alice", False)
+        t.done(f"10.0.0.{i}", "alice", False, t.last_slotted)
     clock.now += 10
     # An address that has failed once waits as long as alice's eight failures say.
     assert t.admit("10.0.0.1", "alice") == t.delay_after(8) - 10
     # The real user from a clean address: at once.
     assert t.admit("192.0.2.7", "alice") == 0
-    t.done("192.0.2.7", "alice", True)
+    t.done("192.0.2.7", "alice", True, t.last_slotted)
     assert "alice" not in t.accounts
 
 
@@ -64,7 +64,7 @@ def test_a_user_where_they_logged_in_before_is_not_held_back_by_the_address():
     for _ in range(5):                      # someone there keeps failing as carol
         clock.now += 100
         t.admit("10.0.0.1", "carol")
-        t.done("10.0.0.1", "carol", False)
+        t.done("10.0.0.1", "carol", False, t.last_slotted)
     assert t.admit("10.0.0.1", "bob") == 0
     assert t.admit("10.0.0.1", "dave") > 0
 
@@ -73,7 +73,7 @@ def test_failures_are_forgotten_and_the_tables_are_bounded():
     t, clock = make(size=3)
     for i in range(5):
         t.admit(f"10.0.0.{i}", f"u{i}")
-        t.done(f"10.0.0.{i}", f"u{i}", False)
+        t.done(f"10.0.0.{i}", f"u{i}", False, t.last_slotted)
     assert len(t.addresses) == 3 and len(t.accounts) == 3
     assert t.failures("10.0.0.4") == 1
     clock.now += 3601
@@ -85,7 +85,7 @@ def test_failures_are_forgotten_and_the_tables_are_bounded():
 def test_off():
     t, clock = make()
     t.max_delay = 0
-    t.done("10.0.0.1", "alice", False)
+    t.done("10.0.0.1", "alice", False, t.last_slotted)
     assert t.admit("10.0.0.1", "alice") == 0
 
 
@@ -100,3 +100,13 @@ def test_client_address():
 
 def test_client_address_of_a_v6_peer_with_its_port():
     assert client_address("[2001:db8::1:2:3:4]:443") == "2001:db8::/64"
+
+
+def test_checks_under_way_count_as_failures_to_come():
+    t, clock = make()
+    t.admit("10.0.0.1", "alice")
+    t.done("10.0.0.1", "alice", False, t.last_slotted)
+    clock.now += 100
+    # A burst, none of it done yet: each slot further off than the one before.
+    waits = [t.admit("10.0.0.1", "alice") for _ in range(8)]
+    assert waits == [0.0, 1.0, 3.0, 7.0, 15.0, 31.0, None, None]

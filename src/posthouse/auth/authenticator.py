@@ -82,6 +82,7 @@ class Authenticator:
             self.throttle.trim()
         async with self._hashing:
             wait = self.throttle.admit(address, account)
+            slotted = self.throttle.last_slotted
             if wait == 0:
                 ok = await loop.run_in_executor(self._pool, verify_password, stored, password)
         if wait:
@@ -96,7 +97,7 @@ class Authenticator:
             await asyncio.sleep(max(self.failure_delay, self.throttle.max_delay))
             return None
         ok = ok and user is not None
-        self.throttle.done(address, account, ok)
+        self.throttle.done(address, account, ok, slotted)
         if ok:
             self.cache.add(user.name, stored, password)
             log.info("login ok user=%s peer=%s", user.name, peer)

@@ -51,6 +51,7 @@ class Throttle:
         self.known_good: OrderedDict[tuple[str, str], float] = OrderedDict()
         self.refused = 0            # attempts refused unchecked (for logs and tests)
         self.last_wait: float | None = None     # what admit() said last
+        self.last_slotted = False                # whether it gave that attempt a slot (see done())
 
     def _get(self, table: OrderedDict, key: str, now: float) -> _Record | None:
         record = table.get(key)
@@ -72,6 +73,7 @@ class Throttle:
     def admit(self, address: str, account: str) -> float | None:
         """Seconds to wait before checking this attempt's password (0: at
         once), or None: refused unchecked (its slot is too far off)."""
+        self.last_slotted = False
         self.last_wait = wait = self._admit(address, account)
         return wait
 
@@ -99,16 +101,17 @@ class Throttle:
         for r in records:
             r.next_slot = slot + delay
             r.pending += 1
+        self.last_slotted = True
         return slot - now
 
-    def done(self, address: str, account: str, ok: bool) -> None:
-        """A checked attempt's outcome."""
+    def done(self, address: str, account: str, ok: bool, slotted: bool = False) -> None:
+        """A checked attempt's outcome; slotted: admit() gave it a slot (last_slotted)."""
         if not self.max_delay:
             return
         now = self.clock()
         for table, key in ((self.addresses, address), (self.accounts, account)):
             record = table.get(key)
-            if record is not None and record.pending:
+            if slotted and record is not None and record.pending:
                 record.pending -= 1
         if ok:
             # The account's owner got in: its count starts again. The address's
