@@ -118,7 +118,7 @@ def test_the_connection_past_the_global_limit_is_refused(limited):
 @pytest.fixture(scope="module")
 def impatient(tmp_path_factory):
     srv = RunningServer(str(tmp_path_factory.mktemp("impatient")), login_timeout=3, line_timeout=0.3,
-                        idle_timeout=2, pop3_timeout=2)
+                        idle_timeout=4, pop3_timeout=4)     # past the login deadline: it comes first
     yield srv
     srv.stop()
 
