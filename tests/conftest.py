@@ -110,7 +110,10 @@ class RunningServer:
                     submission_port=0, submission_tls_port=0,
                     fsync=False,
                     domains=["example.com", "mail.test"],
-                    failure_delay=0.05, max_message_size=1024 * 1024, hostname="mx.test")
+                    failure_delay=0.05, max_message_size=1024 * 1024, hostname="mx.test",
+                    # Every test logs in from 127.0.0.1, some with wrong passwords on purpose:
+                    # the guessing throttle is off here (tests/live/test_throttle.py turns it on).
+                    auth_throttle_max=0)
         opts.update(overrides)
         self.config = Config(**opts)
         self.loop = asyncio.new_event_loop()

@@ -9,6 +9,7 @@ import signal
 import sqlite3
 
 from .auth.authenticator import Authenticator
+from .auth.throttle import Throttle
 from .config import Config
 from .delivery.arrivals import Arrivals
 from .delivery.deliver import Deliverer
@@ -21,6 +22,7 @@ from .managesieve.server import ManageSieveServer
 from .pop3.server import Pop3Server
 from .imap.registry import MailboxRegistry
 from .imap.server import ImapServer, ServerContext
+from .limits import ConnectionLimits
 from .store.api import DiskFull
 from .store.service import StoreService
 from .store.space import FreeSpace, is_disk_full
@@ -65,8 +67,10 @@ def build_context(config: Config) -> ServerContext:
     queue = OutboundQueue(service, config, deliverer)
     deliverer.queue = queue
     return ServerContext(config, service, MailboxRegistry(service),
-                         Authenticator(service, config.failure_delay,
-                                       cache_ttl=config.auth_cache_ttl), tls, deliverer, queue)
+                         Authenticator(service, config.failure_delay, cache_ttl=config.auth_cache_ttl,
+                                       throttle=Throttle(config.failure_delay, config.auth_throttle_max,
+                                                         config.auth_throttle_forget)), tls, deliverer, queue,
+                         ConnectionLimits(config.max_connections, config.max_connections_per_ip))
 
 
 async def start_arrivals(ctx: ServerContext) -> None:

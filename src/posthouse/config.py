@@ -23,6 +23,19 @@ class Config:
     # A password verified this recently is not hashed again (0: always hash).
     auth_cache_ttl: float = 3600
     idle_timeout: float = 30 * 60
+    # Hostile clients (every protocol): a client must log in within login_timeout
+    # seconds of connecting; a command line (or literal) once begun must arrive
+    # within line_timeout (slow senders are cut off); open connections are
+    # limited in all and per client address (IPv6: per /64). 0: no limit.
+    login_timeout: float = 60
+    line_timeout: float = 60
+    max_connections: int = 5000
+    max_connections_per_ip: int = 100
+    # Failed logins slow further attempts from that address (and at that account,
+    # from addresses that failed too), over every connection and protocol: waits
+    # double from failure_delay up to auth_throttle_max; forgotten after auth_throttle_forget.
+    auth_throttle_max: float = 60
+    auth_throttle_forget: float = 3600
     # LMTP, for an MTA to hand over mail: TCP (None disables) and/or a unix socket.
     lmtp_host: str = "127.0.0.1"
     lmtp_port: int | None = 2424       # 24 in production

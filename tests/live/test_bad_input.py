@@ -52,6 +52,7 @@ def test_oversized_sync_literal_refused_before_reading(server, raw):
 
 def test_oversized_nonsync_literal_closes_cleanly(server, user, raw):
     raw.send(b"big APPEND INBOX {%d+}\r\n" % (server.config.max_message_size + 1))
+    assert raw.readline() == b"big BAD [TOOBIG] Literal too big\r\n"     # RFC 7888 4
     assert raw.readline().startswith(b"* BYE")
     assert raw.readline() == b""
     assert alive(server, user)

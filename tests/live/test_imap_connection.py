@@ -86,6 +86,7 @@ def test_a_client_that_sends_faster_than_its_session_reads_is_paused_then_resume
         transport = _Transport()
         conn.connection_made(transport)
         assert started == [conn] and conn.peer == "127.0.0.1:1143" and conn.is_loopback
+        conn.log_in()       # a logged-in session's read-ahead and line length (before login: less)
         line = b"a NOOP " + b"x" * 60_000 + b"\r\n"
         while not transport.paused:
             conn.data_received(line)          # the session is busy: nothing is read

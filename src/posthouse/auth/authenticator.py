@@ -1,4 +1,5 @@
-"""Checks credentials off the event loop, delays and counts failures."""
+"""Checks credentials off the event loop, delays and counts failures, and
+slows guessing across connections and protocols (throttle.py)."""
 from __future__ import annotations
 
 import asyncio
@@ -13,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ..store.api import User
 from ..store.service import StoreService
 from .passwords import DUMMY_HASH, verify_password
+from .throttle import Throttle, client_address
 
 log = logging.getLogger("posthouse.auth")
 
@@ -54,10 +56,15 @@ class VerifiedCache:
 
 class Authenticator:
     def __init__(self, service: StoreService, failure_delay: float = 1.0, hash_threads: int = 2,
-                 cache_ttl: float = 0):
+                 cache_ttl: float = 0, throttle: Throttle | None = None):
         self.service = service
         self.failure_delay = failure_delay
         self.cache = VerifiedCache(cache_ttl)
+        self.throttle = throttle if throttle is not None else Throttle(base_delay=failure_delay)
+        self._attempts = 0
+        # Hashing waits for a turn here, and only then asks the throttle: a
+        # burst of guesses meets the failures of those before it.
+        self._hashing = asyncio.Semaphore(hash_threads)
         # A bounded pool: a burst of logins queues here instead of eating memory.
         self._pool = ThreadPoolExecutor(hash_threads, thread_name_prefix="posthouse-hash")
         self.failures = 0
@@ -68,14 +75,36 @@ class Authenticator:
         stored = user.password_hash if user else DUMMY_HASH
         if user is not None and self.cache.check(user.name, stored, password):
             log.debug("login ok (cached) user=%s peer=%s", user.name, peer)
-            return user
-        ok = await loop.run_in_executor(self._pool, verify_password, stored, password)
-        if ok and user is not None:
+            return user         # a password known right: nothing guessed, nothing to slow
+        address, account = client_address(peer), username[:256].lower()
+        self._attempts += 1
+        if self._attempts % 1000 == 0:
+            self.throttle.trim()
+        async with self._hashing:
+            wait = self.throttle.admit(address, account)
+            slotted = self.throttle.last_slotted
+            if wait == 0:
+                ok = await loop.run_in_executor(self._pool, verify_password, stored, password)
+        if wait:
+            await asyncio.sleep(wait)       # its slot, not holding a turn meanwhile
+            async with self._hashing:
+                ok = await loop.run_in_executor(self._pool, verify_password, stored, password)
+        if wait is None:
+            self.failures += 1
+            log.warning("login refused unchecked user=%r peer=%s: too many failures from there",
+                        username[:64], peer)
+            # Answered only after the longest wait: the guesser learns nothing, and late.
+            await asyncio.sleep(max(self.failure_delay, self.throttle.max_delay))
+            return None
+        ok = ok and user is not None
+        self.throttle.done(address, account, ok, slotted)
+        if ok:
             self.cache.add(user.name, stored, password)
             log.info("login ok user=%s peer=%s", user.name, peer)
             return user
         self.failures += 1
-        log.warning("login failed user=%r peer=%s (failures so far: %d)", username[:64], peer, self.failures)
+        log.warning("login failed user=%r peer=%s (failures so far: %d; from there: %d)", username[:64], peer,
+                    self.failures, self.throttle.failures(address))
         await asyncio.sleep(self.failure_delay)
         return None
 

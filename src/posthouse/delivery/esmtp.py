@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 
 from email._header_value_parser import get_addr_spec, get_angle_addr
 from email.errors import HeaderParseError
 
 from aiosmtpd.smtp import MISSING, SMTP, syntax
 
+from ..limits import Admission
 from .data_reader import ConnectionLost, read_message
 from .deliver import Deliverer, mailbox_full
 from .recipients import Recipient, quota_exceeded, resolve
@@ -163,14 +165,108 @@ class Listeners:
 
 
 class Tuned:
-    """Mixed into aiosmtpd's protocol classes (LMTP, SMTP, submission)."""
+    """Mixed into aiosmtpd's protocol classes (LMTP, SMTP, submission).
 
-    def __init__(self, handler, line_length_limit: int, **kwargs):
+    Against hostile clients: a connection over the limits (limits.py) is
+    answered 421 and closed; until its first command (or, with login=True,
+    until it has authenticated) a client has login_timeout seconds in all,
+    then aiosmtpd's timeout between commands; and a line once begun must be
+    whole within line_timeout (a client trickling it in is cut off)."""
+
+    def __init__(self, handler, line_length_limit: int, limits=None, login_timeout: float = 0,
+                 line_timeout: float = 0, login: bool = False, **kwargs):
         # A line limit of our choosing (real mail has lines past RFC 5321's
         # 1,000 octets), set before the stream reader is made.
         self.line_length_limit = max(line_length_limit, 1001)
         self._held_replies: list[bytes] = []
+        self._limits = limits
+        self._admission: Admission | None = None
+        self._refused = False
+        self._login = login
+        self._login_timeout = login_timeout
+        self._login_deadline: float | None = None
+        self._timer_resets = 0
+        self._line_timeout = line_timeout
+        self._line_timer: asyncio.TimerHandle | None = None
         super().__init__(handler, **kwargs)
+
+    # -- limits and timeouts ------------------------------------------------------
+    def connection_made(self, transport) -> None:
+        if self._original_transport is None:        # not the second call, after STARTTLS
+            self._admission = Admission(self._limits, transport)
+            if self._admission.refusal is not None:
+                self._refused = True
+                transport.write(f"421 4.7.0 {self._admission.refusal}; try again later\r\n".encode())
+                transport.close()
+                return
+            if self._login_timeout:
+                self._login_deadline = time.monotonic() + self._login_timeout
+        super().connection_made(transport)
+
+    def connection_lost(self, error) -> None:
+        if self._refused:
+            return
+        self._cancel_line_timer()
+        if self._admission is not None:
+            self._admission.release()
+        super().connection_lost(error)
+
+    def eof_received(self):
+        if self._refused:
+            return False
+        return super().eof_received()
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        super().data_received(data)
+        if self._line_timeout:
+            buffered = getattr(self._reader, "_buffer", None)
+            if buffered and buffered[-1:] != b"\n":
+                if self._line_timer is None:
+                    self._line_timer = self.loop.call_later(self._line_timeout, self._line_timed_out)
+            else:
+                self._cancel_line_timer()
+
+    def _cancel_line_timer(self) -> None:
+        if self._line_timer is not None:
+            self._line_timer.cancel()
+            self._line_timer = None
+
+    def _line_timed_out(self) -> None:
+        self._line_timer = None
+        buffered = getattr(self._reader, "_buffer", None)
+        if self.transport is None or not buffered or buffered[-1:] == b"\n":
+            return
+        if getattr(self._reader, "_waiter", None) is None:
+            # We are busy, not the client slow: look again later.
+            self._line_timer = self.loop.call_later(self._line_timeout, self._line_timed_out)
+            return
+        log.info("%r: a line took over %s s to arrive; closing", self.session.peer, self._line_timeout)
+        self.transport.write(b"421 4.4.2 Line took too long to arrive; closing\r\n")
+        self.transport.close()
+
+    def _reset_timeout(self, duration=None) -> None:
+        # aiosmtpd calls this when the connection is made and after each valid command.
+        self._timer_resets += 1
+        deadline = self._login_deadline
+        if deadline is not None:
+            done = self.session is not None and self.session.authenticated if self._login \
+                else self._timer_resets > 1
+            if done:
+                self._login_deadline = None
+            else:
+                duration = min(duration or self._timeout_duration, max(0.001, deadline - time.monotonic()))
+        super()._reset_timeout(duration)
+
+    def _timeout_cb(self):
+        if self._login_deadline is not None and self.session is not None and self.session.authenticated:
+            self._reset_timeout()       # logged in since the timer was set: the usual timeout now
+            return
+        if self.transport is not None:
+            what = "Login timed out" if self._login_deadline is not None else "Timeout"
+            self.transport.write(f"421 4.4.2 {what}; closing\r\n".encode())
+        super()._timeout_cb()
 
     async def push(self, status):
         """Replies to pipelined commands (RFC 2920) go out together: a reply

@@ -43,7 +43,8 @@ class LmtpServer:
         config = self.ctx.config
         # The MTA has accepted the message already: take lines longer than
         # RFC 5321's 1,000 octets (real mail has them), up to the IMAP line limit.
-        return _LMTP(self.handler, config.max_line, data_size_limit=config.max_message_size,
+        return _LMTP(self.handler, config.max_line, limits=self.ctx.limits, login_timeout=config.login_timeout,
+                     line_timeout=config.line_timeout, data_size_limit=config.max_message_size,
                      enable_SMTPUTF8=True, decode_data=False, hostname=config.hostname or None,
                      ident="Posthouse LMTP", timeout=config.lmtp_timeout)
 

@@ -74,7 +74,8 @@ class SmtpServer:
         config = self.ctx.config
         # Lines past RFC 5321's 1,000 octets are taken (real mail has them), up to
         # the IMAP line limit. No AUTH here: every mechanism is left out.
-        return _SMTP(self.handler, config.max_line, data_size_limit=config.max_message_size,
+        return _SMTP(self.handler, config.max_line, limits=self.ctx.limits, login_timeout=config.login_timeout,
+                     line_timeout=config.line_timeout, data_size_limit=config.max_message_size,
                      enable_SMTPUTF8=True, decode_data=False, hostname=config.hostname or None,
                      ident="Posthouse ESMTP", timeout=config.smtp_timeout, tls_context=self.ctx.tls_context,
                      auth_exclude_mechanism=["LOGIN", "PLAIN"])

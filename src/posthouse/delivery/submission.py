@@ -193,7 +193,9 @@ class SubmissionServer:
             return self._make(config)
 
     def _make(self, config):
-        return _Submission(self.handler, config.max_line, data_size_limit=config.max_message_size,
+        return _Submission(self.handler, config.max_line, limits=self.ctx.limits, login=True,
+                           login_timeout=config.login_timeout, line_timeout=config.line_timeout,
+                           data_size_limit=config.max_message_size,
                            enable_SMTPUTF8=True, decode_data=False, hostname=config.hostname or None,
                            ident="Posthouse ESMTP submission", timeout=config.smtp_timeout,
                            tls_context=self.ctx.tls_context, auth_required=True, auth_require_tls=False)

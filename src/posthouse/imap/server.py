@@ -3,21 +3,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 
 from ..auth.authenticator import Authenticator
 from ..config import Config
+from ..limits import Admission
 from ..net import peer_of
 from ..store.service import StoreService
 from .protocol.reader import BadCommand, CommandReader, Fatal, LiteralTooBig, NeedContinuation, RawLine
 from .protocol.tokens import Command
 from .registry import MailboxRegistry
-from .session import LOGOUT, Session
+from .session import LOGOUT, NOT_AUTH, Session
 
 log = logging.getLogger("posthouse.imap")
 
 _FLUSH_AT = 64 * 1024
 _READ_AHEAD = 2 * 1024 * 1024     # unread bytes from a client before its socket is paused
+# Before login a client needs a few KB of literals (LOGIN's, ID's): one that
+# may send more could make the server hold 64 MiB a literal for nobody.
+# Literals (all of one command's together) and read-ahead are kept to these
+# until it logs in; lines are max_line long (an ID command with RFC 2971's
+# 30 pairs of 1,024 octets is 32 KB).
+PRE_LOGIN_LITERALS = 8 * 1024
+PRE_LOGIN_READ_AHEAD = 64 * 1024
 
 
 @dataclass
@@ -29,6 +38,7 @@ class ServerContext:
     tls_context: object = None
     deliverer: object = None        # delivery.deliver.Deliverer
     queue: object = None            # delivery.queue.OutboundQueue
+    limits: object = None           # limits.ConnectionLimits, shared by every protocol
 
 
 class Connection(asyncio.Protocol):
@@ -36,8 +46,13 @@ class Connection(asyncio.Protocol):
     socket's protocol itself: bytes go straight into the command reader, and
     the session is woken only when it waits for more (no stream in between)."""
 
-    def __init__(self, config: Config, tls: bool, start_session):
-        self.reader = CommandReader(max_line=config.max_line, max_literal=config.max_message_size)
+    def __init__(self, config: Config, tls: bool, start_session, limits=None):
+        self.config = config
+        self.logged_in = False
+        self.reader = self._new_reader()
+        self._read_ahead = PRE_LOGIN_READ_AHEAD
+        self.limits = limits
+        self.admission: Admission | None = None
         self.tls = tls
         self.peer, self.is_loopback, self.local_host = "?", False, None
         self.closed = False
@@ -52,6 +67,32 @@ class Connection(asyncio.Protocol):
         # call per command instead of one per response line.
         self._out: list[bytes] = []
         self._out_size = 0
+        # Timeouts: log in by login_deadline; a command begun at _command_began
+        # (or a literal last fed at _literal_fed) must be here line_timeout later.
+        self.login_deadline = time.monotonic() + config.login_timeout if config.login_timeout else None
+        self._command_began: float | None = None
+        self._literal_fed = 0.0
+
+    def _new_reader(self) -> CommandReader:
+        cfg = self.config
+        if self.logged_in:
+            return CommandReader(max_line=cfg.max_line, max_literal=cfg.max_message_size,
+                                 max_command_literals=cfg.max_message_size)
+        return CommandReader(max_line=cfg.max_line,
+                             max_literal=min(cfg.max_message_size, PRE_LOGIN_LITERALS),
+                             max_command_literals=min(cfg.max_message_size, PRE_LOGIN_LITERALS))
+
+    def log_in(self) -> None:
+        """The session has logged in: the full limits apply from its next command."""
+        if not self.logged_in:
+            self.logged_in = True
+            full = self._new_reader()       # its limits; the reader keeps what it holds
+            self.reader.max_line, self.reader.max_literal = full.max_line, full.max_literal
+            self.reader.max_command_literals = full.max_command_literals
+            self._read_ahead = _READ_AHEAD
+            if self._paused_reading:
+                self._paused_reading = False
+                self._transport.resume_reading()
 
     # -- asyncio.Protocol -------------------------------------------------------
     def connection_made(self, transport) -> None:
@@ -59,11 +100,21 @@ class Connection(asyncio.Protocol):
         self.peer, self.is_loopback = peer_of(transport)
         local = transport.get_extra_info("sockname")
         self.local_host = local[0] if isinstance(local, tuple) else None   # URLs may name us by it
+        self.admission = Admission(self.limits, transport)
+        if self.admission.refusal is not None:
+            self.closed = True
+            transport.write(f"* BYE [UNAVAILABLE] {self.admission.refusal}; try again later\r\n".encode())
+            transport.close()
+            return
         self._start_session(self)
 
     def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        if self.reader.in_literal:
+            self._literal_fed = time.monotonic()
         self.reader.feed(data)
-        if self.reader.pending_bytes > _READ_AHEAD and not self._paused_reading:
+        if self.reader.pending_bytes > self._read_ahead and not self._paused_reading:
             # The session is busy and the client keeps sending: stop reading until it catches up.
             self._paused_reading = True
             self._transport.pause_reading()
@@ -79,6 +130,8 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc) -> None:
         self._eof = True
         self.closed = True
+        if self.admission is not None:
+            self.admission.release()
         self._wake()
         self._write_paused = False
         self._wake_drain()
@@ -114,6 +167,30 @@ class Connection(asyncio.Protocol):
             self._out.clear()
             self._out_size = 0
 
+    def _deadline(self) -> tuple[float | None, bytes]:
+        """When waiting for the client's next bytes must end, and the BYE then."""
+        now = time.monotonic()
+        cfg = self.config
+        if self.reader.mid_command and cfg.line_timeout:
+            if self._command_began is None:
+                self._command_began = now
+            began = max(self._command_began, self._literal_fed)
+            line_end = began + cfg.line_timeout
+            if self.logged_in or self.login_deadline is None or line_end < self.login_deadline:
+                return line_end, b"* BYE Command took too long to arrive\r\n"
+        if not self.logged_in and self.login_deadline is not None:
+            return self.login_deadline, b"* BYE Login timed out\r\n"
+        if cfg.idle_timeout:
+            return now + cfg.idle_timeout, b"* BYE [UNAVAILABLE] Autologout; idle for too long\r\n"
+        return None, b""
+
+    def _time_out(self, bye: bytes) -> None:
+        if not self.closed:
+            log.info("timeout peer=%s: %s", self.peer, bye.decode().strip() or "not reading")
+            if bye:
+                self._out.append(bye)
+            self.close()
+
     async def drain(self) -> None:
         if self.closed:
             return
@@ -124,7 +201,18 @@ class Connection(asyncio.Protocol):
             return
         while self._write_paused and not self.closed:
             self._drain_waiter = asyncio.get_running_loop().create_future()
-            await self._drain_waiter
+            # A client that reads nothing holds the connection no longer than one that sends nothing.
+            if not self.logged_in and self.login_deadline is not None:
+                timer = self._arm(self.login_deadline, b"")
+            elif self.config.idle_timeout:
+                timer = self._arm(time.monotonic() + self.config.idle_timeout, b"")
+            else:
+                timer = None
+            try:
+                await self._drain_waiter
+            finally:
+                if timer is not None:
+                    timer.cancel()
 
     def close(self) -> None:
         if not self.closed:
@@ -145,7 +233,9 @@ class Connection(asyncio.Protocol):
         while True:
             event = self.reader.next_event()
             if event is not None:
-                if self._paused_reading and self.reader.pending_bytes <= _READ_AHEAD // 2:
+                if not self.reader.mid_command:
+                    self._command_began = None
+                if self._paused_reading and self.reader.pending_bytes <= self._read_ahead // 2:
                     self._paused_reading = False
                     self._transport.resume_reading()
                 return event
@@ -155,14 +245,23 @@ class Connection(asyncio.Protocol):
                 self._paused_reading = False
                 self._transport.resume_reading()
             self._waiter = asyncio.get_running_loop().create_future()
+            timer = self._arm(*self._deadline())
             try:
                 await self._waiter
             finally:
                 self._waiter = None
+                if timer is not None:
+                    timer.cancel()
+
+    def _arm(self, deadline: float | None, bye: bytes) -> asyncio.TimerHandle | None:
+        if deadline is None:
+            return None
+        return asyncio.get_running_loop().call_later(max(0.0, deadline - time.monotonic()), self._time_out, bye)
 
     async def start_tls(self, context) -> None:
         # Anything pipelined after STARTTLS in cleartext is discarded (CVE-2011-0411 class).
-        self.reader = CommandReader(max_line=self.reader.max_line, max_literal=self.reader.max_literal)
+        self.reader = self._new_reader()
+        self._command_began = None
         self._flush()
         loop = asyncio.get_running_loop()
         self._transport = await loop.start_tls(self._transport, self, context, server_side=True)
@@ -180,10 +279,10 @@ class ImapServer:
         cfg = self.ctx.config
         loop = asyncio.get_running_loop()
         self.servers.append(await loop.create_server(
-            lambda: Connection(cfg, False, self._start), cfg.imap_host, cfg.imap_port))
+            lambda: Connection(cfg, False, self._start, self.ctx.limits), cfg.imap_host, cfg.imap_port))
         if cfg.imap_tls_port is not None and self.ctx.tls_context is not None:
             self.servers.append(await loop.create_server(
-                lambda: Connection(cfg, True, self._start), cfg.imap_host, cfg.imap_tls_port,
+                lambda: Connection(cfg, True, self._start, self.ctx.limits), cfg.imap_host, cfg.imap_tls_port,
                 ssl=self.ctx.tls_context))
 
     @property
@@ -228,12 +327,16 @@ class ImapServer:
                 conn.write(b"+ Ready for literal data\r\n")
             elif isinstance(event, Command):
                 await session.handle(event)
+                if session.state not in (NOT_AUTH, LOGOUT) and not conn.logged_in:
+                    conn.log_in()
             elif isinstance(event, BadCommand):
                 await session.flush_updates(False)
                 conn.write(f"{event.tag or '*'} BAD {event.reason}\r\n".encode())
             elif isinstance(event, LiteralTooBig):
                 conn.write(f"{event.tag or '*'} NO [TOOBIG] Literal of {event.size} bytes is over the limit\r\n".encode())
             elif isinstance(event, Fatal):
+                if event.tag is not None:       # RFC 7888 4: a non-synchronizing literal over the limit
+                    conn.write(f"{event.tag} BAD [TOOBIG] {event.reason}\r\n".encode())
                 conn.write(f"* BYE {event.reason}\r\n".encode())
                 await conn.drain()
                 return

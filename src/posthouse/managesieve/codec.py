@@ -17,13 +17,15 @@ class LineTooLong(Exception):
 MAX_LINE = 8 * 1024
 
 
-async def read_command(reader: asyncio.StreamReader, max_literal: int) -> list | None:
+async def read_command(reader: asyncio.StreamReader, max_literal: int, first: bytes = b"") -> list | None:
     """The next command as a list of tokens (atoms upper-cased as str, strings
-    as str); None at EOF. Literals are read in place as the line continues."""
+    as str); None at EOF. Literals are read in place as the line continues.
+    first: its first byte, already read (see net.Clock)."""
     tokens: list = []
     while True:
         try:
-            line = await reader.readuntil(b"\n")
+            line = first if first == b"\n" else first + await reader.readuntil(b"\n")
+            first = b""
         except asyncio.LimitOverrunError:
             raise LineTooLong() from None
         except asyncio.IncompleteReadError:

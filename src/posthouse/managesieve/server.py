@@ -11,7 +11,7 @@ import asyncio
 import logging
 
 from ..auth.sasl import SaslError, decode_response, parse_plain
-from ..net import StreamServers, peer_of
+from ..net import Clock, StreamServers, TimedOut, peer_of
 from ..sieve.script import SUPPORTED, SieveError, compile_script
 from ..store.api import StoreError
 from .codec import MAX_LINE, Atom, LineTooLong, ProtocolError, quoted, read_command
@@ -49,6 +49,7 @@ class SieveSession:
         self.user = None
         self.failures = 0
         self.done = False
+        self.clock = Clock(self.config, self.config.idle_timeout)
 
     def send(self, data: bytes) -> None:
         self.writer.write(data + b"\r\n")
@@ -83,16 +84,19 @@ class SieveSession:
             while not self.done:
                 await self.writer.drain()
                 try:
-                    tokens = await asyncio.wait_for(read_command(self.reader, MAX_SCRIPT + 1024),
-                                                    self.config.idle_timeout)
+                    first = await self.clock.first_byte(self.reader)
+                    if not first:
+                        break
+                    # The rest of the command, its literal too, within line_timeout.
+                    tokens = await self.clock.rest(read_command(self.reader, self._max_literal(), first))
                 except LineTooLong:
                     self.reply("BYE", "Line or literal too long")
                     break
                 except ProtocolError as e:      # the line was read whole: go on with the next
                     self.reply("NO", str(e))
                     continue
-                except asyncio.TimeoutError:
-                    self.reply("BYE", "Idle too long", "TRYLATER")
+                except TimedOut as e:
+                    self.reply("BYE", str(e), "TRYLATER")
                     break
                 if tokens is None:
                     break
@@ -102,6 +106,10 @@ class SieveSession:
             pass
         finally:
             self.writer.close()
+
+    def _max_literal(self) -> int:
+        # Before login a client needs a SASL response at most (a few KB).
+        return MAX_SCRIPT + 1024 if self.user is not None else MAX_LINE
 
     async def dispatch(self, tokens: list) -> None:
         if not tokens or not isinstance(tokens[0], Atom):
@@ -167,6 +175,9 @@ class SieveSession:
             raise no("STARTTLS is not available now")
         self.reply("OK", "Begin TLS negotiation")
         await self.writer.drain()
+        # Anything the client pipelined after STARTTLS in cleartext is thrown
+        # away, not run inside TLS (the CVE-2011-0411 class of injection).
+        self.reader._buffer.clear()
         await self.writer.start_tls(self.ctx.tls_context)
         self.tls = True
         self.capabilities()     # RFC 5804 2.2: capabilities again, then OK
@@ -186,7 +197,10 @@ class SieveSession:
         else:
             self.send(b'""')
             await self.writer.drain()
-            tokens = await read_command(self.reader, MAX_LINE)
+            try:
+                tokens = await self.clock.rest(read_command(self.reader, MAX_LINE))
+            except TimedOut as e:
+                raise Reply("BYE", str(e), "TRYLATER") from None
             if not tokens or isinstance(tokens[0], Atom):
                 raise no("Authentication cancelled")
             response = tokens[0]
@@ -201,6 +215,7 @@ class SieveSession:
                 raise Reply("BYE", "Too many failed logins")
             raise no("Authentication failed")
         self.user = user
+        self.clock.logged_in()
         return "Logged in"
 
     # -- scripts ------------------------------------------------------------------
@@ -289,6 +304,7 @@ class SieveSession:
     async def cmd_UNAUTHENTICATE(self, args):
         self._args(args, 0)
         self.user = None
+        self.clock = Clock(self.config, self.config.idle_timeout)     # logged out: a new login deadline
         return "Logged out"
 
 
@@ -296,7 +312,8 @@ class ManageSieveServer:
     def __init__(self, ctx):
         self.ctx = ctx
         self.streams = StreamServers(lambda r, w, tls: SieveSession(r, w, ctx, tls).run(), "ManageSieve",
-                                     MAX_LINE)
+                                     MAX_LINE, getattr(ctx, "limits", None),
+                                     lambda reason: b'BYE (TRYLATER) ' + quoted(reason + "; try again later") + b"\r\n")
 
     async def start(self) -> None:
         await self.streams.listen(self.ctx.config.managesieve_host, self.ctx.config.managesieve_port)

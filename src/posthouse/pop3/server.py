@@ -6,7 +6,7 @@ import logging
 import time
 
 from ..auth.sasl import SaslError, decode_response, parse_plain
-from ..net import StreamServers, peer_of
+from ..net import Clock, StreamServers, TimedOut, peer_of
 from .maildrop import InUse, Maildrop
 
 log = logging.getLogger("posthouse.pop3")
@@ -34,6 +34,7 @@ class Pop3Session:
         self.maildrop: Maildrop | None = None  # in the TRANSACTION state
         self.failures = 0
         self.done = False
+        self.clock = Clock(self.config, self.config.pop3_timeout)
 
     # -- plumbing ---------------------------------------------------------------
     def send(self, line: str) -> None:
@@ -46,12 +47,17 @@ class Pop3Session:
         self.send("-ERR " + (f"[{code}] " if code else "") + text)
 
     async def readline(self) -> bytes | None:
-        """A line without its CRLF; None at EOF or after the inactivity timeout."""
+        """A line without its CRLF; None at EOF or after a timeout (said to the client)."""
         try:
-            line = await asyncio.wait_for(self.reader.readuntil(b"\n"), self.config.pop3_timeout)
+            line = await self.clock.readline(self.reader)
         except asyncio.LimitOverrunError:
             return b"\x00too-long"
-        except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError, OSError):
+        except TimedOut as e:
+            self.err(str(e))
+            return None
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            return None
+        if not line:
             return None
         return line.rstrip(b"\r\n")
 
@@ -224,6 +230,7 @@ class Pop3Session:
             maildrop.close()
             raise
         self.maildrop = maildrop
+        self.clock.logged_in()
         count = len(maildrop.messages)
         self.ok(f"Logged in, {count} message{'s' if count != 1 else ''}")
 
@@ -349,7 +356,9 @@ class Pop3Server:
 
     def __init__(self, ctx):
         self.ctx = ctx
-        self.streams = StreamServers(lambda r, w, tls: Pop3Session(r, w, ctx, tls).run(), "POP3", MAX_LINE)
+        self.streams = StreamServers(lambda r, w, tls: Pop3Session(r, w, ctx, tls).run(), "POP3", MAX_LINE,
+                                     getattr(ctx, "limits", None),
+                                     lambda reason: f"-ERR [SYS/TEMP] {reason}; try again later\r\n".encode())
 
     async def start(self) -> None:
         config = self.ctx.config

@@ -3,7 +3,10 @@
 Feed it whatever the socket gave; call next_event() until it returns None.
 Literals ({n}, {n+}, ~{n}) are collected as they stream in; a synchronizing
 literal yields NeedContinuation so the caller can send "+ ..." first. Sizes
-are checked before a literal is read, so an oversized APPEND costs nothing.
+are checked before a literal is read, so an oversized APPEND costs nothing:
+each literal against max_literal, and all of one command's together against
+max_command_literals (what one command may make the server hold). The
+transport lowers these limits before login (see imap/server.py).
 """
 from __future__ import annotations
 
@@ -37,8 +40,11 @@ class LiteralTooBig:
 
 @dataclass(slots=True)
 class Fatal:
-    """The stream cannot be resynchronized; say BYE and close."""
+    """The stream cannot be resynchronized; say BYE and close. With a tag
+    (a non-synchronizing literal over the limit, RFC 7888 4): the command is
+    answered BAD [TOOBIG] first."""
     reason: str
+    tag: str | None = None
 
 
 @dataclass(slots=True)
@@ -49,10 +55,13 @@ class RawLine:
 
 class CommandReader:
     def __init__(self, max_line: int = 65536, max_literal: int = 64 * 1024 * 1024,
-                 max_literals_per_command: int = 1000):
+                 max_literals_per_command: int = 1000, max_command_literals: int | None = None):
         self.max_line = max_line
         self.max_literal = max_literal
         self.max_literals = max_literals_per_command
+        # Bytes of all literals of one command together (None: max_literal).
+        self.max_command_literals = max_literal if max_command_literals is None else max_command_literals
+        self._literal_total = 0         # of the command so far
         self._buf = bytearray()
         self._parts: list = []          # text segments and Literals of the command so far
         self._text_len = 0
@@ -73,6 +82,11 @@ class CommandReader:
     @property
     def in_literal(self) -> bool:
         return self._literal is not None
+
+    @property
+    def mid_command(self) -> bool:
+        """Part of a command (a line, or a literal) is here and the rest is not."""
+        return bool(self._buf or self._parts) or self._literal is not None
 
     def next_event(self):
         if self.closed:
@@ -102,6 +116,9 @@ class CommandReader:
                 line = line[:-1]
             if self.raw_mode:
                 self.raw_mode = False
+                if len(line) > self.max_line:
+                    self.closed = True
+                    return Fatal("Line too long")
                 return RawLine(line)
             self._text_len += len(line)
             if self._text_len > self.max_line:
@@ -114,12 +131,14 @@ class CommandReader:
             nonsync = bool(m.group(3))
             self._parts.append(line[: m.start()])
             tag = split_tag(self._parts[0]) if self._parts else None
-            if size > self.max_literal:
+            if size > self.max_literal or self._literal_total + size > self.max_command_literals:
                 if nonsync:
-                    return self._abort(Fatal("Literal too big"), fatal=True)
+                    # Its bytes are on their way and can't be told from commands: close.
+                    return self._abort(Fatal("Literal too big", tag), fatal=True)
                 return self._abort(LiteralTooBig(tag, size))
             if sum(isinstance(p, Literal) for p in self._parts) >= self.max_literals:
                 return self._abort(Fatal("Too many literals"), fatal=True)
+            self._literal_total += size
             self._literal = bytearray()
             self._literal_left = size
             self._literal_binary = bool(m.group(1))
@@ -127,7 +146,7 @@ class CommandReader:
                 return NeedContinuation(size)
 
     def _finish(self):
-        parts, self._parts, self._text_len = self._parts, [], 0
+        parts, self._parts, self._text_len, self._literal_total = self._parts, [], 0, 0
         try:
             return build_command(parts)
         except ParseError as e:
@@ -135,7 +154,7 @@ class CommandReader:
             return BadCommand(split_tag(first), str(e))
 
     def _abort(self, event, fatal: bool = False):
-        self._parts, self._text_len = [], 0
+        self._parts, self._text_len, self._literal_total = [], 0, 0
         if fatal:
             self.closed = True
         return event
