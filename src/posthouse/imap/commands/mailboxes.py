@@ -88,7 +88,9 @@ async def create(session, cmd):
     if args.more():   # CREATE-SPECIAL-USE: CREATE name (USE (\Sent))
         opts = args.plist("create parameters")
         if len(opts) == 2 and isinstance(opts[0], Atom) and opts[0].upper == "USE" and isinstance(opts[1], ParenList):
-            uses = [t.value for t in opts[1].items if isinstance(t, Atom)]
+            if not all(isinstance(t, Atom) for t in opts[1].items):
+                raise bad("Special-use attributes are atoms")
+            uses = [t.value for t in opts[1].items]
             if len(uses) != 1 or uses[0].lower() not in _SPECIAL_USES:
                 raise no("Unsupported special-use attribute", "USEATTR")
             special = _SPECIAL_USES[uses[0].lower()]

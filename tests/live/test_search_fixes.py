@@ -1,0 +1,86 @@
+"""Issue 20, search and parser faults: deep nesting in any command, SEARCHRES
+SAVE with MIN/MAX, SEARCH BODY over HTML and other text parts."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from tests.conftest import raw_login
+
+
+def _append(c, msg: bytes, tag: str = "ap") -> None:
+    c.send(b"%s APPEND INBOX {%d+}\r\n" % (tag.encode(), len(msg)) + msg + b"\r\n")
+    assert c.read_until_tag(tag)[-1].startswith(tag.encode() + b" OK")
+
+
+def _garbage(n: int) -> dict[str, str]:
+    L, R = "(" * n, ")" * n
+    return {
+        "search parens": f"SEARCH {L}ALL{R}",
+        "search not-or": "SEARCH " + "NOT OR ALL " * n + "ALL",
+        "search return": f"SEARCH RETURN {L}MIN{R} ALL",
+        "uid search": f"UID SEARCH {L}ALL{R}",
+        "sort criteria": f"SORT {L}ARRIVAL{R} UTF-8 ALL",
+        "sort keys": f"SORT (ARRIVAL) UTF-8 {L}ALL{R}",
+        "thread": "THREAD REFERENCES UTF-8 " + "OR NOT " * n + "ALL ALL",
+        "store flags": f"STORE 1 +FLAGS {L}\\Seen{R}",
+        "store modifier": f"STORE 1 (UNCHANGEDSINCE {L}1{R}) +FLAGS (\\Seen)",
+        "fetch items": f"FETCH 1 {L}FLAGS{R}",
+        "fetch modifier": f"FETCH 1 (FLAGS) (CHANGEDSINCE {L}1{R})",
+        "fetch fields": f"FETCH 1 (BODY.PEEK[HEADER.FIELDS {L}FROM{R}])",
+        "append flags": f"APPEND INBOX {L}\\Seen{R} {{1+}}\r\nx",
+        "catenate": f"APPEND INBOX CATENATE (TEXT {L}x{R})",
+        "notify": f"NOTIFY SET (SELECTED {L}MessageNew{R})",
+        "notify mailboxes": f"NOTIFY SET (MAILBOXES {L}INBOX{R} (MessageNew))",
+        "list selection": f"LIST {L}SUBSCRIBED{R} \"\" *",
+        "list return": f"LIST \"\" * RETURN (STATUS {L}MESSAGES{R})",
+        "status": f"STATUS INBOX {L}MESSAGES{R}",
+        "select params": f"EXAMINE INBOX (QRESYNC {L}1 2{R})",
+        "create use": f"CREATE nest (USE {L}\\Drafts{R})",
+        "enable": f"ENABLE {L}CONDSTORE{R}",
+        "id": f"ID {L}\"a\" \"b\"{R}",
+        "copy": f"COPY {L}1{R} INBOX",
+        "urlfetch": f"URLFETCH {L}x BODY{R}",
+    }
+
+
+# Searches that are valid at a nesting within the bounds (answered OK there).
+_VALID_WHEN_SHALLOW = {"search parens", "search not-or", "uid search", "sort keys", "thread"}
+
+
+@pytest.mark.parametrize("depth", [3000, 20])
+def test_nested_garbage_in_every_command_is_bad_and_logs_nothing(server, user, depth, caplog):
+    """Thousands of levels: BAD from the tokenizer or the search parser. A
+    few levels (within the bounds): BAD for a list where none may be, never an
+    internal error, and the connection goes on either way."""
+    c = raw_login(server, user)
+    try:
+        _append(c, b"From: a@example.com\r\nSubject: nest\r\n\r\nhello\r\n")
+        assert c.cmd("s", "SELECT INBOX")[-1].startswith(b"s OK")
+        with caplog.at_level(logging.WARNING):
+            for name, text in _garbage(depth).items():
+                lines = c.cmd("t", text)
+                assert not any(b"SERVERBUG" in ln or ln.startswith(b"* BYE") for ln in lines), (name, lines)
+                if depth > 100 or name not in _VALID_WHEN_SHALLOW:
+                    assert lines[-1].startswith(b"t BAD"), (name, lines[-1])
+                assert c.cmd("n", "NOOP")[-1].startswith(b"n OK"), name
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    finally:
+        c.close()
+
+
+def test_long_or_and_not_chains_are_answered(server, user):
+    """A chain of 2,000 ORs (or NOTs) nests nothing: it is a search like any other."""
+    c = raw_login(server, user)
+    try:
+        for i in range(3):
+            _append(c, b"Subject: m%d\r\n\r\nbody\r\n" % i)
+        c.cmd("s", "SELECT INBOX")
+        c.cmd("f", "STORE 2 +FLAGS (\\Flagged)")
+        ors = "OR " * 2000 + "DRAFT " * 2000 + "FLAGGED"
+        assert c.cmd("t", "SEARCH " + ors)[0] == b"* SEARCH 2\r\n"
+        assert c.cmd("t", "SEARCH " + "NOT " * 2001 + "FLAGGED")[0] == b"* SEARCH 1 3\r\n"
+        assert c.cmd("t", "SEARCH " + "OR ANSWERED " * 2000 + "FLAGGED")[0] == b"* SEARCH 2\r\n"
+    finally:
+        c.close()
