@@ -84,3 +84,46 @@ def test_long_or_and_not_chains_are_answered(server, user):
         assert c.cmd("t", "SEARCH " + "OR ANSWERED " * 2000 + "FLAGGED")[0] == b"* SEARCH 2\r\n"
     finally:
         c.close()
+
+
+# -- SEARCHRES: what SAVE keeps with MIN/MAX (RFC 5182 2.4) ----------------------
+
+def _saved(c, returns: str, command: str = "SEARCH", rest: str = "2:4") -> bytes:
+    c.cmd("r", f"{command} RETURN ({returns}) {rest}")
+    return c.cmd("f", "UID SEARCH UID $")[0]
+
+
+@pytest.mark.parametrize("returns, saved", [
+    ("MIN SAVE", b"* SEARCH 2\r\n"),
+    ("SAVE MAX", b"* SEARCH 4\r\n"),
+    ("MIN MAX SAVE", b"* SEARCH 2 4\r\n"),
+    ("MIN SAVE COUNT", b"* SEARCH 2 3 4\r\n"),       # with COUNT or ALL: every match
+    ("MAX ALL SAVE", b"* SEARCH 2 3 4\r\n"),
+    ("SAVE", b"* SEARCH 2 3 4\r\n"),
+    ("COUNT SAVE", b"* SEARCH 2 3 4\r\n"),
+])
+def test_save_with_min_max_keeps_only_those(server, user, returns, saved):
+    c = raw_login(server, user)
+    try:
+        for i in range(5):
+            _append(c, b"Subject: s%d\r\n\r\nx\r\n" % i)
+        c.cmd("s", "SELECT INBOX")
+        assert _saved(c, returns) == saved
+        assert _saved(c, returns, "UID SEARCH") == saved
+        c.cmd("e", "SEARCH RETURN (SAVE MIN) 99")                     # no match: '$' is empty
+        assert c.cmd("f", "UID SEARCH UID $")[0] == b"* SEARCH\r\n"
+    finally:
+        c.close()
+
+
+def test_sort_save_with_min_keeps_the_first_in_sort_order(server, user):
+    c = raw_login(server, user)
+    try:
+        for subject in (b"b", b"c", b"a"):
+            _append(c, b"Subject: " + subject + b"\r\n\r\nx\r\n")
+        c.cmd("s", "SELECT INBOX")
+        assert _saved(c, "MIN SAVE", "SORT", "(SUBJECT) UTF-8 ALL") == b"* SEARCH 3\r\n"
+        assert _saved(c, "MAX SAVE", "SORT", "(SUBJECT) UTF-8 ALL") == b"* SEARCH 2\r\n"
+        assert _saved(c, "SAVE", "SORT", "(SUBJECT) UTF-8 ALL") == b"* SEARCH 1 2 3\r\n"
+    finally:
+        c.close()

@@ -41,12 +41,27 @@ async def search(session, cmd):
         return "SEARCH completed"
     returns = returns or ReturnOptions(results=["ALL"])
     if returns.save:
-        session.saved_search = matched
+        session.saved_search = saved_result(returns, matched)
     if returns.update:
         start_updates(session, cmd, program, returns, matched)
     if returns.answers:
         send_esearch(session, cmd, numbers, returns, sorted_order=False, uids=matched if with_modseq else None)
     return "SEARCH completed"
+
+
+def saved_result(opts: "ReturnOptions", uids: list[int]) -> list[int]:
+    """What RETURN (SAVE ...) keeps for '$' (RFC 5182 2.4): with MIN and/or MAX
+    and no other result option, only the message(s) those name; with ALL,
+    COUNT or PARTIAL as well (or SAVE alone), every match. uids are in the
+    order MIN and MAX are taken from: ascending, or a SORT's order."""
+    if not uids or opts.partial is not None or not opts.results or not set(opts.results) <= {"MIN", "MAX"}:
+        return sorted(uids)
+    kept = set()
+    if "MIN" in opts.results:
+        kept.add(uids[0])
+    if "MAX" in opts.results:
+        kept.add(uids[-1])
+    return sorted(kept)
 
 
 def uids_at(uids, seqs: list[int]) -> list[int]:
