@@ -14,7 +14,7 @@ import threading
 import time
 
 from ..api import (AppendResult, CopyResult, DeliveryFacts, FlagsChanged, IndexEntry, MailboxExists,
-                   MailboxGone, MailboxInfo, MessageAdded, MessageData, MessagesExpunged, merged_flags,
+                   MailboxGone, MailboxHasChildren, MailboxInfo, MessageAdded, MessageData, MessagesExpunged, merged_flags,
                    NoSuchMailbox, NoSuchUser, Outbound, OverQuota, Quota, SearchFields, Store, StoreError, User, UserExists)
 from ..blobs import BlobStore
 from ..parsing import normalize_and_parse
@@ -22,7 +22,7 @@ from .schema import SCHEMA
 
 log = logging.getLogger("posthouse.store")
 
-_MB_COLS = "id, user_id, name, uidvalidity, uidnext, highestmodseq, special_use, first_recent_uid"
+_MB_COLS = "id, user_id, name, uidvalidity, uidnext, highestmodseq, special_use, first_recent_uid, noselect"
 _MB_COLS_OF_M = ", ".join("m." + c.strip() for c in _MB_COLS.split(","))     # the same, of mailboxes m
 
 
@@ -85,6 +85,9 @@ class SQLiteStore(Store):
             raise StoreError(f"{data_dir} holds a store from an early development version of Posthouse; "
                              "move it aside and start with an empty data directory")
         self.db.executescript(SCHEMA)
+        if "noselect" not in {r[1] for r in self.db.execute("PRAGMA table_info(mailboxes)")}:
+            # Stores from before \Noselect names: every mailbox in them is selectable.
+            self.db.execute("ALTER TABLE mailboxes ADD COLUMN noselect INTEGER NOT NULL DEFAULT 0")
         # The limits of users who have none of their own (None: no limit).
         self.quota_defaults = (quota_storage, quota_messages)
         self._count_usage()
@@ -401,10 +404,12 @@ class SQLiteStore(Store):
         self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
         return value
 
-    def _mailbox_row(self, user_id: int, name: str) -> MailboxInfo:
+    def _mailbox_row(self, user_id: int, name: str, noselect_too: bool = False) -> MailboxInfo:
+        """The mailbox of that name; a \\Noselect name (noselect_too=False) is
+        no mailbox: nothing can be selected, appended to or copied there."""
         row = self.db.execute(f"SELECT {_MB_COLS} FROM mailboxes WHERE user_id=? AND name=?",
                               (user_id, name)).fetchone()
-        if row is None:
+        if row is None or (row[-1] and not noselect_too):
             raise NoSuchMailbox("Mailbox doesn't exist: " + name)
         return MailboxInfo(*row)
 
@@ -532,9 +537,10 @@ class SQLiteStore(Store):
             raise MailboxExists("Mailbox already exists") from None
         return self._mailbox_by_id(cur.lastrowid)
 
-    def list_mailboxes(self, user_id):
+    def list_mailboxes(self, user_id, noselect_too: bool = False):
+        """The user's mailboxes; with noselect_too, the \\Noselect names as well (for LIST)."""
         rows = self.db.execute(f"SELECT {_MB_COLS} FROM mailboxes WHERE user_id=? ORDER BY name", (user_id,))
-        return [MailboxInfo(*r) for r in rows]
+        return [MailboxInfo(*r) for r in rows if noselect_too or not r[-1]]
 
     def get_mailbox(self, user_id, name):
         return self._mailbox_row(user_id, name)
@@ -548,6 +554,9 @@ class SQLiteStore(Store):
                 if parent and self.db.execute("SELECT 1 FROM mailboxes WHERE user_id=? AND name=?",
                                               (user_id, parent)).fetchone() is None:
                     self._insert_mailbox(user_id, parent)
+            # A \Noselect name created again is a new mailbox: new id, new UIDVALIDITY.
+            self.db.execute("DELETE FROM mailboxes WHERE user_id=? AND name=? AND noselect",
+                            (user_id, name))
             return self._insert_mailbox(user_id, name, special_use)
 
     def _drop_mailbox(self, mailbox_id) -> list[str]:
@@ -563,17 +572,24 @@ class SQLiteStore(Store):
         return self._release_blobs(blob_ids)
 
     def delete_mailbox(self, user_id, name):
+        """Delete a mailbox and its messages. One with children leaves its name
+        behind as \\Noselect, for them (RFC 9051 6.3.5), until it is deleted
+        when it has none."""
         with self._tx():
-            info = self._mailbox_row(user_id, name)
-            if self._children(user_id, name):
-                raise StoreError("Mailbox has children, delete them first")
+            info = self._mailbox_row(user_id, name, noselect_too=True)
+            children = self._children(user_id, name)
+            if info.noselect and children:
+                raise MailboxHasChildren("Mailbox has children and no messages: delete them first")
             self._forget_blobs(self._drop_mailbox(info.id))
+            if children:
+                self.db.execute("UPDATE mailboxes SET noselect=1 WHERE id=?",
+                                (self._insert_mailbox(user_id, name).id,))
         return [MailboxGone(info.id)]
 
     def rename_mailbox(self, user_id, old, new):
         events = []
         with self._tx():
-            info = self._mailbox_row(user_id, old)
+            info = self._mailbox_row(user_id, old, noselect_too=True)
             if self.db.execute("SELECT 1 FROM mailboxes WHERE user_id=? AND name=?", (user_id, new)).fetchone():
                 raise MailboxExists("Target mailbox already exists")
             if old == "INBOX":

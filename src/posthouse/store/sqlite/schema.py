@@ -57,6 +57,8 @@ CREATE TABLE IF NOT EXISTS mailboxes (
     highestmodseq INTEGER NOT NULL DEFAULT 1,
     special_use TEXT,
     first_recent_uid INTEGER NOT NULL DEFAULT 1,
+    -- 1: a name kept, with no messages, for its children after a DELETE (Noselect)
+    noselect INTEGER NOT NULL DEFAULT 0,
     UNIQUE (user_id, name)
 );
 CREATE TABLE IF NOT EXISTS subscriptions (
