@@ -104,3 +104,33 @@ def test_delete_of_the_selected_parent_by_its_own_session(server, user):
         assert _list(c, "other*") == {b"other": b"\\Noselect \\HasChildren", b"other/child": b"\\HasNoChildren"}
     finally:
         c.close()
+
+
+# -- names that imitate other namespaces -------------------------------------------
+
+def test_names_imitating_other_namespaces_are_refused(server, user):
+    """NAMESPACE says every name is the user's own; a folder under '#', '~',
+    'Other Users' or 'Shared Folders' would pass itself off as someone else's."""
+    c = raw_login(server, user)
+    try:
+        assert c.cmd("n", "NAMESPACE")[0] == b'* NAMESPACE (("" "/")) NIL NIL\r\n'
+        assert c.cmd("c", "CREATE mine")[-1].startswith(b"c OK")
+        for name in ("~alice/INBOX", "~bob", "#shared/team", "#news.comp", '"Other Users/alice"',
+                     '"other users"', '"Shared Folders/x"', '"Public Folders"'):
+            lines = c.cmd("c", f"CREATE {name}")
+            assert lines[-1].startswith(b"c NO [CANNOT] A name under"), (name, lines)
+            lines = c.cmd("r", f"RENAME mine {name}")
+            assert lines[-1].startswith(b"r NO [CANNOT]"), (name, lines)
+        # The same characters further down, or a different word, are ordinary names.
+        for name in ("Work/#1", "Work/~draft", "a~b", "Shared", '"Other"'):
+            assert c.cmd("c", f"CREATE {name}")[-1].startswith(b"c OK"), name
+        assert b"~" not in b"".join(c.cmd("l", 'LIST "" "~*"')[:-1])
+        # A mailbox that already has such a name (made before this rule) stays usable.
+        service = server.ctx.service
+        user_id = server.call(service.call("get_user", user[0])).id
+        server.call(service.call("create_mailbox", user_id, "#old"))
+        assert c.cmd("s", "SELECT #old")[-1].startswith(b"s OK")
+        c.cmd("u", "UNSELECT")
+        assert c.cmd("r", "RENAME #old old")[-1].startswith(b"r OK")
+    finally:
+        c.close()
