@@ -194,3 +194,38 @@ def test_html_to_text_stays_linear_on_hostile_markup():
     from posthouse.mime.decode import html_to_text
     for unit in ("<", "<a", "<!--", "<style", "</"):
         assert html_to_text("x" + unit * 100_000 + "y")
+
+
+def test_an_older_store_makes_its_html_search_texts_again_when_idle(tmp_path):
+    """Texts made by the parser before SEARCH_TEXT_VERSION 2 (HTML tags as
+    spaces, no markup) are made again, a few per step of idle work."""
+    from posthouse.mime.message import parse_message
+    from posthouse.store.sqlite.backend import SQLiteStore
+    store = SQLiteStore(str(tmp_path), fsync=False)
+    store.create_user("old", "x", [("INBOX", None)])
+    box = store.get_mailbox(store.get_user("old").id, "INBOX").id
+    html = _mime("text/html", _HTML)
+    plain = b"Subject: p\r\n\r\nplain customer\r\n"
+    for i in range(30):
+        parsed = parse_message(html + b"x-%d\r\n" % i)
+        parsed.body_text = "plain words here dear cust omer, please click here & now"    # as version 1 made it
+        store.append(box, html + b"x-%d\r\n" % i, parsed, set(), 0)
+        store.append(box, plain + b"%d\r\n" % i, parse_message(plain + b"%d\r\n" % i), set(), 0)
+    while store.idle_work():
+        pass
+    assert len(store.search_body(box, None, "customer")) == 30                  # the plain ones only
+    store.db.execute("DELETE FROM meta WHERE key='search_text_version'")        # a store from before
+    store.close()
+
+    store = SQLiteStore(str(tmp_path), fsync=False)
+    steps = 0
+    while store.idle_work():
+        steps += 1
+    assert steps >= 2                                                           # in steps
+    assert len(store.search_body(box, None, "customer")) == 60
+    assert len(store.search_body(box, None, "shop.example.net")) == 30
+    assert store.db.execute("SELECT value FROM meta WHERE key='search_text_version'").fetchone()[0] == 2
+    store.close()
+    store = SQLiteStore(str(tmp_path), fsync=False)                             # done: nothing more to do
+    assert not store.idle_work()
+    store.close()

@@ -13,6 +13,9 @@ from .subject import base_subject
 
 # Search text is bounded so a giant attachment-like text part cannot bloat the index.
 MAX_SEARCH_TEXT = 1 << 20
+# Raised whenever body_text comes out different for the same message (2: HTML
+# markup and other textual parts): a store then makes its older texts again.
+SEARCH_TEXT_VERSION = 2
 # Parts other than text/* that are text to a reader, searched as text/* is.
 _TEXTUAL = {
     "application": {"xhtml+xml", "xml", "json", "javascript", "ecmascript", "x-javascript", "x-sh",
