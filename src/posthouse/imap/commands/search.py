@@ -52,10 +52,10 @@ async def search(session, cmd):
 def saved_result(opts: "ReturnOptions", uids: list[int]) -> list[int]:
     """What RETURN (SAVE ...) keeps for '$' (RFC 5182 2.4): with MIN and/or MAX
     and no other result option, only the message(s) those name; with ALL,
-    COUNT or PARTIAL as well (or SAVE alone), every match. uids are in the
-    order MIN and MAX are taken from: ascending, or a SORT's order."""
+    COUNT or PARTIAL as well (or SAVE alone), every match, in the order given.
+    uids are in the order MIN and MAX are taken from: ascending, or a SORT's."""
     if not uids or opts.partial is not None or not opts.results or not set(opts.results) <= {"MIN", "MAX"}:
-        return sorted(uids)
+        return uids
     kept = set()
     if "MIN" in opts.results:
         kept.add(uids[0])

@@ -112,7 +112,7 @@ async def sort(session, cmd):
     numbers = uids if cmd.uid else list(map(seqs.__getitem__, order))
     if returns is not None:
         if returns.save:      # RFC 5182 with ESORT: the saved set, order aside
-            session.saved_search = saved_result(returns, uids)
+            session.saved_search = sorted(saved_result(returns, uids))
         if returns.update:
             start_updates(session, cmd, program, returns, uids, criteria)
         if returns.answers:
