@@ -101,6 +101,9 @@ def _saved(c, returns: str, command: str = "SEARCH", rest: str = "2:4") -> bytes
     ("MAX ALL SAVE", b"* SEARCH 2 3 4\r\n"),
     ("SAVE", b"* SEARCH 2 3 4\r\n"),
     ("COUNT SAVE", b"* SEARCH 2 3 4\r\n"),
+    ("SAVE PARTIAL 2:3", b"* SEARCH 3 4\r\n"),             # RFC 9394 3.2: the window
+    ("MIN SAVE PARTIAL 2:2", b"* SEARCH 2 3\r\n"),          # ... and the MIN
+    ("COUNT SAVE PARTIAL 1:1", b"* SEARCH 2 3 4\r\n"),      # ... but all with COUNT
 ])
 def test_save_with_min_max_keeps_only_those(server, user, returns, saved):
     c = raw_login(server, user)

@@ -50,16 +50,21 @@ async def search(session, cmd):
 
 
 def saved_result(opts: "ReturnOptions", uids: list[int]) -> list[int]:
-    """What RETURN (SAVE ...) keeps for '$' (RFC 5182 2.4): with MIN and/or MAX
-    and no other result option, only the message(s) those name; with ALL,
-    COUNT or PARTIAL as well (or SAVE alone), every match, in the order given.
-    uids are in the order MIN and MAX are taken from: ascending, or a SORT's."""
-    if not uids or opts.partial is not None or not opts.results or not set(opts.results) <= {"MIN", "MAX"}:
+    """What RETURN (SAVE ...) keeps for '$'. SAVE alone, or with ALL or COUNT:
+    every match, in the order given (RFC 5182 2.4). Otherwise only what the
+    other options name: the MIN and/or MAX message (RFC 5182 2.4) and the
+    PARTIAL window's (RFC 9394 3.2). uids are in the order MIN, MAX and
+    PARTIAL are taken from: ascending, or a SORT's."""
+    results = set(opts.results)
+    if not uids or "ALL" in results or "COUNT" in results or not (results or opts.partial):
         return uids
     kept = set()
-    if "MIN" in opts.results:
+    if opts.partial is not None:
+        lo, hi = opts.partial
+        kept.update(uids[lo - 1:hi])
+    if "MIN" in results:
         kept.add(uids[0])
-    if "MAX" in opts.results:
+    if "MAX" in results:
         kept.add(uids[-1])
     return sorted(kept)
 
