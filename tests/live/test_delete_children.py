@@ -134,3 +134,23 @@ def test_names_imitating_other_namespaces_are_refused(server, user):
         assert c.cmd("r", "RENAME #old old")[-1].startswith(b"r OK")
     finally:
         c.close()
+
+
+def test_a_store_from_before_noselect_names_gets_the_column(tmp_path):
+    import sqlite3
+    from posthouse.store.sqlite.backend import SQLiteStore
+    store = SQLiteStore(str(tmp_path), fsync=False)
+    store.create_user("old", "x", [("INBOX", None), ("Archive", None)])
+    path = store._db_path
+    store.close()
+    db = sqlite3.connect(path)
+    db.execute("ALTER TABLE mailboxes DROP COLUMN noselect")      # as stores were
+    db.commit()
+    db.close()
+    store = SQLiteStore(str(tmp_path), fsync=False)
+    user_id = store.get_user("old").id
+    assert [(m.name, m.noselect) for m in store.list_mailboxes(user_id, True)] == [("Archive", 0), ("INBOX", 0)]
+    store.create_mailbox(user_id, "Archive/2024")
+    store.delete_mailbox(user_id, "Archive")
+    assert [(m.name, m.noselect) for m in store.list_mailboxes(user_id, True)][0] == ("Archive", 1)
+    store.close()
