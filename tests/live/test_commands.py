@@ -141,7 +141,8 @@ def test_create_delete_rename_hierarchy(imap):
     _, data = imap.list('""', "*")
     text = b" ".join(data)
     assert b"Job/Projects/2024" in text and b"Work" not in text
-    assert imap.delete("Job")[0] == "NO"          # has children
+    assert imap.delete("Job")[0] == "OK"          # has children: its name stays, \Noselect
+    assert imap.delete("Job")[0] == "NO"          # a \Noselect name with children: HASCHILDREN
     assert imap.delete("Job/Projects/2024")[0] == "OK"
     assert imap.delete("INBOX")[0] == "NO"
     assert imap.delete("Nope")[0] == "NO"

@@ -197,7 +197,17 @@ def check_mailbox_name(name: str) -> str | None:
         return "Empty hierarchy level in mailbox name"
     if len(parts) > 16:
         return "Mailbox hierarchy too deep"
+    if parts[0][:1] in _OTHER_NAMESPACE_MARKS or parts[0].casefold() in _OTHER_NAMESPACE_NAMES:
+        return f"A name under {parts[0]!r} would look like other users' or shared mailboxes"
     return None
+
+
+# Our NAMESPACE is (("" "/")) NIL NIL: every name is the user's own. Names that
+# clients read as other users' or shared mailboxes (the prefixes other servers
+# give those namespaces: "#shared/", "~alice/", "Other Users/", "Shared
+# Folders/") would pass a user's own folders off as someone else's: refused.
+_OTHER_NAMESPACE_MARKS = ("#", "~")
+_OTHER_NAMESPACE_NAMES = {"other users", "shared folders", "public folders"}
 
 
 def encode_mailbox_name(name: str, utf8: bool) -> str:

@@ -26,6 +26,11 @@ _STORE_KEYS = {"field", "body", "text", "header", "sentbefore", "senton", "sents
 # RFC 8514: the save date is kept by the store, not in the in-memory index.
 _SAVED_KEYS = {"SAVEDBEFORE": "before", "SAVEDON": "on", "SAVEDSINCE": "since"}
 _STORE_KEYS = _STORE_KEYS | {"saved" + op for op in _SAVED_KEYS.values()}
+# How deep search keys may nest (parenthesized lists, and NOT/OR inside one
+# another): parsing and evaluating recurse once per level, so an unbounded
+# depth would reach Python's recursion limit. Runs of OR (or of NOT) are read
+# in a loop and count as one level, so a long OR chain is never refused.
+MAX_SEARCH_DEPTH = 64
 
 
 def _string(args: ArgReader) -> str:
@@ -40,13 +45,15 @@ def _string(args: ArgReader) -> str:
     raise ParseError("Expected a search string")
 
 
-def parse_key(args: ArgReader):
+def parse_key(args: ArgReader, depth: int = 0):
+    if depth > MAX_SEARCH_DEPTH:
+        raise ParseError("Search keys nested too deeply")
     tok = args.next("search key")
     if isinstance(tok, ParenList):
         sub = ArgReader(tok.items, args.utf8_names)
-        keys = [parse_key(sub)]
+        keys = [parse_key(sub, depth + 1)]
         while sub.more():
-            keys.append(parse_key(sub))
+            keys.append(parse_key(sub, depth + 1))
         return ("and", keys)
     if not isinstance(tok, Atom):
         raise ParseError("Invalid search key")
@@ -75,9 +82,9 @@ def parse_key(args: ArgReader):
     if key in ("BODY", "TEXT"):
         return (key.lower(), _string(args))
     if key == "NOT":
-        return ("not", parse_key(args))
+        return _parse_not(args, depth)
     if key == "OR":
-        return ("or", parse_key(args), parse_key(args))
+        return _parse_or(args, depth)
     if key == "UID":
         return ("uidset", parse_sequence_set(args.atom("UID set")))
     if key == "MODSEQ":
@@ -85,6 +92,37 @@ def parse_key(args: ArgReader):
     if key[:1].isdigit() or key[:1] in "*$":
         return ("seqset", parse_sequence_set(tok.value))
     raise ParseError(f"Unknown search key {tok.value}")
+
+
+def _next_is(args: ArgReader, word: str) -> bool:
+    tok = args.peek()
+    return isinstance(tok, Atom) and tok.upper == word
+
+
+def _parse_not(args: ArgReader, depth: int):
+    """NOT key, after its NOT is read; a run of NOTs is counted, not recursed
+    into: an even number cancels out."""
+    negate = True
+    while _next_is(args, "NOT"):
+        args.next()
+        negate = not negate
+    inner = parse_key(args, depth + 1)
+    return ("not", inner) if negate else inner
+
+
+def _parse_or(args: ArgReader, depth: int):
+    """OR key1 key2, after its OR is read, as one ("or", k1, k2, ...) node: an
+    operand that is itself an OR adds its two operands to this one (OR is
+    associative), so OR chains nested either way are read in a loop."""
+    operands, owed = [], 2
+    while owed:
+        if _next_is(args, "OR"):
+            args.next()
+            owed += 1       # this operand is two operands
+        else:
+            operands.append(parse_key(args, depth + 1))
+            owed -= 1
+    return ("or", *operands)
 
 
 _ENTRY_TYPES = {"PRIV", "SHARED", "ALL"}
@@ -125,15 +163,18 @@ def parse_program(args: ArgReader):
 
 
 def _walk(node):
-    yield node
-    if node[0] == "and":
-        for k in node[1]:
-            yield from _walk(k)
-    elif node[0] == "not":
-        yield from _walk(node[1])
-    elif node[0] == "or":
-        yield from _walk(node[1])
-        yield from _walk(node[2])
+    """Every node of a program (in no particular order), without recursion."""
+    todo = [node]
+    while todo:
+        node = todo.pop()
+        yield node
+        kind = node[0]
+        if kind == "and":
+            todo.extend(node[1])
+        elif kind == "not":
+            todo.append(node[1])
+        elif kind == "or":
+            todo.extend(node[1:])
 
 
 def _utc_date(ts):
@@ -248,8 +289,11 @@ class Evaluator:
             inner = self._compile(node[1])
             return lambda uid, seq: not inner(uid, seq)
         if kind == "or":
-            a, b = self._compile(node[1]), self._compile(node[2])
-            return lambda uid, seq: a(uid, seq) or b(uid, seq)
+            tests = [self._compile(k) for k in node[1:]]
+            if len(tests) == 2:
+                a, b = tests
+                return lambda uid, seq: a(uid, seq) or b(uid, seq)
+            return lambda uid, seq: any(t(uid, seq) for t in tests)
         if kind in ("seqset", "uidset"):
             seqset = node[1]
             if seqset.saved:

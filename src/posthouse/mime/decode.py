@@ -63,13 +63,45 @@ def to_text(data: bytes, charset: str | None) -> str:
     return data.decode("latin-1")
 
 
-_TAG = re.compile(r"<[^>]*>")
+# No pattern here can scan past a "<": a tag holds none, so a run of
+# unclosed "<" costs linear time, not quadratic (a hostile message).
+_TAG = re.compile(r"</?([A-Za-z][A-Za-z0-9]*)?[^<>]*>")
+# Tags inside a line of text (<b>hel</b>lo is "hello"): they go without a
+# trace; any other tag (a paragraph, a cell, a line break) parts words.
+_INLINE_TAGS = frozenset("a abbr b bdi bdo big cite code data del dfn em font i ins kbd mark q s samp small "
+                         "span strike strong sub sup time tt u var wbr".split())
+
+
+def _tag_gap(m: re.Match) -> str:
+    name = m.group(1)
+    return "" if name is not None and name.lower() in _INLINE_TAGS else " "
+
+
+_HIDDEN_START = re.compile(r"<!--|<(script|style|head)\b", re.IGNORECASE)
+_HIDDEN_END = {None: re.compile(r"-->"), **{name: re.compile(rf"</{name}\s*>", re.IGNORECASE)
+                                            for name in ("script", "style", "head")}}
+
+
+def _drop_hidden(html: str) -> str:
+    """Comments, scripts, style sheets and the head out; an unclosed one ends
+    the search (each search runs forward from the last: linear time)."""
+    out, pos = [], 0
+    while (start := _HIDDEN_START.search(html, pos)) is not None:
+        name = start.group(1)
+        end = _HIDDEN_END[name and name.lower()].search(html, start.end())
+        if end is None:
+            break
+        out.append(html[pos:start.start()])
+        out.append(" ")
+        pos = end.end()
+    out.append(html[pos:])
+    return "".join(out)
 
 
 def html_to_text(html: str) -> str:
+    """The text a reader of the HTML sees."""
     import html as htmlmod
-    html = re.sub(r"(?is)<(script|style)\b.*?</\1>", " ", html)
-    return htmlmod.unescape(_TAG.sub(" ", html))
+    return htmlmod.unescape(_TAG.sub(_tag_gap, _drop_hidden(html)))
 
 
 def normalize_space(text: str) -> str:

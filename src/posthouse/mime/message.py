@@ -13,6 +13,22 @@ from .subject import base_subject
 
 # Search text is bounded so a giant attachment-like text part cannot bloat the index.
 MAX_SEARCH_TEXT = 1 << 20
+# Raised whenever body_text comes out different for the same message (2: HTML
+# markup and other textual parts): a store then makes its older texts again.
+SEARCH_TEXT_VERSION = 2
+# Parts other than text/* that are text to a reader, searched as text/* is.
+_TEXTUAL = {
+    "application": {"xhtml+xml", "xml", "json", "javascript", "ecmascript", "x-javascript", "x-sh",
+                    "x-tex", "x-latex", "yaml", "x-yaml", "sql"},
+    "message": {"delivery-status", "disposition-notification", "global-delivery-status",
+                "global-disposition-notification", "global-headers", "feedback-report"},
+}
+_HTML = {("text", "html"), ("application", "xhtml+xml")}
+
+
+def is_textual(mtype: str, stype: str) -> bool:
+    return mtype == "text" or stype in _TEXTUAL.get(mtype, ()) or (
+        mtype == "application" and stype.endswith(("+xml", "+json")))
 
 
 @dataclass(slots=True)
@@ -93,7 +109,8 @@ def _collect_text(raw: bytes, part: Part, out: list[str], budget: list[int]) -> 
                 out.append(decode_words(v))
         _collect_text(raw, inner, out, budget)
         return
-    if part.mtype.lower() != "text":
+    mtype, stype = part.mtype.lower(), part.stype.lower()
+    if not is_textual(mtype, stype):
         return
     try:
         data = decode_transfer(raw[part.bstart:part.end], part.encoding)
@@ -101,11 +118,18 @@ def _collect_text(raw: bytes, part: Part, out: list[str], budget: list[int]) -> 
         data = raw[part.bstart:part.end]
     charset = next((v for k, v in part.params if k.lower() == "charset"), None)
     text = to_text(data, charset)
-    if part.stype.lower() == "html":
-        text = html_to_text(text)
-    text = text[: budget[0]]
-    budget[0] -= len(text)
-    out.append(text)
+    if (mtype, stype) in _HTML:
+        # SEARCH BODY is a substring of the body (RFC 9051 6.4.4): of the markup
+        # as sent (a link, an alt text, a tag) as well as of the text a reader
+        # sees, where <b>hel</b>lo reads "hello". Both are indexed, the visible
+        # text first, so it is what a tight budget keeps.
+        texts = [html_to_text(text), text]
+    else:
+        texts = [text]
+    for text in texts:
+        text = text[: budget[0]]
+        budget[0] -= len(text)
+        out.append(text)
 
 
 def parse_message(raw: bytes) -> ParsedMessage:

@@ -25,6 +25,10 @@ class MailboxExists(StoreError):
     code = "ALREADYEXISTS"
 
 
+class MailboxHasChildren(StoreError):
+    code = "HASCHILDREN"
+
+
 class OverQuota(StoreError):
     """The change would take a user past a storage or message-count limit."""
     code = "OVERQUOTA"
@@ -86,6 +90,7 @@ class MailboxInfo:
     highestmodseq: int
     special_use: str | None
     first_recent_uid: int = 1
+    noselect: int = 0    # 1: a name kept for its children after a DELETE, not a mailbox to open
 
 
 @dataclass(slots=True)
@@ -281,7 +286,7 @@ class Store(abc.ABC):
 
     # mailboxes
     @abc.abstractmethod
-    def list_mailboxes(self, user_id: int) -> list[MailboxInfo]: ...
+    def list_mailboxes(self, user_id: int, noselect_too: bool = False) -> list[MailboxInfo]: ...
     @abc.abstractmethod
     def get_mailbox(self, user_id: int, name: str) -> MailboxInfo: ...
     @abc.abstractmethod

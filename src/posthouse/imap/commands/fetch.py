@@ -25,7 +25,7 @@ _INDEX_ONLY = {"UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "MODSEQ"}
 _SECTION_ATT = re.compile(r"^(BODY|BODY\.PEEK|BINARY|BINARY\.PEEK|BINARY\.SIZE)\[(.*)\](?:<(\d+)(?:\.(\d+))?>)?$",
                           re.DOTALL | re.IGNORECASE)
 _SECTION = re.compile(r"^((?:[1-9]\d*\.)*[1-9]\d*)?(?:\.?(HEADER\.FIELDS\.NOT|HEADER\.FIELDS|HEADER|TEXT|MIME))?"
-                      r"(?:\s*\((.*)\))?$", re.DOTALL | re.IGNORECASE)
+                      r"(?:\s*\(([^()]*)\))?$", re.DOTALL | re.IGNORECASE)
 
 
 @dataclass

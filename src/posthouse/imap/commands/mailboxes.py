@@ -88,7 +88,9 @@ async def create(session, cmd):
     if args.more():   # CREATE-SPECIAL-USE: CREATE name (USE (\Sent))
         opts = args.plist("create parameters")
         if len(opts) == 2 and isinstance(opts[0], Atom) and opts[0].upper == "USE" and isinstance(opts[1], ParenList):
-            uses = [t.value for t in opts[1].items if isinstance(t, Atom)]
+            if not all(isinstance(t, Atom) for t in opts[1].items):
+                raise bad("Special-use attributes are atoms")
+            uses = [t.value for t in opts[1].items]
             if len(uses) != 1 or uses[0].lower() not in _SPECIAL_USES:
                 raise no("Unsupported special-use attribute", "USEATTR")
             special = _SPECIAL_USES[uses[0].lower()]
@@ -251,7 +253,7 @@ def _iter_return(items):
 async def _list(session, reference, patterns, selection, returns, status_items, extended):
     service = session.ctx.service
     uid = _user_id(session)
-    boxes = await service.call("list_mailboxes", uid)
+    boxes = await service.call("list_mailboxes", uid, True)
     subs = await service.call("subscriptions", uid) if (
         "SUBSCRIBED" in selection or "SUBSCRIBED" in returns) else set()
     by_name = {b.name: b for b in boxes}
@@ -294,6 +296,8 @@ async def _list(session, reference, patterns, selection, returns, status_items, 
         info = by_name.get(name)
         if info is not None:
             attrs.insert(0, "\\HasChildren" if has_children(name) else "\\HasNoChildren")
+            if info.noselect:       # a deleted mailbox's name, kept for its children
+                attrs.insert(0, "\\Noselect")
             if info.special_use and ("SPECIAL-USE" in selection or "SPECIAL-USE" in returns or not extended):
                 attrs.append(info.special_use)
         if "SPECIAL-USE" in selection and (info is None or not info.special_use):
@@ -302,7 +306,7 @@ async def _list(session, reference, patterns, selection, returns, status_items, 
         if childinfo:
             line += b' ("CHILDINFO" ("SUBSCRIBED"))'
         session.untagged(line)
-        if status_items is not None and info is not None:
+        if status_items is not None and info is not None and not info.noselect:
             await _send_status(session, info.id, name, status_items)
 
 

@@ -41,12 +41,32 @@ async def search(session, cmd):
         return "SEARCH completed"
     returns = returns or ReturnOptions(results=["ALL"])
     if returns.save:
-        session.saved_search = matched
+        session.saved_search = saved_result(returns, matched)
     if returns.update:
         start_updates(session, cmd, program, returns, matched)
     if returns.answers:
         send_esearch(session, cmd, numbers, returns, sorted_order=False, uids=matched if with_modseq else None)
     return "SEARCH completed"
+
+
+def saved_result(opts: "ReturnOptions", uids: list[int]) -> list[int]:
+    """What RETURN (SAVE ...) keeps for '$'. SAVE alone, or with ALL or COUNT:
+    every match, in the order given (RFC 5182 2.4). Otherwise only what the
+    other options name: the MIN and/or MAX message (RFC 5182 2.4) and the
+    PARTIAL window's (RFC 9394 3.2). uids are in the order MIN, MAX and
+    PARTIAL are taken from: ascending, or a SORT's."""
+    results = set(opts.results)
+    if not uids or "ALL" in results or "COUNT" in results or not (results or opts.partial):
+        return uids
+    kept = set()
+    if opts.partial is not None:
+        lo, hi = opts.partial
+        kept.update(uids[lo - 1:hi])
+    if "MIN" in results:
+        kept.add(uids[0])
+    if "MAX" in results:
+        kept.add(uids[-1])
+    return sorted(kept)
 
 
 def uids_at(uids, seqs: list[int]) -> list[int]:

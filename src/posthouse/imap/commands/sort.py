@@ -8,7 +8,7 @@ from ..protocol.tokens import Atom
 from ..protocol.writer import number_line
 from ..search import Evaluator, parse_program, uses_modseq
 from ..search_updates import start_updates
-from .search import highest_modseq, parse_return_options, read_charset, send_esearch, uids_at
+from .search import highest_modseq, parse_return_options, read_charset, saved_result, send_esearch, uids_at
 
 _KEYS = {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"}
 # Keys that need the parsed header values kept at delivery; the rest come from columns.
@@ -112,7 +112,7 @@ async def sort(session, cmd):
     numbers = uids if cmd.uid else list(map(seqs.__getitem__, order))
     if returns is not None:
         if returns.save:      # RFC 5182 with ESORT: the saved set, order aside
-            session.saved_search = sorted(uids)
+            session.saved_search = sorted(saved_result(returns, uids))
         if returns.update:
             start_updates(session, cmd, program, returns, uids, criteria)
         if returns.answers:

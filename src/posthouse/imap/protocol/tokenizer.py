@@ -19,6 +19,10 @@ _PLAIN_TOKEN = re.compile(rb'[()]|[^ ()]+')
 _TAG_CHARS = "!#$&'\\x2c-\\x5b\\x5d-\\x7a|}~"
 _TAG_BYTES = re.compile(rb"[" + _TAG_CHARS.encode() + rb"]+")
 _TAG_TEXT = re.compile("[" + _TAG_CHARS + "]+")
+# Parenthesized lists nest this deep at most. No command needs more than a few
+# levels; the bound keeps every handler that walks a list (SEARCH keys, FETCH
+# items, NOTIFY groups...) far from Python's recursion limit.
+MAX_LIST_DEPTH = 64
 
 
 class Literal:
@@ -87,10 +91,16 @@ def tokenize(parts: list, fast: bool = True) -> list:
     return stack[0]
 
 
+def _open_list(stack: list[list]) -> None:
+    if len(stack) > MAX_LIST_DEPTH:
+        raise ParseError("Parenthesized lists nested too deeply")
+    stack.append([])
+
+
 def _split_plain(text: bytes, stack: list[list]) -> None:
     for word in _PLAIN_TOKEN.findall(text):
         if word == b"(":
-            stack.append([])
+            _open_list(stack)
         elif word == b")":
             if len(stack) == 1:
                 raise ParseError("unbalanced )")
@@ -110,7 +120,7 @@ def _scan(text: bytes, stack: list[list]) -> None:
         if c == 0x20:
             i += 1
         elif c == 0x28:  # (
-            stack.append([])
+            _open_list(stack)
             i += 1
         elif c == 0x29:  # )
             if len(stack) == 1:

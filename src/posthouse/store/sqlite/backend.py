@@ -14,15 +14,16 @@ import threading
 import time
 
 from ..api import (AppendResult, CopyResult, DeliveryFacts, FlagsChanged, IndexEntry, MailboxExists,
-                   MailboxGone, MailboxInfo, MessageAdded, MessageData, MessagesExpunged, merged_flags,
+                   MailboxGone, MailboxHasChildren, MailboxInfo, MessageAdded, MessageData, MessagesExpunged, merged_flags,
                    NoSuchMailbox, NoSuchUser, Outbound, OverQuota, Quota, SearchFields, Store, StoreError, User, UserExists)
 from ..blobs import BlobStore
+from ...mime.message import SEARCH_TEXT_VERSION
 from ..parsing import normalize_and_parse
 from .schema import create_schema, upgrade
 
 log = logging.getLogger("posthouse.store")
 
-_MB_COLS = "id, user_id, name, uidvalidity, uidnext, highestmodseq, special_use, first_recent_uid"
+_MB_COLS = "id, user_id, name, uidvalidity, uidnext, highestmodseq, special_use, first_recent_uid, noselect"
 _MB_COLS_OF_M = ", ".join("m." + c.strip() for c in _MB_COLS.split(","))     # the same, of mailboxes m
 
 
@@ -95,6 +96,7 @@ class SQLiteStore(Store):
         self._dead_keys: list[str] = []     # blob files to remove once the transaction commits
         self._current_sync = self._sync_mode
         self._pending_bytes = self.db.execute("SELECT coalesce(sum(size), 0) FROM text_pending").fetchone()[0]
+        self._texts_current = self._texts_are_current()
         self._expunges_unchecked: dict[int, int] = {}   # mailbox id -> expunges since its history was measured
 
     def close(self) -> None:
@@ -149,6 +151,8 @@ class SQLiteStore(Store):
             return True
         if self._trim_expunge_history():
             return True
+        if self._remake_old_texts():
+            return True
         ids = [r[0] for r in self.db.execute("SELECT id FROM text_garbage LIMIT 50")]
         if not ids:
             return False
@@ -189,6 +193,79 @@ class SQLiteStore(Store):
             self.db.execute("DELETE FROM text_pending WHERE id BETWEEN ? AND ?", (ids[0], ids[-1]))
         self._pending_bytes = max(0, self._pending_bytes - total)
         return True
+
+    # -- search texts made by an older parser --------------------------------------
+    REMAKE_WINDOW = 500      # blob ids looked at per step of idle work,
+    REMAKE_PARSES = 20       # and messages parsed again at most (~1 ms each)
+
+    def _texts_are_current(self) -> bool:
+        """Whether every search text was made by this parser (SEARCH_TEXT_VERSION);
+        a store without messages is current by definition."""
+        row = self.db.execute("SELECT value FROM meta WHERE key='search_text_version'").fetchone()
+        if row is None and self.db.execute("SELECT 1 FROM blobs LIMIT 1").fetchone() is None:
+            self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('search_text_version', ?)",
+                            (SEARCH_TEXT_VERSION,))
+            return True
+        if row is not None and row[0] >= SEARCH_TEXT_VERSION:
+            return True
+        # Blobs after this one are made by this parser: the work ends there.
+        self.db.execute("INSERT OR IGNORE INTO meta(key, value) SELECT 'search_text_until', coalesce(max(id), 0) "
+                        "FROM blobs")
+        return False
+
+    def _remake_old_texts(self) -> bool:
+        """One step of making the search texts of an older store again, when
+        idle: the messages with parts other than text/plain (HTML, application/,
+        message/ ...) among the next blob ids are parsed again and
+        their changed texts go back through text_pending. True if any step was
+        taken; the version is recorded when all are done."""
+        if self._texts_current:
+            return False
+        row = self.db.execute("SELECT value FROM meta WHERE key='search_text_after'").fetchone()
+        after = row[0] if row else 0
+        top = self.db.execute("SELECT value FROM meta WHERE key='search_text_until'").fetchone()[0]
+        self._set_sync("NORMAL" if self.fsync else "OFF")     # a crash just does the step again
+        with self._tx():
+            if after >= top:
+                self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('search_text_version', ?)",
+                                (SEARCH_TEXT_VERSION,))
+                self.db.execute("DELETE FROM meta WHERE key IN ('search_text_after', 'search_text_until')")
+                self._texts_current = True
+                return True
+            end = min(top, after + self.REMAKE_WINDOW)
+            rows = self.db.execute(
+                "SELECT b.id, b.key, d.data FROM blobs b LEFT JOIN blob_bytes d ON d.id = b.id "
+                "WHERE b.id > ? AND b.id <= ? AND (CAST(b.bodystructure AS TEXT) LIKE '%html%' "
+                "OR CAST(b.bodystructure AS TEXT) LIKE '%\"application\"%' "
+                "OR CAST(b.bodystructure AS TEXT) LIKE '%\"message\"%') "
+                "ORDER BY b.id LIMIT ?", (after, end, self.REMAKE_PARSES)).fetchall()
+            if len(rows) == self.REMAKE_PARSES:
+                end = rows[-1][0]
+            for blob_id, key, data in rows:
+                try:
+                    raw = data if data is not None else self.blobs.read(key)
+                    text = normalize_and_parse(raw, True)[1].body_text.lower()
+                except Exception:       # a missing file, a parser bug: that one keeps its old text
+                    log.warning("search text of blob %s not made again", blob_id, exc_info=True)
+                    continue
+                self._replace_text(blob_id, text)
+            self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('search_text_after', ?)", (end,))
+        return True
+
+    def _replace_text(self, blob_id: int, text: str) -> None:
+        size = len(text.encode("utf-8", "surrogatepass"))
+        pending = self.db.execute("SELECT size FROM text_pending WHERE id=?", (blob_id,)).fetchone()
+        if pending is not None:
+            self.db.execute("UPDATE text_pending SET size=?, text=? WHERE id=?", (size, text, blob_id))
+            self._pending_bytes += size - pending[0]
+            return
+        old = self.db.execute("SELECT text FROM body_text WHERE rowid=?", (blob_id,)).fetchone()
+        if old is not None and old[0] == text:
+            return
+        if old is not None:
+            self.db.execute("DELETE FROM body_text WHERE rowid=?", (blob_id,))
+        self.db.execute("INSERT INTO text_pending(id, size, text) VALUES (?,?,?)", (blob_id, size, text))
+        self._pending_bytes += size
 
     def _note_expunges(self, mailbox_id: int, count: int) -> None:
         self._expunges_unchecked[mailbox_id] = self._expunges_unchecked.get(mailbox_id, 0) + count
@@ -404,10 +481,12 @@ class SQLiteStore(Store):
         self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
         return value
 
-    def _mailbox_row(self, user_id: int, name: str) -> MailboxInfo:
+    def _mailbox_row(self, user_id: int, name: str, noselect_too: bool = False) -> MailboxInfo:
+        """The mailbox of that name; a \\Noselect name (noselect_too=False) is
+        no mailbox: nothing can be selected, appended to or copied there."""
         row = self.db.execute(f"SELECT {_MB_COLS} FROM mailboxes WHERE user_id=? AND name=?",
                               (user_id, name)).fetchone()
-        if row is None:
+        if row is None or (row[-1] and not noselect_too):
             raise NoSuchMailbox("Mailbox doesn't exist: " + name)
         return MailboxInfo(*row)
 
@@ -535,9 +614,10 @@ class SQLiteStore(Store):
             raise MailboxExists("Mailbox already exists") from None
         return self._mailbox_by_id(cur.lastrowid)
 
-    def list_mailboxes(self, user_id):
+    def list_mailboxes(self, user_id, noselect_too: bool = False):
+        """The user's mailboxes; with noselect_too, the \\Noselect names as well (for LIST)."""
         rows = self.db.execute(f"SELECT {_MB_COLS} FROM mailboxes WHERE user_id=? ORDER BY name", (user_id,))
-        return [MailboxInfo(*r) for r in rows]
+        return [MailboxInfo(*r) for r in rows if noselect_too or not r[-1]]
 
     def get_mailbox(self, user_id, name):
         return self._mailbox_row(user_id, name)
@@ -551,6 +631,9 @@ class SQLiteStore(Store):
                 if parent and self.db.execute("SELECT 1 FROM mailboxes WHERE user_id=? AND name=?",
                                               (user_id, parent)).fetchone() is None:
                     self._insert_mailbox(user_id, parent)
+            # A \Noselect name created again is a new mailbox: new id, new UIDVALIDITY.
+            self.db.execute("DELETE FROM mailboxes WHERE user_id=? AND name=? AND noselect",
+                            (user_id, name))
             return self._insert_mailbox(user_id, name, special_use)
 
     def _drop_mailbox(self, mailbox_id) -> list[str]:
@@ -566,17 +649,24 @@ class SQLiteStore(Store):
         return self._release_blobs(blob_ids)
 
     def delete_mailbox(self, user_id, name):
+        """Delete a mailbox and its messages. One with children leaves its name
+        behind as \\Noselect, for them (RFC 9051 6.3.5), until it is deleted
+        when it has none."""
         with self._tx():
-            info = self._mailbox_row(user_id, name)
-            if self._children(user_id, name):
-                raise StoreError("Mailbox has children, delete them first")
+            info = self._mailbox_row(user_id, name, noselect_too=True)
+            children = self._children(user_id, name)
+            if info.noselect and children:
+                raise MailboxHasChildren("Mailbox has children and no messages: delete them first")
             self._forget_blobs(self._drop_mailbox(info.id))
+            if children:
+                self.db.execute("UPDATE mailboxes SET noselect=1 WHERE id=?",
+                                (self._insert_mailbox(user_id, name).id,))
         return [MailboxGone(info.id)]
 
     def rename_mailbox(self, user_id, old, new):
         events = []
         with self._tx():
-            info = self._mailbox_row(user_id, old)
+            info = self._mailbox_row(user_id, old, noselect_too=True)
             if self.db.execute("SELECT 1 FROM mailboxes WHERE user_id=? AND name=?", (user_id, new)).fetchone():
                 raise MailboxExists("Target mailbox already exists")
             if old == "INBOX":

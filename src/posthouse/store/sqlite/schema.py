@@ -64,6 +64,8 @@ CREATE TABLE IF NOT EXISTS mailboxes (
     highestmodseq INTEGER NOT NULL DEFAULT 1,
     special_use TEXT,
     first_recent_uid INTEGER NOT NULL DEFAULT 1,
+    -- 1: a name kept, with no messages, for its children after a DELETE (Noselect)
+    noselect INTEGER NOT NULL DEFAULT 0,
     UNIQUE (user_id, name)
 );
 CREATE TABLE IF NOT EXISTS subscriptions (
@@ -184,6 +186,8 @@ def create_schema(db) -> None:
 # (version, the columns that step adds, as (table, column, declaration)).
 MIGRATIONS = [
     (1, [("messages", "savedate", "REAL")]),
+    # Stores from before \\Noselect names: every mailbox in them is selectable.
+    (2, [("mailboxes", "noselect", "INTEGER NOT NULL DEFAULT 0")]),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
