@@ -144,7 +144,8 @@ def test_a_store_from_before_noselect_names_gets_the_column(tmp_path):
     path = store._db_path
     store.close()
     db = sqlite3.connect(path)
-    db.execute("ALTER TABLE mailboxes DROP COLUMN noselect")      # as stores were
+    db.execute("ALTER TABLE mailboxes DROP COLUMN noselect")      # as stores were,
+    db.execute("PRAGMA user_version=0")                           # before numbered upgrades
     db.commit()
     db.close()
     store = SQLiteStore(str(tmp_path), fsync=False)
