@@ -164,6 +164,11 @@ class Tuned:
         self.line_length_limit = max(line_length_limit, 1001)
         self._held_replies: list[bytes] = []
         super().__init__(handler, **kwargs)
+        # aiosmtpd decodes a command's argument as UTF-8 with surrogateescape,
+        # so bytes that are not UTF-8 reach the handlers (and the store, which
+        # can't encode them). Every command is checked here, once, instead.
+        self._smtp_methods = {name: _utf8_checked(name, method, self.push)
+                              for name, method in self._smtp_methods.items()}
 
     async def push(self, status):
         """Replies to pipelined commands (RFC 2920) go out together: a reply
@@ -236,6 +241,44 @@ class Tuned:
         if self.local_part_limit and len(addr.rpartition("@")[0]) > self.local_part_limit:
             return None, None
         return addr, rest
+
+
+def invalid_utf8_reply(command: str, arg: str | None) -> str | None:
+    """The refusal of a command whose argument has bytes that are not UTF-8
+    (decoded by aiosmtpd as lone surrogates), or None if it is all UTF-8.
+
+    A permanent 5xx, not 4xx: the same bytes would fail again. In the address
+    of MAIL or RCPT it is a mailbox of bad syntax: 553 (RFC 5321 4.2.2,
+    "mailbox syntax incorrect"), with RFC 3463's X.1.7 (sender) or X.1.3
+    (destination); SMTPUTF8 (RFC 6531 3.3) widens addresses to UTF-8, never
+    to arbitrary bytes. Anywhere else it is a syntax error in the arguments:
+    501 with X.5.4 (invalid command arguments) for MAIL/RCPT parameters, or
+    X.5.2 (syntax error) for other commands (EHLO, AUTH, ...)."""
+    if not arg:
+        return None
+    try:
+        arg.encode("utf-8")
+        return None
+    except UnicodeEncodeError as e:
+        at = e.start
+    if command in ("MAIL", "RCPT"):
+        closing = arg.find(">")
+        if closing < 0 or at < closing:
+            enhanced = "5.1.7" if command == "MAIL" else "5.1.3"
+            whose = "sender" if command == "MAIL" else "recipient"
+            return f"553 {enhanced} The {whose} address is not valid UTF-8"
+        return "501 5.5.4 The parameters are not valid UTF-8"
+    return f"501 5.5.2 The argument of {command} is not valid UTF-8"
+
+
+def _utf8_checked(command: str, method, push):
+    async def checked(arg):
+        refusal = invalid_utf8_reply(command, arg)
+        if refusal is not None:
+            await push(refusal)
+            return
+        await method(arg)
+    return checked
 
 
 def one_reply_per_recipient(protocol: SMTP, status):
