@@ -68,3 +68,38 @@ def test_invalid_utf8_in_submission_auth(server, user, caplog):
     finally:
         c.close()
     no_tracebacks(caplog)
+
+
+# -- POP3 arguments are exact (RFC 1939) ------------------------------------------------
+
+def pop3_say(client: RawClient, line: bytes) -> bytes:
+    client.send(line + b"\r\n")
+    return client.readline()
+
+
+def test_pop3_commands_take_exactly_their_arguments(server, caplog):
+    from .test_pop3 import deliver
+    name, password = server.add_user(password="pass with spaces")
+    deliver(server, (name, password), "arity")
+    c = RawClient(server.host, server.pop3_port)
+    try:
+        for line in (b"CAPA x", b"STLS now", b"USER", b"USER a b", b"APOP a", b"APOP a b c",
+                     b"AUTH PLAIN a b", b"QUIT now"):
+            assert pop3_say(c, line).startswith(b"-ERR"), line
+        assert pop3_say(c, b"CAPA").startswith(b"+OK")
+        while c.readline() != b".\r\n":
+            pass
+        assert pop3_say(c, b"USER " + name.encode()).startswith(b"+OK")
+        # PASS takes the whole rest of the line: a password may hold spaces.
+        assert pop3_say(c, b"PASS " + password.encode()).startswith(b"+OK")
+        for line in (b"STAT 1", b"LIST 1 1", b"RETR 1 1", b"RETR", b"DELE 1 1", b"DELE", b"NOOP x",
+                     b"RSET x", b"TOP 1", b"TOP 1 0 0", b"UIDL 1 1", b"QUIT now", b"RETR \xff"):
+            assert pop3_say(c, line).startswith(b"-ERR"), line
+        assert pop3_say(c, b"STAT").startswith(b"+OK 1 ")
+        assert pop3_say(c, b"LIST 1").startswith(b"+OK 1 ")
+        assert pop3_say(c, b"UIDL 1").startswith(b"+OK 1 ")
+        assert pop3_say(c, b"NOOP").startswith(b"+OK")
+        assert pop3_say(c, b"QUIT").startswith(b"+OK")
+    finally:
+        c.close()
+    no_tracebacks(caplog)

@@ -95,6 +95,12 @@ class Pop3Session:
         if name in self.AUTHORIZATION and self.maildrop is not None:
             self.err("Already logged in")
             return
+        if name in self.ARITY:
+            low, high, usage = self.ARITY[name]
+            if not low <= len(args) <= high:
+                # RFC 1939 3: the arguments are exact; "RETR 1 1" is not RETR 1.
+                self.err(f"Syntax: {usage}")
+                return
         try:
             await handler(args, rest)
         except (ConnectionError, OSError):
@@ -104,6 +110,14 @@ class Pop3Session:
             self.err("Internal error; it has been logged", "SYS/TEMP")
 
     AUTHORIZATION = {"USER", "PASS", "AUTH", "STLS", "APOP"}
+    # How many arguments each command takes (RFC 1939, 2449, 2595, 5034), and
+    # its syntax for the -ERR. PASS is not here: its argument is the whole
+    # rest of the line, spaces and all.
+    ARITY = {"STAT": (0, 0, "STAT"), "LIST": (0, 1, "LIST [msg]"), "RETR": (1, 1, "RETR msg"),
+             "DELE": (1, 1, "DELE msg"), "NOOP": (0, 0, "NOOP"), "RSET": (0, 0, "RSET"),
+             "QUIT": (0, 0, "QUIT"), "TOP": (2, 2, "TOP msg n"), "UIDL": (0, 1, "UIDL [msg]"),
+             "USER": (1, 1, "USER name"), "APOP": (2, 2, "APOP name digest"), "CAPA": (0, 0, "CAPA"),
+             "STLS": (0, 0, "STLS"), "AUTH": (0, 2, "AUTH [mechanism [initial-response]]")}
     TRANSACTION = {"STAT", "LIST", "RETR", "DELE", "NOOP", "RSET", "TOP", "UIDL"}
 
     def capabilities(self) -> list[str]:
