@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
+import struct
+import time
 
 import pytest
 
@@ -102,4 +105,77 @@ def test_pop3_commands_take_exactly_their_arguments(server, caplog):
         assert pop3_say(c, b"QUIT").startswith(b"+OK")
     finally:
         c.close()
+    no_tracebacks(caplog)
+
+
+# -- aborted TLS handshakes: one INFO line, no traceback ---------------------------------
+
+def _client_hello() -> bytes:
+    """The first flight of a real TLS client, to stop right after."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(incoming, outgoing, server_side=False)
+    with pytest.raises(ssl.SSLWantReadError):
+        obj.do_handshake()
+    return outgoing.read()
+
+
+def _starttls(sock: socket.socket, service: str) -> None:
+    """Speak the service's plain-text part up to its STARTTLS 'go ahead'."""
+    f = sock.makefile("rb")
+    if service == "sieve":
+        while not f.readline().startswith(b"OK"):
+            pass
+        sock.sendall(b"STARTTLS\r\n")
+        assert f.readline().startswith(b"OK")
+        return
+    f.readline()
+    if service in ("smtp", "submission"):
+        sock.sendall(b"EHLO client.example\r\n")
+        while f.readline()[3:4] == b"-":
+            pass
+        sock.sendall(b"STARTTLS\r\n")
+        assert f.readline().startswith(b"220")
+    elif service == "imap":
+        sock.sendall(b"a STARTTLS\r\n")
+        assert f.readline().startswith(b"a OK")
+    else:
+        sock.sendall(b"STLS\r\n")
+        assert f.readline().startswith(b"+OK")
+
+
+def _handshake_lines(caplog, peer: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if "TLS handshake with" in r.getMessage() and peer in r.getMessage()]
+
+
+@pytest.mark.parametrize("service,tls", [
+    ("imap", True), ("pop3", True), ("submission", True),
+    ("imap", False), ("pop3", False), ("smtp", False), ("submission", False), ("sieve", False)])
+@pytest.mark.parametrize("how", ["garbage", "hello-then-reset"])
+def test_aborted_tls_handshake_is_one_info_line(server, caplog, service, tls, how):
+    caplog.set_level(logging.INFO)
+    ports = {("imap", True): server.tls_port, ("pop3", True): server.pop3_tls_port,
+             ("submission", True): server.submission_tls_port, ("imap", False): server.port,
+             ("pop3", False): server.pop3_port, ("smtp", False): server.smtp_port,
+             ("submission", False): server.submission_port, ("sieve", False): server.sieve_port}
+    sock = socket.create_connection((server.host, ports[service, tls]), timeout=10)
+    peer = "%s:%d" % sock.getsockname()[:2]
+    try:
+        if not tls:
+            _starttls(sock, service)
+        if how == "garbage":
+            sock.sendall(b"\x16\x03\x01\x00\x10this is not TLS at all" * 4)
+            sock.recv(1024)             # the server's alert, or the close
+        else:
+            sock.sendall(_client_hello())
+            sock.recv(1024)             # the server's hello: the handshake is under way
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    finally:
+        sock.close()                    # with SO_LINGER 0: a reset mid-handshake
+    deadline = time.monotonic() + 10    # (a bound on waiting for the log, not a check of time)
+    while not _handshake_lines(caplog, peer) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    [line] = _handshake_lines(caplog, peer)
+    assert line.levelno == logging.INFO and line.exc_info is None
     no_tracebacks(caplog)

@@ -14,8 +14,9 @@ import re
 from email._header_value_parser import get_addr_spec, get_angle_addr
 from email.errors import HeaderParseError
 
-from aiosmtpd.smtp import MISSING, SMTP, syntax
+from aiosmtpd.smtp import MISSING, SMTP, TLSSetupException, syntax
 
+from ..net import listen_tcp, tls_failed
 from .data_reader import ConnectionLost, read_message
 from .deliver import Deliverer, mailbox_full
 from .recipients import Recipient, quota_exceeded, resolve
@@ -63,6 +64,11 @@ def received_protocol(server, session, authenticated: bool = False) -> str:
     if not session.extended_smtp:
         return "SMTP"
     return "ESMTP" + ("S" if over_tls(server) else "") + ("A" if authenticated else "")
+
+
+def peer_text(session) -> str:
+    peer = session.peer if session is not None else None
+    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else str(peer or "local")
 
 
 def peer_address(session) -> str:
@@ -129,13 +135,13 @@ class DeliveryHandler:
 class Listeners:
     """The TCP (and unix socket) listeners of one protocol."""
 
-    def __init__(self):
+    def __init__(self, name: str = "SMTP"):
+        self.name = name
         self.servers: list[asyncio.AbstractServer] = []
 
     async def tcp(self, factory, host: str, port: int | None, ssl=None) -> None:
         if port is not None:
-            loop = asyncio.get_running_loop()
-            self.servers.append(await loop.create_server(factory, host, port, ssl=ssl))
+            self.servers.append(await listen_tcp(factory, host, port, ssl, self.name))
 
     async def unix(self, factory, path: str) -> None:
         import os
@@ -157,6 +163,8 @@ class Listeners:
 
 class Tuned:
     """Mixed into aiosmtpd's protocol classes (LMTP, SMTP, submission)."""
+
+    protocol_name = "SMTP"      # for the log
 
     def __init__(self, handler, line_length_limit: int, **kwargs):
         # A line limit of our choosing (real mail has lines past RFC 5321's
@@ -216,6 +224,15 @@ class Tuned:
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()
         await self.push("250 OK" if status is MISSING else status)
+
+    async def handle_exception(self, error: Exception) -> str:
+        if isinstance(error, TLSSetupException):
+            # A STARTTLS handshake the client aborted: one line, no traceback
+            # (aiosmtpd logs each as an ERROR with two). No reply is sent:
+            # aiosmtpd closes the connection.
+            tls_failed(f"{self.protocol_name} STARTTLS", peer_text(self.session), error.__cause__ or error)
+            return "454 4.7.0 TLS handshake failed"
+        return await super().handle_exception(error)
 
     def _command_waiting(self) -> bool:
         buffered = getattr(self._reader, "_buffer", None)

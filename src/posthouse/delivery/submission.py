@@ -169,7 +169,7 @@ class SubmissionHandler(SmtpHandler):
 
 
 class _Submission(Tuned, SMTP):
-    pass
+    protocol_name = "Submission"
 
 
 class SubmissionServer:
@@ -178,7 +178,7 @@ class SubmissionServer:
     def __init__(self, ctx):
         self.ctx = ctx
         self.handler = SubmissionHandler(ctx.service, ctx.config, ctx.authenticator, ctx.queue, ctx.deliverer)
-        self.listeners = Listeners()
+        self.listeners = Listeners("Submission")
 
     def _protocol(self):
         config = self.ctx.config

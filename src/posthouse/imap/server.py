@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ..auth.authenticator import Authenticator
 from ..config import Config
-from ..net import peer_of
+from ..net import listen_tcp, peer_of, tls_failed
 from ..store.service import StoreService
 from .protocol.reader import BadCommand, CommandReader, Fatal, LiteralTooBig, NeedContinuation, RawLine
 from .protocol.tokens import Command
@@ -165,7 +165,12 @@ class Connection(asyncio.Protocol):
         self.reader = CommandReader(max_line=self.reader.max_line, max_literal=self.reader.max_literal)
         self._flush()
         loop = asyncio.get_running_loop()
-        self._transport = await loop.start_tls(self._transport, self, context, server_side=True)
+        try:
+            self._transport = await loop.start_tls(self._transport, self, context, server_side=True)
+        except (OSError, asyncio.TimeoutError) as e:   # the client gave up or spoke no TLS
+            tls_failed("IMAP STARTTLS", self.peer, e)
+            self.close()
+            return
         self.tls = True
 
 
@@ -182,9 +187,9 @@ class ImapServer:
         self.servers.append(await loop.create_server(
             lambda: Connection(cfg, False, self._start), cfg.imap_host, cfg.imap_port))
         if cfg.imap_tls_port is not None and self.ctx.tls_context is not None:
-            self.servers.append(await loop.create_server(
+            self.servers.append(await listen_tcp(
                 lambda: Connection(cfg, True, self._start), cfg.imap_host, cfg.imap_tls_port,
-                ssl=self.ctx.tls_context))
+                self.ctx.tls_context, "IMAP"))
 
     @property
     def ports(self) -> list[int]:

@@ -11,7 +11,7 @@ import asyncio
 import logging
 
 from ..auth.sasl import SaslError, decode_response, parse_plain
-from ..net import StreamServers, peer_of
+from ..net import StreamServers, peer_of, tls_failed
 from ..sieve.script import SUPPORTED, SieveError, compile_script
 from ..store.api import StoreError
 from .codec import MAX_LINE, Atom, LineTooLong, ProtocolError, quoted, read_command
@@ -167,7 +167,12 @@ class SieveSession:
             raise no("STARTTLS is not available now")
         self.reply("OK", "Begin TLS negotiation")
         await self.writer.drain()
-        await self.writer.start_tls(self.ctx.tls_context)
+        try:
+            await self.writer.start_tls(self.ctx.tls_context)
+        except (OSError, asyncio.TimeoutError) as e:   # the client gave up or spoke no TLS
+            tls_failed("ManageSieve STARTTLS", self.peer, e)
+            self.done = True
+            return False        # no reply: the connection is gone
         self.tls = True
         self.capabilities()     # RFC 5804 2.2: capabilities again, then OK
         return "TLS is active"

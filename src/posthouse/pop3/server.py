@@ -6,7 +6,7 @@ import logging
 import time
 
 from ..auth.sasl import SaslError, decode_response, parse_plain
-from ..net import StreamServers, peer_of
+from ..net import StreamServers, peer_of, tls_failed
 from .maildrop import InUse, Maildrop
 
 log = logging.getLogger("posthouse.pop3")
@@ -160,7 +160,12 @@ class Pop3Session:
         await self.writer.drain()
         # Anything the client pipelined after STLS in cleartext is thrown away.
         self.reader._buffer.clear()
-        await self.writer.start_tls(self.ctx.tls_context)
+        try:
+            await self.writer.start_tls(self.ctx.tls_context)
+        except (OSError, asyncio.TimeoutError) as e:   # the client gave up or spoke no TLS
+            tls_failed("POP3 STLS", self.peer, e)
+            self.done = True
+            return
         self.tls = True
         self.user_name = None
 
