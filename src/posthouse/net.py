@@ -26,67 +26,54 @@ def tls_failed(protocol: str, peer: str, exc: BaseException) -> None:
     log.info("%s: TLS handshake with %s failed: %s", protocol, peer, reason)
 
 
-class _Handshaking(asyncio.Protocol):
-    """Stands in for the real protocol during the handshake: asyncio tells
-    the protocol given to start_tls of a failed handshake's connection loss
-    though it never made it; the real one must not hear of a connection it
-    never had. What arrives between the handshake and the swap is kept."""
-
-    def __init__(self):
-        self.received: list[bytes] = []
-        self.eof = False
-
-    def data_received(self, data: bytes) -> None:
-        self.received.append(data)
-
-    def eof_received(self):
-        self.eof = True
-        return True
-
-    def connection_lost(self, exc) -> None:
-        pass
-
-
 class ImplicitTls(asyncio.Protocol):
-    """The first protocol of a connection to an implicit-TLS port: it does
-    the handshake itself (loop.start_tls) and hands the encrypted transport
-    to the protocol made by inner_factory. asyncio's own ssl= listeners drop
-    a failed handshake silently (or, in some loops and paths, log a
-    traceback); here each failure is one INFO line, and the server's other
-    connections never see it."""
+    """The first protocol of a connection to an implicit-TLS port. It puts
+    asyncio's TLS layer over the socket itself, as create_server(ssl=) does,
+    but hears how the handshake ended: a failure is one INFO line (asyncio's
+    own ssl= listeners drop it silently, or log a traceback), a success makes
+    the real protocol (inner_factory) and hands it the encrypted transport.
+    All of it happens in callbacks, before the next read: no byte the client
+    sends can arrive before its reader is in place."""
 
     def __init__(self, inner_factory, context, name: str):
         self.inner_factory = inner_factory
         self.context = context
         self.name = name
-        self._task: asyncio.Task | None = None
+        self.peer = "?"
 
     def connection_made(self, transport) -> None:
-        # Nothing is read until start_tls has put its own protocol in place.
-        transport.pause_reading()
-        self._task = asyncio.get_running_loop().create_task(self._handshake(transport))
+        from asyncio import sslproto
+        loop = asyncio.get_running_loop()
+        self.peer, _ = peer_of(transport)
+        waiter = loop.create_future()
+        waiter.add_done_callback(self._handshake_done)
+        tls = sslproto.SSLProtocol(loop, _Handshaken(self.inner_factory), self.context, waiter, server_side=True)
+        transport.set_protocol(tls)
+        tls.connection_made(transport)
 
-    async def _handshake(self, transport) -> None:
-        peer, _ = peer_of(transport)
-        standin = _Handshaking()
-        try:
-            tls = await asyncio.get_running_loop().start_tls(transport, standin, self.context, server_side=True)
-        except (OSError, asyncio.TimeoutError) as e:   # ssl.SSLError and ConnectionError are OSErrors
-            tls_failed(f"{self.name} (implicit TLS)", peer, e)
-            transport.abort()
-            return
-        inner = self.inner_factory()
-        tls.set_protocol(inner)
-        inner.connection_made(tls)
-        for data in standin.received:
-            inner.data_received(data)
-        if standin.eof and not inner.eof_received():
-            tls.close()
+    def _handshake_done(self, waiter: asyncio.Future) -> None:
+        exc = None if waiter.cancelled() else waiter.exception()
+        if exc is not None:
+            tls_failed(f"{self.name} (implicit TLS)", self.peer, exc)
 
     def connection_lost(self, exc) -> None:
-        # Only before start_tls took the transport over: the handshake task
-        # sees the same loss and logs it.
-        pass
+        pass        # the TLS layer took the socket over in connection_made
+
+
+class _Handshaken(asyncio.Protocol):
+    """Told of the encrypted transport once the handshake is done: the real
+    protocol takes its place at once, then and only then made and connected."""
+
+    def __init__(self, inner_factory):
+        self.inner_factory = inner_factory
+
+    def connection_made(self, transport) -> None:
+        inner = self.inner_factory()
+        transport.set_protocol(inner)
+        inner.connection_made(transport)
+
+    def connection_lost(self, exc) -> None:
+        pass        # a handshake that failed: nothing was made
 
 
 async def listen_tcp(factory, host: str, port: int, ssl=None, name: str = "TLS"):
