@@ -21,7 +21,7 @@ from .imap.registry import MailboxRegistry
 from .imap.server import ImapServer, ServerContext
 from .store.service import StoreService
 from .store.sqlite.backend import SQLiteStore
-from .tls import ensure_self_signed, server_context
+from .tls import ensure_self_signed, server_context, server_name
 
 log = logging.getLogger("posthouse")
 
@@ -37,7 +37,7 @@ def build_context(config: Config) -> ServerContext:
     cert, key = config.tls_cert, config.tls_key
     if not cert:
         cert, key = config.path("tls/cert.pem"), config.path("tls/key.pem")
-        ensure_self_signed(cert, key)
+        ensure_self_signed(cert, key, server_name(config.hostname))
     tls = server_context(cert, key)
     # One deliverer for every way mail arrives, and the queue for mail that
     # leaves; each needs the other (bounces are delivered, vacation replies queued).

@@ -4,9 +4,11 @@ aborted TLS handshakes, the TLS profile and the generated certificate."""
 from __future__ import annotations
 
 import logging
+import shutil
 import socket
 import ssl
 import struct
+import subprocess
 import time
 
 import pytest
@@ -179,3 +181,110 @@ def test_aborted_tls_handshake_is_one_info_line(server, caplog, service, tls, ho
     [line] = _handshake_lines(caplog, peer)
     assert line.levelno == logging.INFO and line.exc_info is None
     no_tracebacks(caplog)
+
+
+# -- the TLS profile (Mozilla "intermediate") and the generated certificate ---------------
+
+def _tls_ports(server) -> dict[str, int]:
+    return {"imap": server.tls_port, "pop3": server.pop3_tls_port, "submission": server.submission_tls_port}
+
+
+def _client(maximum=None, minimum=None, ciphers=None) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    if minimum:
+        ctx.minimum_version = minimum
+    if maximum:
+        ctx.maximum_version = maximum
+    if ciphers:
+        ctx.set_ciphers(ciphers)
+    return ctx
+
+
+def _handshake(server, port: int, ctx: ssl.SSLContext, name: str = "localhost"):
+    with socket.create_connection((server.host, port), timeout=10) as sock:
+        with ctx.wrap_socket(sock, server_hostname=name) as tls:
+            return tls.version(), tls.cipher()[0]
+
+
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
+@pytest.mark.parametrize("service", ["imap", "pop3", "submission"])
+def test_tls_profile_is_mozilla_intermediate(server, service):
+    port = _tls_ports(server)[service]
+    # CBC suites (still offered by Python's default server ciphers) are refused.
+    cbc = _client(maximum=ssl.TLSVersion.TLSv1_2,
+                  ciphers="ECDHE-ECDSA-AES128-SHA256:ECDHE-ECDSA-AES256-SHA384:ECDHE-ECDSA-AES128-SHA")
+    with pytest.raises(ssl.SSLError):
+        _handshake(server, port, cbc)
+    # So is TLS 1.1 (the client allowed to try it: security level 0).
+    old = _client(minimum=ssl.TLSVersion.TLSv1_1, maximum=ssl.TLSVersion.TLSv1_1, ciphers="DEFAULT:@SECLEVEL=0")
+    with pytest.raises(ssl.SSLError):
+        _handshake(server, port, old)
+    # What is negotiated is AEAD: TLS 1.3 by default, ECDHE with GCM or ChaCha20 in TLS 1.2.
+    version, cipher = _handshake(server, port, _client())
+    assert version == "TLSv1.3" and cipher in ("TLS_AES_256_GCM_SHA384", "TLS_AES_128_GCM_SHA256",
+                                               "TLS_CHACHA20_POLY1305_SHA256")
+    version, cipher = _handshake(server, port, _client(maximum=ssl.TLSVersion.TLSv1_2))
+    assert version == "TLSv1.2" and cipher.startswith("ECDHE-") and ("GCM" in cipher or "CHACHA20" in cipher)
+    chacha = _client(maximum=ssl.TLSVersion.TLSv1_2, ciphers="ECDHE-ECDSA-CHACHA20-POLY1305")
+    assert _handshake(server, port, chacha)[1] == "ECDHE-ECDSA-CHACHA20-POLY1305"
+
+
+def test_key_exchange_groups_are_x25519_p256_p384(server):
+    from posthouse.tls import GROUPS, restrict_groups
+    assert restrict_groups(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), GROUPS)   # possible on this Python
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("no openssl program to offer single groups")
+
+    def offer(group: str, version: str) -> str | None:
+        """The key exchange the server chose when offered only group; None: refused."""
+        run = subprocess.run([openssl, "s_client", "-connect", f"{server.host}:{server.tls_port}", version,
+                              "-groups", group], input=b"", capture_output=True, timeout=20)
+        chosen = [line for line in run.stdout.decode().splitlines() if line.startswith("Server Temp Key:")]
+        return chosen[0] if run.returncode == 0 and chosen else None
+    for group, shown in (("X25519", "X25519"), ("P-256", "prime256v1"), ("P-384", "secp384r1")):
+        assert shown in (offer(group, "-tls1_3") or ""), group
+    for group in ("P-521", "X448", "ffdhe2048"):
+        assert offer(group, "-tls1_3") is None, group
+    # In TLS 1.2 the client's groups also name the curves its ECDSA
+    # certificates may use (RFC 8422 5.1): the server's is P-256.
+    assert "X25519" in (offer("X25519:P-256", "-tls1_2") or "")
+    assert "prime256v1" in (offer("P-521:P-256", "-tls1_2") or "")
+
+
+def test_generated_certificate_names_the_host_and_verifies(server):
+    from cryptography import x509
+    path = server.config.path("tls/cert.pem")
+    with open(path, "rb") as f:
+        cert = x509.load_pem_x509_certificate(f.read())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert set(san.get_values_for_type(x509.DNSName)) == {"mx.test", "localhost"}
+    assert {str(a) for a in san.get_values_for_type(x509.IPAddress)} == {"127.0.0.1", "::1"}
+    ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    assert aki.key_identifier == ski.digest      # self-signed: its own key is the authority's
+    # As offlineimap and fetchmail check it: the certificate as the CA, the name verified.
+    for strict in (False, True):
+        for name in ("localhost", "mx.test", "127.0.0.1"):
+            ctx = ssl.create_default_context(cafile=path)
+            if strict:
+                ctx.verify_flags |= ssl.VERIFY_X509_STRICT      # Python 3.13's default
+            for port in _tls_ports(server).values():
+                assert _handshake(server, port, ctx, name)[0] == "TLSv1.3"
+    with pytest.raises(ssl.SSLCertVerificationError):
+        _handshake(server, server.tls_port, ssl.create_default_context(cafile=path), "other.test")
+
+
+def test_certificate_of_an_earlier_version_is_replaced_only_without_the_name(tmp_path):
+    from posthouse.tls import ensure_self_signed
+    cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+    ensure_self_signed(cert, key, "localhost")       # as earlier versions made it: localhost only
+    first = open(cert, "rb").read()
+    ensure_self_signed(cert, key, "localhost")
+    assert open(cert, "rb").read() == first          # it names the host: kept (clients may pin it)
+    ensure_self_signed(cert, key, "mail.example.com")
+    assert open(cert, "rb").read() != first and open(cert + ".old", "rb").read() == first
+    second = open(cert, "rb").read()
+    ensure_self_signed(cert, key, "MAIL.example.com")
+    assert open(cert, "rb").read() == second
