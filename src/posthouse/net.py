@@ -7,6 +7,13 @@ import logging
 
 log = logging.getLogger("posthouse")
 
+# Connections the kernel holds for us until they are accepted. asyncio's
+# default, 100, overflowed under 200 clients that log in and out while the
+# loop was busy with their sessions: the kernel dropped the handshake's last
+# ACK and the client waited a second or three (TCP's retransmission) for a
+# greeting. The kernel caps it at net.core.somaxconn (4096 on current Linux).
+LISTEN_BACKLOG = 4096
+
 
 def peer_of(writer) -> tuple[str, bool]:
     """("host:port", whether the peer is on loopback) for a stream writer or transport."""
@@ -80,8 +87,8 @@ async def listen_tcp(factory, host: str, port: int, ssl=None, name: str = "TLS")
     """loop.create_server, with implicit TLS done by ImplicitTls when ssl is given."""
     loop = asyncio.get_running_loop()
     if ssl is None:
-        return await loop.create_server(factory, host, port)
-    return await loop.create_server(lambda: ImplicitTls(factory, ssl, name), host, port)
+        return await loop.create_server(factory, host, port, backlog=LISTEN_BACKLOG)
+    return await loop.create_server(lambda: ImplicitTls(factory, ssl, name), host, port, backlog=LISTEN_BACKLOG)
 
 
 class StreamServers:

@@ -3,6 +3,7 @@ submission commands, POP3 commands with the wrong number of arguments,
 aborted TLS handshakes, the TLS profile and the generated certificate."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 import socket
@@ -288,3 +289,58 @@ def test_certificate_of_an_earlier_version_is_replaced_only_without_the_name(tmp
     second = open(cert, "rb").read()
     ensure_self_signed(cert, key, "MAIL.example.com")
     assert open(cert, "rb").read() == second
+
+
+# -- greetings under load: the mechanisms (the figures are in the report) -----------------
+
+def test_every_listener_has_a_deep_accept_queue(server):
+    """asyncio's default backlog of 100 overflowed under 200 reconnecting
+    clients: the kernel dropped handshakes and clients waited 1-3 s (TCP
+    retransmission) for the greeting. The kernel's own figure is checked."""
+    from posthouse.net import LISTEN_BACKLOG
+    ss = shutil.which("ss")
+    if ss is None:
+        pytest.skip("no ss (iproute2) to read a listening socket's backlog")
+    ports = [server.port, server.tls_port, server.pop3_port, server.pop3_tls_port, server.smtp_port,
+             server.lmtp_port, server.submission_port, server.submission_tls_port, server.sieve_port]
+    listing = subprocess.run([ss, "-ltnH"], capture_output=True, text=True, timeout=20).stdout
+    backlog = {}
+    for line in listing.splitlines():
+        fields = line.split()         # State Recv-Q Send-Q(= the backlog) Local Peer
+        backlog[int(fields[3].rpartition(":")[2])] = int(fields[2])
+    somaxconn = int(open("/proc/sys/net/core/somaxconn").read())
+    assert {p: backlog.get(p) for p in ports} == {p: min(LISTEN_BACKLOG, somaxconn) for p in ports}
+
+
+def test_imap_greeting_is_written_when_the_connection_is_made(server):
+    """No await between accept and greeting: it is in the socket's buffer
+    when connection_made returns, before a busy loop runs anything else."""
+    from posthouse.imap.server import Connection, ImapServer
+
+    class Transport(asyncio.Transport):
+        def __init__(self):
+            super().__init__()
+            self.data, self.closed = b"", False
+
+        def get_extra_info(self, name, default=None):
+            return {"peername": ("127.0.0.1", 9), "sockname": ("127.0.0.1", 143)}.get(name, default)
+
+        def write(self, data):
+            self.data += data
+
+        def is_closing(self):
+            return self.closed
+
+        def close(self):
+            self.closed = True
+
+    async def connect() -> bytes:
+        imap = ImapServer(server.ctx)
+        conn = Connection(server.config, False, imap._start)
+        transport = Transport()
+        conn.connection_made(transport)
+        written = transport.data            # before any await
+        conn.connection_lost(None)          # the session ends
+        await asyncio.gather(*imap._tasks)
+        return written
+    assert server.call(connect()).startswith(b"* OK [CAPABILITY IMAP4rev1 ")

@@ -16,7 +16,7 @@ from email.errors import HeaderParseError
 
 from aiosmtpd.smtp import MISSING, SMTP, TLSSetupException, syntax
 
-from ..net import listen_tcp, tls_failed
+from ..net import LISTEN_BACKLOG, listen_tcp, tls_failed
 from .data_reader import ConnectionLost, read_message
 from .deliver import Deliverer, mailbox_full
 from .recipients import Recipient, quota_exceeded, resolve
@@ -147,7 +147,8 @@ class Listeners:
         import os
         if os.path.exists(path):
             os.unlink(path)       # left by an earlier run
-        self.servers.append(await asyncio.get_running_loop().create_unix_server(factory, path))
+        self.servers.append(await asyncio.get_running_loop().create_unix_server(factory, path,
+                                                                                backlog=LISTEN_BACKLOG))
 
     def ports(self) -> list[int]:
         return [sock.getsockname()[1] for srv in self.servers for sock in srv.sockets

@@ -114,6 +114,11 @@ class Connection(asyncio.Protocol):
             self._out.clear()
             self._out_size = 0
 
+    def flush(self) -> None:
+        """Send what was written, now (the greeting, from connection_made)."""
+        if not self.closed:
+            self._flush()
+
     async def drain(self) -> None:
         if self.closed:
             return
@@ -183,8 +188,7 @@ class ImapServer:
 
     async def start(self) -> None:
         cfg = self.ctx.config
-        loop = asyncio.get_running_loop()
-        self.servers.append(await loop.create_server(
+        self.servers.append(await listen_tcp(
             lambda: Connection(cfg, False, self._start), cfg.imap_host, cfg.imap_port))
         if cfg.imap_tls_port is not None and self.ctx.tls_context is not None:
             self.servers.append(await listen_tcp(
@@ -204,16 +208,20 @@ class ImapServer:
             session.conn.close()
 
     def _start(self, conn: Connection) -> None:
-        task = asyncio.get_running_loop().create_task(self._serve(conn))
+        # The greeting is sent here, in connection_made, before anything else:
+        # from the session's task it waited behind every callback a busy loop
+        # had queued (hundreds of sessions' reads), after the accept itself.
+        session = Session(conn, self.ctx)
+        self.sessions.add(session)
+        session.greeting()
+        conn.flush()
+        task = asyncio.get_running_loop().create_task(self._serve(conn, session))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _serve(self, conn: Connection) -> None:
-        session = Session(conn, self.ctx)
-        self.sessions.add(session)
+    async def _serve(self, conn: Connection, session: Session) -> None:
         log.debug("connect %s", conn.peer)
         try:
-            session.greeting()
             await conn.drain()
             await self._loop(conn, session)
         except Exception:
