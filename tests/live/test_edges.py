@@ -4,6 +4,7 @@ aborted TLS handshakes, the TLS profile and the generated certificate."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import shutil
 import socket
@@ -70,6 +71,14 @@ def test_invalid_utf8_in_submission_auth(server, user, caplog):
         assert smtp_say(c, b"AUTH LOGIN \xff").startswith(b"501 5.5.2")
         assert smtp_say(c, b"AUTH \xffPLAIN").startswith(b"501 5.5.2")
         assert smtp_say(c, b"MAIL FROM:<\xff@example.com>").startswith(b"553 5.1.7")
+        # Challenge responses: base64 of bytes that are not UTF-8, and raw garbage.
+        assert smtp_say(c, b"AUTH LOGIN").startswith(b"334 ")
+        assert smtp_say(c, base64.b64encode(b"\xff\xfe")).startswith(b"334 ")
+        assert smtp_say(c, base64.b64encode(b"\xff")).startswith(b"535 5.7.8")
+        assert smtp_say(c, b"AUTH PLAIN").startswith(b"334")
+        assert smtp_say(c, base64.b64encode(b"\x00\xff\x00\xfe")).startswith(b"535 5.7.8")
+        assert smtp_say(c, b"AUTH LOGIN").startswith(b"334 ")
+        assert smtp_say(c, b"\xff\xfe").startswith(b"501 5.5.2")
         assert smtp_say(c, b"QUIT").startswith(b"221")
     finally:
         c.close()
@@ -344,3 +353,39 @@ def test_imap_greeting_is_written_when_the_connection_is_made(server):
         await asyncio.gather(*imap._tasks)
         return written
     assert server.call(connect()).startswith(b"* OK [CAPABILITY IMAP4rev1 ")
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_implicit_tls_listener_takes_every_handshake(tmp_path, loop_kind):
+    """Clients that send their ClientHello at once, as they all do: with the
+    handshake started from a task, uvloop let some arrive before the TLS
+    layer was in place and those handshakes hung."""
+    import threading
+    from posthouse.net import listen_tcp
+    from posthouse.tls import ensure_self_signed, server_context
+    if loop_kind == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        loop = uvloop.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
+    ensure_self_signed(str(tmp_path / "c.pem"), str(tmp_path / "k.pem"), "localhost")
+    context = server_context(str(tmp_path / "c.pem"), str(tmp_path / "k.pem"))
+
+    class Hello(asyncio.Protocol):
+        def connection_made(self, transport):
+            transport.write(b"hello\r\n")
+
+    server = loop.run_until_complete(listen_tcp(Hello, "127.0.0.1", 0, context, "test"))
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.sockets[0].getsockname()[1]
+        for _ in range(30):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                with _client().wrap_socket(sock, server_hostname="localhost") as tls:
+                    assert tls.recv(7) == b"hello\r\n"
+    finally:
+        loop.call_soon_threadsafe(server.close)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
