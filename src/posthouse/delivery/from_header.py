@@ -39,6 +39,8 @@ class FromRefused(Exception):
 
 def header_end(content: bytes) -> int:
     """Where the header ends (the blank line, or the end of a body-less message)."""
+    if content.startswith((b"\r\n", b"\n")):
+        return 0                # no header at all: a "From:" below is the body's
     ends = [i for i in (content.find(b"\r\n\r\n"), content.find(b"\n\n")) if i >= 0]
     if not ends:
         return len(content)
