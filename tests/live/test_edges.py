@@ -316,9 +316,10 @@ def test_every_listener_has_a_deep_accept_queue(server):
     backlog = {}
     for line in listing.splitlines():
         fields = line.split()         # State Recv-Q Send-Q(= the backlog) Local Peer
-        backlog[int(fields[3].rpartition(":")[2])] = int(fields[2])
-    somaxconn = int(open("/proc/sys/net/core/somaxconn").read())
-    assert {p: backlog.get(p) for p in ports} == {p: min(LISTEN_BACKLOG, somaxconn) for p in ports}
+        backlog[fields[3]] = int(fields[2])
+    with open("/proc/sys/net/core/somaxconn") as f:
+        somaxconn = int(f.read())
+    assert {p: backlog.get(f"127.0.0.1:{p}") for p in ports} == {p: min(LISTEN_BACKLOG, somaxconn) for p in ports}
 
 
 def test_imap_greeting_is_written_when_the_connection_is_made(server):
