@@ -27,7 +27,7 @@ from .store.api import DiskFull
 from .store.service import StoreService
 from .store.space import FreeSpace, is_disk_full
 from .store.sqlite.backend import SQLiteStore
-from .tls import ensure_self_signed, server_context
+from .tls import ensure_self_signed, server_context, server_name
 
 log = logging.getLogger("posthouse")
 
@@ -57,7 +57,7 @@ def build_context(config: Config) -> ServerContext:
     cert, key = config.tls_cert, config.tls_key
     if not cert:
         cert, key = config.path("tls/cert.pem"), config.path("tls/key.pem")
-        ensure_self_signed(cert, key)
+        ensure_self_signed(cert, key, server_name(config.hostname))
     tls = server_context(cert, key)
     # One deliverer for every way mail arrives, and the queue for mail that
     # leaves; each needs the other (bounces are delivered, vacation replies queued).

@@ -58,6 +58,8 @@ class Config:
     submission_port: int | None = 1587      # 587 in production
     submission_tls_port: int | None = 1465  # 465 in production
     submission_save_sent: bool = False      # file a copy in the sender's Sent mailbox
+    # A From:/Sender: that is not the user's own address: refuse the message, or rewrite the field.
+    submission_from_policy: str = "refuse"  # refuse | rewrite
     # The smarthost submitted mail for other domains is relayed through (none: refused).
     relay_host: str = ""
     relay_port: int = 587
@@ -129,6 +131,8 @@ class Config:
             raise ValueError("quota messages must be a number of messages")
         if cfg.plaintext_auth not in ("loopback", "always", "never"):
             raise ValueError("plaintext_auth must be loopback, always or never")
+        if cfg.submission_from_policy not in ("refuse", "rewrite"):
+            raise ValueError("submission from_policy must be refuse or rewrite")
         return cfg
 
     def serves(self, address: str) -> bool:

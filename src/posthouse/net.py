@@ -10,6 +10,13 @@ from .limits import Admission
 
 log = logging.getLogger("posthouse")
 
+# Connections the kernel holds for us until they are accepted. asyncio's
+# default, 100, overflowed under 200 clients that log in and out while the
+# loop was busy with their sessions: the kernel dropped the handshake's last
+# ACK and the client waited a second or three (TCP's retransmission) for a
+# greeting. The kernel caps it at net.core.somaxconn (4096 on current Linux).
+LISTEN_BACKLOG = 4096
+
 
 def peer_of(writer) -> tuple[str, bool]:
     """("host:port", whether the peer is on loopback) for a stream writer or transport."""
@@ -76,6 +83,71 @@ class Clock:
         return first + await self.rest(reader.readuntil(b"\n"))
 
 
+def tls_failed(protocol: str, peer: str, exc: BaseException) -> None:
+    """A TLS handshake that the client aborted or botched (scanners, clients
+    that dislike the certificate, port probes): one line, no traceback."""
+    reason = str(exc) or type(exc).__name__
+    log.info("%s: TLS handshake with %s failed: %s", protocol, peer, reason)
+
+
+class ImplicitTls(asyncio.Protocol):
+    """The first protocol of a connection to an implicit-TLS port. It puts
+    asyncio's TLS layer over the socket itself, as create_server(ssl=) does,
+    but hears how the handshake ended: a failure is one INFO line (asyncio's
+    own ssl= listeners drop it silently, or log a traceback), a success makes
+    the real protocol (inner_factory) and hands it the encrypted transport.
+    All of it happens in callbacks, before the next read: no byte the client
+    sends can arrive before its reader is in place."""
+
+    def __init__(self, inner_factory, context, name: str):
+        self.inner_factory = inner_factory
+        self.context = context
+        self.name = name
+        self.peer = "?"
+
+    def connection_made(self, transport) -> None:
+        from asyncio import sslproto
+        loop = asyncio.get_running_loop()
+        self.peer, _ = peer_of(transport)
+        waiter = loop.create_future()
+        waiter.add_done_callback(self._handshake_done)
+        tls = sslproto.SSLProtocol(loop, _Handshaken(self.inner_factory), self.context, waiter, server_side=True)
+        transport.set_protocol(tls)
+        tls.connection_made(transport)
+
+    def _handshake_done(self, waiter: asyncio.Future) -> None:
+        exc = None if waiter.cancelled() else waiter.exception()
+        if exc is not None:
+            tls_failed(f"{self.name} (implicit TLS)", self.peer, exc)
+
+    def connection_lost(self, exc) -> None:
+        pass        # the TLS layer took the socket over in connection_made
+
+
+class _Handshaken(asyncio.Protocol):
+    """Told of the encrypted transport once the handshake is done: the real
+    protocol takes its place at once, then and only then made and connected."""
+
+    def __init__(self, inner_factory):
+        self.inner_factory = inner_factory
+
+    def connection_made(self, transport) -> None:
+        inner = self.inner_factory()
+        transport.set_protocol(inner)
+        inner.connection_made(transport)
+
+    def connection_lost(self, exc) -> None:
+        pass        # a handshake that failed: nothing was made
+
+
+async def listen_tcp(factory, host: str, port: int, ssl=None, name: str = "TLS"):
+    """loop.create_server, with implicit TLS done by ImplicitTls when ssl is given."""
+    loop = asyncio.get_running_loop()
+    if ssl is None:
+        return await loop.create_server(factory, host, port, backlog=LISTEN_BACKLOG)
+    return await loop.create_server(lambda: ImplicitTls(factory, ssl, name), host, port, backlog=LISTEN_BACKLOG)
+
+
 class StreamServers:
     """The listeners of a line protocol run over asyncio streams (POP3,
     ManageSieve): each connection runs session(reader, writer, tls) to the
@@ -95,8 +167,12 @@ class StreamServers:
     async def listen(self, host: str, port: int | None, ssl=None) -> None:
         if port is not None:
             tls = ssl is not None
-            self.servers.append(await asyncio.start_server(
-                lambda r, w: self._serve(r, w, tls), host, port, ssl=ssl, limit=self.limit))
+            loop = asyncio.get_running_loop()
+
+            def stream_protocol():      # what asyncio.start_server makes per connection
+                reader = asyncio.StreamReader(limit=self.limit, loop=loop)
+                return asyncio.StreamReaderProtocol(reader, lambda r, w: self._serve(r, w, tls), loop=loop)
+            self.servers.append(await listen_tcp(stream_protocol, host, port, ssl, self.name))
 
     async def _serve(self, reader, writer, tls: bool) -> None:
         admission = Admission(self.limits, writer.transport)

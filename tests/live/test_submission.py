@@ -102,7 +102,10 @@ def relayed(tmp_path):
 def submit(srv, user, sender=None, recipients=("friend@remote.example",), msg=None, port=None) -> dict:
     with smtplib.SMTP(srv.host, port or srv.submission_port, timeout=10) as s:
         s.login(*user)
-        return s.sendmail(sender or f"{user[0]}@example.com", list(recipients), msg or message("hello"))
+        sender = sender or f"{user[0]}@example.com"
+        # The message says it is from the sender (submission checks From: too).
+        msg = (msg or message("hello")).replace(b"From: me@example.com\r\n", f"From: {sender}\r\n".encode(), 1)
+        return s.sendmail(sender, list(recipients), msg)
 
 
 def test_auth_is_required(server, user):
@@ -228,10 +231,10 @@ def test_tls_rules(tmp_path):
             s.ehlo("c.example")
             assert s.has_extn("auth")
             s.login(*user)
-            assert s.sendmail("frank@example.com", ["grace@example.com"], message("over tls")) == {}
+            assert s.sendmail("frank@example.com", ["grace@example.com"], message("over tls", sender="frank@example.com")) == {}
         with smtplib.SMTP_SSL(srv.host, srv.submission_tls_port, timeout=10, context=ctx) as s:
             s.login(*user)
-            assert s.sendmail("frank@example.com", ["grace@example.com"], message("implicit tls")) == {}
+            assert s.sendmail("frank@example.com", ["grace@example.com"], message("implicit tls", sender="frank@example.com")) == {}
         assert len(inbox(srv, other, tls=ctx)) == 2
     finally:
         srv.stop()

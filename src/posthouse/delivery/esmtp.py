@@ -15,9 +15,10 @@ import time
 from email._header_value_parser import get_addr_spec, get_angle_addr
 from email.errors import HeaderParseError
 
-from aiosmtpd.smtp import MISSING, SMTP, syntax
+from aiosmtpd.smtp import MISSING, SMTP, TLSSetupException, syntax
 
 from ..limits import Admission
+from ..net import LISTEN_BACKLOG, listen_tcp, tls_failed
 from .data_reader import ConnectionLost, read_message
 from .deliver import Deliverer, mailbox_full
 from .recipients import Recipient, quota_exceeded, resolve
@@ -69,6 +70,11 @@ def received_protocol(server, session, authenticated: bool = False) -> str:
     if not session.extended_smtp:
         return "SMTP"
     return "ESMTP" + ("S" if over_tls(server) else "") + ("A" if authenticated else "")
+
+
+def peer_text(session) -> str:
+    peer = session.peer if session is not None else None
+    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else str(peer or "local")
 
 
 def peer_address(session) -> str:
@@ -138,19 +144,20 @@ class DeliveryHandler:
 class Listeners:
     """The TCP (and unix socket) listeners of one protocol."""
 
-    def __init__(self):
+    def __init__(self, name: str = "SMTP"):
+        self.name = name
         self.servers: list[asyncio.AbstractServer] = []
 
     async def tcp(self, factory, host: str, port: int | None, ssl=None) -> None:
         if port is not None:
-            loop = asyncio.get_running_loop()
-            self.servers.append(await loop.create_server(factory, host, port, ssl=ssl))
+            self.servers.append(await listen_tcp(factory, host, port, ssl, self.name))
 
     async def unix(self, factory, path: str) -> None:
         import os
         if os.path.exists(path):
             os.unlink(path)       # left by an earlier run
-        self.servers.append(await asyncio.get_running_loop().create_unix_server(factory, path))
+        self.servers.append(await asyncio.get_running_loop().create_unix_server(factory, path,
+                                                                                backlog=LISTEN_BACKLOG))
 
     def ports(self) -> list[int]:
         return [sock.getsockname()[1] for srv in self.servers for sock in srv.sockets
@@ -173,6 +180,8 @@ class Tuned:
     then aiosmtpd's timeout between commands; and a line once begun must be
     whole within line_timeout (a client trickling it in is cut off)."""
 
+    protocol_name = "SMTP"      # for the log
+
     def __init__(self, handler, line_length_limit: int, limits=None, login_timeout: float = 0,
                  line_timeout: float = 0, login: bool = False, **kwargs):
         # A line limit of our choosing (real mail has lines past RFC 5321's
@@ -189,6 +198,11 @@ class Tuned:
         self._line_timeout = line_timeout
         self._line_timer: asyncio.TimerHandle | None = None
         super().__init__(handler, **kwargs)
+        # aiosmtpd decodes a command's argument as UTF-8 with surrogateescape,
+        # so bytes that are not UTF-8 reach the handlers (and the store, which
+        # can't encode them). Every command is checked here, once, instead.
+        self._smtp_methods = {name: _utf8_checked(name, method, self.push)
+                              for name, method in self._smtp_methods.items()}
 
     # -- limits and timeouts ------------------------------------------------------
     def connection_made(self, transport) -> None:
@@ -315,6 +329,15 @@ class Tuned:
         self._set_post_data_state()
         await self.push("250 OK" if status is MISSING else status)
 
+    async def handle_exception(self, error: Exception) -> str:
+        if isinstance(error, TLSSetupException):
+            # A STARTTLS handshake the client aborted: one line, no traceback
+            # (aiosmtpd logs each as an ERROR with two). No reply is sent:
+            # aiosmtpd closes the connection.
+            tls_failed(f"{self.protocol_name} STARTTLS", peer_text(self.session), error.__cause__ or error)
+            return "454 4.7.0 TLS handshake failed"
+        return await super().handle_exception(error)
+
     def _command_waiting(self) -> bool:
         buffered = getattr(self._reader, "_buffer", None)
         return buffered is not None and b"\n" in buffered
@@ -339,6 +362,44 @@ class Tuned:
         if self.local_part_limit and len(addr.rpartition("@")[0]) > self.local_part_limit:
             return None, None
         return addr, rest
+
+
+def invalid_utf8_reply(command: str, arg: str | None) -> str | None:
+    """The refusal of a command whose argument has bytes that are not UTF-8
+    (decoded by aiosmtpd as lone surrogates), or None if it is all UTF-8.
+
+    A permanent 5xx, not 4xx: the same bytes would fail again. In the address
+    of MAIL or RCPT it is a mailbox of bad syntax: 553 (RFC 5321 4.2.2,
+    "mailbox syntax incorrect"), with RFC 3463's X.1.7 (sender) or X.1.3
+    (destination); SMTPUTF8 (RFC 6531 3.3) widens addresses to UTF-8, never
+    to arbitrary bytes. Anywhere else it is a syntax error in the arguments:
+    501 with X.5.4 (invalid command arguments) for MAIL/RCPT parameters, or
+    X.5.2 (syntax error) for other commands (EHLO, AUTH, ...)."""
+    if not arg:
+        return None
+    try:
+        arg.encode("utf-8")
+        return None
+    except UnicodeEncodeError as e:
+        at = e.start
+    if command in ("MAIL", "RCPT"):
+        closing = arg.find(">")
+        if closing < 0 or at < closing:
+            enhanced = "5.1.7" if command == "MAIL" else "5.1.3"
+            whose = "sender" if command == "MAIL" else "recipient"
+            return f"553 {enhanced} The {whose} address is not valid UTF-8"
+        return "501 5.5.4 The parameters are not valid UTF-8"
+    return f"501 5.5.2 The argument of {command} is not valid UTF-8"
+
+
+def _utf8_checked(command: str, method, push):
+    async def checked(arg):
+        refusal = invalid_utf8_reply(command, arg)
+        if refusal is not None:
+            await push(refusal)
+            return
+        await method(arg)
+    return checked
 
 
 def one_reply_per_recipient(protocol: SMTP, status):

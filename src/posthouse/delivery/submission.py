@@ -23,6 +23,7 @@ from ..auth.sasl import SaslError, decode_response, parse_plain
 from ..store.api import DiskFull, StoreError
 from .deliver import new_ident, trace_headers
 from .esmtp import STORAGE_FULL, Listeners, Tuned, Refusal, over_tls, peer_address, received_protocol
+from .from_header import FromRefused, check as check_from
 from .smtp import SmtpHandler
 
 log = logging.getLogger("posthouse.submission")
@@ -115,6 +116,15 @@ class SubmissionHandler(SmtpHandler):
         base = local.partition(delimiter)[0] if delimiter else local
         return self.config.serves(address) and base.lower() == user.name.lower()
 
+    def own_address(self, user, mail_from: str) -> str:
+        """The address a rewritten From: gets: the envelope sender (checked to
+        be the user's), else the user's name as an address in our first domain."""
+        if mail_from:
+            return mail_from
+        if "@" in user.name or not self.config.domains:
+            return user.name
+        return f"{user.name}@{self.config.domains[0]}"
+
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         user = session.auth_data
         if address and not self.owns(user, address):
@@ -136,9 +146,15 @@ class SubmissionHandler(SmtpHandler):
         remote = getattr(envelope, "remote", [])
         if not local and not remote:
             return "503 5.5.1 No valid recipients"
+        try:
+            content = check_from(envelope.original_content, lambda a: self.owns(user, a),
+                                 self.own_address(user, envelope.mail_from), self.config.submission_from_policy)
+        except FromRefused as e:
+            log.info("submission from %s refused: %s", user.name, e.reply)
+            return e.reply
         ident = new_ident()
         raw = trace_headers(envelope.mail_from, session.host_name, peer_address(session), server.hostname,
-                            received_protocol(server, session, authenticated=True), ident) + envelope.original_content
+                            received_protocol(server, session, authenticated=True), ident) + content
         if remote:
             if not self.service.space.room_for(len(raw)):
                 return STORAGE_FULL
@@ -173,7 +189,7 @@ class SubmissionHandler(SmtpHandler):
 
 
 class _Submission(Tuned, SMTP):
-    pass
+    protocol_name = "Submission"
 
 
 class SubmissionServer:
@@ -182,7 +198,7 @@ class SubmissionServer:
     def __init__(self, ctx):
         self.ctx = ctx
         self.handler = SubmissionHandler(ctx.service, ctx.config, ctx.authenticator, ctx.queue, ctx.deliverer)
-        self.listeners = Listeners()
+        self.listeners = Listeners("Submission")
 
     def _protocol(self):
         config = self.ctx.config

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from ..auth.authenticator import Authenticator
 from ..config import Config
 from ..limits import Admission
-from ..net import peer_of
+from ..net import listen_tcp, peer_of, tls_failed
 from ..store.service import StoreService
 from .protocol.reader import BadCommand, CommandReader, Fatal, LiteralTooBig, NeedContinuation, RawLine
 from .protocol.tokens import Command
@@ -191,6 +191,11 @@ class Connection(asyncio.Protocol):
                 self._out.append(bye)
             self.close()
 
+    def flush(self) -> None:
+        """Send what was written, now (the greeting, from connection_made)."""
+        if not self.closed:
+            self._flush()
+
     async def drain(self) -> None:
         if self.closed:
             return
@@ -264,7 +269,12 @@ class Connection(asyncio.Protocol):
         self._command_began = None
         self._flush()
         loop = asyncio.get_running_loop()
-        self._transport = await loop.start_tls(self._transport, self, context, server_side=True)
+        try:
+            self._transport = await loop.start_tls(self._transport, self, context, server_side=True)
+        except (OSError, asyncio.TimeoutError) as e:   # the client gave up or spoke no TLS
+            tls_failed("IMAP STARTTLS", self.peer, e)
+            self.close()
+            return
         self.tls = True
 
 
@@ -277,13 +287,12 @@ class ImapServer:
 
     async def start(self) -> None:
         cfg = self.ctx.config
-        loop = asyncio.get_running_loop()
-        self.servers.append(await loop.create_server(
+        self.servers.append(await listen_tcp(
             lambda: Connection(cfg, False, self._start, self.ctx.limits), cfg.imap_host, cfg.imap_port))
         if cfg.imap_tls_port is not None and self.ctx.tls_context is not None:
-            self.servers.append(await loop.create_server(
+            self.servers.append(await listen_tcp(
                 lambda: Connection(cfg, True, self._start, self.ctx.limits), cfg.imap_host, cfg.imap_tls_port,
-                ssl=self.ctx.tls_context))
+                self.ctx.tls_context, "IMAP"))
 
     @property
     def ports(self) -> list[int]:
@@ -298,16 +307,20 @@ class ImapServer:
             session.conn.close()
 
     def _start(self, conn: Connection) -> None:
-        task = asyncio.get_running_loop().create_task(self._serve(conn))
+        # The greeting is sent here, in connection_made, before anything else:
+        # from the session's task it waited behind every callback a busy loop
+        # had queued (hundreds of sessions' reads), after the accept itself.
+        session = Session(conn, self.ctx)
+        self.sessions.add(session)
+        session.greeting()
+        conn.flush()
+        task = asyncio.get_running_loop().create_task(self._serve(conn, session))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _serve(self, conn: Connection) -> None:
-        session = Session(conn, self.ctx)
-        self.sessions.add(session)
+    async def _serve(self, conn: Connection, session: Session) -> None:
         log.debug("connect %s", conn.peer)
         try:
-            session.greeting()
             await conn.drain()
             await self._loop(conn, session)
         except Exception:

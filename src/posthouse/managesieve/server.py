@@ -11,7 +11,7 @@ import asyncio
 import logging
 
 from ..auth.sasl import SaslError, decode_response, parse_plain
-from ..net import Clock, StreamServers, TimedOut, peer_of
+from ..net import Clock, StreamServers, TimedOut, peer_of, tls_failed
 from ..sieve.script import SUPPORTED, SieveError, compile_script
 from ..store.api import StoreError
 from .codec import MAX_LINE, Atom, LineTooLong, ProtocolError, quoted, read_command
@@ -178,7 +178,12 @@ class SieveSession:
         # Anything the client pipelined after STARTTLS in cleartext is thrown
         # away, not run inside TLS (the CVE-2011-0411 class of injection).
         self.reader._buffer.clear()
-        await self.writer.start_tls(self.ctx.tls_context)
+        try:
+            await self.writer.start_tls(self.ctx.tls_context)
+        except (OSError, asyncio.TimeoutError) as e:   # the client gave up or spoke no TLS
+            tls_failed("ManageSieve STARTTLS", self.peer, e)
+            self.done = True
+            return False        # no reply: the connection is gone
         self.tls = True
         self.capabilities()     # RFC 5804 2.2: capabilities again, then OK
         return "TLS is active"

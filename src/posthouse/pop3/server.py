@@ -6,7 +6,7 @@ import logging
 import time
 
 from ..auth.sasl import SaslError, decode_response, parse_plain
-from ..net import Clock, StreamServers, TimedOut, peer_of
+from ..net import Clock, StreamServers, TimedOut, peer_of, tls_failed
 from .maildrop import InUse, Maildrop
 
 log = logging.getLogger("posthouse.pop3")
@@ -101,6 +101,12 @@ class Pop3Session:
         if name in self.AUTHORIZATION and self.maildrop is not None:
             self.err("Already logged in")
             return
+        if name in self.ARITY:
+            low, high, usage = self.ARITY[name]
+            if not low <= len(args) <= high:
+                # RFC 1939 3: the arguments are exact; "RETR 1 1" is not RETR 1.
+                self.err(f"Syntax: {usage}")
+                return
         try:
             await handler(args, rest)
         except (ConnectionError, OSError):
@@ -110,6 +116,14 @@ class Pop3Session:
             self.err("Internal error; it has been logged", "SYS/TEMP")
 
     AUTHORIZATION = {"USER", "PASS", "AUTH", "STLS", "APOP"}
+    # How many arguments each command takes (RFC 1939, 2449, 2595, 5034), and
+    # its syntax for the -ERR. PASS is not here: its argument is the whole
+    # rest of the line, spaces and all.
+    ARITY = {"STAT": (0, 0, "STAT"), "LIST": (0, 1, "LIST [msg]"), "RETR": (1, 1, "RETR msg"),
+             "DELE": (1, 1, "DELE msg"), "NOOP": (0, 0, "NOOP"), "RSET": (0, 0, "RSET"),
+             "QUIT": (0, 0, "QUIT"), "TOP": (2, 2, "TOP msg n"), "UIDL": (0, 1, "UIDL [msg]"),
+             "USER": (1, 1, "USER name"), "APOP": (2, 2, "APOP name digest"), "CAPA": (0, 0, "CAPA"),
+             "STLS": (0, 0, "STLS"), "AUTH": (0, 2, "AUTH [mechanism [initial-response]]")}
     TRANSACTION = {"STAT", "LIST", "RETR", "DELE", "NOOP", "RSET", "TOP", "UIDL"}
 
     def capabilities(self) -> list[str]:
@@ -152,7 +166,12 @@ class Pop3Session:
         await self.writer.drain()
         # Anything the client pipelined after STLS in cleartext is thrown away.
         self.reader._buffer.clear()
-        await self.writer.start_tls(self.ctx.tls_context)
+        try:
+            await self.writer.start_tls(self.ctx.tls_context)
+        except (OSError, asyncio.TimeoutError) as e:   # the client gave up or spoke no TLS
+            tls_failed("POP3 STLS", self.peer, e)
+            self.done = True
+            return
         self.tls = True
         self.user_name = None
 
