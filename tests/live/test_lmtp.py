@@ -85,18 +85,18 @@ def test_unknown_recipient_is_refused_at_rcpt_and_others_still_get_it(server, lm
     assert code == 550 and b"5.1.1" in text
     assert lmtp.rcpt(f"{bob[0]}+lists@example.com")[0] == 250     # subaddress
     # smtplib reads one reply after DATA; LMTP sends one per accepted recipient.
-    code, _ = lmtp.data(message("two"))
+    code, _ = lmtp.data(message("two-lmtp"))
     assert code == 250
     code, text = lmtp.getreply()
     assert code == 250 and bob[0].encode() in text
     for who in (alice, bob):
         c = inbox_of(server, who)
-        _, data = c.search(None, "SUBJECT", "two")
+        _, data = c.search(None, "SUBJECT", "two-lmtp")
         assert data[0] == b"1"
         c.logout()
     # One stored copy for both: the bytes are the same, so is the blob.
     store = server.ctx.service.store
-    assert store.db.execute("SELECT count(*) FROM blobs WHERE subject = 'two'").fetchone()[0] == 1
+    assert store.db.execute("SELECT count(*) FROM blobs WHERE subject = 'two-lmtp'").fetchone()[0] == 1
 
 
 def test_duplicate_recipient_gets_two_replies(server, user):
