@@ -14,6 +14,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import signal
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -38,6 +39,13 @@ def normalize_and_parse(raw: bytes, binary: bool = False) -> tuple[bytes, Parsed
     return raw, parse_message(raw)
 
 
+def _worker_start(parent_pid: int) -> None:
+    # A terminal's Ctrl-C goes to the whole process group: the server stops
+    # the workers itself (no KeyboardInterrupt tracebacks from each of them).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent(parent_pid)
+
+
 class ParsePool:
     def __init__(self, processes: int, threads):
         self.processes = processes
@@ -49,7 +57,7 @@ class ParsePool:
             # Workers end with the server, even one killed (SIGKILL) that can't stop them;
             # then the multiprocessing resource tracker, which they keep open, ends too.
             self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=die_with_parent, initargs=(os.getpid(),))
+                                             initializer=_worker_start, initargs=(os.getpid(),))
         return self._pool
 
     def warm_up(self) -> None:
