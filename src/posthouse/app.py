@@ -111,6 +111,13 @@ async def serve(config: Config, ready=None, config_file: str | None = None) -> N
     closers: list = []      # what is started, stopped in the reverse order
     stop = asyncio.Event()
     reason: list[str] = []
+    # From the start: a signal while starting stops the server once it has started.
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, lambda sig=sig: (reason.append(signal.Signals(sig).name), stop.set()))
+        except (NotImplementedError, RuntimeError):
+            pass    # not the main thread (the tests run the server on one): stopped by server.close()
     try:
         await start_arrivals(ctx)
         closers.append(lambda: stop_arrivals(ctx))
@@ -155,12 +162,6 @@ async def serve(config: Config, ready=None, config_file: str | None = None) -> N
             log.info(*line)
         if ready is not None:
             ready(server)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                loop.add_signal_handler(sig, lambda sig=sig: (reason.append(signal.Signals(sig).name), stop.set()))
-            except (NotImplementedError, RuntimeError):
-                pass    # not the main thread (the tests run the server on one): stopped by server.close()
         await stop.wait()
     finally:
         sessions = ctx.limits.total if ctx.limits is not None else 0
@@ -225,6 +226,8 @@ def check_data_dir(data_dir: str) -> None:
 def run(config: Config, config_file: str | None = None) -> None:
     check_data_dir(config.data_dir)
     lock_data_dir(config.data_dir)      # (held until the process ends)
+    # Until serve() takes them over: SIGTERM while starting stops it as Ctrl-C does.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         import uvloop
         uvloop.install()

@@ -53,8 +53,8 @@ def cmd_serve(args) -> int:
     except OSError as e:        # the data directory's files (a read-only file system, say)
         print(f"posthouse: can't run on data directory {config.data_dir}: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:   # Ctrl-C while starting, before the stop handlers are set
-        logging.getLogger("posthouse").info("posthouse stopped (SIGINT) while starting")
+    except KeyboardInterrupt:   # Ctrl-C or SIGTERM while starting, before serve() handles them
+        logging.getLogger("posthouse").info("posthouse stopped while starting")
     return 0
 
 

@@ -40,9 +40,10 @@ def normalize_and_parse(raw: bytes, binary: bool = False) -> tuple[bytes, Parsed
 
 
 def _worker_start(parent_pid: int) -> None:
-    # A terminal's Ctrl-C goes to the whole process group: the server stops
-    # the workers itself (no KeyboardInterrupt tracebacks from each of them).
+    # A terminal's Ctrl-C (and systemd's SIGTERM) goes to the whole process group:
+    # the server stops the workers itself (no KeyboardInterrupt tracebacks from each).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     die_with_parent(parent_pid)
 
 

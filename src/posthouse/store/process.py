@@ -424,7 +424,10 @@ def _call(store, method: str, args: tuple):
 def main(argv: list[str]) -> None:
     if len(argv) > 2:
         die_with_parent(int(argv[2]))   # (the end of input may come late: a long batch, deferred work)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)     # the server stops us by closing the socket
+    # The server stops us by closing the socket: a terminal's Ctrl-C, or a SIGTERM
+    # sent to the whole group (systemd's default), must not cut its stop short.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # Each call wakes us; a normal task woken so would preempt the server's
     # event loop on its core (measured: the loop's send to us then cost it
     # ~60 us a call). A batch task runs on an idle core or waits its turn.
