@@ -122,6 +122,9 @@ class Config:
             except OSError as e:
                 raise ConfigError([f"can't read config file {path}: {e.strerror}"]) from None
         values = schema.validate(doc, _undeclared_checkers())
+        if path and values.get("data_dir"):
+            # A relative data_dir is the config file's neighbour, from whatever directory it is run.
+            values["data_dir"] = os.path.join(os.path.dirname(os.path.abspath(path)), values["data_dir"])
         known = {f.name for f in fields(cls)}
         for key, value in overrides.items():
             if value is None:
