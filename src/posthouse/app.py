@@ -226,8 +226,6 @@ def check_data_dir(data_dir: str) -> None:
 def run(config: Config, config_file: str | None = None) -> None:
     check_data_dir(config.data_dir)
     lock_data_dir(config.data_dir)      # (held until the process ends)
-    # Until serve() takes them over: SIGTERM while starting stops it as Ctrl-C does.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         import uvloop
         uvloop.install()

@@ -9,7 +9,9 @@ import argparse
 import dataclasses
 import getpass
 import logging
+import signal
 import sys
+import threading
 
 from . import __version__
 from .auth.passwords import hash_password
@@ -53,8 +55,6 @@ def cmd_serve(args) -> int:
     except OSError as e:        # the data directory's files (a read-only file system, say)
         print(f"posthouse: can't run on data directory {config.data_dir}: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:   # Ctrl-C or SIGTERM while starting, before serve() handles them
-        logging.getLogger("posthouse").info("posthouse stopped while starting")
     return 0
 
 
@@ -217,7 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv=None) -> int:
+    if threading.current_thread() is threading.main_thread():
+        # Until serve() takes them over, SIGTERM stops a command as Ctrl-C does.
+        signal.signal(signal.SIGTERM, _interrupted)
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "file", None) and args.command == "config":
@@ -238,5 +245,8 @@ def main(argv=None) -> int:
         print(f"posthouse: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        if args.command == "serve":
+            print("posthouse: stopped while starting", file=sys.stderr)
+            return 0
         print("posthouse: interrupted; nothing more was done", file=sys.stderr)
         return 130

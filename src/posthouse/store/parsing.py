@@ -14,11 +14,10 @@ import asyncio
 import logging
 import multiprocessing
 import os
-import signal
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from ..lifeline import die_with_parent
+from ..lifeline import die_with_parent, ignore_stop_signals, stop_signals_held
 from ..mime.binary import encode_nul_parts
 from ..mime.message import ParsedMessage, normalize_newlines, parse_message
 
@@ -40,10 +39,7 @@ def normalize_and_parse(raw: bytes, binary: bool = False) -> tuple[bytes, Parsed
 
 
 def _worker_start(parent_pid: int) -> None:
-    # A terminal's Ctrl-C (and systemd's SIGTERM) goes to the whole process group:
-    # the server stops the workers itself (no KeyboardInterrupt tracebacks from each).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    ignore_stop_signals()       # the server stops the workers itself (see lifeline)
     die_with_parent(parent_pid)
 
 
@@ -65,8 +61,9 @@ class ParsePool:
         """Start the workers now rather than on the first big message."""
         if self.processes:
             pool = self._executor()
-            for _ in range(self.processes):
-                pool.submit(normalize_and_parse, b"Subject: warm-up\r\n\r\n")
+            with stop_signals_held():       # (workers are started by submit)
+                for _ in range(self.processes):
+                    pool.submit(normalize_and_parse, b"Subject: warm-up\r\n\r\n")
 
     async def parse(self, raw: bytes, binary: bool = False) -> tuple[bytes, ParsedMessage]:
         if len(raw) < PROCESS_FROM:
@@ -74,7 +71,9 @@ class ParsePool:
         loop = asyncio.get_running_loop()
         if self.processes:
             try:
-                return await loop.run_in_executor(self._executor(), normalize_and_parse, raw, binary)
+                with stop_signals_held():   # (a worker may be started by the submit)
+                    parsed = loop.run_in_executor(self._executor(), normalize_and_parse, raw, binary)
+                return await parsed
             except BrokenProcessPool:
                 log.error("a parser process died; starting new ones")
                 self._pool = None
