@@ -5,9 +5,11 @@ import asyncio
 import fcntl
 import logging
 import os
+import re
 import signal
 import sqlite3
 
+from . import __version__
 from .auth.authenticator import Authenticator
 from .auth.throttle import Throttle
 from .config import Config
@@ -85,59 +87,92 @@ async def stop_arrivals(ctx: ServerContext) -> None:
         await ctx.deliverer.arrivals.close()
 
 
-async def serve(config: Config, ready=None) -> None:
+class CantListen(Exception):
+    """A listener's port could not be had (in use, or not allowed)."""
+
+
+async def _listen(name: str, host: str, listener) -> None:
+    try:
+        await listener.start()
+    except OSError as e:
+        why = e.strerror or str(e)
+        if "address already in use" in str(e).lower():
+            why = "the address is already in use (another server?)"
+        bound = re.search(r"\('([^']*)', (\d+)", str(e))     # asyncio names the address it tried
+        where = f"{bound[1]} port {bound[2]}" if bound else host
+        raise CantListen(f"can't listen for {name} on {where}: {why}; stop what holds the port, "
+                         f"or choose another port (or false) in the config's [{name.lower()}] section") from None
+
+
+async def serve(config: Config, ready=None, config_file: str | None = None) -> None:
     ctx = build_context(config)
-    await start_arrivals(ctx)
-    server = ImapServer(ctx)
-    await server.start()
-    log.info("IMAP listening on %s ports %s", config.imap_host, server.ports)
-    lmtp = LmtpServer(ctx)
-    await lmtp.start()
-    if config.lmtp_port is not None or config.lmtp_socket:
-        log.info("LMTP listening on %s", ", ".join(
-            [f"{config.lmtp_host} port {p}" for p in lmtp.ports] + [config.lmtp_socket or ""]).strip(", "))
-    smtp = SmtpServer(ctx)
-    await smtp.start()
-    if config.smtp_port is not None:
-        log.info("SMTP listening on %s port %s for %s", config.smtp_host, smtp.ports,
-                 ", ".join(config.domains) or "no domains (set domains in the config)")
-    pop3 = Pop3Server(ctx)
-    await pop3.start()
-    if pop3.ports:
-        log.info("POP3 listening on %s ports %s", config.pop3_host, pop3.ports)
-    queue = ctx.queue
-    queue.start()
-    submission = SubmissionServer(ctx)
-    await submission.start()
-    if submission.ports:
-        log.info("Submission listening on %s ports %s; relay: %s", config.submission_host, submission.ports,
-                 f"{config.relay_host}:{config.relay_port}" if config.relay_host else "none (local mail only)")
-    sieve = ManageSieveServer(ctx)
-    await sieve.start()
-    if sieve.ports:
-        log.info("ManageSieve listening on %s port %s", config.managesieve_host, sieve.ports)
-    if ready is not None:
-        ready(server)
+    started = [("posthouse %s: data directory %s, config %s", __version__, config.data_dir,
+                config_file or "none (the defaults)")]     # logged once every listener is up
+    closers: list = []      # what is started, stopped in the reverse order
     stop = asyncio.Event()
+    reason: list[str] = []
+    # From the start: a signal while starting stops the server once it has started.
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, lambda sig=sig: (reason.append(signal.Signals(sig).name), stop.set()))
         except (NotImplementedError, RuntimeError):
             pass    # not the main thread (the tests run the server on one): stopped by server.close()
     try:
+        await start_arrivals(ctx)
+        closers.append(lambda: stop_arrivals(ctx))
+        server = ImapServer(ctx)
+        await _listen("IMAP", config.imap_host, server)
+        closers.insert(0, server.close)     # (stopped last: after the arrivals are filed)
+        started.append(("IMAP listening on %s ports %s", config.imap_host, server.ports))
+        lmtp = LmtpServer(ctx)
+        await _listen("LMTP", config.lmtp_host, lmtp)
+        closers.append(lmtp.close)
+        if config.lmtp_port is not None or config.lmtp_socket:
+            started.append(("LMTP listening on %s", ", ".join(
+                [f"{config.lmtp_host} port {p}" for p in lmtp.ports] + [config.lmtp_socket or ""]).strip(", ")))
+        smtp = SmtpServer(ctx)
+        await _listen("SMTP", config.smtp_host, smtp)
+        closers.append(smtp.close)
+        if config.smtp_port is not None:
+            started.append(("SMTP listening on %s port %s for %s", config.smtp_host, smtp.ports,
+                            ", ".join(config.domains) or "no domains (set domains in the config)"))
+        pop3 = Pop3Server(ctx)
+        await _listen("POP3", config.pop3_host, pop3)
+        closers.append(pop3.close)
+        if pop3.ports:
+            started.append(("POP3 listening on %s ports %s", config.pop3_host, pop3.ports))
+        queue = ctx.queue
+        queue.start()
+        closers.append(queue.close)
+        submission = SubmissionServer(ctx)
+        await _listen("Submission", config.submission_host, submission)
+        closers.append(submission.close)
+        if submission.ports:
+            started.append(("Submission listening on %s ports %s; relay: %s", config.submission_host, submission.ports,
+                            f"{config.relay_host}:{config.relay_port}" if config.relay_host
+                            else "none (local mail only)"))
+        sieve = ManageSieveServer(ctx)
+        await _listen("ManageSieve", config.managesieve_host, sieve)
+        closers.append(sieve.close)
+        if sieve.ports:
+            started.append(("ManageSieve listening on %s port %s", config.managesieve_host, sieve.ports))
+        started.append(("mail domains: %s", ", ".join(config.domains) or "none"))
+        for line in started:
+            log.info(*line)
+        if ready is not None:
+            ready(server)
         await stop.wait()
     finally:
-        await sieve.close()
-        await submission.close()
-        await queue.close()
-        await pop3.close()
-        await smtp.close()
-        await lmtp.close()
-        await stop_arrivals(ctx)
-        await server.close()
+        sessions = ctx.limits.total if ctx.limits is not None else 0
+        for close in reversed(closers):
+            await close()
+        unfiled = len(ctx.deliverer.arrivals._unfiled) if ctx.deliverer.arrivals is not None else 0
         ctx.authenticator.close()
         ctx.service.close()
+        if reason:
+            log.info("posthouse stopped (%s): %d connection%s closed, %d message%s left to file at the next start",
+                     reason[0], sessions, "" if sessions == 1 else "s", unfiled, "" if unfiled == 1 else "s")
 
 
 class DataDirInUse(Exception):
@@ -171,11 +206,29 @@ def lock_data_dir(data_dir: str) -> int:
     return fd
 
 
-def run(config: Config) -> None:
+class DataDirUnusable(Exception):
+    """The data directory can't be made or written."""
+
+
+def check_data_dir(data_dir: str) -> None:
+    """Make the data directory if need be; DataDirUnusable, saying why and
+    what to do, if it can't be made or written."""
+    try:
+        os.makedirs(data_dir, exist_ok=True)
+    except OSError as e:
+        raise DataDirUnusable(f"can't make data directory {data_dir}: {e.strerror}; make it (writable by "
+                              "this user) or choose another (data_dir, $POSTHOUSE_DATA_DIR, --data-dir)") from None
+    if not os.path.isdir(data_dir) or not os.access(data_dir, os.W_OK | os.X_OK):
+        raise DataDirUnusable(f"data directory {data_dir} is not a writable directory; give this user write "
+                              "permission or choose another (data_dir, $POSTHOUSE_DATA_DIR, --data-dir)")
+
+
+def run(config: Config, config_file: str | None = None) -> None:
+    check_data_dir(config.data_dir)
     lock_data_dir(config.data_dir)      # (held until the process ends)
     try:
         import uvloop
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(serve(config))
+    asyncio.run(serve(config, config_file=config_file))

@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import os
 import tomllib
+import typing
 from dataclasses import dataclass, field, fields
+
+from . import config_schema as schema
+from .config_schema import ConfigError, parse_size  # noqa: F401 (parse_size: for the CLI)
 
 
 @dataclass
@@ -101,39 +105,40 @@ class Config:
 
     @classmethod
     def load(cls, path: str | None, **overrides) -> "Config":
-        values: dict = {}
+        """The config file at path (None: none) checked against config_schema,
+        defaults filled in from there; overrides (command-line flags) win.
+        ConfigError (a ValueError) names every problem, one line each;
+        ConfigFileMissing if path names no file."""
+        doc: dict = {}
         if path:
-            with open(path, "rb") as f:
-                doc = tomllib.load(f)
-            values.update(_flatten(doc))
-        values.update({k: v for k, v in overrides.items() if v is not None})
+            try:
+                with open(path, "rb") as f:
+                    doc = tomllib.load(f)
+            except FileNotFoundError:
+                raise ConfigFileMissing(f"no config file {path}; make one, or leave --config "
+                                        "(and $POSTHOUSE_CONFIG) out to run on the defaults") from None
+            except tomllib.TOMLDecodeError as e:
+                raise ConfigError([f"{path} is not TOML: {e}"]) from None
+            except OSError as e:
+                raise ConfigError([f"can't read config file {path}: {e.strerror}"]) from None
+        values = schema.validate(doc, _undeclared_checkers())
+        if path and values.get("data_dir"):
+            # A relative data_dir is the config file's neighbour, from whatever directory it is run.
+            values["data_dir"] = os.path.join(os.path.dirname(os.path.abspath(path)), values["data_dir"])
         known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError("unknown config keys: " + ", ".join(sorted(unknown)))
-        cfg = cls(**values)
-        if cfg.imap_tls_port is False or (cfg.imap_tls_port is not None and cfg.imap_tls_port < 0):
-            cfg.imap_tls_port = None        # tls_port = false (or -1) turns implicit TLS off
-        if cfg.lmtp_port is False or (cfg.lmtp_port is not None and cfg.lmtp_port < 0):
-            cfg.lmtp_port = None            # [lmtp] port = false turns LMTP over TCP off
-        for key in ("smtp_port", "pop3_port", "pop3_tls_port", "managesieve_port", "submission_port",
-                    "submission_tls_port"):
-            value = getattr(cfg, key)
-            if value is False or (value is not None and value < 0):
-                setattr(cfg, key, None)     # port = false turns a listener off
-        if cfg.relay_tls not in ("starttls", "tls", "none"):
-            raise ValueError("relay tls must be starttls, tls or none")
-        if not isinstance(cfg.domains, list) or not all(isinstance(d, str) and d for d in cfg.domains):
-            raise ValueError("domains must be a list of domain names")
-        cfg.quota_storage = parse_size(cfg.quota_storage) if cfg.quota_storage is not None else None
-        cfg.min_free_space = parse_size(cfg.min_free_space)
-        if cfg.quota_messages is not None and (not isinstance(cfg.quota_messages, int) or cfg.quota_messages < 0):
-            raise ValueError("quota messages must be a number of messages")
-        if cfg.plaintext_auth not in ("loopback", "always", "never"):
-            raise ValueError("plaintext_auth must be loopback, always or never")
-        if cfg.submission_from_policy not in ("refuse", "rewrite"):
-            raise ValueError("submission from_policy must be refuse or rewrite")
-        return cfg
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            if key not in known:
+                raise ConfigError([f"unknown config key {key}"])
+            values[key] = value
+        values = {k: v for k, v in values.items() if k in known}
+        # One absolute path, so what is printed names the store whatever the working directory.
+        values["data_dir"] = os.path.abspath(values["data_dir"]) if values.get("data_dir") else default_data_dir()
+        if values.get("domains") is None:
+            values["domains"] = schema.default_domains(values.get("hostname", ""))
+        values["default_mailboxes"] = [(list(m) + [None])[:2] for m in values.get("default_mailboxes", [])]
+        return cls(**values)
 
     def serves(self, address: str) -> bool:
         """Whether address is someone@ one of our `domains` (mail we take, not relay)."""
@@ -144,41 +149,59 @@ class Config:
         return os.path.join(self.data_dir, name)
 
 
-_UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "M": 1024 ** 2, "MB": 1024 ** 2,
-          "G": 1024 ** 3, "GB": 1024 ** 3, "T": 1024 ** 4, "TB": 1024 ** 4}
+class ConfigFileMissing(ConfigError):
+    """--config (or $POSTHOUSE_CONFIG) names a file that isn't there."""
+
+    def __init__(self, message: str):
+        super().__init__([message])
 
 
-def parse_size(value) -> int:
-    """A size in bytes: 1048576, "1048576", "500K", "20M", "2G" (binary units)."""
-    if isinstance(value, bool):
-        raise ValueError(f"not a size: {value!r}")
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError(f"not a size: {value!r}")
-        return value
-    text = str(value).strip().upper()
-    number = text.rstrip("KMGTB")
-    unit = text[len(number):]
-    if not number.isdigit() or unit not in _UNITS:
-        raise ValueError(f"not a size: {value!r} (say 1048576, 500K, 20M or 2G)")
-    return int(number) * _UNITS[unit]
+DATA_DIR_ENV = "POSTHOUSE_DATA_DIR"
+CONFIG_ENV = "POSTHOUSE_CONFIG"
 
 
-# [imap] port = 143 -> imap_port: these sections' keys get the section's name as prefix.
-_PREFIXED = ("imap", "lmtp", "smtp", "pop3", "managesieve", "submission", "relay", "tls", "quota")
-# These sections only group top-level keys.
-_GROUPS = ("server", "limits", "storage")
+def default_data_dir() -> str:
+    """The data directory when the config file names none: $POSTHOUSE_DATA_DIR,
+    else $XDG_DATA_HOME/posthouse, else /var/lib/posthouse for root and
+    ~/.local/share/posthouse for anyone else. Every command finds the same store this way,
+    from whatever directory it is run."""
+    if os.environ.get(DATA_DIR_ENV):
+        return os.path.abspath(os.environ[DATA_DIR_ENV])
+    if os.environ.get("XDG_DATA_HOME"):
+        return os.path.join(os.path.abspath(os.environ["XDG_DATA_HOME"]), "posthouse")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return "/var/lib/posthouse"     # a system service's place (FHS)
+    return os.path.join(os.path.expanduser("~"), ".local", "share", "posthouse")
 
 
-def _flatten(doc: dict) -> dict:
-    """[imap] port = 143 -> imap_port, [quota] storage -> quota_storage, and so on;
-    top-level keys as they are."""
+def find_config_file(flag: str | None) -> str | None:
+    """The config file: --config, else $POSTHOUSE_CONFIG, else
+    $XDG_CONFIG_HOME/posthouse/posthouse.toml or /etc/posthouse/posthouse.toml,
+    whichever exists first; else none (the defaults)."""
+    if flag:
+        return flag
+    if os.environ.get(CONFIG_ENV):
+        return os.environ[CONFIG_ENV]
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    for candidate in (os.path.join(base, "posthouse", "posthouse.toml"), "/etc/posthouse/posthouse.toml"):
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+def _undeclared_checkers() -> dict:
+    """Flat Config keys the schema doesn't declare (added to the dataclass
+    alone): accepted from the file, checked against their annotation."""
+    from pydantic import TypeAdapter, ValidationError
+    hints = typing.get_type_hints(Config)
     out = {}
-    for key, value in doc.items():
-        if isinstance(value, dict) and key in _PREFIXED:
-            out.update({f"{key}_{k}": v for k, v in value.items()})
-        elif isinstance(value, dict) and key in _GROUPS:
-            out.update(value)
-        else:
-            out[key] = value
+    for name in {f.name for f in fields(Config)} - schema.declared_flat_names():
+        adapter = TypeAdapter(hints[name])
+
+        def check(value, adapter=adapter):
+            try:
+                return adapter.validate_python(value, strict=True)
+            except ValidationError as e:
+                raise ValueError(e.errors()[0]["msg"]) from None
+        out[name] = check
     return out

@@ -40,3 +40,31 @@ def _watch(parent_pid: int) -> None:
     while os.getppid() == parent_pid:
         time.sleep(WATCH_EVERY)
     os._exit(1)
+
+
+# -- the server stops its children itself ----------------------------------------------
+# A terminal's Ctrl-C goes to the whole process group, and systemd's SIGTERM to
+# the whole control group: a child that died of it would print a traceback, or
+# cut short the server's own clean stop. Children are started with these
+# signals blocked (the mask is inherited across fork and exec, so none arrives
+# while the child's interpreter starts) and call ignore_stop_signals() first thing.
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+class stop_signals_held:
+    """`with stop_signals_held(): start the child`: the calling thread blocks
+    SIGINT and SIGTERM meanwhile (the process still gets them, on another thread)."""
+
+    def __enter__(self):
+        self._old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        return self
+
+    def __exit__(self, *exc):
+        signal.pthread_sigmask(signal.SIG_SETMASK, self._old)
+
+
+def ignore_stop_signals() -> None:
+    """In a child: SIGINT and SIGTERM are ignored (any that came while held are dropped)."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)

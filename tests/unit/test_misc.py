@@ -40,7 +40,7 @@ def test_config_file(tmp_path):
     cfg = Config.load(str(path))
     assert (cfg.lmtp_port, cfg.lmtp_socket) == (None, "/run/p/lmtp")
     path.write_text("bogus_key = 1\n")
-    with pytest.raises(ValueError, match="unknown config keys"):
+    with pytest.raises(ValueError, match="unknown key bogus_key"):
         Config.load(str(path))
 
 

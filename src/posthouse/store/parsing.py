@@ -17,7 +17,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from ..lifeline import die_with_parent
+from ..lifeline import die_with_parent, ignore_stop_signals, stop_signals_held
 from ..mime.binary import encode_nul_parts
 from ..mime.message import ParsedMessage, normalize_newlines, parse_message
 
@@ -38,6 +38,11 @@ def normalize_and_parse(raw: bytes, binary: bool = False) -> tuple[bytes, Parsed
     return raw, parse_message(raw)
 
 
+def _worker_start(parent_pid: int) -> None:
+    ignore_stop_signals()       # the server stops the workers itself (see lifeline)
+    die_with_parent(parent_pid)
+
+
 class ParsePool:
     def __init__(self, processes: int, threads):
         self.processes = processes
@@ -49,15 +54,16 @@ class ParsePool:
             # Workers end with the server, even one killed (SIGKILL) that can't stop them;
             # then the multiprocessing resource tracker, which they keep open, ends too.
             self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=die_with_parent, initargs=(os.getpid(),))
+                                             initializer=_worker_start, initargs=(os.getpid(),))
         return self._pool
 
     def warm_up(self) -> None:
         """Start the workers now rather than on the first big message."""
         if self.processes:
             pool = self._executor()
-            for _ in range(self.processes):
-                pool.submit(normalize_and_parse, b"Subject: warm-up\r\n\r\n")
+            with stop_signals_held():       # (workers are started by submit)
+                for _ in range(self.processes):
+                    pool.submit(normalize_and_parse, b"Subject: warm-up\r\n\r\n")
 
     async def parse(self, raw: bytes, binary: bool = False) -> tuple[bytes, ParsedMessage]:
         if len(raw) < PROCESS_FROM:
@@ -65,7 +71,9 @@ class ParsePool:
         loop = asyncio.get_running_loop()
         if self.processes:
             try:
-                return await loop.run_in_executor(self._executor(), normalize_and_parse, raw, binary)
+                with stop_signals_held():   # (a worker may be started by the submit)
+                    parsed = loop.run_in_executor(self._executor(), normalize_and_parse, raw, binary)
+                return await parsed
             except BrokenProcessPool:
                 log.error("a parser process died; starting new ones")
                 self._pool = None

@@ -23,14 +23,13 @@ import logging
 import os
 import pickle
 import select
-import signal
 import socket
 import struct
 import subprocess
 import sys
 import time
 
-from ..lifeline import die_with_parent
+from ..lifeline import die_with_parent, ignore_stop_signals, stop_signals_held
 from .batches import BatchRunner, settle
 
 log = logging.getLogger("posthouse.store")
@@ -77,9 +76,10 @@ class _Child:
         here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [here, env.get("PYTHONPATH")]))
         try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "posthouse.store.process", str(child.fileno()), spec, str(os.getpid())],
-                pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, env=env)
+            with stop_signals_held():
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-m", "posthouse.store.process", str(child.fileno()), spec, str(os.getpid())],
+                    pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, env=env)
         except BaseException:
             parent.close()
             raise
@@ -424,7 +424,7 @@ def _call(store, method: str, args: tuple):
 def main(argv: list[str]) -> None:
     if len(argv) > 2:
         die_with_parent(int(argv[2]))   # (the end of input may come late: a long batch, deferred work)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)     # the server stops us by closing the socket
+    ignore_stop_signals()       # the server stops us by closing the socket (see lifeline)
     # Each call wakes us; a normal task woken so would preempt the server's
     # event loop on its core (measured: the loop's send to us then cost it
     # ~60 us a call). A batch task runs on an idle core or waits its turn.
