@@ -30,7 +30,8 @@ def _password(args) -> str:
 
 def cmd_serve(args) -> int:
     config = _config(args)
-    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .logfmt import configure_logging
+    configure_logging(config.log_level, config.log_format)
     from .app import DataDirInUse, run
     try:
         run(config)

@@ -95,6 +95,8 @@ class Config:
     # Database writes in a process of their own (else on a thread of the server's).
     store_process: bool = True
     log_level: str = "INFO"
+    # "json": each log line one JSON object (time, level, logger, message, fields), for log shippers.
+    log_format: str = "text"           # text | json
     default_mailboxes: list = field(default_factory=lambda: [
         ["Drafts", "\\Drafts"], ["Sent", "\\Sent"], ["Trash", "\\Trash"],
         ["Junk", "\\Junk"], ["Archive", "\\Archive"]])
@@ -133,6 +135,8 @@ class Config:
             raise ValueError("plaintext_auth must be loopback, always or never")
         if cfg.submission_from_policy not in ("refuse", "rewrite"):
             raise ValueError("submission from_policy must be refuse or rewrite")
+        if cfg.log_format not in ("text", "json"):
+            raise ValueError('log_format must be "text" or "json"')
         return cfg
 
     def serves(self, address: str) -> bool:
