@@ -53,6 +53,15 @@ class _Session(Session):
         self.login_log: LoginLog | None = None
 
 
+def _peer_text(session) -> str:
+    """"host:port" as the other protocols' log lines have it."""
+    peer = session.peer
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host = f"[{peer[0]}]" if ":" in str(peer[0]) else peer[0]
+        return f"{host}:{peer[1]}"
+    return peer_address(session)
+
+
 class SubmissionHandler(SmtpHandler):
     def __init__(self, service, config, authenticator, queue, deliverer=None):
         super().__init__(service, config, deliverer)
@@ -81,7 +90,7 @@ class SubmissionHandler(SmtpHandler):
             return AuthResult(success=False, handled=True)
         session = server.session
         user = await self.authenticator.check(name, password, peer_address(session))
-        login_log = getattr(session, "login_log", None) or LoginLog("submission", peer_address(session))
+        login_log = getattr(session, "login_log", None) or LoginLog("submission", _peer_text(session))
         session.login_log = login_log
         if user is None:
             login_log.failed(name, over_tls(server))
