@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import os
 import time
 
 login_log = logging.getLogger("posthouse.login")
@@ -30,6 +31,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
+            "pid": record.process,
         }
         for key, value in (getattr(record, "fields", None) or {}).items():
             out.setdefault(key, value)
@@ -45,6 +47,7 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    os.environ["POSTHOUSE_LOG_FORMAT"] = fmt        # for the store process, which logs on the same stderr
     quiet_aiosmtpd()
 
 
