@@ -64,7 +64,8 @@ def _quote(value) -> str:
     return text
 
 
-def _line(logger: logging.Logger, level: int, event: str, fields: dict) -> None:
+def log_event(logger: logging.Logger, level: int, event: str, fields: dict) -> None:
+    """'event key=value ...' as the text line; the fields as themselves for JSON."""
     if logger.isEnabledFor(level):
         text = " ".join([event] + [f"{k}={_quote(v)}" for k, v in fields.items()])
         logger.log(level, "%s", text, extra={"fields": {"event": event, **fields}})
@@ -82,11 +83,11 @@ class LoginLog:
 
     def login(self, user: str, tls: bool) -> None:
         self.user, self.tls, self._since = user, bool(tls), time.monotonic()
-        _line(login_log, logging.INFO, "login",
+        log_event(login_log, logging.INFO, "login",
               {"user": user, "protocol": self.protocol, "peer": self.peer, "tls": "yes" if tls else "no"})
 
     def failed(self, user: str, tls: bool) -> None:
-        _line(login_log, logging.INFO, "login-failed",
+        log_event(login_log, logging.INFO, "login-failed",
               {"user": user, "protocol": self.protocol, "peer": self.peer, "tls": "yes" if tls else "no"})
 
     def logout(self) -> None:
@@ -94,7 +95,7 @@ class LoginLog:
         if self.user is None:
             return
         seconds = round(time.monotonic() - self._since, 3)
-        _line(login_log, logging.INFO, "logout",
+        log_event(login_log, logging.INFO, "logout",
               {"user": self.user, "protocol": self.protocol, "peer": self.peer,
                "tls": "yes" if self.tls else "no", "seconds": seconds})
         self.user = None
@@ -111,7 +112,7 @@ def log_delivery(ident: str, mail_from: str, results, size: int, started: float,
             what = f"{r.code} {r.status}"
         outcome.append(f"{r.recipient.address}:{what}")
     failed = any(not r.ok for r in results)
-    _line(delivery_log, logging.INFO, "delivery",
+    log_event(delivery_log, logging.INFO, "delivery",
           {"id": ident or "-", "from": mail_from or "<>", "to": ",".join(r.recipient.address for r in results),
            "size": size, "result": ",".join(outcome), "ms": round((time.monotonic() - started) * 1000, 1),
            **({"failed": True} if failed else {})})

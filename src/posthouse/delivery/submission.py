@@ -19,7 +19,7 @@ import warnings
 
 from aiosmtpd.smtp import SMTP, AuthResult, Session
 
-from ..logfmt import LoginLog, quiet_aiosmtpd
+from ..logfmt import LoginLog, log_event, quiet_aiosmtpd
 from ..auth.sasl import SaslError, decode_response, parse_plain
 from ..store.api import DiskFull, StoreError
 from .deliver import new_ident, trace_headers
@@ -197,8 +197,8 @@ class SubmissionHandler(SmtpHandler):
             reply = await self.deliver_locally(raw, local, envelope.mail_from, ident)
         if reply.startswith("250") and self.config.submission_save_sent:
             await self._save_sent(user, raw)
-        log.info("submission %s from %s: %d local, %d queued: %s", ident, user.name, len(local), len(remote),
-                 reply)
+        log_event(log, logging.INFO, "submission",
+                  {"id": ident, "user": user.name, "local": len(local), "queued": len(remote), "reply": reply})
         return reply
 
     async def _save_sent(self, user, raw: bytes) -> None:
