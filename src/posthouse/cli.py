@@ -42,7 +42,8 @@ def _password(args) -> str:
 
 def cmd_serve(args) -> int:
     config = _config(args)
-    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .logfmt import configure_logging
+    configure_logging(config.log_level, config.log_format)
     from .app import CantListen, DataDirInUse, DataDirUnusable, run
     try:
         run(config, args.config_file)
@@ -214,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("action", choices=["check", "show"], help="what to do")
     config.add_argument("file", nargs="?", help="the config file (default: the one serve would use)")
     config.set_defaults(func=cmd_config)
+    __import__("posthouse.certcli").certcli.register(sub)
     return parser
 
 

@@ -99,6 +99,8 @@ class Config:
     # Database writes in a process of their own (else on a thread of the server's).
     store_process: bool = True
     log_level: str = "INFO"
+    # "json": each log line one JSON object (time, level, logger, message, fields), for log shippers.
+    log_format: str = "text"           # text | json
     default_mailboxes: list = field(default_factory=lambda: [
         ["Drafts", "\\Drafts"], ["Sent", "\\Sent"], ["Trash", "\\Trash"],
         ["Junk", "\\Junk"], ["Archive", "\\Archive"]])

@@ -100,6 +100,7 @@ class TopLevel(_Section):
     store_process: bool = True
     log_level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
                          BeforeValidator(_upper)] = "INFO"
+    log_format: Literal["text", "json"] = "text"   # json: one object per line, for log shippers
     default_mailboxes: list[Annotated[list[str], Field(min_length=1, max_length=2)]] = Field(
         default_factory=lambda: [["Drafts", "\\Drafts"], ["Sent", "\\Sent"], ["Trash", "\\Trash"],
                                  ["Junk", "\\Junk"], ["Archive", "\\Archive"]])

@@ -85,8 +85,8 @@ def ensure_self_signed(cert_path: str, key_path: str, hostname: str = "localhost
     """A self-signed pair at these paths, for a run without a configured
     certificate. One made earlier is kept while it names `hostname` (clients
     may have pinned it, as fetchmail's sslfingerprint does); one that does not
-    (made before the name was put in, or the name changed) could not pass a
-    client's name check anyway: it is moved aside (*.old) and a new one made."""
+    (made before the name was put in, or the name changed, or one without
+    127.0.0.1 as a DNS name) could not pass a client's name check anyway: it is moved aside (*.old) and a new one made."""
     if os.path.exists(cert_path) and os.path.exists(key_path):
         if _names(cert_path, hostname):
             return
@@ -101,7 +101,10 @@ def ensure_self_signed(cert_path: str, key_path: str, hostname: str = "localhost
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname[:64])])
-    dns = [hostname] + ([] if hostname.lower() == "localhost" else ["localhost"])
+    # The loopback addresses as DNS names too, beside the IP names: offlineimap3
+    # and fetchmail 6.4 match the name they were given against the DNS names and
+    # the CN only, so with an IP SAN alone they refuse "127.0.0.1".
+    dns = [hostname] + ([] if hostname.lower() == "localhost" else ["localhost"]) + list(LOOPBACK_NAMES)
     now = datetime.datetime.now(datetime.timezone.utc)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
@@ -130,8 +133,12 @@ def ensure_self_signed(cert_path: str, key_path: str, hostname: str = "localhost
         f.write(cert.public_bytes(serialization.Encoding.PEM))
 
 
+LOOPBACK_NAMES = ("127.0.0.1", "::1")
+
+
 def _names(cert_path: str, hostname: str) -> bool:
-    """Whether the certificate's SAN has hostname as a DNS name."""
+    """Whether the certificate's SAN has hostname, and 127.0.0.1 (see
+    ensure_self_signed), as DNS names."""
     from cryptography import x509
     try:
         with open(cert_path, "rb") as f:
@@ -139,4 +146,5 @@ def _names(cert_path: str, hostname: str) -> bool:
         names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except (ValueError, x509.ExtensionNotFound):
         return False
-    return hostname.lower() in {n.lower() for n in names.get_values_for_type(x509.DNSName)}
+    dns = {n.lower() for n in names.get_values_for_type(x509.DNSName)}
+    return hostname.lower() in dns and LOOPBACK_NAMES[0] in dns

@@ -100,10 +100,10 @@ class Authenticator:
         self.throttle.done(address, account, ok, slotted)
         if ok:
             self.cache.add(user.name, stored, password)
-            log.info("login ok user=%s peer=%s", user.name, peer)
+            log.debug("login ok user=%s peer=%s", user.name, peer)     # the protocol logs the login (logfmt)
             return user
         self.failures += 1
-        log.warning("login failed user=%r peer=%s (failures so far: %d; from there: %d)", username[:64], peer,
+        log.debug("login failed user=%r peer=%s (failures so far: %d; from there: %d)", username[:64], peer,
                     self.failures, self.throttle.failures(address))
         await asyncio.sleep(self.failure_delay)
         return None

@@ -15,6 +15,7 @@ import secrets
 import time
 from email.utils import formatdate
 
+from ..logfmt import log_delivery
 from ..sieve.interpreter import FileInto, MessageFacts, Outcome, SieveRuntimeError, evaluate
 from ..sieve.script import SieveError, compile_script
 from ..store.api import DiskFull, MailboxExists, NoSuchMailbox, OverQuota, StoreError
@@ -103,8 +104,17 @@ class Deliverer:
         self.vacations = Vacations(service, config, self)
 
     async def deliver(self, raw: bytes, recipients: list[Recipient], mail_from: str = "",
-                      direct: bool = False) -> list[DeliveryResult]:
-        """direct: filed before the answer even if small (mail that a filing makes)."""
+                      direct: bool = False, ident: str = "") -> list[DeliveryResult]:
+        """direct: filed before the answer even if small (mail that a filing makes).
+        One log line per message (logfmt.log_delivery); ident names it there."""
+        started = time.monotonic()
+        journal = not direct and self.arrivals is not None and self.arrivals.takes(raw)
+        results = await self._deliver(raw, recipients, mail_from, direct)
+        log_delivery(ident, mail_from, results, len(raw), started, journal)
+        return results
+
+    async def _deliver(self, raw: bytes, recipients: list[Recipient], mail_from: str,
+                       direct: bool) -> list[DeliveryResult]:
         if not self.service.space.room_for(len(raw)):
             # Refused before anything is answered: mail the store can't keep is never taken.
             return [disk_full(r) for r in recipients]

@@ -19,9 +19,10 @@ log = logging.getLogger("posthouse.lmtp")
 class LmtpHandler(DeliveryHandler):
     async def handle_DATA(self, server, session, envelope):
         recipients = getattr(envelope, "recipients", [])
+        ident = new_ident()
         raw = trace_headers(envelope.mail_from, session.host_name, peer_address(session), server.hostname,
-                            "LMTP", new_ident()) + envelope.original_content
-        results = await self.deliverer.deliver(raw, recipients, envelope.mail_from)
+                            "LMTP", ident) + envelope.original_content
+        results = await self.deliverer.deliver(raw, recipients, envelope.mail_from, ident=ident)
         # One reply per accepted recipient, in order (RFC 2033 4.2): several lines in one push.
         return "\r\n".join(r.reply() for r in results) if results else "503 5.5.1 No valid recipients"
 

@@ -33,7 +33,7 @@ class SmtpHandler(DeliveryHandler):
             if len(full) == len(recipients):
                 return mailbox_full(full[0], self.config.quota_full_tempfail).reply()
             return "452 4.2.2 A recipient's mailbox is full; try again later"
-        results = await self.deliverer.deliver(raw, recipients, mail_from)
+        results = await self.deliverer.deliver(raw, recipients, mail_from, ident=ident)
         failed = [r for r in results if not r.ok]
         if not failed:
             return f"250 2.0.0 Delivered as {ident}"

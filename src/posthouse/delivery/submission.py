@@ -17,8 +17,9 @@ import logging
 import time
 import warnings
 
-from aiosmtpd.smtp import SMTP, AuthResult
+from aiosmtpd.smtp import SMTP, AuthResult, Session
 
+from ..logfmt import LoginLog, log_event, quiet_aiosmtpd
 from ..auth.sasl import SaslError, decode_response, parse_plain
 from ..store.api import DiskFull, StoreError
 from .deliver import new_ident, trace_headers
@@ -38,6 +39,27 @@ class _NoAuthTlsWarning(logging.Filter):
 
 
 logging.getLogger("mail.log").addFilter(_NoAuthTlsWarning())
+quiet_aiosmtpd()
+
+
+class _Session(Session):
+    """aiosmtpd's session, whose login_data is a plain attribute: aiosmtpd sets
+    that deprecated field itself after every successful AUTH, and its setter
+    logs a deprecation WARNING each time (nothing for anyone to act on)."""
+    login_data = None
+
+    def __init__(self, loop):
+        super().__init__(loop)
+        self.login_log: LoginLog | None = None
+
+
+def _peer_text(session) -> str:
+    """"host:port" as the other protocols' log lines have it."""
+    peer = session.peer
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host = f"[{peer[0]}]" if ":" in str(peer[0]) else peer[0]
+        return f"{host}:{peer[1]}"
+    return peer_address(session)
 
 
 class SubmissionHandler(SmtpHandler):
@@ -66,9 +88,14 @@ class SubmissionHandler(SmtpHandler):
         if not self._plaintext_allowed(server, server.session):
             await server.push("538 5.7.11 Encryption required; use STARTTLS")
             return AuthResult(success=False, handled=True)
-        user = await self.authenticator.check(name, password, peer_address(server.session))
+        session = server.session
+        user = await self.authenticator.check(name, password, peer_address(session))
+        login_log = getattr(session, "login_log", None) or LoginLog("submission", _peer_text(session))
+        session.login_log = login_log
         if user is None:
+            login_log.failed(name, over_tls(server))
             return AuthResult(success=False, handled=False)
+        login_log.login(user.name, over_tls(server))
         return AuthResult(success=True, auth_data=user)
 
     async def auth_PLAIN(self, server, args) -> AuthResult:
@@ -170,8 +197,8 @@ class SubmissionHandler(SmtpHandler):
             reply = await self.deliver_locally(raw, local, envelope.mail_from, ident)
         if reply.startswith("250") and self.config.submission_save_sent:
             await self._save_sent(user, raw)
-        log.info("submission %s from %s: %d local, %d queued: %s", ident, user.name, len(local), len(remote),
-                 reply)
+        log_event(log, logging.INFO, "submission",
+                  {"id": ident, "user": user.name, "local": len(local), "queued": len(remote), "reply": reply})
         return reply
 
     async def _save_sent(self, user, raw: bytes) -> None:
@@ -190,6 +217,15 @@ class SubmissionHandler(SmtpHandler):
 
 class _Submission(Tuned, SMTP):
     protocol_name = "Submission"
+
+    def _create_session(self) -> Session:
+        return _Session(self.loop)
+
+    def connection_lost(self, exc) -> None:
+        login_log = getattr(self.session, "login_log", None)
+        if login_log is not None:
+            login_log.logout()
+        super().connection_lost(exc)
 
 
 class SubmissionServer:

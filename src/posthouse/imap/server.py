@@ -327,6 +327,9 @@ class ImapServer:
             log.exception("session crashed peer=%s", conn.peer)
             conn.write(b"* BYE Internal server error\r\n")
         finally:
+            login_log = getattr(session, "login_log", None)     # set at login (commands/auth.py)
+            if login_log is not None:
+                login_log.logout()
             await session.close()
             conn.close()
             self.sessions.discard(session)

@@ -11,6 +11,7 @@ import asyncio
 import logging
 
 from ..auth.sasl import SaslError, decode_response, parse_plain
+from ..logfmt import LoginLog
 from ..net import Clock, StreamServers, TimedOut, peer_of, tls_failed
 from ..sieve.script import SUPPORTED, SieveError, compile_script
 from ..store.api import StoreError
@@ -46,6 +47,7 @@ class SieveSession:
         self.config = ctx.config
         self.tls = tls
         self.peer, self.loopback = peer_of(writer)
+        self.login_log = LoginLog("managesieve", self.peer)
         self.user = None
         self.failures = 0
         self.done = False
@@ -105,6 +107,7 @@ class SieveSession:
         except (ConnectionError, OSError):
             pass
         finally:
+            self.login_log.logout()
             self.writer.close()
 
     def _max_literal(self) -> int:
@@ -215,12 +218,14 @@ class SieveSession:
             raise no(str(e)) from None
         user = await self.ctx.authenticator.check(name, password, self.peer)
         if user is None:
+            self.login_log.failed(name, self.tls)
             self.failures += 1
             if self.failures >= self.config.max_auth_failures:
                 raise Reply("BYE", "Too many failed logins")
             raise no("Authentication failed")
         self.user = user
         self.clock.logged_in()
+        self.login_log.login(user.name, self.tls)
         return "Logged in"
 
     # -- scripts ------------------------------------------------------------------
@@ -309,6 +314,7 @@ class SieveSession:
     async def cmd_UNAUTHENTICATE(self, args):
         self._args(args, 0)
         self.user = None
+        self.login_log.logout()
         self.clock = Clock(self.config, self.config.idle_timeout)     # logged out: a new login deadline
         return "Logged out"
 

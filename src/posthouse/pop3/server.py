@@ -6,6 +6,7 @@ import logging
 import time
 
 from ..auth.sasl import SaslError, decode_response, parse_plain
+from ..logfmt import LoginLog
 from ..net import Clock, StreamServers, TimedOut, peer_of, tls_failed
 from .maildrop import InUse, Maildrop
 
@@ -30,6 +31,7 @@ class Pop3Session:
         self.config = ctx.config
         self.tls = tls
         self.peer, self.loopback = peer_of(writer)
+        self.login_log = LoginLog("pop3", self.peer)
         self.user_name: str | None = None      # after USER
         self.maildrop: Maildrop | None = None  # in the TRANSACTION state
         self.failures = 0
@@ -82,6 +84,7 @@ class Pop3Session:
         except (ConnectionError, OSError):
             pass
         finally:
+            self.login_log.logout()
             if self.maildrop is not None:
                 self.maildrop.close()       # a dropped connection: no UPDATE state (RFC 1939 6)
             self.writer.close()
@@ -231,6 +234,7 @@ class Pop3Session:
     async def login(self, name: str, password: str) -> None:
         user = await self.ctx.authenticator.check(name, password, self.peer)
         if user is None:
+            self.login_log.failed(name, self.tls)
             self.failures += 1
             self.err("Authentication failed", "AUTH")
             if self.failures >= self.config.max_auth_failures:
@@ -250,6 +254,7 @@ class Pop3Session:
             raise
         self.maildrop = maildrop
         self.clock.logged_in()
+        self.login_log.login(user.name, self.tls)
         count = len(maildrop.messages)
         self.ok(f"Logged in, {count} message{'s' if count != 1 else ''}")
 

@@ -434,7 +434,11 @@ def main(argv: list[str]) -> None:
         pass
     fd = int(argv[0])
     spec = json.loads(argv[1])
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s store[%(process)d] %(levelname)s %(message)s")
+    if os.environ.get("POSTHOUSE_LOG_FORMAT") == "json":     # the server's log_format (logfmt.configure_logging)
+        from ..logfmt import configure_logging
+        configure_logging("WARNING", "json")
+    else:
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s store[%(process)d] %(levelname)s %(message)s")
     module = __import__(spec["module"], fromlist=[spec["class"]])
     store = getattr(module, spec["class"])(**spec["args"])
     sock = socket.socket(fileno=fd)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 
+from ...logfmt import LoginLog
 from ...auth.sasl import SaslError, decode_response, parse_plain
 from ..capabilities import plaintext_allowed
 from ..errors import CommandError, bad, no
@@ -22,14 +23,18 @@ async def starttls(session, cmd):
     return ANSWERED
 
 
-async def _finish_login(session, user):
+async def _finish_login(session, user, name: str = ""):
+    login_log = getattr(session, "login_log", None) or LoginLog("imap", session.conn.peer)
+    session.login_log = login_log       # its logout line comes at the session's end (server._serve)
     if user is None:
+        login_log.failed(name, session.conn.tls)
         session.auth_failures += 1
         if session.auth_failures >= session.ctx.config.max_auth_failures:
             session.bye_after = "Too many failed logins"
         raise no("Authentication failed.", "AUTHENTICATIONFAILED")
     session.user = user
     session.state = AUTH
+    login_log.login(user.name, session.conn.tls)
     caps = " ".join(session.capability_list())
     return f"CAPABILITY {caps}", "Logged in"
 
@@ -46,7 +51,7 @@ async def login(session, cmd):
     args.end()
     _require_plaintext(session)
     user = await session.ctx.authenticator.check(username, password, session.conn.peer)
-    return await _finish_login(session, user)
+    return await _finish_login(session, user, username)
 
 
 async def _sasl_read(session, challenge: bytes) -> bytes:
@@ -90,4 +95,4 @@ async def authenticate(session, cmd):
             "utf-8", "replace")
         password = (await _sasl_read(session, b"Password:")).decode("utf-8", "replace")
     user = await session.ctx.authenticator.check(authcid, password, session.conn.peer)
-    return await _finish_login(session, user)
+    return await _finish_login(session, user, authcid)
