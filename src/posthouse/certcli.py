@@ -86,6 +86,8 @@ def cmd_cert(args) -> int:
 
 
 def register(subparsers) -> None:
-    cert = subparsers.add_parser("cert", help="show the TLS certificate (path, names, fingerprints for pinning)")
-    cert.add_argument("action", choices=["show"])
+    cert = subparsers.add_parser("cert", help="show the TLS certificate (path, names, fingerprints for pinning)",
+                                 description="show: the certificate's path, names, validity and the SHA-256 "
+                                             "fingerprint, with each client's pin (made first if missing).")
+    cert.add_argument("action", choices=["show"], help="what to do")
     cert.set_defaults(func=cmd_cert)
