@@ -88,6 +88,8 @@ async def stop_arrivals(ctx: ServerContext) -> None:
 async def serve(config: Config, ready=None) -> None:
     ctx = build_context(config)
     await start_arrivals(ctx)
+    from .admin.service import start_admin
+    admin = await start_admin(ctx)      # admin.sock for status and backup; metrics if configured
     server = ImapServer(ctx)
     await server.start()
     log.info("IMAP listening on %s ports %s", config.imap_host, server.ports)
@@ -128,6 +130,7 @@ async def serve(config: Config, ready=None) -> None:
     try:
         await stop.wait()
     finally:
+        await admin.close()
         await sieve.close()
         await submission.close()
         await queue.close()

@@ -95,6 +95,9 @@ class Config:
     # Database writes in a process of their own (else on a thread of the server's).
     store_process: bool = True
     log_level: str = "INFO"
+    # Prometheus metrics (admin/metrics.py) on this port; None: off.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = None
     default_mailboxes: list = field(default_factory=lambda: [
         ["Drafts", "\\Drafts"], ["Sent", "\\Sent"], ["Trash", "\\Trash"],
         ["Junk", "\\Junk"], ["Archive", "\\Archive"]])
@@ -166,6 +169,7 @@ def parse_size(value) -> int:
 
 # [imap] port = 143 -> imap_port: these sections' keys get the section's name as prefix.
 _PREFIXED = ("imap", "lmtp", "smtp", "pop3", "managesieve", "submission", "relay", "tls", "quota")
+_PREFIXED += ("metrics",)     # [metrics] port -> metrics_port
 # These sections only group top-level keys.
 _GROUPS = ("server", "limits", "storage")
 

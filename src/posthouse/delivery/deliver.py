@@ -99,12 +99,20 @@ class Deliverer:
         self.config = config
         self.queue = None       # delivery.queue.OutboundQueue: set when the server is wired
         self.arrivals = None    # delivery.arrivals.Arrivals: set when the server is wired
+        self.on_results = None  # admin/metrics.py: called with each delivery's results
         from .vacation import Vacations
         self.vacations = Vacations(service, config, self)
 
     async def deliver(self, raw: bytes, recipients: list[Recipient], mail_from: str = "",
                       direct: bool = False) -> list[DeliveryResult]:
         """direct: filed before the answer even if small (mail that a filing makes)."""
+        results = await self._deliver(raw, recipients, mail_from, direct)
+        if self.on_results is not None:     # admin/metrics.py counts them
+            self.on_results(results)
+        return results
+
+    async def _deliver(self, raw: bytes, recipients: list[Recipient], mail_from: str,
+                       direct: bool) -> list[DeliveryResult]:
         if not self.service.space.room_for(len(raw)):
             # Refused before anything is answered: mail the store can't keep is never taken.
             return [disk_full(r) for r in recipients]
