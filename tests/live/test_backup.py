@@ -6,6 +6,7 @@ from __future__ import annotations
 import imaplib
 import os
 import smtplib
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -190,3 +191,45 @@ def test_restore_refuses_what_would_do_harm(tmp_path):
     assert len(kept) == 1 and kept[0].encode() in forced.stdout
     listed = posthouse("user", "list", data_dir=data)
     assert listed.stdout.split() == [b"alice"]
+
+
+def test_a_backup_holds_the_journal_so_its_records_keep_their_filing_rows(tmp_path, monkeypatch):
+    """While a backup copies the journal and then takes the database's
+    snapshot, the server drops no segment and prunes no filing row: a
+    record the copy holds and the snapshot has filed is known as filed
+    (else the restored server would file it again)."""
+    from posthouse.admin.backup import _copy_journal, _snapshot
+    from posthouse.delivery.journal import Journal, decode_records
+    from .test_arrivals import deliver, markers_in, segments
+    from ..conftest import RunningServer
+    monkeypatch.setattr(Journal, "SEGMENT_BYTES", 256)      # a segment per delivery
+    data = str(tmp_path / "data")
+    srv = RunningServer(data)
+    try:
+        user = srv.add_user()
+        arrivals = srv.ctx.deliverer.arrivals
+        srv.call(arrivals.hold_segments())
+        assert [c for c, _t in deliver(srv.lmtp_port, user[0], "a", "b", "c")] == [250] * 3
+        assert markers_in(srv.port, user) == ["a", "b", "c"]
+        copy = str(tmp_path / "journal-copy")
+        _copy_journal(os.path.join(data, "arrivals"), copy)
+        # Filings meanwhile would drop the segments copied, then prune their rows.
+        assert [c for c, _t in deliver(srv.lmtp_port, user[0], "d", "e", "f")] == [250] * 3
+        assert markers_in(srv.port, user) == ["a", "b", "c", "d", "e", "f"]
+        _snapshot(os.path.join(data, "index.sqlite3"), str(tmp_path / "snapshot.sqlite3"))
+        db = sqlite3.connect(str(tmp_path / "snapshot.sqlite3"))
+        filed = {r[0] for r in db.execute("SELECT seq FROM arrivals_filed")}
+        db.close()
+        copied = [r.seq for name in sorted(os.listdir(copy))
+                  for r in decode_records(open(os.path.join(copy, name), "rb").read())[0]]
+        assert len(copied) == 3 and set(copied) <= filed, (copied, filed)
+        held = len(segments(data))
+        srv.loop.call_soon_threadsafe(arrivals.release_segments)
+        assert [c for c, _t in deliver(srv.lmtp_port, user[0], "g")] == [250]
+        assert markers_in(srv.port, user)[-1] == "g"
+        deadline = time.monotonic() + 10
+        while len(segments(data)) >= held and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(segments(data)) < held        # released: dropped again
+    finally:
+        srv.stop()
