@@ -33,6 +33,7 @@ class AdminSocket:
         self.started = started if started is not None else time.time()
         self.path = ctx.config.path(ADMIN_SOCKET)
         self._server: asyncio.AbstractServer | None = None
+        self._writers: set[asyncio.StreamWriter] = set()    # open connections, ended by close()
 
     async def start(self) -> None:
         # The server holds serve.lock: a socket file here is a dead server's.
@@ -51,6 +52,8 @@ class AdminSocket:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
+            for writer in list(self._writers):
+                writer.close()      # a backup's hold, say: its journal is let go
             await self._server.wait_closed()
             self._server = None
             try:
@@ -59,6 +62,7 @@ class AdminSocket:
                 pass
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
         try:
             line = await asyncio.wait_for(reader.readline(), 10)
             try:
@@ -77,6 +81,7 @@ class AdminSocket:
         except Exception:
             log.exception("admin socket request failed")
         finally:
+            self._writers.discard(writer)
             writer.close()
 
     @staticmethod

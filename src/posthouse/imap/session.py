@@ -134,7 +134,7 @@ class Session:
     # -- dispatch ---------------------------------------------------------------
     async def handle(self, cmd: Command) -> None:
         self.busy = True
-        started = perf_counter()
+        started = perf_counter() if self.command_timer is not None else 0.0
         try:
             await self._handle(cmd)
         finally:
