@@ -153,36 +153,53 @@ def test_restore_refuses_what_would_do_harm(tmp_path):
     data = str(tmp_path / "data")
     add_user(data)
     dest = str(tmp_path / "backup")
-    made = posthouse("backup", dest, data_dir=data)         # no server running: taken as it is
-    assert made.returncode == 0, made.stderr
+    server = Server(tmp_path, data)
+    try:
+        with smtplib.LMTP("127.0.0.1", server.lmtp_port, timeout=30) as lmtp:
+            lmtp.sendmail("load@example.com", ["alice@example.com"], message(1, BIG))
+        made = posthouse("backup", dest, config=server.config)
+        assert made.returncode == 0, made.stderr
+        # Not into a directory that holds something.
+        again = posthouse("backup", dest, config=server.config)
+        assert again.returncode == 1 and b"not an empty directory" in again.stderr
+        # Not while a server runs on the data directory, even with --force.
+        refused = posthouse("restore", dest, "--force", data_dir=data)
+        assert refused.returncode == 1 and b"server is running" in refused.stderr, refused.stderr
+        assert server.proc.poll() is None
+    finally:
+        server.stop()
     assert not os.path.exists(os.path.join(dest, "serve.lock"))
+    assert not os.path.exists(os.path.join(dest, "admin.sock"))
+
+    # With no server running, a backup is taken as it is.
+    offline = posthouse("backup", str(tmp_path / "offline"), data_dir=data)
+    assert offline.returncode == 0 and b"1 messages, 1 message files" in offline.stdout, offline
 
     # Into the non-empty data directory it came from: not without --force.
     refused = posthouse("restore", dest, data_dir=data)
     assert refused.returncode == 1 and b"not empty" in refused.stderr, refused.stderr
 
-    # Not while a server runs on it, even with --force.
-    server = Server(tmp_path, data)
-    try:
-        refused = posthouse("restore", dest, "--force", data_dir=data)
-        assert refused.returncode == 1 and b"server is running" in refused.stderr, refused.stderr
-        assert server.proc.poll() is None
-        # Nor back up into a directory that holds something.
-        again = posthouse("backup", dest, config=server.config)
-        assert again.returncode == 1 and b"not an empty directory" in again.stderr
-    finally:
-        server.stop()
+    # Damaged backups: refused before anything is touched.
+    def damaged(name, harm):
+        copy = str(tmp_path / name)
+        subprocess.run(["cp", "-a", dest, copy], check=True)
+        harm(copy)
+        refused = posthouse("restore", copy, data_dir=str(tmp_path / "new"))
+        assert refused.returncode == 1 and not os.path.exists(tmp_path / "new")
+        return refused.stderr.decode()
 
-    # A damaged backup: refused before anything is touched.
-    damaged = str(tmp_path / "damaged")
-    subprocess.run(["cp", "-a", dest, damaged], check=True)
-    with open(os.path.join(damaged, "index.sqlite3"), "r+b") as f:
-        f.truncate(4096)
-    refused = posthouse("restore", damaged, data_dir=str(tmp_path / "new"))
-    assert refused.returncode == 1 and b"damaged" in refused.stderr, refused.stderr
-    assert not os.path.exists(tmp_path / "new")
-    refused = posthouse("restore", str(tmp_path), data_dir=str(tmp_path / "new"))
-    assert refused.returncode == 1 and b"not a posthouse backup" in refused.stderr
+    def truncate(copy):
+        with open(os.path.join(copy, "index.sqlite3"), "r+b") as f:
+            f.truncate(4096)
+
+    def drop_message_file(copy):
+        [path] = [os.path.join(d, n) for d, _s, names in os.walk(os.path.join(copy, "blobs")) for n in names]
+        os.unlink(path)
+
+    assert "damaged" in damaged("truncated", truncate)
+    assert "message file" in damaged("no-file", drop_message_file)
+    assert "not a posthouse backup" in damaged("no-manifest",
+                                               lambda copy: os.unlink(os.path.join(copy, "posthouse-backup.json")))
 
     # With --force, on a stopped server's directory: in place, the old one kept aside.
     forced = posthouse("restore", dest, "--force", data_dir=data)

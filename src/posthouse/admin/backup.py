@@ -177,12 +177,12 @@ def _snapshot(src: str, dst: str) -> None:
         source.close()
 
 
-def _file_blobs(db_path: str) -> set[str]:
-    """Keys of the messages the database keeps as files (not inline)."""
+def _file_blobs(db_path: str) -> dict[str, int]:
+    """Key -> size of the messages the database keeps as files (not inline)."""
     db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
-        return {r[0] for r in db.execute(
-            "SELECT b.key FROM blobs b LEFT JOIN blob_bytes d ON d.id = b.id WHERE d.id IS NULL")}
+        return dict(db.execute(
+            "SELECT b.key, b.size FROM blobs b LEFT JOIN blob_bytes d ON d.id = b.id WHERE d.id IS NULL"))
     finally:
         db.close()
 
@@ -250,8 +250,12 @@ def _manifest(data_dir: str, dest: str) -> dict:
         users = db.execute("SELECT count(*) FROM users").fetchone()[0]
     finally:
         db.close()
+    # Message files are not listed (there may be millions): the database
+    # names each, with its size, and restore checks them against it.
     files = {}
-    for folder, _dirs, names in os.walk(dest):
+    for folder, dirs, names in os.walk(dest):
+        if folder == dest:
+            dirs[:] = [d for d in dirs if d != "blobs"]
         for name in names:
             path = os.path.join(folder, name)
             files[os.path.relpath(path, dest)] = os.path.getsize(path)
@@ -306,7 +310,8 @@ def restore(src: str, data_dir: str, force: bool = False) -> tuple[dict, str | N
 
 def verify(src: str) -> dict:
     """The backup's manifest, once the backup is found whole: every file the
-    manifest lists, at its size, and a database SQLite finds sound."""
+    manifest lists, at its size, a database SQLite finds sound, and every
+    message file the database names, at the size it says."""
     path = os.path.join(src, MANIFEST)
     try:
         with open(path) as f:
@@ -342,4 +347,15 @@ def verify(src: str) -> dict:
         raise BackupError(f"the backup's database can't be read: {e}") from None
     if result != ["ok"]:
         raise BackupError("the backup's database is damaged: " + "; ".join(map(str, result[:5])))
+    try:
+        blobs = _file_blobs(db_path)
+    except sqlite3.Error as e:
+        raise BackupError(f"the backup's database can't be read: {e}") from None
+    for key, size in blobs.items():
+        path = _blob_path(os.path.join(src, "blobs"), key)
+        if not os.path.isfile(path):
+            raise BackupError(f"the backup is incomplete: the message file {key} is missing")
+        if os.path.getsize(path) != size:
+            raise BackupError(f"the backup is damaged: the message file {key} is {os.path.getsize(path)} "
+                              f"bytes, the database says {size}")
     return manifest
