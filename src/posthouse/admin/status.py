@@ -95,8 +95,8 @@ class AdminSocket:
             await self._answer(writer, {"ok": True})
             await reader.read()
             return
-        await arrivals.hold_segments()
         try:
+            await arrivals.hold_segments()      # (counted at once: released below even if cut short)
             await self._answer(writer, {"ok": True})
             await reader.read()         # until the backup closes the connection (or dies)
         finally:
