@@ -65,17 +65,21 @@ def backup(data_dir: str, dest: str) -> dict:
     if os.path.abspath(dest).startswith(os.path.abspath(data_dir) + os.sep):
         raise BackupError("the backup can't go inside the data directory it copies")
     os.makedirs(dest, exist_ok=True)
-    for attempt in range(1, ATTEMPTS + 1):
-        missing = _backup_once(data_dir, dest)
-        if not missing:
-            break
-        if attempt == ATTEMPTS:
-            raise BackupError(f"{len(missing)} message files were deleted while being backed up, "
-                              f"{ATTEMPTS} times over; try again at a quieter moment")
-        _empty(dest)
-    manifest = _manifest(data_dir, dest)
-    with open(os.path.join(dest, MANIFEST), "w") as f:
-        json.dump(manifest, f, indent=1)
+    try:
+        for attempt in range(1, ATTEMPTS + 1):
+            missing = _backup_once(data_dir, dest)
+            if not missing:
+                break
+            if attempt == ATTEMPTS:
+                raise BackupError(f"{len(missing)} message files were deleted while being backed up, "
+                                  f"{ATTEMPTS} times over; try again at a quieter moment")
+            _empty(dest)
+        manifest = _manifest(data_dir, dest)
+        with open(os.path.join(dest, MANIFEST), "w") as f:
+            json.dump(manifest, f, indent=1)
+    except BaseException:
+        _empty(dest)        # half a backup is no backup: nothing is left to be mistaken for one
+        raise
     os.sync()       # the copy is on disk before we say it is done
     return manifest
 
