@@ -109,6 +109,7 @@ async def serve(config: Config, ready=None, config_file: str | None = None) -> N
     started = [("posthouse %s: data directory %s, config %s", __version__, config.data_dir,
                 config_file or "none (the defaults)")]     # logged once every listener is up
     closers: list = []      # what is started, stopped in the reverse order
+    admin = None            # admin.sock (status, backup) and metrics: closed first
     stop = asyncio.Event()
     reason: list[str] = []
     # From the start: a signal while starting stops the server once it has started.
@@ -121,6 +122,8 @@ async def serve(config: Config, ready=None, config_file: str | None = None) -> N
     try:
         await start_arrivals(ctx)
         closers.append(lambda: stop_arrivals(ctx))
+        from .admin.service import start_admin
+        admin = await start_admin(ctx)      # admin.sock for status and backup; metrics if configured
         server = ImapServer(ctx)
         await _listen("IMAP", config.imap_host, server)
         closers.insert(0, server.close)     # (stopped last: after the arrivals are filed)
@@ -164,6 +167,8 @@ async def serve(config: Config, ready=None, config_file: str | None = None) -> N
             ready(server)
         await stop.wait()
     finally:
+        if admin is not None:
+            await admin.close()
         sessions = ctx.limits.total if ctx.limits is not None else 0
         for close in reversed(closers):
             await close()

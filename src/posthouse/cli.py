@@ -216,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("file", nargs="?", help="the config file (default: the one serve would use)")
     config.set_defaults(func=cmd_config)
     __import__("posthouse.certcli").certcli.register(sub)
+    from .admin.cli import register as register_admin; register_admin(sub)     # backup, restore, status
     return parser
 
 

@@ -101,6 +101,9 @@ class Config:
     log_level: str = "INFO"
     # "json": each log line one JSON object (time, level, logger, message, fields), for log shippers.
     log_format: str = "text"           # text | json
+    # Prometheus metrics (admin/metrics.py) on this port; None: off.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = None
     default_mailboxes: list = field(default_factory=lambda: [
         ["Drafts", "\\Drafts"], ["Sent", "\\Sent"], ["Trash", "\\Trash"],
         ["Junk", "\\Junk"], ["Archive", "\\Archive"]])

@@ -168,10 +168,16 @@ class Quota(_Section):
     full_tempfail: bool = False
 
 
+class Metrics(_Section):
+    """Prometheus metrics (admin/metrics.py); no port: off."""
+    host: Host = "127.0.0.1"
+    port: Port | None = None
+
+
 # [imap] port = 143 -> imap_port: these sections' keys get the section's name as prefix.
 SECTIONS: dict[str, type[_Section]] = {
     "imap": Imap, "tls": Tls, "lmtp": Lmtp, "smtp": Smtp, "pop3": Pop3, "submission": Submission,
-    "relay": Relay, "managesieve": ManageSieve, "quota": Quota}
+    "relay": Relay, "managesieve": ManageSieve, "quota": Quota, "metrics": Metrics}
 # These sections only group top-level keys.
 GROUPS = ("server", "limits", "storage")
 

@@ -22,6 +22,7 @@ class ConnectionLimits:
         self.max_per_ip = max_per_ip or None
         self.total = 0
         self.per_ip: dict[str, int] = {}
+        self.sessions: dict[str, int] = {}     # open connections by protocol (for status and metrics)
 
     def admit(self, address: str | None) -> str | None:
         """None if the connection may stay (it is counted), else why not."""
@@ -67,13 +68,17 @@ def address_of(transport) -> str | None:
 class Admission:
     """One connection's place in the count: taken once, given back once."""
 
-    def __init__(self, limits: ConnectionLimits | None, transport):
+    def __init__(self, limits: ConnectionLimits | None, transport, protocol: str = "other"):
         self.limits = limits
         self.address = address_of(transport)
         self.refusal = limits.admit(self.address) if limits is not None else None
         self._held = limits is not None and self.refusal is None
+        self.protocol = protocol
+        if self._held:
+            limits.sessions[protocol] = limits.sessions.get(protocol, 0) + 1
 
     def release(self) -> None:
         if self._held:
             self._held = False
             self.limits.release(self.address)
+            self.limits.sessions[self.protocol] -= 1

@@ -175,7 +175,7 @@ class StreamServers:
             self.servers.append(await listen_tcp(stream_protocol, host, port, ssl, self.name))
 
     async def _serve(self, reader, writer, tls: bool) -> None:
-        admission = Admission(self.limits, writer.transport)
+        admission = Admission(self.limits, writer.transport, self.name.lower())
         if admission.refusal is not None:
             try:
                 writer.write(self.refuse(admission.refusal))

@@ -98,6 +98,7 @@ class Arrivals:
         self._retire_task: asyncio.Task | None = None     # kept from the garbage collector
         self._retries: dict[int, asyncio.TimerHandle] = {}     # seq -> its retry, waiting
         self._waiting_for_store: dict[int, Arrival] = {}        # those waiting because the store failed
+        self._segment_holds = 0     # backups under way (admin/backup.py): no segment is dropped
 
     def takes(self, raw: bytes) -> bool:
         """Whether this message is answered from the journal (started, and small)."""
@@ -382,7 +383,7 @@ class Arrivals:
     async def _retire(self, final: bool = False) -> None:
         """Drop the journal's segments whose every record is filed: after a
         durable commit, which makes those filings durable."""
-        if self._retiring:
+        if self._retiring or self._segment_holds:
             return
         self._retiring = True
         try:
@@ -397,6 +398,23 @@ class Arrivals:
             log.exception("arrivals journal: filed segments could not be removed (they are kept)")
         finally:
             self._retiring = False
+
+    # -- backups (admin/backup.py) ----------------------------------------------------
+    @property
+    def backlog(self) -> int:
+        """Messages accepted and not filed yet."""
+        return len(self._unfiled)
+
+    async def hold_segments(self) -> None:
+        """From now until release_segments(), no segment is dropped and no
+        filing row pruned: a backup copies the journal, then the database,
+        and every record it copied must have its filing row (if filed) there."""
+        self._segment_holds += 1
+        while self._retiring:       # a drop under way finishes first
+            await asyncio.sleep(0.01)
+
+    def release_segments(self) -> None:
+        self._segment_holds -= 1
 
 
 def _store_trouble(error: BaseException) -> bool:

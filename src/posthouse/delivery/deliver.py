@@ -100,6 +100,7 @@ class Deliverer:
         self.config = config
         self.queue = None       # delivery.queue.OutboundQueue: set when the server is wired
         self.arrivals = None    # delivery.arrivals.Arrivals: set when the server is wired
+        self.on_results = None  # admin/metrics.py: called with each delivery's results
         from .vacation import Vacations
         self.vacations = Vacations(service, config, self)
 
@@ -111,6 +112,8 @@ class Deliverer:
         journal = not direct and self.arrivals is not None and self.arrivals.takes(raw)
         results = await self._deliver(raw, recipients, mail_from, direct)
         log_delivery(ident, mail_from, results, len(raw), started, journal)
+        if self.on_results is not None:     # admin/metrics.py counts them
+            self.on_results(results)
         return results
 
     async def _deliver(self, raw: bytes, recipients: list[Recipient], mail_from: str,

@@ -207,7 +207,7 @@ class Tuned:
     # -- limits and timeouts ------------------------------------------------------
     def connection_made(self, transport) -> None:
         if self._original_transport is None:        # not the second call, after STARTTLS
-            self._admission = Admission(self._limits, transport)
+            self._admission = Admission(self._limits, transport, self.protocol_name.lower())
             if self._admission.refusal is not None:
                 self._refused = True
                 transport.write(f"421 4.7.0 {self._admission.refusal}; try again later\r\n".encode())

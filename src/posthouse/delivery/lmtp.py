@@ -28,6 +28,8 @@ class LmtpHandler(DeliveryHandler):
 
 
 class _LMTP(Tuned, LMTP):
+    protocol_name = "LMTP"
+
     async def push(self, status):
         return await super().push(one_reply_per_recipient(self, status))
 

@@ -100,7 +100,7 @@ class Connection(asyncio.Protocol):
         self.peer, self.is_loopback = peer_of(transport)
         local = transport.get_extra_info("sockname")
         self.local_host = local[0] if isinstance(local, tuple) else None   # URLs may name us by it
-        self.admission = Admission(self.limits, transport)
+        self.admission = Admission(self.limits, transport, "imap")
         if self.admission.refusal is not None:
             self.closed = True
             transport.write(f"* BYE [UNAVAILABLE] {self.admission.refusal}; try again later\r\n".encode())

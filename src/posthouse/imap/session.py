@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from time import perf_counter
 
 from ..store.api import StoreError
 from ..store.process import StoreProcessDied
@@ -68,6 +69,7 @@ class Session:
         self.bye_after: str | None = None   # say BYE and close once this command is answered
         deliverer = getattr(ctx, "deliverer", None)
         self.arrivals = getattr(deliverer, "arrivals", None)    # delivery.arrivals.Arrivals
+        self.command_timer = getattr(ctx, "command_timer", None)   # admin/metrics.py: (name, seconds)
 
     # -- modes ----------------------------------------------------------------
     @property
@@ -132,10 +134,13 @@ class Session:
     # -- dispatch ---------------------------------------------------------------
     async def handle(self, cmd: Command) -> None:
         self.busy = True
+        started = perf_counter() if self.command_timer is not None else 0.0
         try:
             await self._handle(cmd)
         finally:
             self.busy = False
+            if self.command_timer is not None:
+                self.command_timer(cmd.name, perf_counter() - started)
         if self.bye_after is not None:
             self.untagged("BYE " + self.bye_after)
             await self.close()

@@ -20,6 +20,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
@@ -114,6 +115,7 @@ class StoreService:
         self.hub = ChangeHub()
         # Room on the disk for new mail (store/space.py); the server sets where and how much.
         self.space = FreeSpace(None)
+        self.call_timer: Callable | None = None     # admin/metrics.py: (method, seconds) of each call
         # Writes (and short reads) in order, in group commits: in a process of
         # their own where the store can be opened again there, else on a thread.
         open_args = getattr(store, "open_args", None)
@@ -153,6 +155,15 @@ class StoreService:
         is_quick = getattr(store, "is_quick", None)
         if is_quick is not None and is_quick(method, args):
             return store.quick(method, *args)
+        if self.call_timer is not None:     # admin/metrics.py: how long the store takes
+            started = time.perf_counter()
+            try:
+                return await self._call(store, method, args)
+            finally:
+                self.call_timer(method, time.perf_counter() - started)
+        return await self._call(store, method, args)
+
+    async def _call(self, store, method: str, args: tuple):
         if method in getattr(store, "LONG_READS", ()):
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._read_threads, _read, store, method, args)
