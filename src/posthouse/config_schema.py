@@ -169,9 +169,9 @@ class Quota(_Section):
 
 
 class Metrics(_Section):
-    """Prometheus metrics (admin/metrics.py); no port: off."""
+    """Prometheus metrics (admin/metrics.py); no port (or false): off."""
     host: Host = "127.0.0.1"
-    port: Port | None = None
+    port: ListenPort = None
 
 
 # [imap] port = 143 -> imap_port: these sections' keys get the section's name as prefix.
