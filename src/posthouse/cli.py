@@ -171,6 +171,7 @@ def main(argv=None) -> int:
     sieve.add_argument("name", nargs="?")
     sieve.add_argument("file", nargs="?", help="for put: the script file (default: stdin)")
     sieve.set_defaults(func=cmd_sieve)
+    from .transfer.cli import register; register(sub)     # `posthouse import`, `posthouse export`
     args = parser.parse_args(argv)
     if args.command == "user" and args.action != "list" and not args.name:
         parser.error("a user name is needed")

@@ -1,0 +1,139 @@
+"""`posthouse import`: mbox files and Maildir trees into a user's mailboxes.
+
+Messages go in through the store (SQLiteStore.import_messages), parsed as
+delivery parses them, in batches of many messages per transaction: one
+commit (one fsync) per batch rather than per message. Each source message
+is known by a hash of its folder and bytes (and, for identical copies in
+one folder, which copy it is); the store notes the keys imported in the
+transaction that adds the messages. So importing the same source again
+adds nothing, and an import killed at any point, run again, goes on where
+it stopped: batches committed are skipped, the rest imported.
+
+It runs beside a running server (both open the SQLite store in WAL mode).
+The server's open mailboxes don't hear of these messages at once: a
+mailbox no session has loaded shows them at its next SELECT; one that is
+loaded reads them when the next message arrives there (the gap in UIDs
+makes it read the database again), or when the server restarts.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..store.api import NoSuchMailbox, NoSuchUser
+from ..store.parsing import normalize_and_parse
+from .maildir import Folder, find_folders, message_files, read_maildir
+from .mbox import read_mbox
+from .source import SourceError, SourceMessage
+
+BATCH_MESSAGES = 1000
+BATCH_BYTES = 16 * 1024 * 1024
+
+
+@dataclass
+class ImportReport:
+    added: int = 0
+    skipped: int = 0            # imported before
+    bytes: int = 0
+    folders: dict = field(default_factory=dict)    # mailbox name -> messages added
+    problems: list = field(default_factory=list)   # what was left out, and why
+
+
+def source_size(folder: Folder) -> int:
+    """Bytes to read from a folder: what the progress bar counts."""
+    if folder.kind == "mbox":
+        return os.path.getsize(folder.path)
+    return sum(size for _m, _s, _n, size in message_files(folder.path))
+
+
+def plan(paths: list[str], into: str | None = None) -> list[Folder]:
+    """The folders of every path, found before anything is imported (a path
+    that is no mail source stops the import before it starts)."""
+    folders = [f for path in paths for f in find_folders(path)]
+    if into is not None:
+        if len(folders) != 1:
+            raise SourceError(f"--folder names one mailbox, but the sources hold {len(folders)} folders")
+        folders[0].name = into
+    seen: dict[str, str] = {}
+    for f in folders:
+        if f.name in seen:
+            raise SourceError(f"{seen[f.name]} and {f.path} would both go to the folder {f.name}")
+        seen[f.name] = f.path
+    return folders
+
+
+class Importer:
+    def __init__(self, store, user_name: str, progress: Callable[[int], None] | None = None):
+        self.store = store
+        user = store.get_user(user_name)
+        if user is None:
+            raise NoSuchUser(f"no user {user_name}")
+        self.user = user
+        self.progress = progress or (lambda n: None)
+        self.report = ImportReport()
+
+    def _mailbox(self, name: str):
+        try:
+            return self.store.get_mailbox(self.user.id, name)
+        except NoSuchMailbox:
+            return self.store.create_mailbox(self.user.id, name)
+
+    def import_folder(self, folder: Folder) -> None:
+        reader = read_mbox if folder.kind == "mbox" else read_maildir
+        mailbox = None
+        copies: dict[bytes, int] = {}       # identical messages in this folder: which copy
+        batch: list[tuple[bytes, SourceMessage]] = []
+        batch_bytes = 0
+        prefix = folder.name.encode("utf-8", "surrogateescape") + b"\0"
+        for item in reader(folder.path, folder.name):
+            if isinstance(item, SourceError):
+                self.report.problems.append(str(item))
+                continue
+            digest = hashlib.sha256(prefix + item.raw).digest()
+            n = copies.get(digest, 0)
+            copies[digest] = n + 1
+            batch.append((digest + n.to_bytes(4, "big"), item))
+            batch_bytes += len(item.raw)
+            if len(batch) >= BATCH_MESSAGES or batch_bytes >= BATCH_BYTES:
+                mailbox = mailbox or self._mailbox(folder.name)
+                self._commit(mailbox, folder.name, batch)
+                batch, batch_bytes = [], 0
+        if batch or mailbox is None:
+            mailbox = mailbox or self._mailbox(folder.name)
+            self._commit(mailbox, folder.name, batch)
+
+    def _commit(self, mailbox, name: str, batch) -> None:
+        if not batch:
+            return
+        have = self.store.imported_already(self.user.id, [key for key, _m in batch])
+        items = []
+        for key, m in batch:
+            if key in have:
+                continue
+            raw, parsed = normalize_and_parse(m.raw)
+            items.append((key, raw, parsed, m.flags, m.internaldate))
+        added = self.store.import_messages(self.user.id, mailbox.id, items) if items else []
+        size = sum(len(m.raw) for _k, m in batch)
+        self.report.added += len(added)
+        self.report.skipped += len(batch) - len(added)
+        self.report.bytes += size
+        self.report.folders[name] = self.report.folders.get(name, 0) + len(added)
+        self.progress(size)
+
+
+def run_import(store, user_name: str, paths: list[str], into: str | None = None,
+               progress_factory=None) -> ImportReport:
+    """Import paths for the user. progress_factory(total_bytes) gives the
+    callable told of each batch's bytes, or None."""
+    folders = plan(paths, into)
+    importer = Importer(store, user_name)
+    if progress_factory is not None:
+        importer.progress = progress_factory(sum(source_size(f) for f in folders))
+    for folder in folders:
+        try:
+            importer.import_folder(folder)
+        except SourceError as e:    # this folder can't be read (on): the others still go in
+            importer.report.problems.append(str(e))
+    return importer.report
