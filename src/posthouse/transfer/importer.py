@@ -115,6 +115,11 @@ class Importer:
             raw, parsed = normalize_and_parse(m.raw)
             items.append((key, raw, parsed, m.flags, m.internaldate))
         added = self.store.import_messages(self.user.id, mailbox.id, items) if items else []
+        busy_work = getattr(self.store, "busy_work", None)
+        if busy_work is not None:
+            # As the server does between batches: the search text waiting for the body
+            # index stays bounded (a body search scans what waits), the import held to its pace.
+            busy_work()
         size = sum(len(m.raw) for _k, m in batch)
         self.report.added += len(added)
         self.report.skipped += len(batch) - len(added)

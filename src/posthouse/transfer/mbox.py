@@ -90,6 +90,21 @@ def looks_like_mbox(path: str) -> bool:
         return f.read(5) == b"From "
 
 
+def _next_separator(data, pos: int, size: int) -> tuple[int, int]:
+    """After pos, the next separator: "From " at a line start after an empty
+    line. Returns (where the message before it ends, where the From_ line
+    starts); (size, size) if there is none."""
+    while True:
+        pos = data.find(b"\nFrom ", pos)
+        if pos == -1:
+            return size, size
+        if data[pos - 1:pos] == b"\n":             # "...\n" "\n" "From "
+            return pos, pos + 1
+        if data[pos - 2:pos] == b"\n\r":           # "...\r\n" "\r\n" "From "
+            return pos - 1, pos + 1
+        pos += 1
+
+
 def read_mbox(path: str, folder: str) -> Iterator[SourceMessage | SourceError]:
     """The messages of the mbox file at path, to go to folder. An empty file
     has none; a file that doesn't start with a From_ line is no mbox (SourceError
@@ -114,15 +129,7 @@ def read_mbox(path: str, folder: str) -> Iterator[SourceMessage | SourceError]:
                 return
             from_line = data[start:line_end]
             body_start = line_end + 1
-            # The next separator: "From " at a line start after an empty line.
-            nxt = data.find(b"\n\nFrom ", line_end)
-            crlf = data.find(b"\n\r\nFrom ", line_end)
-            if crlf != -1 and (nxt == -1 or crlf < nxt):
-                end, next_start = crlf + 1, crlf + 3
-            elif nxt != -1:
-                end, next_start = nxt + 1, nxt + 2
-            else:
-                end = next_start = size
+            end, next_start = _next_separator(data, line_end, size)
             raw = data[body_start:end]     # (the empty line before a separator is the mbox's)
             if end == size:     # the last message: the file's closing empty line is the mbox's too
                 if raw.endswith(b"\r\n\r\n"):
