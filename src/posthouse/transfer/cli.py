@@ -1,6 +1,7 @@
 """`posthouse import USER PATH...` and `posthouse export USER DIR`."""
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -13,6 +14,8 @@ def register(subparsers) -> None:
     p.add_argument("user")
     p.add_argument("paths", nargs="+", metavar="PATH", help="an mbox file, a Maildir, or a tree of them")
     p.add_argument("--folder", help="the mailbox for a single mbox file or Maildir (default: from its name)")
+    p.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1,
+                   help="processes parsing messages (default: one per core)")
     p.set_defaults(func=cmd_import)
     p = subparsers.add_parser("export", help="export a user's mailboxes to a Maildir tree")
     p.add_argument("user")
@@ -77,7 +80,8 @@ def cmd_import(args) -> int:
         bar = _Bar(f"importing for {args.user}")
         start = time.monotonic()
         try:
-            report = run_import(store, args.user, args.paths, args.folder, progress_factory=bar)
+            report = run_import(store, args.user, args.paths, args.folder, progress_factory=bar,
+                                jobs=max(1, args.jobs))
         finally:
             bar.stop()
         for problem in report.problems:

@@ -18,7 +18,10 @@ makes it read the database again), or when the server restarts.
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -73,6 +76,8 @@ class Importer:
         self.user = user
         self.progress = progress or (lambda n: None)
         self.report = ImportReport()
+        self.pool = None    # parsing on more cores: see run_import
+        self.jobs = 1
 
     def _mailbox(self, name: str):
         try:
@@ -108,12 +113,19 @@ class Importer:
         if not batch:
             return
         have = self.store.imported_already(self.user.id, [key for key, _m in batch])
-        items = []
-        for key, m in batch:
-            if key in have:
-                continue
-            raw, parsed = normalize_and_parse(m.raw)
-            items.append((key, raw, parsed, m.flags, m.internaldate))
+        todo = [(key, m) for key, m in batch if key not in have]
+        raws = [m.raw for _k, m in todo]
+        parsed_all = None
+        if self.pool is not None and len(todo) > 16:
+            try:
+                parsed_all = list(self.pool.map(normalize_and_parse, raws,
+                                                chunksize=max(1, len(raws) // (4 * self.jobs))))
+            except BrokenProcessPool:       # a worker died (killed, out of memory): parse here
+                self.pool = None
+        if parsed_all is None:
+            parsed_all = map(normalize_and_parse, raws)
+        items = [(key, raw, parsed, m.flags, m.internaldate)
+                 for (key, m), (raw, parsed) in zip(todo, parsed_all)]
         added = self.store.import_messages(self.user.id, mailbox.id, items) if items else []
         busy_work = getattr(self.store, "busy_work", None)
         if busy_work is not None:
@@ -129,16 +141,25 @@ class Importer:
 
 
 def run_import(store, user_name: str, paths: list[str], into: str | None = None,
-               progress_factory=None) -> ImportReport:
+               progress_factory=None, jobs: int = 1) -> ImportReport:
     """Import paths for the user. progress_factory(total_bytes) gives the
-    callable told of each batch's bytes, or None."""
+    callable told of each batch's bytes, or None. jobs > 1: MIME parsing (most
+    of an import's time) in that many worker processes."""
     folders = plan(paths, into)
     importer = Importer(store, user_name)
     if progress_factory is not None:
         importer.progress = progress_factory(sum(source_size(f) for f in folders))
-    for folder in folders:
-        try:
-            importer.import_folder(folder)
-        except SourceError as e:    # this folder can't be read (on): the others still go in
-            importer.report.problems.append(str(e))
+    if jobs > 1:
+        importer.jobs = jobs
+        importer.pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+    pool = importer.pool
+    try:
+        for folder in folders:
+            try:
+                importer.import_folder(folder)
+            except SourceError as e:    # this folder can't be read (on): the others still go in
+                importer.report.problems.append(str(e))
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     return importer.report
