@@ -5,10 +5,12 @@ import contextlib
 import imaplib
 import io
 import os
+import pathlib
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -323,3 +325,50 @@ SyncState *
     assert inbox["second"][0] == set()
     assert set(fetch_all(c, "Lists/python")) == {"list-first", "second"}
     c.logout()
+
+
+def _doveadm(conf, *args):
+    r = subprocess.run(["doveadm", "-c", str(conf), *args], capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, USER="exported", HOME=str(conf.parent)))
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
+@pytest.mark.skipif(shutil.which("doveadm") is None, reason="doveadm (Debian dovecot-core) not installed")
+def test_dovecot_reads_the_export(server, tmp_path):
+    a = server.add_user()
+    (tmp_path / "Mail" / "Lists.sbd").mkdir(parents=True)
+    (tmp_path / "Mail" / "inbox").write_bytes(MBOX)
+    (tmp_path / "Mail" / "Lists.sbd" / "Grüße").write_bytes(MBOX.replace(b"first", b"list-first"))
+    posthouse(server, "import", a[0], str(tmp_path / "Mail"))
+    # Dovecot, with a config of its own, reads the Maildir++ tree as a user's mail (as the
+    # user that owns it: Dovecot refuses to touch mail as root, so root hands it to nobody,
+    # in a directory of its own: pytest's are root's alone)
+    top = tempfile.mkdtemp(prefix="posthouse-export-")
+    try:
+        _dovecot_reads(server, a, pathlib.Path(top))
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def _dovecot_reads(server, a, top):
+    import pwd
+    out = top / "export"
+    posthouse(server, "export", a[0], str(out))
+    dove = top / "dovecot"
+    dove.mkdir()
+    owner = pwd.getpwnam("nobody") if os.getuid() == 0 else pwd.getpwuid(os.getuid())
+    for where, dirs, files in os.walk(top):
+        for name in [""] + dirs + files:
+            os.chown(os.path.join(where, name), owner.pw_uid, owner.pw_gid)
+    conf = dove / "dovecot.conf"
+    conf.write_text(f"base_dir = {dove}/run\nstate_dir = {dove}/state\nlog_path = {dove}/dovecot.log\n"
+                    f"mail_location = maildir:{out}\nmail_uid = {owner.pw_uid}\nmail_gid = {owner.pw_gid}\n"
+                    f"first_valid_uid = 1\nfirst_valid_gid = 1\n")
+    names = set(_doveadm(conf, "mailbox", "list").split())
+    assert "Lists.Grüße" in names or "Lists/Grüße" in names, names
+    lines = _doveadm(conf, "-f", "flow", "fetch", "flags date.received hdr.subject", "mailbox", "INBOX").splitlines()
+    got = {re.search(r"hdr.subject=(.*)", line).group(1): line for line in lines}
+    assert set(got) == {"first", "second"}
+    assert all(f in got["first"] for f in ("\\Seen", "\\Answered", "\\Flagged"))
+    assert "date.received=2006-01-02 " in got["first"]     # (in local time: the day is safe)
