@@ -211,7 +211,9 @@ def test_killed_import_resumes(server, tmp_path):
 def test_bad_sources_get_clear_errors(server, tmp_path):
     user = server.add_user()
     (tmp_path / "junk").write_bytes(bytes(range(256)) * 10)
-    r = posthouse(server, "import", user[0], str(tmp_path / "junk"), check=False)
+    (tmp_path / "good.mbox").write_bytes(MBOX)
+    # refused before anything is imported, the good source named with it included
+    r = posthouse(server, "import", user[0], str(tmp_path / "good.mbox"), str(tmp_path / "junk"), check=False)
     assert r.returncode == 1 and "not an mbox file" in r.stderr and "Traceback" not in r.stderr
 
     (tmp_path / "notmail").mkdir()
@@ -241,6 +243,7 @@ def test_bad_sources_get_clear_errors(server, tmp_path):
     assert r.returncode == 1 and "empty file" in r.stderr and "imported 1 messages" in r.stdout
     c = login(server, user)
     assert c.select("cut")[1] == [b"2"] and c.select("MD")[1] == [b"1"]
+    assert c.select("good")[0] == "NO"
     c.logout()
 
 

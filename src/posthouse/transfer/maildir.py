@@ -59,6 +59,11 @@ def find_folders(path: str) -> list[Folder]:
     if not os.path.exists(path):
         raise SourceError(f"{path}: no such file or directory")
     if os.path.isfile(path):
+        try:
+            if os.path.getsize(path) and not looks_like_mbox(path):
+                raise SourceError(f"{path}: not an mbox file (it doesn't start with a \"From \" line)")
+        except OSError as e:
+            raise SourceError(f"{path}: {e.strerror or e}") from None
         return [Folder(_mbox_folder_name(os.path.basename(path)), "mbox", path)]
     if not os.path.isdir(path):
         raise SourceError(f"{path}: neither a file nor a directory")
