@@ -52,6 +52,8 @@ class _Bar:
 
     def stop(self):
         if self.progress is not None:
+            for task in self.progress.tasks:    # (the bytes of From_ lines were never counted)
+                self.progress.update(task.id, completed=task.total)
             self.progress.stop()
 
 
