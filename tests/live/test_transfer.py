@@ -221,6 +221,9 @@ def test_bad_sources_get_clear_errors(server, tmp_path):
     r = posthouse(server, "import", user[0], str(tmp_path / "notmail"), check=False)
     assert r.returncode == 1 and "neither a Maildir" in r.stderr and "Traceback" not in r.stderr
 
+    r = posthouse(server, "import", user[0], str(tmp_path / "good.mbox"), "--folder", "a/*/b", check=False)
+    assert r.returncode == 1 and "Wildcards in mailbox name" in r.stderr
+
     r = posthouse(server, "import", user[0], str(tmp_path / "missing"), check=False)
     assert r.returncode == 1 and "no such file" in r.stderr
 

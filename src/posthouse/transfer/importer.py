@@ -25,6 +25,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..imap.args import check_mailbox_name
 from ..store.api import NoSuchMailbox, NoSuchUser
 from ..store.parsing import normalize_and_parse
 from .maildir import Folder, find_folders, message_files, read_maildir
@@ -61,6 +62,9 @@ def plan(paths: list[str], into: str | None = None) -> list[Folder]:
         folders[0].name = into
     seen: dict[str, str] = {}
     for f in folders:
+        why = check_mailbox_name(f.name)    # the names IMAP's CREATE would refuse
+        if why:
+            raise SourceError(f"{f.path}: can't be the mailbox {f.name!r}: {why}")
         if f.name in seen:
             raise SourceError(f"{seen[f.name]} and {f.path} would both go to the folder {f.name}")
         seen[f.name] = f.path
