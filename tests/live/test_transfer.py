@@ -378,3 +378,25 @@ def _dovecot_reads(server, a, top):
     assert set(got) == {"first", "second"}
     assert all(f in got["first"] for f in ("\\Seen", "\\Answered", "\\Flagged"))
     assert "date.received=2006-01-02 " in got["first"]     # (in local time: the day is safe)
+
+
+def test_server_shows_mail_imported_beside_it(server, tmp_path):
+    """An import while a session has the mailbox open: the server doesn't hear of it,
+    but reads it from the database once the next message arrives there (README)."""
+    user = server.add_user()
+    watcher = login(server, user)
+    assert watcher.select("INBOX")[1] == [b"0"]
+    (tmp_path / "inbox").write_bytes(MBOX)
+    posthouse(server, "import", user[0], str(tmp_path / "inbox"))
+    other = login(server, user)
+    other.append("INBOX", None, None, b"From: c@example.com\r\nSubject: later\r\n\r\nhi\r\n")
+    other.logout()
+    typ, data = watcher.noop()
+    for _ in range(50):     # the catch-up reads the database on its own time
+        if watcher.untagged_responses.get("EXISTS", [b"0"])[-1] == b"3":
+            break
+        time.sleep(0.1)
+        watcher.noop()
+    assert watcher.untagged_responses.get("EXISTS", [b"0"])[-1] == b"3"
+    assert set(fetch_all(watcher, "INBOX")) == {"first", "second", "later"}
+    watcher.logout()
