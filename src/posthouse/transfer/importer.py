@@ -81,6 +81,7 @@ class Importer:
         self.progress = progress or (lambda n: None)
         self.report = ImportReport()
         self.pool = None    # parsing on more cores: see run_import
+        self._pending = None    # a batch being parsed, to be stored next
         self.jobs = 1
 
     def _mailbox(self, name: str):
@@ -112,18 +113,37 @@ class Importer:
         if batch or mailbox is None:
             mailbox = mailbox or self._mailbox(folder.name)
             self._commit(mailbox, folder.name, batch)
+        self._finish()
 
     def _commit(self, mailbox, name: str, batch) -> None:
+        """Start parsing a batch, then store the batch before it: with worker
+        processes, the next batch is parsed while this process stores one."""
         if not batch:
+            self._finish()
             return
         have = self.store.imported_already(self.user.id, [key for key, _m in batch])
         todo = [(key, m) for key, m in batch if key not in have]
         raws = [m.raw for _k, m in todo]
-        parsed_all = None
+        futures = None
         if self.pool is not None and len(todo) > 16:
+            step = -(-len(raws) // (4 * self.jobs))
             try:
-                parsed_all = list(self.pool.map(normalize_and_parse, raws,
-                                                chunksize=max(1, len(raws) // (4 * self.jobs))))
+                futures = [self.pool.submit(_parse_many, raws[i:i + step]) for i in range(0, len(raws), step)]
+            except BrokenProcessPool:
+                self.pool = None
+        self._finish()
+        self._pending = (mailbox, name, batch, todo, raws, futures)
+
+    def _finish(self) -> None:
+        """Store the batch whose parsing was started last, if any."""
+        if self._pending is None:
+            return
+        mailbox, name, batch, todo, raws, futures = self._pending
+        self._pending = None
+        parsed_all = None
+        if futures is not None:
+            try:
+                parsed_all = [p for f in futures for p in f.result()]
             except BrokenProcessPool:       # a worker died (killed, out of memory): parse here
                 self.pool = None
         if parsed_all is None:
@@ -142,6 +162,10 @@ class Importer:
         self.report.bytes += size
         self.report.folders[name] = self.report.folders.get(name, 0) + len(added)
         self.progress(size)
+
+
+def _parse_many(raws: list[bytes]) -> list:
+    return [normalize_and_parse(raw) for raw in raws]
 
 
 def run_import(store, user_name: str, paths: list[str], into: str | None = None,
@@ -163,6 +187,7 @@ def run_import(store, user_name: str, paths: list[str], into: str | None = None,
                 importer.import_folder(folder)
             except SourceError as e:    # this folder can't be read (on): the others still go in
                 importer.report.problems.append(str(e))
+        importer._finish()
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
