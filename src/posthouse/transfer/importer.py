@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..imap.args import check_mailbox_name
+from ..lifeline import die_with_parent
 from ..store.api import NoSuchMailbox, NoSuchUser
 from ..store.parsing import normalize_and_parse
 from .maildir import Folder, find_folders, message_files, read_maildir
@@ -179,7 +180,9 @@ def run_import(store, user_name: str, paths: list[str], into: str | None = None,
         importer.progress = progress_factory(sum(source_size(f) for f in folders))
     if jobs > 1:
         importer.jobs = jobs
-        importer.pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+        # Spawned, as the server's parse workers are; and they end with this process, even killed.
+        importer.pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=die_with_parent, initargs=(os.getpid(),))
     pool = importer.pool
     try:
         for folder in folders:
