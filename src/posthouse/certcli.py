@@ -48,10 +48,10 @@ def describe(pem: bytes) -> dict:
 
 
 def cmd_cert(args) -> int:
-    from .config import Config
+    from .config import load_config
     from .tls import _names, ensure_self_signed, server_name
 
-    config = Config.load(args.config, data_dir=args.data_dir)
+    config = load_config(args.config, args.data_dir)
     path, generated = certificate_path(config)
     hostname = server_name(config.hostname)
     note = ""

@@ -217,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     config.set_defaults(func=cmd_config)
     __import__("posthouse.certcli").certcli.register(sub)
     from .admin.cli import register as register_admin; register_admin(sub)     # backup, restore, status
+    from .transfer.cli import register; register(sub)     # `posthouse import`, `posthouse export`
     return parser
 
 

@@ -194,6 +194,12 @@ def find_config_file(flag: str | None) -> str | None:
     return None
 
 
+def load_config(flag: str | None, data_dir: str | None = None) -> Config:
+    """The config every command runs on: the file find_config_file picks
+    (flag: --config), with --data-dir (data_dir) winning over it."""
+    return Config.load(find_config_file(flag), data_dir=data_dir)
+
+
 def _undeclared_checkers() -> dict:
     """Flat Config keys the schema doesn't declare (added to the dataclass
     alone): accepted from the file, checked against their annotation."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 
-from ..config import Config
+from ..config import Config, load_config
 
 
 def register(subparsers) -> None:
@@ -22,7 +22,7 @@ def register(subparsers) -> None:
 
 
 def _config(args) -> Config:
-    return Config.load(args.config, data_dir=args.data_dir)
+    return load_config(args.config, args.data_dir)
 
 
 def cmd_backup(args) -> int:

@@ -809,6 +809,32 @@ class SQLiteStore(Store):
         return self.append_many(mailbox_id, [(*normalize_and_parse(raw, binary), flags, idate)
                                              for raw, flags, idate, binary in items])
 
+    def imported_already(self, user_id, sources) -> set:
+        """Which of these source keys (transfer/importer.py) were imported for the user."""
+        have = set()
+        sources = list(sources)
+        for i in range(0, len(sources), 500):
+            chunk = sources[i:i + 500]
+            have.update(r[0] for r in self.db.execute(
+                f"SELECT source FROM imported WHERE user_id=? AND source IN ({','.join('?' * len(chunk))})",
+                (user_id, *chunk)))
+        return have
+
+    def import_messages(self, user_id, mailbox_id, items) -> list[AppendResult]:
+        """Append (source key, raw, parsed, flags, internaldate) items not
+        imported for the user before, and note them imported, in one
+        transaction: an import stopped at any point and run again adds each
+        message once. Quotas are charged, not enforced (the admin decides)."""
+        with self._tx():
+            have = self.imported_already(user_id, [item[0] for item in items])
+            new = [item for item in items if item[0] not in have]
+            if not new:
+                return []
+            results = self.append_many(mailbox_id, [item[1:] for item in new], enforce_quota=False)
+            self.db.executemany("INSERT OR IGNORE INTO imported(user_id, source) VALUES (?,?)",
+                                [(user_id, item[0]) for item in new])
+        return results
+
     def file_arrival(self, seq, raw, parsed, targets, internaldate) -> list[AppendResult]:
         """File a message accepted through the arrivals journal: into each
         (user_id, mailbox_id, flags) of targets, with the record's sequence

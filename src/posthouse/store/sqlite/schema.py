@@ -158,6 +158,15 @@ CREATE TABLE IF NOT EXISTS expunged (
 CREATE INDEX IF NOT EXISTS expunged_by_modseq ON expunged(mailbox_id, modseq);
 -- Below this MODSEQ a mailbox's expunge history was forgotten (it is kept to
 -- a bound): a resync from before it is told every UID the mailbox lacks.
+-- `posthouse import` (transfer/importer.py): each source message imported for a
+-- user, by a hash of its folder and bytes, committed with the messages it made,
+-- so importing a source again (or again after an interruption) adds nothing.
+-- (A table made by SCHEMA's IF NOT EXISTS: an older store gets it at open, no step needed.)
+CREATE TABLE IF NOT EXISTS imported (
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    source BLOB NOT NULL,
+    PRIMARY KEY (user_id, source)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS expunge_floor (
     mailbox_id INTEGER PRIMARY KEY REFERENCES mailboxes(id) ON DELETE CASCADE,
     modseq INTEGER NOT NULL
