@@ -11,15 +11,15 @@ from .source import SourceError
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("import", help="import mbox files and Maildir trees into a user's mailboxes")
-    p.add_argument("user")
+    p.add_argument("user", help="the Posthouse user whose mailboxes receive the mail")
     p.add_argument("paths", nargs="+", metavar="PATH", help="an mbox file, a Maildir, or a tree of them")
     p.add_argument("--folder", help="the mailbox for a single mbox file or Maildir (default: from its name)")
     p.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1,
                    help="processes parsing messages (default: one per core)")
     p.set_defaults(func=cmd_import)
     p = subparsers.add_parser("export", help="export a user's mailboxes to a Maildir tree")
-    p.add_argument("user")
-    p.add_argument("dir")
+    p.add_argument("user", help="the Posthouse user whose mailboxes are exported")
+    p.add_argument("dir", help="the Maildir tree to write (made if missing; an earlier export there is brought up to date)")
     p.add_argument("--layout", choices=["maildir++", "verbatim"], default="maildir++",
                    help="Maildir++ (.Sub.Folder dirs; the default) or nested directories")
     p.set_defaults(func=cmd_export)
