@@ -400,3 +400,35 @@ def test_server_shows_mail_imported_beside_it(server, tmp_path):
     assert watcher.untagged_responses.get("EXISTS", [b"0"])[-1] == b"3"
     assert set(fetch_all(watcher, "INBOX")) == {"first", "second", "later"}
     watcher.logout()
+
+
+def test_a_running_server_shows_imported_mail_to_open_sessions_at_once(tmp_path):
+    """`posthouse import` beside a running server tells it (admin socket) which
+    mailboxes each batch went into: a session that has INBOX selected (so the
+    server has it loaded) sees the mail at its next command, as it would a
+    delivery, without waiting for another message to arrive."""
+    import imaplib
+    from .test_backup import Server, add_user, posthouse
+    data = str(tmp_path / "data")
+    add_user(data)
+    mbox = tmp_path / "inbox"
+    mbox.write_bytes(b"".join(
+        b"From sender@example.org Mon Jan  1 10:00:00 2024\n"
+        b"From: sender@example.org\nSubject: imported %d\n\nbody %d\n\n" % (i, i) for i in range(5)))
+    server = Server(tmp_path, data)
+    try:
+        imap = imaplib.IMAP4("127.0.0.1", server.imap_port, timeout=30)
+        imap.login("alice", "pw-secret")
+        typ, data_ = imap.select("INBOX")
+        before = int(data_[0])
+        done = posthouse("import", "alice", str(mbox), "--jobs", "1", config=server.config)
+        assert done.returncode == 0, done.stderr
+        typ, _ = imap.noop()
+        exists = [int(r.split()[0]) for r in imap.untagged_responses.get("EXISTS", [])]
+        assert exists and exists[-1] == before + 5, (exists, before)
+        _, found = imap.search(None, "SUBJECT", "imported")
+        assert len(found[0].split()) == 5
+        imap.logout()
+        assert "read again" in open(server.log).read()
+    finally:
+        server.stop()

@@ -5,6 +5,10 @@ One request per connection, one JSON line each way:
   {"op": "status"}        -> the status document (see status_document)
   {"op": "hold-journal"}  -> {"ok": true} once no journal segment will be
                              dropped until this connection closes (backup.py)
+  {"op": "changed", "mailboxes": [id, ...]}
+                          -> {"ok": true} once the server has been told that
+                             another process (`posthouse import`) changed
+                             those mailboxes: open ones are read again
 """
 from __future__ import annotations
 
@@ -74,6 +78,8 @@ class AdminSocket:
                 await self._answer(writer, await status_document(self.ctx, self.started))
             elif op == "hold-journal":
                 await self._hold_journal(reader, writer)
+            elif op == "changed":
+                await self._changed(writer, request.get("mailboxes"))
             else:
                 await self._answer(writer, {"error": "unknown request"})
         except (asyncio.TimeoutError, ConnectionError):
@@ -88,6 +94,16 @@ class AdminSocket:
     async def _answer(writer, document: dict) -> None:
         writer.write(json.dumps(document).encode() + b"\n")
         await writer.drain()
+
+    MAX_CHANGED = 10_000       # mailbox ids in one "changed" request
+
+    async def _changed(self, writer, mailboxes) -> None:
+        if (not isinstance(mailboxes, list) or len(mailboxes) > self.MAX_CHANGED
+                or not all(isinstance(m, int) and not isinstance(m, bool) for m in mailboxes)):
+            await self._answer(writer, {"error": "mailboxes must be a list of mailbox ids"})
+            return
+        self.ctx.service.changes_lost(set(mailboxes), why="an admin command changed mailboxes")
+        await self._answer(writer, {"ok": True})
 
     async def _hold_journal(self, reader, writer) -> None:
         arrivals = getattr(self.ctx.deliverer, "arrivals", None)

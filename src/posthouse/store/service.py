@@ -140,10 +140,14 @@ class StoreService:
         were never published (mailbox_ids: those concerned, or None: any)."""
         self._lost_followers.append(callback)
 
-    def changes_lost(self, mailbox_ids=None) -> None:
-        """Changes (to those mailboxes, or to any) may have committed unheard of."""
-        log.warning("changes may have been committed unannounced%s: open mailboxes are read again",
-                    "" if mailbox_ids is None else f" (mailboxes {sorted(mailbox_ids)})")
+    def changes_lost(self, mailbox_ids=None, why: str | None = None) -> None:
+        """Changes (to those mailboxes, or to any) may have committed unheard of
+        (why: said so by another process, such as `posthouse import`)."""
+        which = "" if mailbox_ids is None else f" (mailboxes {sorted(mailbox_ids)})"
+        if why:
+            log.info("%s%s: open mailboxes are read again", why, which)
+        else:
+            log.warning("changes may have been committed unannounced%s: open mailboxes are read again", which)
         for callback in list(self._lost_followers):
             try:
                 callback(mailbox_ids)

@@ -75,6 +75,22 @@ def _run(args, work) -> int:
         store.close()
 
 
+def _server_told(data_dir: str):
+    """notify(mailbox_id) for the importer: a server running on data_dir is
+    told (admin socket) which mailbox a batch went into, so its sessions see
+    the mail at their next command; without a server, nothing to tell."""
+    from ..admin.status import NotRunning, admin_request
+    running = [True]
+
+    def notify(mailbox_id: int) -> None:
+        if running[0]:
+            try:
+                admin_request(data_dir, {"op": "changed", "mailboxes": [mailbox_id]}, timeout=30)
+            except NotRunning:
+                running[0] = False      # none runs (or it stopped): it reads the store when it starts
+    return notify
+
+
 def cmd_import(args) -> int:
     from .importer import run_import
 
@@ -83,7 +99,7 @@ def cmd_import(args) -> int:
         start = time.monotonic()
         try:
             report = run_import(store, args.user, args.paths, args.folder, progress_factory=bar,
-                                jobs=max(1, args.jobs))
+                                jobs=max(1, args.jobs), notify=_server_told(store.open_args["data_dir"]))
         finally:
             bar.stop()
         for problem in report.problems:

@@ -80,6 +80,8 @@ class Importer:
             raise NoSuchUser(f"no user {user_name}")
         self.user = user
         self.progress = progress or (lambda n: None)
+        # Told of each mailbox a batch added to, once committed (a running server re-reads it).
+        self.notify: Callable[[int], None] = lambda mailbox_id: None
         self.report = ImportReport()
         self.pool = None    # parsing on more cores: see run_import
         self._pending = None    # a batch being parsed, to be stored next
@@ -152,6 +154,8 @@ class Importer:
         items = [(key, raw, parsed, m.flags, m.internaldate)
                  for (key, m), (raw, parsed) in zip(todo, parsed_all)]
         added = self.store.import_messages(self.user.id, mailbox.id, items) if items else []
+        if added:
+            self.notify(mailbox.id)
         busy_work = getattr(self.store, "busy_work", None)
         if busy_work is not None:
             # As the server does between batches: the search text waiting for the body
@@ -170,12 +174,15 @@ def _parse_many(raws: list[bytes]) -> list:
 
 
 def run_import(store, user_name: str, paths: list[str], into: str | None = None,
-               progress_factory=None, jobs: int = 1) -> ImportReport:
+               progress_factory=None, jobs: int = 1, notify=None) -> ImportReport:
     """Import paths for the user. progress_factory(total_bytes) gives the
     callable told of each batch's bytes, or None. jobs > 1: MIME parsing (most
-    of an import's time) in that many worker processes."""
+    of an import's time) in that many worker processes. notify(mailbox_id):
+    after each batch committed to that mailbox."""
     folders = plan(paths, into)
     importer = Importer(store, user_name)
+    if notify is not None:
+        importer.notify = notify
     if progress_factory is not None:
         importer.progress = progress_factory(sum(source_size(f) for f in folders))
     if jobs > 1:
