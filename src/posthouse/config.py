@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import tomllib
-import typing
 from dataclasses import dataclass, field, fields
 
 from . import config_schema as schema
@@ -126,7 +125,7 @@ class Config:
                 raise ConfigError([f"{path} is not TOML: {e}"]) from None
             except OSError as e:
                 raise ConfigError([f"can't read config file {path}: {e.strerror}"]) from None
-        values = schema.validate(doc, _undeclared_checkers())
+        values = schema.validate(doc)
         if path and values.get("data_dir"):
             # A relative data_dir is the config file's neighbour, from whatever directory it is run.
             values["data_dir"] = os.path.join(os.path.dirname(os.path.abspath(path)), values["data_dir"])
@@ -198,21 +197,3 @@ def load_config(flag: str | None, data_dir: str | None = None) -> Config:
     """The config every command runs on: the file find_config_file picks
     (flag: --config), with --data-dir (data_dir) winning over it."""
     return Config.load(find_config_file(flag), data_dir=data_dir)
-
-
-def _undeclared_checkers() -> dict:
-    """Flat Config keys the schema doesn't declare (added to the dataclass
-    alone): accepted from the file, checked against their annotation."""
-    from pydantic import TypeAdapter, ValidationError
-    hints = typing.get_type_hints(Config)
-    out = {}
-    for name in {f.name for f in fields(Config)} - schema.declared_flat_names():
-        adapter = TypeAdapter(hints[name])
-
-        def check(value, adapter=adapter):
-            try:
-                return adapter.validate_python(value, strict=True)
-            except ValidationError as e:
-                raise ValueError(e.errors()[0]["msg"]) from None
-        out[name] = check
-    return out

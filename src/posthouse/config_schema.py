@@ -214,30 +214,20 @@ def _describe(error: dict, section: str | None, values: dict) -> str:
     return f"{where(section, key)} = {_toml_value(shown)}: {message[:1].lower()}{message[1:]}"
 
 
-def validate(doc: dict, passthrough: dict[str, Any] | None = None) -> dict[str, Any]:
+def validate(doc: dict) -> dict[str, Any]:
     """A parsed TOML document -> flat values (every declared key, defaults
-    filled in; data_dir and domains None when unset). passthrough maps flat names
-    the flat Config has but this schema doesn't declare to a checker, which
-    returns the value or raises ValueError. Raises ConfigError naming every problem."""
-    passthrough = passthrough or {}
+    filled in; data_dir and domains None when unset). Raises ConfigError
+    naming every problem. (Every key of the flat Config is declared here:
+    tests/unit/test_config_schema.py holds the two to that.)"""
     problems: list[str] = []
     top: dict = {}
     sections: dict[str, dict] = {name: {} for name in SECTIONS}
-    extra: dict[str, Any] = {}
 
     def take(section: str | None, key: str, value, model_keys) -> None:
-        name = flat_name(section, key)
         if key in model_keys:
             (sections[section] if section else top)[key] = value
-        elif name in passthrough:
-            try:
-                extra[name] = passthrough[name](value)
-            except ValueError as e:
-                problems.append(f"{where(section, key)} = {_toml_value(value)}: {e}")
         else:
-            known = list(model_keys) + [n[len(section) + 1:] if section else n for n in passthrough
-                                        if (section and n.startswith(section + "_")) or not section]
-            problems.append(_unknown(section, key, known))
+            problems.append(_unknown(section, key, model_keys))
 
     for key, value in doc.items():
         if isinstance(value, dict) and key in SECTIONS:
@@ -246,12 +236,9 @@ def validate(doc: dict, passthrough: dict[str, Any] | None = None) -> dict[str, 
         elif isinstance(value, dict) and key in GROUPS:
             for k, v in value.items():
                 take(None, k, v, TopLevel.model_fields)
-        elif isinstance(value, dict) and not any(n.startswith(key + "_") for n in passthrough):
+        elif isinstance(value, dict):
             close = difflib.get_close_matches(key, list(SECTIONS) + list(GROUPS), n=1)
             problems.append(f"unknown section [{key}]" + (f" (did you mean [{close[0]}]?)" if close else ""))
-        elif isinstance(value, dict):
-            for k, v in value.items():
-                take(key, k, v, {})
         else:
             take(None, key, value, TopLevel.model_fields)
 
@@ -265,7 +252,6 @@ def validate(doc: dict, passthrough: dict[str, Any] | None = None) -> dict[str, 
         out.update({flat_name(section, k): v for k, v in checked.model_dump().items()})
     if problems:
         raise ConfigError(problems)
-    out.update(extra)
     return out
 
 
