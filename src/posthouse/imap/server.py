@@ -72,6 +72,10 @@ class Connection(asyncio.Protocol):
         self.login_deadline = time.monotonic() + config.login_timeout if config.login_timeout else None
         self._command_began: float | None = None
         self._literal_fed = 0.0
+        self._wait_began = 0.0      # when the session last began to wait for the client
+        # One timer for the read deadline (see _watch), not one per command.
+        self._read_timer: asyncio.TimerHandle | None = None
+        self._read_timer_at = 0.0
 
     def _new_reader(self) -> CommandReader:
         cfg = self.config
@@ -130,6 +134,7 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc) -> None:
         self._eof = True
         self.closed = True
+        self._stop_read_timer()
         if self.admission is not None:
             self.admission.release()
         self._wake()
@@ -169,7 +174,7 @@ class Connection(asyncio.Protocol):
 
     def _deadline(self) -> tuple[float | None, bytes]:
         """When waiting for the client's next bytes must end, and the BYE then."""
-        now = time.monotonic()
+        now = self._wait_began
         cfg = self.config
         if self.reader.mid_command and cfg.line_timeout:
             if self._command_began is None:
@@ -226,6 +231,7 @@ class Connection(asyncio.Protocol):
             except Exception:
                 pass
             self.closed = True
+            self._stop_read_timer()
             try:
                 self._transport.close()
             except Exception:
@@ -250,13 +256,44 @@ class Connection(asyncio.Protocol):
                 self._paused_reading = False
                 self._transport.resume_reading()
             self._waiter = asyncio.get_running_loop().create_future()
-            timer = self._arm(*self._deadline())
+            self._wait_began = time.monotonic()
+            self._watch()
             try:
                 await self._waiter
             finally:
                 self._waiter = None
-                if timer is not None:
-                    timer.cancel()
+
+    def _watch(self) -> None:
+        """Keep the read deadline's timer: moved only when a deadline comes
+        sooner than it; a later one is left for the timer to find when it
+        fires (arming and cancelling a timer on every command cost ~4 us)."""
+        deadline, _bye = self._deadline()
+        if deadline is None:
+            return
+        if self._read_timer is not None:
+            if self._read_timer_at <= deadline:
+                return
+            self._read_timer.cancel()
+        self._read_timer_at = deadline
+        self._read_timer = asyncio.get_running_loop().call_later(
+            max(0.0, deadline - time.monotonic()), self._read_timer_fired)
+
+    def _read_timer_fired(self) -> None:
+        self._read_timer = None
+        if self.closed or self._waiter is None:
+            return      # busy with a command: its next wait for the client arms it again
+        deadline, bye = self._deadline()
+        if deadline is None:
+            return
+        if deadline <= time.monotonic():
+            self._time_out(bye)
+        else:
+            self._watch()
+
+    def _stop_read_timer(self) -> None:
+        if self._read_timer is not None:
+            self._read_timer.cancel()       # (it holds this connection until it fires)
+            self._read_timer = None
 
     def _arm(self, deadline: float | None, bye: bytes) -> asyncio.TimerHandle | None:
         if deadline is None:
