@@ -103,6 +103,14 @@ class Config:
     # Prometheus metrics (admin/metrics.py) on this port; None: off.
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = None
+    # The CRM's database (contacts, activities, tracked accounts); unset: crm.sqlite3
+    # in data_dir. "postgresql://user:pw@host/db" for PostgreSQL.
+    database_url: str | None = None
+    # The web app and the REST API (/api/v1); None: off.
+    web_host: str = "127.0.0.1"
+    web_port: int | None = 8080
+    # The activity tracker inside `posthouse serve` (else run `posthouse tracker`).
+    tracker: bool = True
     default_mailboxes: list = field(default_factory=lambda: [
         ["Drafts", "\\Drafts"], ["Sent", "\\Sent"], ["Trash", "\\Trash"],
         ["Junk", "\\Junk"], ["Archive", "\\Archive"]])

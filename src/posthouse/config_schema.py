@@ -101,6 +101,9 @@ class TopLevel(_Section):
     log_level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
                          BeforeValidator(_upper)] = "INFO"
     log_format: Literal["text", "json"] = "text"   # json: one object per line, for log shippers
+    database_url: Annotated[str, Field(pattern=r"^(sqlite|postgresql)(\+\w+)?://")] | None = Field(
+        None, description="the CRM's database; unset: crm.sqlite3 in data_dir")
+    tracker: bool = True
     default_mailboxes: list[Annotated[list[str], Field(min_length=1, max_length=2)]] = Field(
         default_factory=lambda: [["Drafts", "\\Drafts"], ["Sent", "\\Sent"], ["Trash", "\\Trash"],
                                  ["Junk", "\\Junk"], ["Archive", "\\Archive"]])
@@ -168,6 +171,12 @@ class Quota(_Section):
     full_tempfail: bool = False
 
 
+class Web(_Section):
+    """The web app and REST API; port false: off."""
+    host: Host = "127.0.0.1"
+    port: ListenPort = 8080
+
+
 class Metrics(_Section):
     """Prometheus metrics (admin/metrics.py); no port (or false): off."""
     host: Host = "127.0.0.1"
@@ -177,7 +186,8 @@ class Metrics(_Section):
 # [imap] port = 143 -> imap_port: these sections' keys get the section's name as prefix.
 SECTIONS: dict[str, type[_Section]] = {
     "imap": Imap, "tls": Tls, "lmtp": Lmtp, "smtp": Smtp, "pop3": Pop3, "submission": Submission,
-    "relay": Relay, "managesieve": ManageSieve, "quota": Quota, "metrics": Metrics}
+    "relay": Relay, "managesieve": ManageSieve, "quota": Quota, "metrics": Metrics,
+    "web": Web}
 # These sections only group top-level keys.
 GROUPS = ("server", "limits", "storage")
 

@@ -1,0 +1,1 @@
+"""An asyncio IMAP client on the project's own protocol codec (imap/protocol)."""

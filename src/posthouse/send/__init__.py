@@ -1,0 +1,1 @@
+"""Sending from Posthouse: compose, submit over SMTP, file the sent bytes in Sent."""
