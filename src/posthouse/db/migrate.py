@@ -1,13 +1,35 @@
-"""Bring a database's schema up to date.
+"""Bring the CRM database's schema up to date with Alembic.
 
-Until the Alembic migrations are written (at integration), `upgrade` creates
-the tables declared on `metadata` that are missing."""
+The migrations live in db/migrations/versions (one file per schema step, never
+edited once released); `upgrade` runs those not yet applied, in one place for
+`posthouse serve`, `posthouse tracker` and every command that opens the
+database. No alembic.ini: the configuration is made here."""
 from __future__ import annotations
 
+import os
+import threading
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
 from sqlalchemy.engine import Engine
 
-from .metadata import load_tables
+MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
+_lock = threading.Lock()
 
 
-def upgrade(engine: Engine) -> None:
-    load_tables().create_all(engine)
+def alembic_config(engine: Engine) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", MIGRATIONS)
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    with _lock:     # one process may open the database from several threads
+        command.upgrade(alembic_config(engine), revision)
+
+
+def current(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
