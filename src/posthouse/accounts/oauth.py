@@ -109,19 +109,27 @@ async def refresh(settings: dict, refresh_token: str, timeout: float = 30.0) -> 
     return token
 
 
-async def access_token(store, account) -> tuple[str, dict]:
+async def access_token(store, account, secret: dict | None = None) -> tuple[str, dict]:
     """A valid access token for account (cached until it expires, else
-    refreshed; a rotated refresh token is stored) and the provider settings."""
-    secret = store.secret(account.id)
+    refreshed; a rotated refresh token is stored) and the provider settings.
+    An account not saved yet (id None) brings its secret, which a rotated
+    refresh token updates in place."""
+    saved = account.id is not None
+    if secret is None:
+        secret = store.secret(account.id)
     settings = provider_settings(store.data_dir, account.oauth_provider or "", secret)
-    cached = store._tokens.get(account.id)
+    cached = store._tokens.get(account.id) if saved else None
     if cached and cached[1] > time.time():
         return cached[0], settings
     if not secret.get("refresh_token"):
         raise OAuthError(f"account {account.id} has no refresh token; add it again with --refresh-token-stdin")
     token = await refresh(settings, secret["refresh_token"])
     if token.get("refresh_token") and token["refresh_token"] != secret["refresh_token"]:
-        store.set_secret(account.id, {**secret, "refresh_token": token["refresh_token"]})
+        secret["refresh_token"] = token["refresh_token"]
+        if saved:
+            store.set_secret(account.id, secret)
+    if not saved:
+        return token["access_token"], settings
     expires_in = token.get("expires_in")
     try:
         expires_at = time.time() + float(expires_in) - EXPIRY_MARGIN

@@ -179,3 +179,9 @@ class AccountStore:
         return Endpoint(host=account.imap_host, port=account.imap_port, tls=account.imap_tls,
                         verify=account.kind != "local" and account.tls_pin is None,
                         pin_sha256=account.tls_pin)
+
+
+async def open_session(store: AccountStore, account: Account):
+    """A connected, logged-in ImapConnection (accounts/session.py)."""
+    from .session import open_session as _open
+    return await _open(store, account)
