@@ -139,3 +139,18 @@ def test_parse_host_port():
     assert parse_host_port("imap.example.net:143", 993) == ("imap.example.net", 143)
     assert parse_host_port("[::1]:993", None) == ("::1", 993)
     assert parse_host_port("::1", 993) == ("::1", 993)
+
+
+def test_oauth2_refreshes_then_reports_the_servers_refusal(cfg, server, user, capsys, monkeypatch):
+    """Our server offers no XOAUTH2: the refresh happens (the stand-in token
+    endpoint sees it) and the login step reports the server's words."""
+    from tests.accounts.test_sasl_oauth import TokenEndpoint
+    endpoint = TokenEndpoint()
+    try:
+        code, _, err = run(cfg, "add", user[0], "--imap", f"127.0.0.1:{server.port}", "--tls", "none",
+                           "--login", user[0], "--oauth2", "corp", "--refresh-token-stdin", "--client-id", "cid",
+                           "--token-endpoint", endpoint.url, stdin="rt-1\n", capsys=capsys, monkeypatch=monkeypatch)
+    finally:
+        endpoint.close()
+    assert [r["refresh_token"] for r in endpoint.requests] == ["rt-1"]
+    assert code == 1 and "account not saved: login:" in err and "Unsupported authentication mechanism" in err
