@@ -144,7 +144,7 @@ def test_parse_host_port():
 def test_oauth2_refreshes_then_reports_the_servers_refusal(cfg, server, user, capsys, monkeypatch):
     """Our server offers no XOAUTH2: the refresh happens (the stand-in token
     endpoint sees it) and the login step reports the server's words."""
-    from tests.accounts.test_sasl_oauth import TokenEndpoint
+    from tests.accounts.standins import TokenEndpoint
     endpoint = TokenEndpoint()
     try:
         code, _, err = run(cfg, "add", user[0], "--imap", f"127.0.0.1:{server.port}", "--tls", "none",

@@ -191,7 +191,7 @@ def _describe_cert(der: bytes) -> str:
 
 def _smtp_context(account) -> ssl.SSLContext:
     ctx = ssl.create_default_context()
-    if account.kind == "local" or (account.tls_pin and account.smtp_host == account.imap_host):
+    if _smtp_pinned(account):
         ctx.check_hostname = False      # the pin is compared after the handshake
         ctx.verify_mode = ssl.CERT_NONE
     return ctx
@@ -247,12 +247,17 @@ async def probe_smtp(store, account, secret, result: ProbeResult, timeout: float
             smtp.close()
 
 
+def _smtp_pinned(account) -> bool:
+    """The IMAP pin stands for the SMTP server too when it is the same host."""
+    return bool(account.tls_pin) and (account.smtp_host or "").lower() == account.imap_host.lower()
+
+
 class _PinMismatch(ValueError):
     pass
 
 
 def _check_smtp_pin(smtp, account) -> None:
-    if account.kind == "local" or not (account.tls_pin and account.smtp_host == account.imap_host):
+    if not _smtp_pinned(account):
         return
     ssl_object = smtp.transport.get_extra_info("ssl_object") if smtp.transport else None
     der = ssl_object.getpeercert(binary_form=True) if ssl_object else None

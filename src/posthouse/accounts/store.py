@@ -176,8 +176,9 @@ class AccountStore:
 
     def endpoint(self, account):
         from ..imap_client import Endpoint
+        # A pin replaces the CA checks; without one they apply, local accounts too
+        # (the service secret must not go to a server that isn't ours).
         return Endpoint(host=account.imap_host, port=account.imap_port, tls=account.imap_tls,
-                        verify=account.kind != "local" and account.tls_pin is None,
                         pin_sha256=account.tls_pin)
 
 
