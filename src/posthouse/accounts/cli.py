@@ -286,8 +286,9 @@ def _add(args, config, store) -> int:
             _err(f"account not saved: {problem}")
         return 1
     account = store.add(**fields, secret=secret)
+    tls = {"implicit": "TLS", "starttls": "STARTTLS", "none": "no TLS"}[account.imap_tls]
     print(f"account {account.id} added for {account.owner}: {account.login} at {account.imap_host}:"
-          f"{account.imap_port} ({account.imap_tls}), since {account.since or 'the beginning'}")
+          f"{account.imap_port} ({tls}), since {account.since or 'the beginning'}")
     return 0
 
 

@@ -16,7 +16,7 @@ from ..imap_client import ImapConnection, ImapError, LoginFailed
 from ..imap_client.transport import normalise_pin
 from .oauth import OAuthError
 from .secrets import SecretsError
-from .session import login, open_session  # noqa: F401  (open_session: the contract names it here too)
+from .session import login, open_session, smtp_auth  # noqa: F401  (open_session: the contract names it here too)
 
 REQUIRED = ("IMAP4REV1", "IMAP4REV2")       # either
 REPORTED = ("CONDSTORE", "QRESYNC", "NOTIFY", "IDLE", "OBJECTID")
@@ -223,7 +223,7 @@ async def probe_smtp(store, account, secret, result: ProbeResult, timeout: float
         step = "smtp auth"
         if not smtp.supports_extension("auth"):
             return result.fail(step, f"{host} offers no AUTH (after {'STARTTLS' if tls == 'starttls' else 'EHLO'})")
-        mechanism, data = await _smtp_auth_data(store, account, secret)
+        mechanism, data = await smtp_auth(store, account, secret)
         response = await smtp.execute_command(b"AUTH", mechanism.encode(), base64.b64encode(data) or b"=")
         if response.code == 334:        # an error challenge (XOAUTH2's JSON): an empty reply gets the verdict
             response = await smtp.execute_command(b"")
@@ -264,16 +264,3 @@ def _check_smtp_pin(smtp, account) -> None:
     seen = hashlib.sha256(der).hexdigest() if der else None
     if seen != normalise_pin(account.tls_pin):
         raise _PinMismatch(f"certificate SHA-256 {seen} is not the pinned {normalise_pin(account.tls_pin)}")
-
-
-async def _smtp_auth_data(store, account, secret) -> tuple[str, bytes]:
-    from ..auth.service_identity import SERVICE_NAME, ServiceIdentity
-    from .oauth import access_token, initial_response
-    from .sasl import plain
-    if account.auth == "service":
-        return "PLAIN", plain(SERVICE_NAME, ServiceIdentity(store.data_dir).secret(), authzid=account.login)
-    if account.auth == "oauth2":
-        token, settings = await access_token(store, account, secret)
-        return initial_response(settings, account.login, token, account.smtp_host, account.smtp_port)
-    password = (secret if secret is not None else store.secret(account.id)).get("password") or ""
-    return "PLAIN", plain(account.login, password)

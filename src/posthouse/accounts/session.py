@@ -46,3 +46,16 @@ async def open_session(store, account) -> ImapConnection:
         conn.close()
         raise
     return conn
+
+
+async def smtp_auth(store, account, secret: dict | None = None) -> tuple[str, bytes]:
+    """(mechanism, SASL initial response) for the account's SMTP submission
+    server: PLAIN with the password, XOAUTH2/OAUTHBEARER with a fresh token, or
+    PLAIN as the service identity acting as the owner (local accounts)."""
+    if account.auth == "service":
+        return "PLAIN", plain(SERVICE_NAME, ServiceIdentity(store.data_dir).secret(), authzid=account.login)
+    if account.auth == "oauth2":
+        token, settings = await access_token(store, account, secret)
+        return initial_response(settings, account.login, token, account.smtp_host, account.smtp_port)
+    password = (secret if secret is not None else store.secret(account.id)).get("password") or ""
+    return "PLAIN", plain(account.login, password)
