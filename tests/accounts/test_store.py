@@ -6,11 +6,10 @@ import stat
 from datetime import date
 
 import pytest
+from sqlalchemy import text
 
 from posthouse.accounts.secrets import SecretsError
 from posthouse.accounts.store import AccountError, AccountStore
-from posthouse.db.engine import make_engine
-from posthouse.db.migrate import upgrade
 
 
 class _Config:
@@ -18,11 +17,8 @@ class _Config:
 
 
 @pytest.fixture
-def store(tmp_path):
-    engine = make_engine(None, str(tmp_path))
-    upgrade(engine)
-    yield AccountStore(engine, str(tmp_path), _Config())
-    engine.dispose()
+def store(accounts_engine, tmp_path):
+    return AccountStore(accounts_engine, str(tmp_path), _Config())
 
 
 def _add(store, **over):
@@ -69,12 +65,13 @@ def test_secret_encrypted_with_a_key_file_not_in_the_db(store, tmp_path):
     assert store.secret(a.id) == {"password": "hunter2"}
     key = tmp_path / "secrets.key"
     assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
-    with open(tmp_path / "crm.sqlite3", "rb") as f:
-        db = f.read()
-    for wal in ("crm.sqlite3-wal",):
-        if (tmp_path / wal).exists():
-            db += (tmp_path / wal).read_bytes()
-    assert b"hunter2" not in db and key.read_bytes().strip() not in db
+    with store.engine.connect() as conn:
+        stored = conn.execute(text("SELECT secret FROM accounts WHERE id = :id"), {"id": a.id}).scalar()
+    assert b"hunter2" not in bytes(stored) and key.read_bytes().strip() not in bytes(stored)
+    if (tmp_path / "crm.sqlite3").exists():
+        db = b"".join((tmp_path / name).read_bytes() for name in ("crm.sqlite3", "crm.sqlite3-wal")
+                      if (tmp_path / name).exists())
+        assert b"hunter2" not in db and key.read_bytes().strip() not in db
     store.set_secret(a.id, {"password": "new one"})
     assert store.secret(a.id) == {"password": "new one"}
 
