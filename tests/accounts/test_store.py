@@ -105,3 +105,14 @@ def test_own_addresses(store):
     assert {"alice@example.net", "alice@example.com", "alice@mail.test", "bob@mail.test",
             "carol@example.com", "carol@mail.test"} <= own
     assert "bob@mail.test@example.com" not in own
+
+
+def test_package_exports():
+    """web/ finds open_session on the package (importlib + getattr)."""
+    import importlib
+    package = importlib.import_module("posthouse.accounts")
+    from posthouse.accounts.session import open_session
+    assert getattr(package, "open_session") is open_session
+    assert getattr(package, "AccountStore") is AccountStore
+    with pytest.raises(AttributeError):
+        getattr(package, "no_such_name")
