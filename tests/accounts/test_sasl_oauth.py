@@ -148,3 +148,14 @@ def test_initial_response_by_mechanism():
     assert mech == "OAUTHBEARER" and ir == b"n,a=u@x,\x01host=imap.x\x01port=993\x01auth=Bearer t\x01\x01"
     mech, ir = oauth.initial_response({"mechanism": "XOAUTH2"}, "u@x", "t", "imap.x", 993)
     assert mech == "XOAUTH2" and ir == b"user=u@x\x01auth=Bearer t\x01\x01"
+
+
+def test_concurrent_askers_share_one_refresh(store, endpoint):
+    endpoint.rotate_to = "rt-2"     # a rotating provider: the old refresh token works once
+    a = _oauth_account(store, endpoint)
+
+    async def run():
+        return await asyncio.gather(*(access_token(store, a) for _ in range(5)))
+    tokens = [t for t, _ in asyncio.run(run())]
+    assert tokens == ["at-1"] * 5 and len(endpoint.requests) == 1
+    assert store.secret(a.id)["refresh_token"] == "rt-2"

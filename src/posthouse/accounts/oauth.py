@@ -12,6 +12,7 @@ Where a provider's settings come from, first found wins:
   3. the presets below (endpoints, scopes, mechanism) for "google" and "microsoft"."""
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 import tomllib
@@ -112,31 +113,52 @@ async def refresh(settings: dict, refresh_token: str, timeout: float = 30.0) -> 
 async def access_token(store, account, secret: dict | None = None) -> tuple[str, dict]:
     """A valid access token for account (cached until it expires, else
     refreshed; a rotated refresh token is stored) and the provider settings.
+    One refresh at a time per account (the tracker and the web app may ask at
+    once; a provider that rotates refresh tokens takes the old one only once).
     An account not saved yet (id None) brings its secret, which a rotated
     refresh token updates in place."""
-    saved = account.id is not None
-    if secret is None:
-        secret = store.secret(account.id)
-    settings = provider_settings(store.data_dir, account.oauth_provider or "", secret)
-    cached = store._tokens.get(account.id) if saved else None
-    if cached and cached[1] > time.time():
-        return cached[0], settings
+    if account.id is None:
+        settings = provider_settings(store.data_dir, account.oauth_provider or "", secret)
+        token = await _refresh_secret(settings, secret, account)
+        return token["access_token"], settings
+    async with _refresh_lock(store, account.id):
+        if secret is None:
+            secret = store.secret(account.id)       # (read again: a refresh before ours may have rotated it)
+        settings = provider_settings(store.data_dir, account.oauth_provider or "", secret)
+        cached = store._tokens.get(account.id)
+        if cached and cached[1] > time.time():
+            return cached[0], settings
+        old = secret.get("refresh_token")
+        token = await _refresh_secret(settings, secret, account)
+        if secret.get("refresh_token") != old:
+            store.set_secret(account.id, secret)
+        try:
+            expires_at = time.time() + float(token.get("expires_in")) - EXPIRY_MARGIN
+        except (TypeError, ValueError):
+            expires_at = float(token.get("expires_at") or 0) - EXPIRY_MARGIN
+        store._tokens[account.id] = (token["access_token"], expires_at)
+        return token["access_token"], settings
+
+
+async def _refresh_secret(settings: dict, secret: dict, account) -> dict:
     if not secret.get("refresh_token"):
         raise OAuthError(f"account {account.id} has no refresh token; add it again with --refresh-token-stdin")
     token = await refresh(settings, secret["refresh_token"])
-    if token.get("refresh_token") and token["refresh_token"] != secret["refresh_token"]:
+    if token.get("refresh_token"):
         secret["refresh_token"] = token["refresh_token"]
-        if saved:
-            store.set_secret(account.id, secret)
-    if not saved:
-        return token["access_token"], settings
-    expires_in = token.get("expires_in")
-    try:
-        expires_at = time.time() + float(expires_in) - EXPIRY_MARGIN
-    except (TypeError, ValueError):
-        expires_at = float(token.get("expires_at") or 0) - EXPIRY_MARGIN
-    store._tokens[account.id] = (token["access_token"], expires_at)
-    return token["access_token"], settings
+    return token
+
+
+def _refresh_lock(store, account_id: int) -> asyncio.Lock:
+    """The account's refresh lock on the running loop (a lock serves one loop)."""
+    locks = store.__dict__.setdefault("_refresh_locks", {})
+    key = (id(asyncio.get_running_loop()), account_id)
+    lock = locks.get(key)
+    if lock is None:
+        if len(locks) > 10_000:     # loops come and go (asyncio.run in commands): forget old ones
+            locks.clear()
+        lock = locks[key] = asyncio.Lock()
+    return lock
 
 
 def initial_response(settings: dict, login: str, token: str, host: str, port: int) -> tuple[str, bytes]:
