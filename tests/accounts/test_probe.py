@@ -141,8 +141,8 @@ class FakeImap:
     """A stand-in IMAP server that sends `greeting`, then answers every
     command OK with `caps` as its capabilities."""
 
-    def __init__(self, greeting: bytes, caps: str = "IMAP4 AUTH=PLAIN"):
-        self.greeting, self.caps = greeting, caps
+    def __init__(self, greeting: bytes, caps: str = "IMAP4 AUTH=PLAIN", ssl_context=None):
+        self.greeting, self.caps, self.ssl_context = greeting, caps, ssl_context
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -151,7 +151,8 @@ class FakeImap:
 
     def _run(self):
         asyncio.set_event_loop(self.loop)
-        self.server = self.loop.run_until_complete(asyncio.start_server(self._client, "127.0.0.1", 0))
+        self.server = self.loop.run_until_complete(asyncio.start_server(self._client, "127.0.0.1", 0,
+                                                                                ssl=self.ssl_context))
         self.port = self.server.sockets[0].getsockname()[1]
         self.ready.set()
         self.loop.run_forever()
@@ -193,3 +194,49 @@ def test_bad_greeting(store):
     finally:
         fake.close()
     assert [p.step for p in r.problems] == ["greeting"], r.problems
+
+
+def _cert_for(tmp_path, name: str):
+    """A self-signed certificate for `name` only (no IP addresses)."""
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_file), str(key_file), hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def test_hostname_mismatch(store, tmp_path):
+    """A certificate trusted (its CA given) but for another name: the mismatch
+    is named, and the fingerprint offered."""
+    cert, key, fp = _cert_for(tmp_path, "other.test")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    fake = FakeImap(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready\r\n", ssl_context=ctx)
+    plain_endpoint = store.endpoint
+
+    def endpoint(account):
+        e = plain_endpoint(account)
+        e.ca_file = cert
+        return e
+    store.endpoint = endpoint
+    try:
+        r = _probe(store, _account(imap_port=fake.port, imap_tls="implicit"), {"password": "x"})
+    finally:
+        fake.close()
+    assert [p.step for p in r.problems] == ["tls", "tls"]
+    assert "mismatch" in str(r.problems[0]).lower() and "127.0.0.1" in str(r.problems[0])
+    assert f"--trust-fingerprint {fp}" in str(r.problems[1]) and "CN=other.test" in str(r.problems[1])
