@@ -240,3 +240,26 @@ def test_hostname_mismatch(store, tmp_path):
     assert [p.step for p in r.problems] == ["tls", "tls"]
     assert "mismatch" in str(r.problems[0]).lower() and "127.0.0.1" in str(r.problems[0])
     assert f"--trust-fingerprint {fp}" in str(r.problems[1]) and "CN=other.test" in str(r.problems[1])
+
+
+def test_tls_to_a_plain_port(server, store):
+    r = _probe(store, _account(imap_port=server.port, imap_tls="implicit"), {"password": "x"})
+    assert [p.step for p in r.problems] == ["tls"] and "handshake" in str(r.problems[0])
+
+
+def test_starttls_not_offered(store):
+    fake = FakeImap(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready\r\n")
+    try:
+        r = _probe(store, _account(imap_port=fake.port, imap_tls="starttls"), {"password": "x"})
+    finally:
+        fake.close()
+    assert [p.step for p in r.problems] == ["tls"] and "STARTTLS" in str(r.problems[0])
+
+
+def test_silent_server(store):
+    fake = FakeImap(b"")
+    try:
+        r = asyncio.run(probe(store, _account(imap_port=fake.port), {"password": "x"}, timeout=1))
+    finally:
+        fake.close()
+    assert [p.step for p in r.problems] == ["greeting"] and "greeting" in str(r.problems[0])
