@@ -154,3 +154,32 @@ def test_oauth2_refreshes_then_reports_the_servers_refusal(cfg, server, user, ca
         endpoint.close()
     assert [r["refresh_token"] for r in endpoint.requests] == ["rt-1"]
     assert code == 1 and "account not saved: login:" in err and "Unsupported authentication mechanism" in err
+
+
+def test_local_over_tls_when_plaintext_is_off(cfg, server, user, capsys, monkeypatch):
+    """plaintext_auth = "never": --local goes to the implicit TLS port with
+    this server's own certificate pinned."""
+    with open(cfg) as f:
+        text = f.read()
+    with open(cfg, "w") as f:
+        f.write('plaintext_auth = "never"\n' + text)
+    code, out, err = run(cfg, "add", user[0], "--local", capsys=capsys, monkeypatch=monkeypatch)
+    assert code == 0, err
+    assert f"tls: implicit, pinned certificate, SHA-256 {fingerprint(server)}" in out
+    assert f"127.0.0.1:{server.tls_port} (TLS)" in out
+    assert f"smtp: 127.0.0.1 port {server.submission_tls_port} (implicit), login ok" in out
+
+
+def test_status_shows_tracker_progress(cfg, server, user, capsys, monkeypatch):
+    import types
+    code, out, err = run(cfg, "add", user[0], "--local", capsys=capsys, monkeypatch=monkeypatch)
+    account_id = int(out.split("account ")[1].split()[0])
+    fake = types.ModuleType("posthouse.tracker.status")
+    fake.status = lambda engine, aid: {"connected": True, "folders": [
+        {"name": "INBOX", "messages_done": 5, "messages_total": 10, "backfill_done": False},
+        {"name": "Sent", "messages_done": 3, "messages_total": 3, "backfill_done": True}]}
+    monkeypatch.setitem(sys.modules, "posthouse.tracker.status", fake)
+    code, out, _ = run(cfg, "status", str(account_id), capsys=capsys)
+    assert code == 0
+    assert "  connected: True" in out and "  INBOX: 5/10 messages, backfilling" in out
+    assert "  Sent: 3/3 messages, done" in out
