@@ -37,7 +37,15 @@ def safe_text(value: str | None) -> str | None:
     """Text any database stores: no NUL, no lone surrogates (undecodable bytes), LF line ends."""
     if value is None:
         return None
-    value = value.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
+    try:        # undecoded 8-bit header bytes come as surrogate escapes: UTF-8 (RFC 6532), else Latin-1
+        raw = value.encode("utf-8", "surrogateescape")
+        try:
+            value = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            value = raw.decode("cp1252", "replace")
+    except UnicodeEncodeError:
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    value = value.replace("\x00", "")
     return value.replace("\r\n", "\n").replace("\r", "\n")
 
 
@@ -188,7 +196,7 @@ def parse(data: bytes) -> Parsed:
         except Exception:
             pairs = []
         for name, written in pairs:
-            address = maybe_canonical(written)
+            address = maybe_canonical(safe_text(written))
             if not address or (role, address) in seen:
                 continue
             seen.add((role, address))
