@@ -62,6 +62,9 @@ def _unfold(value: str) -> str:
 
 
 def _text_header(msg, name: str) -> str | None:
+    raw = _raw_header(msg, name)
+    if raw and any(ord(c) > 127 for c in raw[0]):      # 8-bit bytes: decoded here, not replaced
+        return " ".join(decode_words(safe_text(_unfold(raw[0]))).split())
     try:
         value = msg.get(name)
         return None if value is None else " ".join(str(value).split())
