@@ -145,7 +145,7 @@ def test_contact_from_message(crm_engine):
 def test_activity_filters(crm_engine):
     crm = make(crm_engine)
     a = crm.add_contact(name="A", emails=["a@acme.com"])
-    b = crm.add_contact(name="B", emails=["b@acme.com"])
+    crm.add_contact(name="B", emails=["b@acme.com"])
     crm.apply([seen(message(frm="a@acme.com", message_id="1@x", date="Mon, 02 Nov 2026 10:00:00 +0000"), uid=1),
                seen(message(frm="b@acme.com", message_id="2@x", date="Tue, 03 Nov 2026 10:00:00 +0000"), uid=2),
                seen(message(frm="a@acme.com", message_id="3@x", date="Wed, 04 Nov 2026 10:00:00 +0000"), uid=3)])

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
 
-from posthouse.crm import tables
 from posthouse.crm.service import Crm
 
 from .factlib import (Attachment, FolderRenamed, FolderReset, MessageChanged, MessageGone, counts, message,
@@ -245,3 +243,45 @@ def test_reply_sorting_bounce_unsubscribe(crm_engine):
     kinds = sorted((a["subject"], a["kind"]) for a in crm.activities(contact_id=ann["id"]))
     # The sorter's crash leaves the message unsorted; sent mail is never sorted.
     assert kinds == [("Undelivered", None), ("crash", None), ("unsubscribe", "unsubscribe")]
+
+
+def test_two_trackers_applying_at_once_make_one_activity_per_message(crm_engine):
+    import threading
+    crm = make(crm_engine)
+    ann = crm.add_contact(name="Ann", emails=["ann@acme.com"])
+    raws = [message(message_id=f"c{i}@acme.com") for i in range(20)]
+    errors = []
+
+    def tracker(account):
+        try:
+            for i, raw in enumerate(raws):
+                crm.apply([seen(raw, account=account, uid=i + 1)])
+        except Exception as e:      # pragma: no cover - reported below
+            errors.append(e)
+    threads = [threading.Thread(target=tracker, args=(a,)) for a in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    acts = crm.activities(contact_id=ann["id"])
+    assert len(acts) == 20 and all(len(a["places"]) == 2 for a in acts)
+
+
+def test_bcc_counts_on_sent_mail_only(crm_engine):
+    crm = make(crm_engine)
+    ann = crm.add_contact(name="Ann", emails=["ann@acme.com"])
+    crm.apply([seen(message(frm="x@other.org", to="me@ours.test", extra="Bcc: ann@acme.com"))])
+    assert crm.activities(contact_id=ann["id"]) == []
+
+
+def test_private_address_inside_a_forwarded_message(crm_engine):
+    crm = Crm(crm_engine, own_addresses=lambda: set(OWN))
+    ann = crm.add_contact(name="Ann", emails=["ann@acme.com"])
+    crm.add_private("hidden@secret.example")
+    raw = (b"From: ann@acme.com\r\nTo: me@ours.test\r\nSubject: Fwd\r\nMessage-ID: <f1@acme.com>\r\n"
+           b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+           b"Content-Type: text/plain\r\n\r\nsee below\r\n--b\r\nContent-Type: message/rfc822\r\n\r\n"
+           b"From: Hidden <hidden@secret.example>\r\nSubject: inner\r\n\r\ninner text\r\n--b--\r\n")
+    crm.apply([seen(raw)])
+    assert crm.activities(contact_id=ann["id"]) == []

@@ -60,10 +60,22 @@ class Ingest:
         self.own = {a for a in (maybe_canonical(x, fold_plus=crm.fold_plus) for x in crm.own_addresses()) if a}
         self._entries = None
         self._lists: dict = {}
+        self._levels: dict = {}
+        self._owners: dict = {}
+
+    def owner(self, account_id: int):
+        if account_id not in self._owners:
+            self._owners[account_id] = self.crm.account_owner(account_id)
+        return self._owners[account_id]
+
+    def level(self, account_id: int) -> str:
+        if account_id not in self._levels:
+            self._levels[account_id] = self.crm.privacy_level(account_id)
+        return self._levels[account_id]
 
     # -- privacy -----------------------------------------------------------------------
     def private_list(self, account_id: int) -> PrivateList:
-        owner = self.crm.account_owner(account_id)
+        owner = self.owner(account_id)
         if owner not in self._lists:
             if self._entries is None:
                 self._entries = self.conn.execute(select(private_entries.c.owner, private_entries.c.entry)).all()
@@ -123,8 +135,10 @@ class Ingest:
             # is removed by add_private.)
             return
         message_id = safe_text(fact.message_id) or parsed.message_id
-        level = self.crm.privacy_level(place.account_id)
+        level = self.level(place.account_id)
         sent = bool(parsed.addresses(SENT_ROLES) & self.own) or (fact.special_use or "").lower() == "\\sent"
+        if not sent:    # Bcc counts on mail we sent; on received mail it is no participant
+            parsed.participants = [p for p in parsed.participants if p["role"] != "bcc"]
         key = identity(message_id, fact.content_hash)
         row = self.conn.execute(select(messages.c.id, messages.c.privacy, messages.c.direction)
                                 .where(messages.c.identity == key)).first()

@@ -23,7 +23,7 @@ def link(conn, pairs: set[tuple[int, int]]) -> None:
 
 
 def touch_last_contacted(conn, contact_ids) -> None:
-    for contact_id in contact_ids:
+    for contact_id in sorted(contact_ids):     # one order for every writer: no deadlock between them
         latest = select(func.max(activities.c.date)).where(activities.c.contact_id == contact_id).scalar_subquery()
         conn.execute(update(contacts).where(contacts.c.id == contact_id).values(last_contacted=latest))
 

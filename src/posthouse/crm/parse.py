@@ -127,50 +127,44 @@ def html_text(markup: str) -> str:
 
 
 def _texts(msg) -> tuple[list[str], list[str], list[str]]:
-    """(plain parts, html parts, other textual parts such as reports), in the
-    message's own text (not inside an attached message)."""
+    """(plain parts, html parts) of the message's own text, and the other
+    textual parts (reports, and whatever is inside an attached message) that
+    only the privacy check reads."""
     plain, markup, other = [], [], []
 
-    def walk(part, depth):
+    def walk(part, depth, inner):
         if depth > 30:
             return
         try:
             ctype = part.get_content_type()
+            if ctype.startswith("message/") or ctype == "text/rfc822-headers":     # (before is_multipart: true for these)
+                payload = part.get_payload()
+                if isinstance(payload, list):       # an attached message: its header and text
+                    for sub in payload:
+                        if hasattr(sub, "raw_items"):
+                            other.append("\n".join(f"{k}: {v}" for k, v in sub.raw_items()))
+                            walk(sub, depth + 1, True)
+                elif isinstance(payload, str):
+                    other.append(_part_text(part))
+                return
             if part.is_multipart():
                 for sub in part.get_payload() or ():
                     if hasattr(sub, "get_content_type"):
-                        walk(sub, depth + 1)
+                        walk(sub, depth + 1, inner)
                 return
-            if ctype.startswith("message/") or ctype == "text/rfc822-headers":
-                payload = part.get_payload()
-                if isinstance(payload, list):       # an attached message: its header (and text) for the scan
-                    for sub in payload:
-                        if hasattr(sub, "items"):
-                            other.append("\n".join(f"{k}: {v}" for k, v in sub.raw_items()))
-                            walk_other(sub, depth + 1)
-                else:
-                    other.append(_part_text(part) if isinstance(payload, str) else "")
-                return
-            disposition = (part.get_content_disposition() or "inline")
-            if ctype == "text/plain" and disposition != "attachment":
+            text_part = (part.get_content_disposition() or "inline") != "attachment"
+            if ctype == "text/plain" and text_part and not inner:
                 plain.append(_part_text(part))
-            elif ctype == "text/html" and disposition != "attachment":
+            elif ctype == "text/html" and text_part and not inner:
                 markup.append(_part_text(part))
+            elif ctype == "text/html":
+                other.append(html_text(_part_text(part)))
             elif part.get_content_maintype() == "text":
                 other.append(_part_text(part))
-        except Exception:
+        except Exception:       # a part the email package can't read: skipped
             return
 
-    def walk_other(part, depth):
-        p, m, o = [], [], []
-        nonlocal plain, markup
-        saved = plain, markup
-        plain, markup = p, m
-        walk(part, depth)
-        plain, markup = saved
-        other.extend(p + [html_text(x) for x in m])
-
-    walk(msg, 0)
+    walk(msg, 0, False)
     return plain, markup, other
 
 

@@ -2,9 +2,11 @@
 the tracker feeds (apply). Contacts are plain dicts (see CONTRACT22)."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Callable
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from .addresses import canonical, canonical_domain, domain_of, split_name
 from .errors import CrmError, NotFound
@@ -38,6 +40,16 @@ class Crm:
         """The FactSink: all of `facts` in one transaction; replays change nothing."""
         with self.engine.begin() as conn:
             Ingest(self, conn).apply(facts)
+
+    @contextmanager
+    def _writing(self):
+        """A transaction for a user's change; a unique key broken by a
+        concurrent change becomes a CrmError to show."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except IntegrityError:
+            raise CrmError("a conflicting change was made at the same time; try again") from None
 
     # -- addresses -------------------------------------------------------------------------
     def _canonical(self, address) -> str:
@@ -113,7 +125,7 @@ class Crm:
     def add_company(self, name, domains=()) -> dict:
         if not isinstance(name, str) or not name.strip():
             raise CrmError("a company needs a name")
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             company_id = conn.execute(insert(companies).values(name=" ".join(name.split())[:300], created_at=utcnow())
                                       .returning(companies.c.id)).scalar_one()
             for raw in domains:
@@ -187,7 +199,7 @@ class Crm:
         tags = self._tags(tags)
         if not (name or emails):
             raise CrmError("a contact needs a name or an email address")
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             company_id = self._resolve_company(conn, company)
             contact_id = conn.execute(insert(contacts).values(
                 name=name, first_name=first_name, last_name=last_name, phone=self._field("phone", phone),
@@ -278,7 +290,7 @@ class Crm:
             add_emails = [add_emails]
         if isinstance(remove_emails, str):
             remove_emails = [remove_emails]
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             self._require(conn, id)
             values = {k: self._field(k, v) for k, v in fields.items() if k not in ("company", "tags")}
             if "name" in values and values["name"] and not ({"first_name", "last_name"} & set(fields)):
@@ -310,7 +322,7 @@ class Crm:
         (one activity per message), its empty fields fill keep's; other is deleted."""
         if keep_id == other_id:
             raise CrmError("a contact cannot be merged with itself")
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             keep = conn.execute(select(contacts).where(contacts.c.id == keep_id)).first()
             other = conn.execute(select(contacts).where(contacts.c.id == other_id)).first()
             if keep is None or other is None:
@@ -342,7 +354,7 @@ class Crm:
         conn.execute(delete(contacts).where(contacts.c.id == id))
 
     def delete_contact(self, id) -> None:
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             self._require(conn, id)
             self._delete(conn, id)
 
@@ -430,7 +442,7 @@ class Crm:
         (None: anyone). What was logged of it before goes (found by its header
         addresses; message text is not kept to look through)."""
         entry = canonical_entry(entry, fold_plus=self.fold_plus)
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             exists = conn.execute(select(private_entries.c.id).where(
                 private_entries.c.entry == entry, self._owner_is(owner))).scalar()
             if exists is None:
@@ -465,7 +477,7 @@ class Crm:
 
     def remove_private(self, entry: str, owner: str | None = None) -> None:
         entry = canonical_entry(entry, fold_plus=self.fold_plus)
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             done = conn.execute(delete(private_entries).where(private_entries.c.entry == entry,
                                                               self._owner_is(owner)))
             if done.rowcount == 0:
