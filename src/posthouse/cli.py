@@ -219,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .admin.cli import register as register_admin; register_admin(sub)     # backup, restore, status
     from .transfer.cli import register; register(sub)     # `posthouse import`, `posthouse export`
     from .accounts.cli import register as register_accounts; register_accounts(sub)     # `posthouse account`
+    from .crm.cli import register as register_crm; register_crm(sub)     # `posthouse contact`, `posthouse private`
     return parser
 
 

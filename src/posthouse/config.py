@@ -111,6 +111,8 @@ class Config:
     web_port: int | None = 8080
     # The activity tracker inside `posthouse serve` (else run `posthouse tracker`).
     tracker: bool = True
+    # The CRM matches "ann+news@x" as "ann@x" (plus-detail folding); off: the whole address.
+    crm_fold_plus: bool = False
     default_mailboxes: list = field(default_factory=lambda: [
         ["Drafts", "\\Drafts"], ["Sent", "\\Sent"], ["Trash", "\\Trash"],
         ["Junk", "\\Junk"], ["Archive", "\\Archive"]])

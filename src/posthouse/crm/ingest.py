@@ -1,0 +1,238 @@
+"""The tracker's facts into the CRM's tables (Crm.apply): the message index,
+its places, and activities for the contacts among the participants.
+
+Replaying a fact changes nothing: a message is found again by its identity
+(Message-ID, else the content hash), a place by (account, folder,
+UIDVALIDITY, UID), an activity by (contact, message)."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+from datetime import datetime, timezone
+
+from sqlalchemy import and_, select, update
+
+from ..tracker.facts import FolderRenamed, FolderReset, MessageChanged, MessageGone, MessageSeen
+from .addresses import maybe_canonical
+from .linking import link, link_message
+from .parse import Parsed, parse, safe_text, snippet
+from .privacy import PrivateList, level_rank
+from .sqlutil import insert_ignore
+from .tables import contact_emails, contacts, message_addresses, message_places, messages, private_entries
+
+log = logging.getLogger("posthouse.crm")
+
+SENT_ROLES = ("from", "sender")
+
+
+def identity(message_id: str | None, content_hash: str) -> str:
+    if message_id:
+        if len(message_id) <= 500:
+            return "m:" + message_id
+        return "m#" + hashlib.sha256(message_id.encode("utf-8", "replace")).hexdigest()
+    return "h:" + content_hash
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _classification_json(result) -> dict | None:
+    try:
+        if hasattr(result, "to_json"):
+            return result.to_json()
+        if dataclasses.is_dataclass(result):
+            return dataclasses.asdict(result)
+        if isinstance(result, dict):
+            return result
+    except Exception:
+        log.exception("the reply sorter's result could not be stored")
+    return None
+
+
+class Ingest:
+    """One apply() call: the settings it needs, and the private lists read once."""
+
+    def __init__(self, crm, conn):
+        self.crm = crm
+        self.conn = conn
+        self.own = {a for a in (maybe_canonical(x, fold_plus=crm.fold_plus) for x in crm.own_addresses()) if a}
+        self._entries = None
+        self._lists: dict = {}
+        self._levels: dict = {}
+        self._owners: dict = {}
+
+    def owner(self, account_id: int):
+        if account_id not in self._owners:
+            self._owners[account_id] = self.crm.account_owner(account_id)
+        return self._owners[account_id]
+
+    def level(self, account_id: int) -> str:
+        if account_id not in self._levels:
+            self._levels[account_id] = self.crm.privacy_level(account_id)
+        return self._levels[account_id]
+
+    # -- privacy -----------------------------------------------------------------------
+    def private_list(self, account_id: int) -> PrivateList:
+        owner = self.owner(account_id)
+        if owner not in self._lists:
+            if self._entries is None:
+                self._entries = self.conn.execute(select(private_entries.c.owner, private_entries.c.entry)).all()
+            self._lists[owner] = PrivateList({e for o, e in self._entries if o is None or (owner and o == owner)})
+        return self._lists[owner]
+
+    def is_private(self, account_id: int, parsed: Parsed) -> bool:
+        private = self.private_list(account_id)
+        if not private:
+            return False
+        if any(private.address_is_private(a) for a in parsed.addresses()):
+            return True
+        return private.text_is_private(parsed.scan_text)
+
+    # -- facts -------------------------------------------------------------------------
+    def apply(self, facts) -> None:
+        for fact in facts:
+            if isinstance(fact, MessageSeen):
+                self.seen(fact)
+            elif isinstance(fact, MessageChanged):
+                self._place_update(fact.place, flags=list(fact.flags), modseq=fact.modseq)
+            elif isinstance(fact, MessageGone):
+                self._place_update(fact.place, gone=True)
+            elif isinstance(fact, FolderReset):
+                c = message_places.c
+                self.conn.execute(update(message_places).where(
+                    c.account_id == fact.account_id, c.folder == fact.folder,
+                    c.uidvalidity == fact.old_uidvalidity, c.gone_at.is_(None)).values(gone_at=_now()))
+            elif isinstance(fact, FolderRenamed):
+                c = message_places.c
+                self.conn.execute(update(message_places).where(
+                    c.account_id == fact.account_id, c.folder == fact.old_name).values(folder=fact.new_name))
+            else:
+                log.warning("crm: a fact of an unknown kind was skipped: %r", type(fact).__name__)
+
+    def _place_where(self, place):
+        c = message_places.c
+        return and_(c.account_id == place.account_id, c.folder == place.folder,
+                    c.uidvalidity == place.uidvalidity, c.uid == place.uid)
+
+    def _place_update(self, place, *, flags=None, modseq=None, gone=False) -> None:
+        where = self._place_where(place)
+        if gone:
+            self.conn.execute(update(message_places).where(where, message_places.c.gone_at.is_(None))
+                              .values(gone_at=_now()))
+        else:
+            self.conn.execute(update(message_places).where(where).values(flags=flags, modseq=modseq))
+
+    def seen(self, fact: MessageSeen) -> None:
+        place = fact.place
+        parsed = parse(fact.skeleton)
+        if self.crm.fold_plus:
+            for p in parsed.participants:
+                p["address"] = maybe_canonical(p["address"], fold_plus=True) or p["address"]
+        if self.is_private(place.account_id, parsed):
+            # Never logged: no row, no place. (A copy logged before the entry was added
+            # is removed by add_private.)
+            return
+        message_id = safe_text(fact.message_id) or parsed.message_id
+        level = self.level(place.account_id)
+        sent = bool(parsed.addresses(SENT_ROLES) & self.own) or (fact.special_use or "").lower() == "\\sent"
+        if not sent:    # Bcc counts on mail we sent; on received mail it is no participant
+            parsed.participants = [p for p in parsed.participants if p["role"] != "bcc"]
+        key = identity(message_id, fact.content_hash)
+        row = self.conn.execute(select(messages.c.id, messages.c.privacy, messages.c.direction)
+                                .where(messages.c.identity == key)).first()
+        created = False
+        if row is None:
+            values = self._message_values(fact, parsed, message_id, level)
+            values.update(identity=key, content_hash=fact.content_hash, direction="sent" if sent else "received",
+                          first_seen=_now())
+            insert_ignore(self.conn, messages, [values], ["identity"])
+            row = self.conn.execute(select(messages.c.id, messages.c.privacy, messages.c.direction)
+                                    .where(messages.c.identity == key)).first()
+            created = True
+            insert_ignore(self.conn, message_addresses,
+                          [{"message": row.id, "address": p["address"], "role": p["role"]}
+                           for p in parsed.participants], ["message", "address", "role"])
+        else:
+            changes = {}
+            if level_rank(level) > level_rank(row.privacy):     # a copy at a fuller level: store more
+                changes.update(self._stored_text(fact, parsed, level))
+            if sent and row.direction != "sent":
+                changes["direction"] = "sent"
+            if changes:
+                self.conn.execute(update(messages).where(messages.c.id == row.id).values(**changes))
+        self._place(row.id, fact)
+        if created and not sent and self.crm.classify is not None:
+            self._classify(row.id, fact, parsed)
+        link_message(self.conn, row.id, parsed.addresses(), self.own)
+
+    def _stored_text(self, fact: MessageSeen, parsed: Parsed, level: str) -> dict:
+        rank = level_rank(level)
+        attachments = [{"name": a.name if rank >= 1 else None, "content_type": a.content_type,
+                        "size": a.size, "section": a.section} for a in fact.attachments]
+        return {"privacy": level if level in ("metadata", "snippet", "full") else "metadata",
+                "subject": parsed.subject if rank >= 1 else None,
+                "snippet": snippet(parsed.text) if rank >= 1 else None,
+                "text": parsed.text if rank >= 2 else None,
+                "attachments": [{k: safe_text(v) if isinstance(v, str) else v for k, v in a.items()}
+                                for a in attachments]}
+
+    def _message_values(self, fact: MessageSeen, parsed: Parsed, message_id, level) -> dict:
+        values = self._stored_text(fact, parsed, level)
+        values.update(message_id=message_id, date=parsed.date or fact.internaldate.astimezone(timezone.utc),
+                      participants=parsed.participants, in_reply_to=parsed.in_reply_to,
+                      references=parsed.references, size=fact.size)
+        return values
+
+    def _place(self, message_row: int, fact: MessageSeen) -> None:
+        place = fact.place
+        values = {"message": message_row, "account_id": place.account_id, "folder": place.folder,
+                  "uidvalidity": place.uidvalidity, "uid": place.uid, "emailid": fact.emailid,
+                  "flags": list(fact.flags), "modseq": fact.modseq, "special_use": fact.special_use,
+                  "seen_at": _now()}
+        insert_ignore(self.conn, message_places, [values], ["account_id", "folder", "uidvalidity", "uid"])
+        # Seen again (a replay, or a copy that came back): up to date and not gone.
+        self.conn.execute(update(message_places).where(self._place_where(place)).values(
+            message=message_row, emailid=fact.emailid, flags=list(fact.flags), modseq=fact.modseq,
+            special_use=fact.special_use, gone_at=None))
+
+    # -- reply sorting -------------------------------------------------------------------
+    def _classify(self, message_row: int, fact: MessageSeen, parsed: Parsed) -> None:
+        try:
+            result = self.crm.classify(fact.skeleton)
+        except Exception:
+            log.exception("crm: the reply sorter failed on a message (stored unsorted)")
+            return
+        kind = getattr(result, "kind", None)
+        stored = _classification_json(result)
+        values = {"kind": kind if isinstance(kind, str) else None, "classification": stored}
+        answers = getattr(result, "original_message_id", None)
+        if isinstance(answers, str) and answers and not parsed.in_reply_to:
+            values["in_reply_to"] = safe_text(answers.strip("<> "))     # the thread: the message it answers
+        self.conn.execute(update(messages).where(messages.c.id == message_row).values(**values))
+        if kind == "bounce":
+            pairs = set()
+            for recipient in getattr(result, "recipients", None) or ():
+                address = maybe_canonical(getattr(recipient, "address", None), fold_plus=self.crm.fold_plus)
+                if not address or address in self.own:
+                    continue
+                insert_ignore(self.conn, message_addresses,
+                              [{"message": message_row, "address": address, "role": "bounced"}],
+                              ["message", "address", "role"])
+                hard = getattr(recipient, "hard", None)
+                if hard is None:
+                    hard = getattr(result, "hard", None)
+                if hard:
+                    reason = getattr(recipient, "reason", None) or getattr(result, "reason", None)
+                    self.conn.execute(update(contact_emails).where(contact_emails.c.address == address)
+                                      .values(bouncing=True, bounce_reason=safe_text(reason)))
+                for contact_id in self.conn.execute(select(contact_emails.c.contact_id)
+                                                    .where(contact_emails.c.address == address)).scalars():
+                    pairs.add((contact_id, message_row))
+            link(self.conn, pairs)        # the bounce on the contact it concerns
+        elif kind == "unsubscribe":
+            senders = parsed.addresses(("from", "sender", "reply-to")) - self.own
+            if senders:
+                ids = select(contact_emails.c.contact_id).where(contact_emails.c.address.in_(senders))
+                self.conn.execute(update(contacts).where(contacts.c.id.in_(ids)).values(opted_out=True))
