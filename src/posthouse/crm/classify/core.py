@@ -78,10 +78,12 @@ def _classify(mail: Mail) -> Classification:
     if autoreply.is_auto_reply(mail):
         return Classification("auto-reply", original_message_id=_answered_id(mail))
     if vendors.is_mailer(mail) or autoreply.is_bulk(mail):
-        return Classification(original_message_id=_answered_id(mail))
+        return Classification(original_message_id=_mdn_original(mail) or _answered_id(mail))
     if unsubscribe.asks(body):
         return Classification("unsubscribe", original_message_id=_answered_id(mail))
     answers = _answered_id(mail)
+    if mail.parts_of("message/disposition-notification"):      # a read receipt (RFC 8098)
+        return Classification(original_message_id=_mdn_original(mail) or answers)
     if answers or _REPLY.match(subject or ""):
         return Classification("reply", original_message_id=answers)
     return Classification()
@@ -108,11 +110,8 @@ def _find_bounce(mail: Mail, body: str) -> Classification | None:
             extra = by_addr.get(f.address)
             if extra is not None and extra.diagnostic and extra.diagnostic not in f.diagnostic:
                 f.diagnostic = (f.diagnostic + " " + extra.diagnostic).strip()
-        if not failed:
-            if from_text:
-                failed = from_text
-            else:       # a report of delivery, relay or expansion: nothing failed
-                return None
+        if not failed:      # a report of delivery, relay or expansion: nothing failed
+            return Classification(original_message_id=_original_id(mail, body, per_message))
     elif from_text:
         failed = from_text
     elif mailer and (vendors.BOUNCE_SUBJECT.search(mail.subject) or has_report) and not _REPLY.match(mail.subject):
@@ -164,3 +163,11 @@ def _original_id(mail: Mail, body: str, per_message: dict[str, str]) -> str | No
     if m:
         return message_id(m.group(1))
     return _answered_id(mail)
+
+
+def _mdn_original(mail: Mail) -> str | None:
+    for part in mail.parts_of("message/disposition-notification"):
+        m = re.search(r"(?im)^original-message-id:\s*(<[^>]+>)", dsn._part_text(part))
+        if m:
+            return message_id(m.group(1))
+    return None

@@ -76,16 +76,16 @@ _TEXT: list[tuple[str, str]] = [
                    r"|ip name lookup failed|(doesn't|does not) have a (ptr|reverse)|reverse-resolv|client host rejected: cannot find your"),
     ("badreputation", r"\breputation\b|bad sender score|senderscore|sender score"),
     ("blocked", r"blocked using|spamhaus|spamcop|barracuda|sorbs|\bdnsbl\b|\brbl\b|black ?list|block ?list|blocked by|"
-                r"listed (at|in|on|by)\b|banned sending ip|\bip (address )?(is )?(blocked|banned|rejected|not allowed)"
+                r"(?<!not )listed (at|in|on|by)\b|banned sending ip|\bip (address )?(is )?(blocked|banned|rejected|not allowed)"
                 r"|(client|your|sending) (host|ip|server|network|mta)( address)?( \S+)? (is |has been )?(blocked|banned|refused|rejected)"
                 r"|connections? (will not be |is not |are not )accepted from|refused to talk to me|access denied, banned"
                 r"|your (ip|server|domain) .{0,40}(on|in) our (block|black) ?list|\(s3140\)|\(s3150\)|(mail|connection) from .{0,60} refused"),
     ("virusdetected", r"virus|malware|infected|trojan|potential security issue|malicious (content|attachment|link)"),
-    ("spamdetected", r"\bspam\b|unsolicited|junk mail|bulk mail|spam ?assassin|content (was )?(identified|detected|considered) as (spam|bulk)"
-                     r"|suspicious (content|message)|phish"),
     ("notcompliantrfc", r"\brfc ?(2822|5322|822|5321)\b.{0,40}(compliant|compliance|violation|format|standard)"
                         r"|not (rfc|standards?)[ -]?compliant|multiple (from|subject|date|to|sender|message-id) (headers|fields)"
                         r"|does not (comply|conform) (with|to) rfc|missing (a )?(required )?(date|from|message-id) header"),
+    ("spamdetected", r"\bspam\b|unsolicited|junk mail|bulk mail|spam ?assassin|content (was )?(identified|detected|considered) as (spam|bulk)"
+                     r"|suspicious (content|message)|phish"),
     ("norelaying", r"relay(ing)? (access |is )?(denied|not (permitted|allowed)|prohibited|refused)|unable to relay|we do not relay"
                    r"|not (allowed|permitted|authori[sz]ed) to relay|relaying (mail )?(to .{0,60} )?(is )?(denied|not allowed)|no relaying|tenantattribution"),
     ("ratelimited", r"rate limit|ratelimit|too many (messages|mails|emails)|(sending|message|daily|hourly|user) (rate|limit|quota) (exceeded|reached)"
@@ -101,7 +101,7 @@ _TEXT: list[tuple[str, str]] = [
     ("exceedlimit", r"exceeds? (the )?(recipient'?s? |user'?s? )?(size )?limit|limit exceeded"),
     ("suspend", r"(account|mailbox|user|address|recipient)( \S+)? (has been |is |was |currently )?(disabled|suspended|deactivated|inactive|locked|frozen|closed|expired|blocked for)"
                 r"|(disabled|suspended|inactive|deactivated|closed) (account|mailbox|user)|mailbox (is )?(disabled|not active)"
-                r"|account (is )?not (active|available)|temporarily (disabled|deactivated|suspended)"
+                r"|account (is )?not (active|available)|temporarily (disabled|deactivated)"
                 r"|(is|has been|was) (disabled|suspended|deactivated)\b"),
     ("hasmoved", r"has moved|moved to|address (has )?changed|no longer (uses|valid at|at this)|user not local; please try|changed (his|her|their) (e-?mail )?address"),
     ("notaccept", r"null mx|does not accept (e-?)?mail|doesn't accept (e-?)?mail|not accepting (any )?(e-?)?mail|accepts no mail|domain does not receive"),
@@ -118,6 +118,7 @@ _TEXT: list[tuple[str, str]] = [
                     r"|utilisateur inconnu|destinataire inconnu|does not exist|doesn't exist|not exist"),
     ("expired", r"retry time(out)? (not reached|exceeded)|delivery time expired|expired|(in|on) (the )?queue too long|giving up|gave up"
                 r"|could not be delivered (with)?in|too long in queue|message timed out|maximum time"),
+    ("mailererror", r"mailer error|command (died|failed)|program (exited|failed)|procmail|x-unix|exit (status|code)|pipe to"),
     ("networkerror", r"connection (timed out|refused|reset|dropped|closed|lost)|timed out|network (is )?unreachable|no route to host"
                      r"|lost connection|(could not|couldn't|unable to) (connect|establish)|host unreachable|connect to .{0,80}(refused|failed)"
                      r"|temporary (dns|lookup) failure|try again|servfail|routing loop"),
@@ -127,7 +128,6 @@ _TEXT: list[tuple[str, str]] = [
     ("filtered", r"filter|recipient'?s? (rules|settings)|refuses to accept|blocked senders|does not wish to receive|not accepting mail from|rejected by recipient"),
     ("syntaxerror", r"syntax error|command (unrecognized|not recognized|not implemented)|unrecognized command|bad sequence|invalid command"),
     ("contenterror", r"header|malformed|invalid message|8-?bit|non-ascii|bare lf|line too long|content (rejected|error)|message (content )?rejected|mime"),
-    ("mailererror", r"mailer error|command (died|failed)|program (exited|failed)|procmail|x-unix|exit (status|code)|pipe to"),
     ("systemerror", r"system error|internal (server )?error|local error|temporary (local )?(problem|failure)|server error|loops back to myself"
                     r"|mail loop|too many hops|hop count|loop detected|service (not )?(un)?available|resources"),
     ("systemfull", r"insufficient system storage|system (storage|disk) (is )?full|out of disk|no space left|disk full|mail system full"),

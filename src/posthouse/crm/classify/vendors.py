@@ -162,10 +162,12 @@ def gmail(text: str) -> list[Failed] | None:
     head = _head(text)
     delayed = bool(re.search(r"has been delayed|delivery incomplete|will retry|there was a temporary problem|message delayed", head, re.I))
     diag = ""
-    dm = re.search(r"(the error that the other server returned was|the response (from the remote server )?was|technical details of "
-                   r"(permanent|temporary) failure)\s*:\s*(.*?)(?=\n[ \t]*\n\S|\n-{3,}|\Z)", head, re.I | re.S)
-    if dm:
-        diag = " ".join(dm.group(4).split())
+    for lead in (r"the error that the other server returned was", r"the response (from the remote server )?was",
+                 r"technical details of (permanent|temporary) failure"):
+        dm = re.search(lead + r"\s*:\s*(.*?)(?=\n[ \t]*\n\S|\n-{3,}|\Z)", head, re.I | re.S)
+        if dm:
+            diag = " ".join(dm.group(dm.lastindex).split())
+            break
     if not diag and new:
         diag = " ".join(new.group(0).strip("* ").split()) + " " + " ".join(head[new.end(): new.end() + 400].split())
     addrs: list[str] = []
