@@ -110,6 +110,9 @@ def _find_bounce(mail: Mail, body: str) -> Classification | None:
             extra = by_addr.get(f.address)
             if extra is not None and extra.diagnostic and extra.diagnostic not in f.diagnostic:
                 f.diagnostic = (f.diagnostic + " " + extra.diagnostic).strip()
+            if not f.diagnostic.strip(" ;").lower().replace("smtp", "").strip(" ;"):
+                # the report names no cause: the bounce's own words and subject are the best evidence
+                f.diagnostic = (mail.subject + "\n" + vendors._head(body))[:2000]
         if not failed:      # a report of delivery, relay or expansion: nothing failed
             return Classification(original_message_id=_original_id(mail, body, per_message))
     elif from_text:

@@ -73,12 +73,26 @@ def status_parts(mail: Mail) -> list[Message]:
     return mail.parts_of("message/delivery-status", "message/global-delivery-status")
 
 
+def _unparsed_report(mail: Mail) -> str:
+    """A multipart/report the parser couldn't split (a broken boundary): its raw text."""
+    msg = mail.msg
+    if mail.ctype(msg) == "multipart/report" and isinstance(msg.get_payload(), str):
+        return decode_part(msg)
+    return ""
+
+
 def read_report(mail: Mail) -> tuple[dict[str, str], list[Failed]]:
     """Per-message fields and every recipient block of the message's status part(s)."""
     per_message: dict[str, str] = {}
     recipients: list[Failed] = []
-    for part in status_parts(mail):
-        text = _part_text(part).replace("\r\n", "\n")
+    texts = [_part_text(part) for part in status_parts(mail)]
+    if not texts:
+        raw = _unparsed_report(mail)
+        start = re.search(r"(?im)^(reporting-mta|final-recipient|original-recipient)\s*:", raw)
+        if start:
+            texts = [raw[start.start():]]
+    for text in texts:
+        text = text.replace("\r\n", "\n")
         blocks = [b for b in re.split(r"\n[ \t]*\n", text) if b.strip()]
         for block in blocks:
             f = _fields(block)
@@ -86,12 +100,14 @@ def read_report(mail: Mail) -> tuple[dict[str, str], list[Failed]]:
                 addr = _address(f.get("final-recipient") or f.get("original-recipient") or f.get("x-actual-recipient", ""))
                 if "@" not in addr and f.get("original-recipient"):
                     addr = _address(f["original-recipient"])
-                status = (f.get("status") or "").split()[0] if f.get("status") else None
+                status_field = f.get("status") or ""
+                status = status_field.split()[0] if status_field.split() else None
+                comment = status_field[len(status or ""):].strip(" ()")    # "5.0.0 (recipient reached disk quota)"
                 if status and not re.fullmatch(r"[245]\.\d{1,3}\.\d{1,3}", status):
                     status = None
                 recipients.append(Failed(address=addr, status=status,
                                          action=(f.get("action") or "").split()[0].lower() if f.get("action") else None,
-                                         diagnostic=f.get("diagnostic-code", "")))
+                                         diagnostic=(f.get("diagnostic-code", "") + " " + comment).strip()))
             elif not recipients:
                 for k, v in f.items():
                     per_message.setdefault(k, v)

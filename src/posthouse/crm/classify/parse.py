@@ -170,6 +170,8 @@ class Mail:
                 plain.append(decode_part(part))
             elif ctype == "text/html" and not disp.startswith("attachment"):
                 htmls.append(html_to_text(decode_part(part)))
+        if not plain and not htmls and isinstance(self.msg.get_payload(), str):
+            plain.append(decode_part(self.msg))     # no parts the parser could split: the raw body
         return plain or htmls
 
     def body(self) -> str:

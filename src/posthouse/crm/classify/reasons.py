@@ -46,7 +46,7 @@ _BY_CODE = {
     "3.4": "mesgtoobig", "3.5": "systemerror",
     "4.0": "networkerror", "4.1": "networkerror", "4.2": "networkerror", "4.3": "systemerror",
     "4.4": "hostunknown", "4.5": "toomanyconn", "4.6": "networkerror", "4.7": "expired",
-    "5.0": "syntaxerror", "5.1": "syntaxerror", "5.2": "syntaxerror", "5.3": "exceedlimit",
+    "5.1": "syntaxerror", "5.2": "syntaxerror", "5.3": "exceedlimit",
     "5.4": "syntaxerror", "5.5": "syntaxerror", "5.6": "syntaxerror",
     "6.0": "contenterror", "6.1": "contenterror", "6.2": "contenterror", "6.3": "contenterror",
     "6.4": "contenterror", "6.5": "contenterror", "6.6": "contenterror", "6.7": "contenterror",
@@ -124,7 +124,7 @@ _TEXT: list[tuple[str, str]] = [
                      r"|temporary (dns|lookup) failure|try again|servfail|routing loop"),
     ("securityerror", r"\b(tls|ssl|starttls)\b|encrypt|certificate|authentication (is )?required|auth(entication)? required|must (be )?authenticat"
                       r"|not authori[sz]ed|access denied|permission denied|unauthori[sz]ed|resolver\.rst\.|security polic"),
-    ("policyviolation", r"polic(y|ies)|prohibited|not (allowed|permitted)|forbidden|attachment"),
+    ("policyviolation", r"polic(y|ies)|prohibited|banned|file type|not (allowed|permitted)|forbidden|attachment"),
     ("filtered", r"filter|recipient'?s? (rules|settings)|refuses to accept|blocked senders|does not wish to receive|not accepting mail from|rejected by recipient"),
     ("syntaxerror", r"syntax error|command (unrecognized|not recognized|not implemented)|unrecognized command|bad sequence|invalid command"),
     ("contenterror", r"header|malformed|invalid message|8-?bit|non-ascii|bare lf|line too long|content (rejected|error)|message (content )?rejected|mime"),
@@ -169,8 +169,8 @@ def reason_of(status: str | None, text: str, *, delayed: bool = False) -> str:
     by_code = code_reason(status) if sub != "0.0" else None
     if by_code:
         return by_code
-    if delayed:
-        return "expired"
+    if delayed:         # still being retried, for a reason nobody said
+        return "onhold"
     return "onhold" if status and sub == "0.0" else "undefined"
 
 

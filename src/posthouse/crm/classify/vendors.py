@@ -109,7 +109,8 @@ def sendmail(text: str) -> list[Failed] | None:
     """Sendmail's '----- The following addresses had permanent fatal errors -----'
     (or 'transient non-fatal errors'), then '<addr>' lines with '(reason: ...)',
     and the transcript whose '<<< 550 ...' lines say more."""
-    m = re.search(r"-+\s*the following addresses had (permanent fatal|transient non-fatal) errors\s*-+", text, re.I)
+    m = re.search(r"-+\s*the following address(?:es)? ha(?:d|ve|s) (permanent fatal errors|transient non-fatal errors|delivery notifications)\s*-+",
+                  text, re.I)
     if not m:
         return None
     temporary = m.group(1).lower().startswith("transient")
