@@ -16,9 +16,11 @@ from collections import defaultdict
 from . import classify
 
 
-def evaluate(directory: str) -> dict:
+def evaluate(directory: str, subset: str | None = None) -> dict:
     with open(os.path.join(directory, "labels.json"), encoding="utf-8") as f:
         labels = json.load(f)
+    if subset:
+        labels = {k: v for k, v in labels.items() if v.get("subset") == subset}
     per_kind = defaultdict(lambda: [0, 0])
     counts = defaultdict(lambda: [0, 0])       # name -> [right, total]
     misses = []
@@ -68,8 +70,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python3 -m posthouse.crm.classify.accuracy", description=__doc__.splitlines()[0])
     p.add_argument("directory", help="the labelled set (with labels.json)")
     p.add_argument("-v", "--verbose", action="store_true", help="list every message classified wrong, and how")
+    p.add_argument("--subset", help="only the messages labelled with this subset (e.g. heldout)")
     args = p.parse_args(argv)
-    result = evaluate(args.directory)
+    result = evaluate(args.directory, args.subset)
     total_right = sum(r for r, _ in result["per_kind"].values())
     total = sum(t for _, t in result["per_kind"].values())
     print(f"kind, all messages: {_pct(total_right, total)}")

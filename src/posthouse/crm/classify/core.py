@@ -11,7 +11,7 @@ from . import arf, autoreply, dsn, unsubscribe, vendors
 from .dsn import Failed
 from .model import Classification, Recipient
 from .parse import Mail, message_id
-from .reasons import find_reply_code, find_status, is_hard, reason_of
+from .reasons import find_reply_code, find_status, is_hard, reason_of, sender_rejected
 
 # The code a reason stands for when a report gives no enhanced status code (subject.detail).
 _CODE_FOR = {
@@ -142,6 +142,8 @@ def _bounce(failed: list[Failed], original: str | None) -> Classification:
                 and (not status or in_text[0] == status[0]):
             status = in_text
         reason = reason_of(status, f.diagnostic, delayed=delayed)
+        if reason == "rejected" and status and status.split(".")[1] == "1" and sender_rejected(f.diagnostic):
+            status = f"{status[0]}.1.8"     # the quoted code was about our sender ("bad sender's system address")
         if not delayed and status and status[0] == "4" and reason in _GAVE_UP:
             reason = "expired"      # failed on a temporary code: the queue lifetime ran out
         if not status or status.endswith(".0.0"):

@@ -74,12 +74,12 @@ _TEXT: list[tuple[str, str]] = [
                     r"|message (is )?not (properly )?authenticated|authentication checks? (did not pass|failed)"),
     ("requireptr", r"\bptr record|reverse (dns|lookup|hostname|zone)|rdns|no (host|domain)name for your ip|cannot find your hostname"
                    r"|ip name lookup failed|(doesn't|does not) have a (ptr|reverse)|reverse-resolv|client host rejected: cannot find your"),
-    ("badreputation", r"\breputation\b|bad sender score|senderscore|sender score"),
     ("blocked", r"blocked using|spamhaus|spamcop|barracuda|sorbs|\bdnsbl\b|\brbl\b|black ?list|block ?list|blocked by|"
                 r"(?<!not )listed (at|in|on|by)\b|banned sending ip|\bip (address )?(is )?(blocked|banned|rejected|not allowed)"
                 r"|(client|your|sending) (host|ip|server|network|mta)( address)?( \S+)? (is |has been )?(blocked|banned|refused|rejected)"
                 r"|connections? (will not be |is not |are not )accepted from|refused to talk to me|access denied, banned"
-                r"|your (ip|server|domain) .{0,40}(on|in) our (block|black) ?list|\(s3140\)|\(s3150\)|(mail|connection) from .{0,60} refused"),
+                r"|your (ip|server|domain) .{0,40}(on|in) our (block|black) ?list|\(s3140\)|\(s3150\)|permanently deferred|(traffic|mail|messages?|connections?) (is |are )?not accepted from|(mail|connection) from .{0,60} refused"),
+    ("badreputation", r"\breputation\b|bad sender score|senderscore|sender score"),
     ("virusdetected", r"virus|malware|infected|trojan|potential security issue|malicious (content|attachment|link)"),
     ("notcompliantrfc", r"\brfc ?(2822|5322|822|5321)\b.{0,40}(compliant|compliance|violation|format|standard)"
                         r"|not (rfc|standards?)[ -]?compliant|multiple (from|subject|date|to|sender|message-id) (headers|fields)"
@@ -159,8 +159,20 @@ def code_reason(status: str | None) -> str | None:
     return _BY_CODE.get(sub)
 
 
+_SENDER_REJECTED = re.compile(r"sender verify failed|verification failed for <|sender address rejected|sender (address |domain )?(is )?"
+                              r"(denied|rejected|refused|invalid)|envelope sender domain must exist|unverified sender", re.I)
+
+
+def sender_rejected(text: str) -> bool:
+    """The remote server refused our envelope sender: a code quoted from its
+    callout (Exim's 'Response: 550 5.1.1 ...') is about the sender, not the recipient."""
+    return bool(_SENDER_REJECTED.search(text or ""))
+
+
 def reason_of(status: str | None, text: str, *, delayed: bool = False) -> str:
     sub = status.split(".", 1)[1] if status and status.count(".") == 2 else None
+    if sender_rejected(text):
+        return "rejected"
     if sub in _SURE:
         return _SURE[sub]
     found = text_reason(text)
