@@ -220,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .transfer.cli import register; register(sub)     # `posthouse import`, `posthouse export`
     from .accounts.cli import register as register_accounts; register_accounts(sub)     # `posthouse account`
     from .crm.cli import register as register_crm; register_crm(sub)     # `posthouse contact`, `posthouse private`
+    from .crm.classify.cli import register as register_classify; register_classify(sub)    # `posthouse classify`
     return parser
 
 

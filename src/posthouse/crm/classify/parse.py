@@ -1,0 +1,197 @@
+"""Tolerant access to a received message: decoded header values, the text the
+sender wrote, the report parts. Works on the tracker's skeleton (non-text
+bodies removed) as on the full message, and never raises on garbage."""
+from __future__ import annotations
+
+import email
+import html
+import re
+from email.header import decode_header, make_header
+from email.message import Message
+from email.policy import compat32
+from email.utils import getaddresses, parseaddr
+
+MAX_PARTS = 200             # a bomb of nested multiparts stops here
+MAX_DEPTH = 12
+MAX_TEXT = 256 * 1024       # characters of any one part that are read
+
+_MSGID = re.compile(r"<([^<>\s]+@[^<>\s]+)>")
+
+
+def _text(value) -> str:
+    """A header value as readable text: RFC 2047 decoded, unfolded, raw 8-bit as UTF-8."""
+    if value is None:
+        return ""
+    try:
+        s = str(value)
+        if any(0xDC80 <= ord(c) <= 0xDCFF for c in s):     # raw 8-bit header bytes
+            s = s.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        if "=?" in s:
+            try:
+                s = str(make_header(decode_header(s)))
+            except Exception:
+                pass
+        return re.sub(r"\s*\r?\n\s*", " ", s).strip()
+    except Exception:
+        return ""
+
+
+def message_id(value: str) -> str | None:
+    """The msg-id inside a Message-ID / In-Reply-To value, without <>."""
+    if not value:
+        return None
+    m = _MSGID.search(value)
+    if m:
+        return m.group(1)
+    v = value.strip().strip("<>").strip()
+    return v if v and "@" in v and " " not in v else None
+
+
+def decode_part(part: Message) -> str:
+    """The decoded text of a leaf part (charset guessed when it lies)."""
+    try:
+        data = part.get_payload(decode=True)
+    except Exception:
+        data = None
+    if data is None:
+        payload = part.get_payload()
+        if isinstance(payload, str):
+            return payload[:MAX_TEXT]
+        return ""
+    data = data[: MAX_TEXT * 2]
+    charset = None
+    try:
+        charset = part.get_content_charset()
+    except Exception:
+        pass
+    for cs in (charset, "utf-8", "latin-1"):
+        if not cs:
+            continue
+        try:
+            return data.decode(cs)[:MAX_TEXT]
+        except (LookupError, UnicodeDecodeError):
+            continue
+    return data.decode("latin-1")[:MAX_TEXT]
+
+
+def html_to_text(s: str) -> str:
+    s = re.sub(r"(?is)<(script|style|head)\b.*?</\1\s*>", " ", s)
+    s = re.sub(r"(?i)<br\s*/?>|</(p|div|tr|li|h\d|table|blockquote)\s*>", "\n", s)
+    s = re.sub(r"<[^>]*>", " ", s)
+    s = html.unescape(s)
+    s = re.sub(r"[ \t\xa0]+", " ", s)
+    return re.sub(r"\n\s*\n\s*", "\n\n", s).strip()
+
+
+class Mail:
+    """One received message, parsed once."""
+
+    def __init__(self, raw: bytes):
+        self.msg: Message = email.message_from_bytes(raw, policy=compat32)
+        self.parts: list[Message] = []          # the message's own parts, not those of attached messages
+        self.attached: list[Message] = []       # message/rfc822 and text/rfc822-headers parts (returned mail)
+        self._walk(self.msg, 0)
+
+    def _walk(self, part: Message, depth: int) -> None:
+        if len(self.parts) >= MAX_PARTS or depth > MAX_DEPTH:
+            return
+        self.parts.append(part)
+        ctype = self.ctype(part)
+        if ctype in ("message/rfc822", "message/global", "text/rfc822-headers", "message/rfc822-headers",
+                     "text/rfc822-header") and part is not self.msg:
+            self.attached.append(part)
+            return
+        if ctype.startswith("multipart/"):
+            payload = part.get_payload()
+            if isinstance(payload, list):
+                for sub in payload:
+                    if isinstance(sub, Message):
+                        self._walk(sub, depth + 1)
+
+    @staticmethod
+    def ctype(part: Message) -> str:
+        try:
+            return part.get_content_type().lower()
+        except Exception:
+            return "text/plain"
+
+    # -- headers of the message itself
+    def header(self, name: str, part: Message | None = None) -> str:
+        try:
+            return _text((part or self.msg).get(name))
+        except Exception:
+            return ""
+
+    def headers(self, name: str) -> list[str]:
+        try:
+            return [_text(v) for v in (self.msg.get_all(name) or [])]
+        except Exception:
+            return []
+
+    def has(self, name: str) -> bool:
+        try:
+            return name in self.msg
+        except Exception:
+            return False
+
+    def address(self, name: str) -> str:
+        """The first address in a header, lower-cased ('' if none)."""
+        try:
+            return parseaddr(self.header(name))[1].strip().lower()
+        except Exception:
+            return ""
+
+    def display_name(self, name: str) -> str:
+        try:
+            return parseaddr(self.header(name))[0]
+        except Exception:
+            return ""
+
+    def addresses(self, *names: str) -> list[str]:
+        try:
+            return [a.lower() for _, a in getaddresses([self.header(n) for n in names]) if "@" in a]
+        except Exception:
+            return []
+
+    @property
+    def subject(self) -> str:
+        return self.header("Subject")
+
+    # -- bodies
+    def texts(self) -> list[str]:
+        """The message's own text parts (plain preferred; HTML as text when there is no plain)."""
+        plain, htmls = [], []
+        for part in self.parts:
+            if part.is_multipart():
+                continue
+            ctype = self.ctype(part)
+            disp = self.header("Content-Disposition", part).lower()
+            if ctype == "text/plain" and not disp.startswith("attachment"):
+                plain.append(decode_part(part))
+            elif ctype == "text/html" and not disp.startswith("attachment"):
+                htmls.append(html_to_text(decode_part(part)))
+        if not plain and not htmls and isinstance(self.msg.get_payload(), str):
+            plain.append(decode_part(self.msg))     # no parts the parser could split: the raw body
+        return plain or htmls
+
+    def body(self) -> str:
+        return "\n\n".join(t for t in self.texts() if t)
+
+    def parts_of(self, *ctypes: str) -> list[Message]:
+        return [p for p in self.parts if self.ctype(p) in ctypes]
+
+    def attached_headers(self) -> list[Message]:
+        """Header blocks of the returned message(s): each a Message whose headers are the original's."""
+        out = []
+        for part in self.attached:
+            try:
+                payload = part.get_payload()
+                if isinstance(payload, list) and payload and isinstance(payload[0], Message):
+                    out.append(payload[0])
+                    continue
+                text = decode_part(part) if not isinstance(payload, list) else ""
+                if text:
+                    out.append(email.message_from_string(text.lstrip("\r\n"), policy=compat32))
+            except Exception:
+                continue
+        return out
