@@ -11,6 +11,7 @@ import sqlite3
 
 from . import __version__
 from .auth.authenticator import Authenticator
+from .auth.service_identity import ServiceIdentity
 from .auth.throttle import Throttle
 from .config import Config
 from .delivery.arrivals import Arrivals
@@ -71,7 +72,8 @@ def build_context(config: Config) -> ServerContext:
     return ServerContext(config, service, MailboxRegistry(service),
                          Authenticator(service, config.failure_delay, cache_ttl=config.auth_cache_ttl,
                                        throttle=Throttle(config.failure_delay, config.auth_throttle_max,
-                                                         config.auth_throttle_forget)), tls, deliverer, queue,
+                                                         config.auth_throttle_forget),
+                                       service_identity=ServiceIdentity(config.data_dir)), tls, deliverer, queue,
                          ConnectionLimits(config.max_connections, config.max_connections_per_ip))
 
 

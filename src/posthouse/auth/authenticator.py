@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ..store.api import User
 from ..store.service import StoreService
 from .passwords import DUMMY_HASH, verify_password
+from .service_identity import ServiceIdentity
 from .throttle import Throttle, client_address
 
 log = logging.getLogger("posthouse.auth")
@@ -56,8 +57,10 @@ class VerifiedCache:
 
 class Authenticator:
     def __init__(self, service: StoreService, failure_delay: float = 1.0, hash_threads: int = 2,
-                 cache_ttl: float = 0, throttle: Throttle | None = None):
+                 cache_ttl: float = 0, throttle: Throttle | None = None,
+                 service_identity: ServiceIdentity | None = None):
         self.service = service
+        self.service_identity = service_identity    # None: no one may act as another user
         self.failure_delay = failure_delay
         self.cache = VerifiedCache(cache_ttl)
         self.throttle = throttle if throttle is not None else Throttle(base_delay=failure_delay)
@@ -107,6 +110,23 @@ class Authenticator:
                     self.failures, self.throttle.failures(address))
         await asyncio.sleep(self.failure_delay)
         return None
+
+    async def check_service(self, authzid: str, authcid: str, password: str, peer: str = "?") -> User | None:
+        """SASL PLAIN with an authorization identity: only the service identity
+        with its secret may act as a user, and only as one that exists."""
+        identity = self.service_identity
+        if identity is None or not identity.matches(authcid, password):
+            self.failures += 1
+            log.warning("acting as user %r refused for %r peer=%s: %s", authzid[:64], authcid[:64], peer,
+                        "not the service identity, or a wrong secret" if identity else "no service identity here")
+            await asyncio.sleep(self.failure_delay)
+            return None
+        user = await self.service.call("get_user", authzid) if len(authzid) <= 256 else None
+        if user is None:
+            log.warning("service %s refused: no user %r to act as, peer=%s", authcid, authzid[:64], peer)
+            return None
+        log.info("service %s acted as user %s peer=%s", authcid, user.name, peer)
+        return user
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)

@@ -23,10 +23,17 @@ def decode_response(data: bytes) -> bytes:
 def parse_plain(data: bytes) -> tuple[str, str]:
     """authzid NUL authcid NUL password -> (authcid, password). Acting as
     another user (an authzid that differs) is not supported."""
+    authzid, authcid, password = parse_plain_authz(data)
+    if authzid and authzid != authcid:
+        raise SaslError("Proxy authorization is not supported")
+    return authcid, password
+
+
+def parse_plain_authz(data: bytes) -> tuple[str, str, str]:
+    """authzid NUL authcid NUL password -> (authzid, authcid, password); an
+    authzid that is empty or equals authcid comes back as ""."""
     pieces = data.split(b"\x00")
     if len(pieces) != 3:
         raise SaslError("Invalid PLAIN response")
     authzid, authcid, password = (p.decode("utf-8", "replace") for p in pieces)
-    if authzid and authzid != authcid:
-        raise SaslError("Proxy authorization is not supported")
-    return authcid, password
+    return ("" if authzid == authcid else authzid), authcid, password

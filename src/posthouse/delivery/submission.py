@@ -20,7 +20,8 @@ import warnings
 from aiosmtpd.smtp import SMTP, AuthResult, Session
 
 from ..logfmt import LoginLog, log_event, quiet_aiosmtpd
-from ..auth.sasl import SaslError, decode_response, parse_plain
+from ..auth.sasl import SaslError, decode_response, parse_plain_authz
+from ..auth.service_identity import SERVICE_NAME
 from ..store.api import DiskFull, StoreError
 from .deliver import new_ident, trace_headers
 from .esmtp import STORAGE_FULL, Listeners, Tuned, Refusal, over_tls, peer_address, received_protocol
@@ -84,12 +85,15 @@ class SubmissionHandler(SmtpHandler):
             responses = [r for r in responses if not r.startswith("250-AUTH")]
         return responses
 
-    async def _login(self, server, name: str, password: str) -> AuthResult:
+    async def _login(self, server, name: str, password: str, authzid: str = "") -> AuthResult:
         if not self._plaintext_allowed(server, server.session):
             await server.push("538 5.7.11 Encryption required; use STARTTLS")
             return AuthResult(success=False, handled=True)
         session = server.session
-        user = await self.authenticator.check(name, password, peer_address(session))
+        if authzid:     # only the service identity may act as a user (auth/service_identity.py)
+            user = await self.authenticator.check_service(authzid, name, password, peer_address(session))
+        else:
+            user = await self.authenticator.check(name, password, peer_address(session))
         login_log = getattr(session, "login_log", None) or LoginLog("submission", _peer_text(session))
         session.login_log = login_log
         if user is None:
@@ -111,11 +115,13 @@ class SubmissionHandler(SmtpHandler):
                 await server.push("501 5.5.2 Can't decode base64")
                 return AuthResult(success=False, handled=True)
         try:
-            name, password = parse_plain(data)
+            authzid, name, password = parse_plain_authz(data)
+            if authzid and name != SERVICE_NAME:
+                raise SaslError("Proxy authorization is not supported")
         except SaslError as e:
             await server.push(f"501 5.5.2 {e}")
             return AuthResult(success=False, handled=True)
-        return await self._login(server, name, password)
+        return await self._login(server, name, password, authzid)
 
     async def auth_LOGIN(self, server, args) -> AuthResult:
         if len(args) == 2:

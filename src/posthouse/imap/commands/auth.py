@@ -1,10 +1,12 @@
-"""STARTTLS, LOGIN, AUTHENTICATE (PLAIN, LOGIN; SASL-IR)."""
+"""STARTTLS, LOGIN, AUTHENTICATE (PLAIN, LOGIN; SASL-IR; PLAIN with an
+authorization identity for the service identity only)."""
 from __future__ import annotations
 
 import base64
 
 from ...logfmt import LoginLog
-from ...auth.sasl import SaslError, decode_response, parse_plain
+from ...auth.service_identity import SERVICE_NAME
+from ...auth.sasl import SaslError, decode_response, parse_plain_authz
 from ..capabilities import plaintext_allowed
 from ..errors import CommandError, bad, no
 from ..protocol.reader import RawLine
@@ -85,11 +87,14 @@ async def authenticate(session, cmd):
     if mechanism == "PLAIN":
         data = _b64(initial) if initial is not None else await _sasl_read(session, b"")
         try:
-            authcid, password = parse_plain(data)
+            authzid, authcid, password = parse_plain_authz(data)
         except SaslError as e:
-            if "Proxy" in str(e):
-                raise no(str(e), "AUTHORIZATIONFAILED") from None
             raise bad(str(e)) from None
+        if authzid:
+            if authcid != SERVICE_NAME:
+                raise no("Proxy authorization is not supported", "AUTHORIZATIONFAILED")
+            user = await session.ctx.authenticator.check_service(authzid, authcid, password, session.conn.peer)
+            return await _finish_login(session, user, authcid)
     else:
         authcid = (_b64(initial) if initial is not None else await _sasl_read(session, b"Username:")).decode(
             "utf-8", "replace")
