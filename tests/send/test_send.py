@@ -1,5 +1,6 @@
-"""send(): a real submission through the project's server on 127.0.0.1, then
-the exact bytes sent read back from the sender's Sent folder (imaplib)."""
+"""send(): a real submission through the project's server on 127.0.0.1 with
+accounts from the real AccountStore, the Sent copy filed over the real
+open_session, then the exact bytes sent read back from Sent with imaplib."""
 from __future__ import annotations
 
 import asyncio
@@ -9,28 +10,33 @@ import ssl
 
 import pytest
 
+from posthouse.accounts.store import AccountStore
 from posthouse.auth.passwords import hash_password
+from posthouse.db.engine import make_engine
+from posthouse.db.migrate import upgrade
 from posthouse.send import SendError, compose, send
 from posthouse.send.sent import strip_bcc
-
-from .standins import Account, ImaplibConnection, Store
 
 
 def run(coro):
     return asyncio.run(coro)
 
 
-def account_for(server, user, **fields) -> tuple[Account, Store]:
+@pytest.fixture
+def accounts(server, tmp_path):
+    engine = make_engine(None, str(tmp_path))
+    upgrade(engine)
+    yield AccountStore(engine, server.config.data_dir, server.config)
+    engine.dispose()
+
+
+def add_account(accounts, server, user, **fields):
     name, pw = user
-    account = Account(id=1, owner=name, login=name, imap_host=server.host, imap_port=server.port,
-                      smtp_host=server.host, smtp_port=server.submission_port, smtp_tls="none")
-    for key, value in fields.items():
-        setattr(account, key, value)
-    return account, Store(config=server.config, secrets={1: {"password": pw}})
-
-
-def opener(server, user):
-    return lambda store, account: ImaplibConnection.open(server.host, server.port, *user)
+    values = dict(owner=name, login=name, imap_host=server.host, imap_port=server.port, imap_tls="none",
+                  smtp_host=server.host, smtp_port=server.submission_port, smtp_tls="none",
+                  secret={"password": pw})
+    values.update(fields)
+    return accounts.add(**values)
 
 
 def fetch_all(server, user, folder):
@@ -42,15 +48,15 @@ def fetch_all(server, user, folder):
     return [(item[0], item[1]) for item in data if isinstance(item, tuple)]
 
 
-def test_send_submits_and_files_the_exact_bytes_in_sent(server):
+def test_send_submits_and_files_the_exact_bytes_in_sent(server, accounts):
     sender, bob, hidden = server.add_user(), server.add_user(), server.add_user()
-    account, store = account_for(server, sender)
+    account, store = add_account(accounts, server, sender), accounts
     composed = compose(from_addr=f"{sender[0]}@example.com", to=[f"Bob <{bob[0]}@example.com>"],
                        bcc=[f"{hidden[0]}@example.com"], subject="Your résumé", text="Thanks!",
                        html="<p>Thanks!</p>", attachments=[("cv.txt", "text/plain", b"cv")],
                        message_id_domain="example.com")
     data, message_id = composed
-    result = run(send(store, account, composed, open_imap=opener(server, sender)))   # (its envelope has the Bcc)
+    result = run(send(store, account, composed))   # (its envelope has the Bcc)
     assert result.message_id == message_id and result.refused == {} and result.sent_note is None
     folder, uidvalidity, uid = result.appended
     assert folder == "Sent" and uidvalidity and uid
@@ -65,15 +71,15 @@ def test_send_submits_and_files_the_exact_bytes_in_sent(server):
     assert f"{hidden[0]}@".encode() not in bobs
 
 
-def test_bcc_header_in_the_bytes_goes_to_the_envelope_only(server):
+def test_bcc_header_in_the_bytes_goes_to_the_envelope_only(server, accounts):
     sender, bob, hidden = server.add_user(), server.add_user(), server.add_user()
-    account, store = account_for(server, sender)
+    account, store = add_account(accounts, server, sender), accounts
     data, _ = compose(from_addr=f"{sender[0]}@example.com", to=[f"{bob[0]}@example.com"], subject="bcc",
                       text="x", message_id_domain="example.com")
     with_bcc = data.replace(b"Subject:", f"Bcc: {hidden[0]}@example.com,\r\n other@example.com\r\nSubject:".encode(), 1)
     assert strip_bcc(with_bcc) == (data, [f"{hidden[0]}@example.com", "other@example.com"])
     # (other@example.com isn't a user: refused while the others are accepted)
-    result = run(send(store, account, with_bcc, open_imap=opener(server, sender)))
+    result = run(send(store, account, with_bcc))
     assert list(result.refused) == ["other@example.com"]
     [(_, got)] = fetch_all(server, hidden, "INBOX")
     assert got.endswith(data)
@@ -81,25 +87,25 @@ def test_bcc_header_in_the_bytes_goes_to_the_envelope_only(server):
     assert filed == data
 
 
-def test_sent_folder_found_by_its_special_use(server):
+def test_sent_folder_found_by_its_special_use(server, accounts):
     name, pw = f"de{id(server) % 10000}", "pw-secret"
     server.call(server.ctx.service.call("create_user", name, hash_password(pw),
                                         [("INBOX", None), ("Gesendet", "\\Sent"), ("Sent-not", None)]))
     bob = server.add_user()
-    account, store = account_for(server, (name, pw))
+    account, store = add_account(accounts, server, (name, pw)), accounts
     data, _ = compose(from_addr=f"{name}@example.com", to=[f"{bob[0]}@example.com"], subject="s", text="x",
                       message_id_domain="example.com")
-    result = run(send(store, account, data, open_imap=opener(server, (name, pw))))
+    result = run(send(store, account, data))
     assert result.appended[0] == "Gesendet"
     assert [b for _, b in fetch_all(server, (name, pw), "Gesendet")] == [data]
     # an explicit folder wins
-    result = run(send(store, account, data, sent_folder="Sent-not", open_imap=opener(server, (name, pw))))
+    result = run(send(store, account, data, sent_folder="Sent-not"))
     assert result.appended[0] == "Sent-not"
 
 
-def test_gmail_files_it_itself(server):
+def test_gmail_files_it_itself(server, accounts):
     sender, bob = server.add_user(), server.add_user()
-    account, store = account_for(server, sender, imap_host="imap.gmail.com")
+    account, store = add_account(accounts, server, sender, imap_host="imap.gmail.com"), accounts
     data, _ = compose(from_addr=f"{sender[0]}@example.com", to=[f"{bob[0]}@example.com"], subject="g", text="x",
                       message_id_domain="example.com")
 
@@ -110,9 +116,9 @@ def test_gmail_files_it_itself(server):
     assert len(fetch_all(server, bob, "INBOX")) == 1
 
 
-def test_a_failed_append_after_sending_is_noted_not_raised(server):
+def test_a_failed_append_after_sending_is_noted_not_raised(server, accounts):
     sender, bob = server.add_user(), server.add_user()
-    account, store = account_for(server, sender)
+    account, store = add_account(accounts, server, sender), accounts
     data, _ = compose(from_addr=f"{sender[0]}@example.com", to=[f"{bob[0]}@example.com"], subject="a", text="x",
                       message_id_domain="example.com")
 
@@ -123,31 +129,31 @@ def test_a_failed_append_after_sending_is_noted_not_raised(server):
     assert len(fetch_all(server, bob, "INBOX")) == 1
 
 
-def test_errors_say_which_step_failed(server):
+def test_errors_say_which_step_failed(server, accounts):
     sender, bob = server.add_user(), server.add_user()
     data, _ = compose(from_addr=f"{sender[0]}@example.com", to=[f"{bob[0]}@example.com"], subject="e", text="x",
                       message_id_domain="example.com")
-    account, store = account_for(server, sender)
-    store.secrets[1] = {"password": "wrong"}
+    store = accounts
+    account = add_account(accounts, server, sender, secret={"password": "wrong"})
     with pytest.raises(SendError) as e:
-        run(send(store, account, data, open_imap=opener(server, sender)))
+        run(send(store, account, data))
     assert e.value.step == "auth" and e.value.code == 535
     # every recipient refused
-    account, store = account_for(server, sender)
+    account, store = add_account(accounts, server, sender), accounts
     with pytest.raises(SendError) as e:
-        run(send(store, account, data, recipients=["nobody-here@example.com"], open_imap=opener(server, sender)))
+        run(send(store, account, data, recipients=["nobody-here@example.com"]))
     assert e.value.step == "rcpt" and "nobody-here@example.com" in str(e.value)
     # a From that isn't the user's (refused by our submission server at MAIL)
     with pytest.raises(SendError) as e:
-        run(send(store, account, data, mail_from="someone-else@example.com", open_imap=opener(server, sender)))
+        run(send(store, account, data, mail_from="someone-else@example.com"))
     assert e.value.step == "mail"
     # nothing listening
-    account, store = account_for(server, sender, smtp_port=1)
+    account, store = add_account(accounts, server, sender, smtp_port=1), accounts
     with pytest.raises(SendError) as e:
         run(send(store, account, data))
     assert e.value.step == "connect"
     # no SMTP server on the account
-    account, store = account_for(server, sender, smtp_host=None)
+    account, store = add_account(accounts, server, sender, smtp_host=None), accounts
     with pytest.raises(SendError) as e:
         run(send(store, account, data))
     assert e.value.step == "config" and "--smtp" in str(e.value)
@@ -160,22 +166,46 @@ def _server_cert_sha256(server) -> str:
 
 
 @pytest.mark.parametrize("tls, port", [("starttls", "submission_port"), ("implicit", "submission_tls_port")])
-def test_tls_with_a_pinned_certificate(server, tls, port):
+def test_tls_with_a_pinned_certificate(server, accounts, tls, port):
     sender, bob = server.add_user(), server.add_user()
     pin = _server_cert_sha256(server)
     data, _ = compose(from_addr=f"{sender[0]}@example.com", to=[f"{bob[0]}@example.com"], subject="tls", text="x",
                       message_id_domain="example.com")
-    account, store = account_for(server, sender, smtp_tls=tls, smtp_port=getattr(server, port), tls_pin=pin)
-    result = run(send(store, account, data, open_imap=opener(server, sender)))
+    account, store = add_account(accounts, server, sender, smtp_tls=tls, smtp_port=getattr(server, port),
+                                 tls_pin=pin), accounts
+    result = run(send(store, account, data))
     assert result.appended and len(fetch_all(server, bob, "INBOX")) == 1
     # the wrong pin: nothing sent
     account.tls_pin = "00" * 32
     with pytest.raises(SendError) as e:
-        run(send(store, account, data, open_imap=opener(server, sender)))
+        run(send(store, account, data))
     assert e.value.step == "tls" and "pinned" in str(e.value)
     # no pin, and a self-signed certificate: the CA check refuses it
     account.tls_pin = None
     with pytest.raises(SendError) as e:
-        run(send(store, account, data, open_imap=opener(server, sender)))
+        run(send(store, account, data))
     assert e.value.step == "tls"
     assert len(fetch_all(server, bob, "INBOX")) == 1
+
+
+def test_local_account_sends_through_our_submission_as_the_service_identity(server, accounts):
+    """A --local account: no password anywhere; submission and the Sent copy both
+    log in as the service identity acting as the owner."""
+    (name, _pw), bob = server.add_user(), server.add_user()
+    account = accounts.add(kind="local", auth="service", owner=name, login=name, imap_host=server.host,
+                           imap_port=server.port, imap_tls="none", smtp_host=server.host,
+                           smtp_port=server.submission_port, smtp_tls="none", addresses=[f"{name}@example.com"])
+    composed = compose(from_addr=f"{name}@example.com", to=[f"{bob[0]}@example.com"], subject="local",
+                       text="from the web app", message_id_domain="example.com")
+    result = run(send(accounts, account, composed))
+    assert result.appended and result.appended[0] == "Sent"
+    assert [b for _, b in fetch_all(server, (name, _pw), "Sent")] == [composed.message]
+    [(_, got)] = fetch_all(server, bob, "INBOX")
+    assert got.endswith(composed.message)
+    # the service identity can't send as someone else's address (our server's From check still holds)
+    other = server.add_user()
+    forged = compose(from_addr=f"{other[0]}@example.com", to=[f"{bob[0]}@example.com"], subject="forged",
+                     text="x", message_id_domain="example.com")
+    with pytest.raises(SendError) as e:
+        run(send(accounts, account, forged))
+    assert e.value.step == "mail"

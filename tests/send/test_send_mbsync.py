@@ -11,19 +11,16 @@ import pytest
 
 from posthouse.send import compose, send
 
-from .standins import Account, ImaplibConnection, Store
+from .test_send import accounts, add_account  # noqa: F401  (the fixture)
 
 
 @pytest.mark.skipif(shutil.which("mbsync") is None, reason="mbsync (Debian isync) not installed")
-def test_sent_mail_appears_in_an_mbsync_copy(server, tmp_path):
+def test_sent_mail_appears_in_an_mbsync_copy(server, accounts, tmp_path):
     (name, pw), bob = server.add_user(), server.add_user()
-    account = Account(id=1, owner=name, login=name, imap_host=server.host, imap_port=server.port,
-                      smtp_host=server.host, smtp_port=server.submission_port, smtp_tls="none")
-    store = Store(config=server.config, secrets={1: {"password": pw}})
+    account = add_account(accounts, server, (name, pw))
     composed = compose(from_addr=f"{name}@example.com", to=[f"{bob[0]}@example.com"], subject="Seen by mbsync",
                        text="hello from Posthouse", message_id_domain="example.com")
-    result = asyncio.run(send(store, account, composed,
-                              open_imap=lambda s, a: ImaplibConnection.open(server.host, server.port, name, pw)))
+    result = asyncio.run(send(accounts, account, composed))
     assert result.appended[0] == "Sent"
 
     local = tmp_path / "mail"

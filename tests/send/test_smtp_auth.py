@@ -34,7 +34,7 @@ class Sink:
     async def auth_PLAIN(self, server, args):
         authzid, authcid, password = base64.b64decode(args[1]).split(b"\0")
         self.logins.append(("PLAIN", authzid.decode(), authcid.decode(), password.decode()))
-        if password != b"svc-secret":
+        if password != getattr(self, "service_secret", b"svc-secret"):
             return AuthResult(success=False, handled=False)      # (aiosmtpd answers 535)
         return AuthResult(success=True, auth_data=authzid.decode())
 
@@ -97,48 +97,63 @@ def test_plain_with_an_authorization_identity(sink):
 
 
 # -- send() picks the login from the account ----------------------------------------------
+from posthouse.accounts.store import AccountStore  # noqa: E402
+from posthouse.auth.service_identity import SERVICE_NAME, ServiceIdentity  # noqa: E402
+from posthouse.config import Config  # noqa: E402
+from posthouse.db.engine import make_engine  # noqa: E402
+from posthouse.db.migrate import upgrade  # noqa: E402
 from posthouse.send import send  # noqa: E402
 from posthouse.send.sent import submission_route  # noqa: E402
 
-from .standins import Account, Store  # noqa: E402
+
+@pytest.fixture
+def accounts(tmp_path):
+    engine = make_engine(None, str(tmp_path))
+    upgrade(engine)
+    yield AccountStore(engine, str(tmp_path), Config(data_dir=str(tmp_path)))
+    engine.dispose()
 
 
-def test_send_from_an_oauth2_account_takes_the_stores_access_token(sink):
-    store = Store()
+def test_send_from_an_oauth2_account_uses_the_access_token(sink, accounts):
+    account = accounts.add(owner="jane", auth="oauth2", oauth_provider="google", login="a@example.com", imap_host="imap.gmail.com",
+                           imap_port=993, smtp_host="127.0.0.1", smtp_port=sink.port, smtp_tls="none",
+                           secret={"refresh_token": "r"})
     asked = []
 
-    async def access_token(account):
-        asked.append(account.id)
+    async def token():
+        asked.append(1)
         return "good-token"
-    store.access_token = access_token
-    account = Account(id=5, auth="oauth2", login="a@example.com", imap_host="imap.gmail.com",
-                      smtp_host="127.0.0.1", smtp_port=sink.port, smtp_tls="none")
-    result = asyncio.run(send(store, account, MSG))
-    assert asked == [5] and result.appended is None         # (Gmail files its own copy)
+    result = asyncio.run(send(accounts, account, MSG, access_token=token))
+    assert asked == [1] and result.appended is None          # (Gmail files its own copy)
     assert sink.messages == [("a@example.com", "a@example.com", ["b@example.org"], MSG)]
 
 
-def test_local_account_logs_in_as_the_service_acting_as_the_user(sink):
-    store = Store(service=("posthouse-service", "svc-secret"))
-    account = Account(id=6, kind="local", auth="service", owner="jane", login="jane",
-                      smtp_host="127.0.0.1", smtp_port=sink.port, smtp_tls="none")
-    result = asyncio.run(send(store, account, MSG, open_imap=_no_imap_needed))
-    assert sink.logins == [("PLAIN", "jane", "posthouse-service", "svc-secret")]
-    assert "no copy filed" in result.sent_note and result.appended is None
+def test_oauth2_account_without_usable_settings_is_an_auth_error(sink, accounts):
+    account = accounts.add(owner="jane", auth="oauth2", oauth_provider="google", login="a@example.com", imap_host="imap.gmail.com",
+                           imap_port=993, smtp_host="127.0.0.1", smtp_port=sink.port, smtp_tls="none", secret={})
+    with pytest.raises(SendError) as e:
+        asyncio.run(send(accounts, account, MSG))
+    assert e.value.step == "auth" and "no OAuth2 access token" in str(e.value) and sink.messages == []
 
 
-async def _no_imap_needed(store, account):
-    raise ConnectionRefusedError("no IMAP in this test")
+def test_local_account_logs_in_as_the_service_acting_as_the_user(sink, accounts, tmp_path):
+    sink.service_secret = ServiceIdentity(str(tmp_path)).secret().encode()
+    account = accounts.add(kind="local", auth="service", owner="jane", login="jane", imap_host="127.0.0.1",
+                           imap_port=1, imap_tls="none", smtp_host="127.0.0.1", smtp_port=sink.port, smtp_tls="none")
+    result = asyncio.run(send(accounts, account, MSG))
+    assert sink.logins == [("PLAIN", "jane", SERVICE_NAME, sink.service_secret.decode())]
+    assert sink.messages[0][0] == "jane"
+    assert "no copy filed" in result.sent_note and result.appended is None     # (no IMAP on port 1)
 
 
-def test_local_accounts_submit_to_this_servers_submission_port():
-    from posthouse.config import Config
-    config = Config(data_dir="/nonexistent", submission_host="0.0.0.0", submission_port=1587)
-    store = Store(config=config, service=("svc", "s"))
-    account = Account(kind="local", auth="service", login="jane", smtp_host=None)
-    endpoint, credentials = submission_route(store, account)
+def test_local_accounts_without_smtp_submit_to_this_servers_submission_port(accounts):
+    config = Config(data_dir=accounts.data_dir, submission_host="0.0.0.0", submission_port=1587)
+    accounts.config = config
+    account = accounts.add(kind="local", auth="service", owner="jane", login="jane", imap_host="127.0.0.1",
+                           imap_port=143, imap_tls="none")
+    endpoint, credentials = submission_route(accounts, account)
     assert (endpoint.host, endpoint.port, endpoint.tls, endpoint.verify) == ("127.0.0.1", 1587, "opportunistic", False)
-    assert (credentials.login, credentials.authzid) == ("svc", "jane")
-    config = Config(data_dir="/nonexistent", submission_port=None, submission_tls_port=1465)
-    endpoint, _ = submission_route(Store(config=config, service=("svc", "s")), account)
+    assert (credentials.login, credentials.authzid) == (SERVICE_NAME, "jane")
+    accounts.config = Config(data_dir=accounts.data_dir, submission_port=None, submission_tls_port=1465)
+    endpoint, _ = submission_route(accounts, account)
     assert (endpoint.port, endpoint.tls) == (1465, "implicit")

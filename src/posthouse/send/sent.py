@@ -5,7 +5,6 @@ provider files a copy itself (Gmail does; so does our own server under
 `submission_save_sent`)."""
 from __future__ import annotations
 
-import inspect
 import ipaddress
 import logging
 from dataclasses import dataclass, field
@@ -118,11 +117,14 @@ def submission_route(store, account, access_token: Callable[[], Awaitable[str]] 
 
 def _credentials(store, account, access_token) -> Credentials:
     if account.auth == "service":
-        identity = getattr(store, "service_identity", None)
-        if identity is None:
-            raise SendError("config", "no service identity to send local accounts' mail")
-        name, secret = identity()
-        return Credentials(login=name, password=secret, authzid=account.login or account.owner)
+        # Our own server, logged in to as the service identity acting as the owner
+        # (SASL PLAIN with an authorization identity: auth/service_identity.py).
+        from ..auth.service_identity import SERVICE_NAME, ServiceIdentity
+        try:
+            secret = ServiceIdentity(store.data_dir).secret()
+        except OSError as e:
+            raise SendError("config", f"can't read the service identity's secret: {e}") from None
+        return Credentials(login=SERVICE_NAME, password=secret, authzid=account.login)
     if account.auth == "oauth2":
         return Credentials(login=account.login, access_token=access_token or _token_source(store, account))
     secret = store.secret(account.id) or {}
@@ -132,15 +134,14 @@ def _credentials(store, account, access_token) -> Credentials:
 
 
 def _token_source(store, account) -> Callable[[], Awaitable[str]]:
-    """The account's OAuth2 access token, refreshed by the accounts part when due."""
+    """The account's OAuth2 access token, cached or refreshed by the accounts part."""
     async def token() -> str:
-        getter = getattr(store, "access_token", None)
-        if getter is None:
-            from ..accounts import oauth      # (the accounts part: refresh by the provider's token endpoint)
-            value = oauth.access_token(store, account)
-        else:
-            value = getter(account)
-        return await value if inspect.isawaitable(value) else value
+        from ..accounts.oauth import OAuthError, access_token
+        try:
+            value, _settings = await access_token(store, account)
+        except OAuthError as e:
+            raise SendError("auth", f"no OAuth2 access token: {e}") from None
+        return value
     return token
 
 
@@ -177,7 +178,7 @@ async def file_in_sent(conn, message: bytes, sent_folder: str | None = None) -> 
 
 
 async def _open_session(store, account):
-    from ..accounts import open_session
+    from ..accounts.session import open_session
     return await open_session(store, account)
 
 
