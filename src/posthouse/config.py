@@ -111,6 +111,8 @@ class Config:
     web_port: int | None = 8080
     # The activity tracker inside `posthouse serve` (else run `posthouse tracker`).
     tracker: bool = True
+    # Documents on contacts (crm/documents.py): bigger files are refused before parsing.
+    document_max_size: int = 20 * 1024 * 1024
     default_mailboxes: list = field(default_factory=lambda: [
         ["Drafts", "\\Drafts"], ["Sent", "\\Sent"], ["Trash", "\\Trash"],
         ["Junk", "\\Junk"], ["Archive", "\\Archive"]])

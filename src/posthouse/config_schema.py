@@ -104,6 +104,7 @@ class TopLevel(_Section):
     database_url: Annotated[str, Field(pattern=r"^(sqlite|postgresql)(\+\w+)?://")] | None = Field(
         None, description="the CRM's database; unset: crm.sqlite3 in data_dir")
     tracker: bool = True
+    document_max_size: Annotated[Size, Field(ge=1)] = 20 * 1024 * 1024   # a contact's document (resume)
     default_mailboxes: list[Annotated[list[str], Field(min_length=1, max_length=2)]] = Field(
         default_factory=lambda: [["Drafts", "\\Drafts"], ["Sent", "\\Sent"], ["Trash", "\\Trash"],
                                  ["Junk", "\\Junk"], ["Archive", "\\Archive"]])
