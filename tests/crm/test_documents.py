@@ -7,6 +7,7 @@ import io
 import zipfile
 
 import pytest
+from sqlalchemy import text
 
 from posthouse.crm import documents as docs
 from posthouse.crm.documents import DocumentError, Documents, extract_text
@@ -149,10 +150,22 @@ def test_pdf_stream_bomb_refused(monkeypatch):
 
 
 # -- the store ------------------------------------------------------------------------
-@pytest.fixture
-def store(tmp_path):
-    engine = make_engine(None, str(tmp_path))
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    """On a new SQLite file, and on the session's private PostgreSQL (the
+    `postgres_url` fixture of tests/crm/pg.py; skipped where it isn't there)."""
+    if request.param == "sqlite":
+        engine = make_engine(None, str(tmp_path))
+    else:
+        try:
+            url = request.getfixturevalue("postgres_url")
+        except pytest.FixtureLookupError:
+            pytest.skip("no PostgreSQL fixture (tests/crm/pg.py) in this tree")
+        engine = make_engine(url, str(tmp_path))
     upgrade(engine)
+    if request.param != "sqlite":
+        with engine.begin() as conn:
+            conn.execute(text("TRUNCATE documents RESTART IDENTITY"))
     yield Documents(engine)
     engine.dispose()
 

@@ -30,7 +30,13 @@ MAX_PDF_STREAM = 30 * 1024 * 1024       # a PDF stream, decoded
 EXCERPT = 300                           # characters of text in add()'s answer
 
 
-class DocumentError(ValueError):
+try:
+    from .errors import CrmError
+except ImportError:         # (crm/errors.py is built in parallel; merged at integration)
+    CrmError = ValueError
+
+
+class DocumentError(CrmError):
     """The document can't be read; the message is safe to show the user."""
 
 
