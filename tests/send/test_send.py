@@ -209,3 +209,15 @@ def test_local_account_sends_through_our_submission_as_the_service_identity(serv
     with pytest.raises(SendError) as e:
         run(send(accounts, account, forged))
     assert e.value.step == "mail"
+
+
+def test_no_sent_folder_at_all_is_noted(server, accounts):
+    name, pw = f"nosent{id(accounts) % 100000}", "pw-secret"
+    server.call(server.ctx.service.call("create_user", name, hash_password(pw), [("INBOX", None)]))
+    bob = server.add_user()
+    account = add_account(accounts, server, (name, pw))
+    data, _ = compose(from_addr=f"{name}@example.com", to=[f"{bob[0]}@example.com"], subject="n", text="x",
+                      message_id_domain="example.com")
+    result = run(send(accounts, account, data))
+    assert result.appended is None and "no copy filed in Sent" in result.sent_note
+    assert len(fetch_all(server, bob, "INBOX")) == 1          # (sent all the same)
