@@ -10,33 +10,15 @@ import ssl
 
 import pytest
 
-from posthouse.accounts.store import AccountStore
 from posthouse.auth.passwords import hash_password
-from posthouse.db.engine import make_engine
-from posthouse.db.migrate import upgrade
 from posthouse.send import SendError, compose, send
 from posthouse.send.sent import strip_bcc
+
+from .conftest import add_account
 
 
 def run(coro):
     return asyncio.run(coro)
-
-
-@pytest.fixture
-def accounts(server, tmp_path):
-    engine = make_engine(None, str(tmp_path))
-    upgrade(engine)
-    yield AccountStore(engine, server.config.data_dir, server.config)
-    engine.dispose()
-
-
-def add_account(accounts, server, user, **fields):
-    name, pw = user
-    values = dict(owner=name, login=name, imap_host=server.host, imap_port=server.port, imap_tls="none",
-                  smtp_host=server.host, smtp_port=server.submission_port, smtp_tls="none",
-                  secret={"password": pw})
-    values.update(fields)
-    return accounts.add(**values)
 
 
 def fetch_all(server, user, folder):

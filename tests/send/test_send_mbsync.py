@@ -11,7 +11,7 @@ import pytest
 
 from posthouse.send import compose, send
 
-from .test_send import accounts, add_account  # noqa: F401  (the fixture)
+from .conftest import add_account
 
 
 @pytest.mark.skipif(shutil.which("mbsync") is None, reason="mbsync (Debian isync) not installed")
