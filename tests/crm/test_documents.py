@@ -9,8 +9,8 @@ import zipfile
 import pytest
 from sqlalchemy import text
 
-from posthouse.crm import documents as docs
-from posthouse.crm.documents import DocumentError, Documents, extract_text
+from posthouse.crm import document_text as docs
+from posthouse.crm.documents import DocumentError, Documents, extract_text, extract_text_isolated
 from posthouse.db.engine import make_engine
 from posthouse.db.migrate import upgrade
 
@@ -166,7 +166,7 @@ def store(request, tmp_path):
     if request.param != "sqlite":
         with engine.begin() as conn:
             conn.execute(text("TRUNCATE documents RESTART IDENTITY"))
-    yield Documents(engine)
+    yield Documents(engine, isolated=False)     # (the isolated reader: its own tests below)
     engine.dispose()
 
 
@@ -221,3 +221,34 @@ def test_snippet_is_around_the_match(store):
     snippet = store.search("needle")[0]["snippet"]
     assert "needle" in snippet and len(snippet) < 250
     assert snippet.startswith("…") and snippet.endswith("…")
+
+
+def test_same_file_on_the_same_contact_is_one_document(store):
+    first = store.add(1, "cv.txt", "text/plain", b"same bytes")
+    assert store.add(1, "cv-again.txt", "text/plain", b"same bytes") == first
+    assert store.add(2, "cv.txt", "text/plain", b"same bytes")["id"] != first["id"]
+
+
+# -- the isolated reader: a child process under time and memory limits -------------------
+def test_isolated_reader_extracts_and_refuses_like_the_inline_one(tmp_path):
+    engine = make_engine(None, str(tmp_path))
+    upgrade(engine)
+    store = Documents(engine)                       # isolated by default
+    doc = store.add(1, "cv.pdf", PDF, docfiles.pdf(["Isolated Quokka"]))
+    assert "Isolated Quokka" in doc["text_excerpt"]
+    with pytest.raises(DocumentError, match="encrypted with a password"):
+        store.add(1, "x.pdf", PDF, docfiles.encrypted_pdf(["hidden"]))
+    with pytest.raises(DocumentError, match="over the limit"):
+        Documents(engine, max_size=10).add(1, "big.txt", "text/plain", b"x" * 11)
+    engine.dispose()
+
+
+def test_isolated_reader_time_limit():
+    with pytest.raises(DocumentError, match="took longer than"):
+        extract_text_isolated("cv.pdf", PDF, docfiles.pdf(["slow"]), timeout=0.001)
+
+
+def test_isolated_reader_memory_limit():
+    """A reader that runs out of memory is a refused document, not a dead server."""
+    with pytest.raises(DocumentError):
+        extract_text_isolated("cv.docx", DOCX, docfiles.docx(["big"]), memory=32 * 1024 * 1024)

@@ -1,305 +1,21 @@
-"""Documents on contacts (a resume imported from an email): the text of PDF,
-DOCX, ODT, HTML and plain-text files, extracted once when the document is
-added and searched by word.
-
-Every file here may be hostile (it came in an email): the size is bounded
-before anything is parsed, zip containers are checked before they are opened
-(a zip bomb is refused by its declared sizes, which zipfile enforces while it
-reads), pypdf runs under tighter decompression limits than its defaults, and
-the text kept is capped. Anything that can't be read is a DocumentError with a
-message safe to show, never a crash."""
+"""Documents on contacts (a resume imported from an email): the file, and its
+text (document_text.py), extracted once when the document is added, in a child
+process under time and memory limits by default, and searched by word."""
 from __future__ import annotations
 
 import hashlib
-import io
 import re
-import zipfile
 from datetime import datetime, timezone
-from html.parser import HTMLParser
 
 from sqlalchemy import and_, delete, func, insert, select
 
+from .document_text import (MAX_DOCUMENT_SIZE, MAX_TEXT, WORKER_TIMEOUT, DocumentError, extract_text,
+                            extract_text_isolated)
 from .documents_tables import documents
 
-MAX_DOCUMENT_SIZE = 20 * 1024 * 1024    # bytes of a file accepted
-MAX_TEXT = 1024 * 1024                  # characters of text kept
-MAX_UNZIPPED = 100 * 1024 * 1024        # a DOCX/ODT's parts, uncompressed, in all
-MAX_ZIP_ENTRIES = 5000
-MAX_PDF_PAGES = 2000
-MAX_PDF_STREAM = 30 * 1024 * 1024       # a PDF stream, decoded
+__all__ = ["Documents", "DocumentError", "extract_text", "extract_text_isolated"]
+
 EXCERPT = 300                           # characters of text in add()'s answer
-
-
-try:
-    from .errors import CrmError
-except ImportError:         # (crm/errors.py is built in parallel; merged at integration)
-    CrmError = ValueError
-
-
-class DocumentError(CrmError):
-    """The document can't be read; the message is safe to show the user."""
-
-
-# -- which kind of file ---------------------------------------------------------------
-_BY_TYPE = {
-    "application/pdf": "pdf", "application/x-pdf": "pdf",
-    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
-    "application/vnd.oasis.opendocument.text": "odt",
-    "text/html": "html", "application/xhtml+xml": "html",
-}
-_BY_EXTENSION = {".pdf": "pdf", ".docx": "docx", ".odt": "odt", ".html": "html", ".htm": "html",
-                 ".xhtml": "html", ".txt": "text", ".text": "text", ".md": "text", ".csv": "text",
-                 ".rtf": None}
-
-
-def _kind(filename: str, content_type: str, data: bytes) -> str:
-    """The declared kind (content type, else the file name's extension), else
-    what the first bytes say. Unknown kinds are refused."""
-    ctype = (content_type or "").split(";")[0].strip().lower()
-    kind = _BY_TYPE.get(ctype)
-    if kind is None and ctype.startswith("text/") and ctype not in ("text/rtf",):
-        kind = "text"
-    if kind is None:
-        ext = ("." + filename.rsplit(".", 1)[-1].lower()) if "." in (filename or "") else ""
-        kind = _BY_EXTENSION.get(ext)
-    if kind is None:
-        head = data[:1024]
-        if b"%PDF-" in head:
-            kind = "pdf"
-        elif data.startswith(b"PK\x03\x04"):
-            kind = _zip_kind(data)
-    if kind is None:
-        raise DocumentError(f"{filename or 'the file'}: unsupported document type "
-                            f"{content_type or 'unknown'} (PDF, DOCX, ODT, HTML or plain text)")
-    return kind
-
-
-def _zip_kind(data: bytes) -> str | None:
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as z:
-            names = set(z.namelist())
-            if "word/document.xml" in names:
-                return "docx"
-            if "mimetype" in names and z.read("mimetype").strip() == b"application/vnd.oasis.opendocument.text":
-                return "odt"
-    except (zipfile.BadZipFile, OSError, KeyError, RuntimeError, ValueError):
-        return None
-    return None
-
-
-# -- extraction -----------------------------------------------------------------------
-def extract_text(filename: str, content_type: str, data: bytes, *,
-                 max_size: int = MAX_DOCUMENT_SIZE, max_text: int = MAX_TEXT) -> str:
-    """The text of a document, at most max_text characters; DocumentError if
-    it is too big, of an unsupported type, encrypted, broken or garbage."""
-    name = filename or "the file"
-    if len(data) > max_size:
-        raise DocumentError(f"{name}: {len(data)} bytes is over the limit of {max_size} bytes")
-    if not data:
-        raise DocumentError(f"{name}: the file is empty")
-    kind = _kind(filename, content_type, data)
-    try:
-        text = _EXTRACTORS[kind](name, data, max_text)
-    except DocumentError:
-        raise
-    except (MemoryError, RecursionError):
-        raise DocumentError(f"{name}: the {kind.upper()} is too complex to read") from None
-    except Exception as e:      # a parser's own error on a broken file: say so, never crash
-        raise DocumentError(f"{name}: not a readable {kind.upper()} file ({type(e).__name__}: {str(e)[:200]})") from None
-    text = _tidy(text)[:max_text]
-    return text
-
-
-def _tidy(text: str) -> str:
-    text = text.replace("\x00", "").replace("\r\n", "\n").replace("\r", "\n")
-    text = re.sub(r"[ \t\f\v]+\n", "\n", text)
-    text = re.sub(r"\n{3,}", "\n\n", text)
-    return text.strip()
-
-
-def _pdf(name: str, data: bytes, max_text: int) -> str:
-    if b"%PDF-" not in data[:1024]:
-        raise DocumentError(f"{name}: not a PDF file (no %PDF header)")
-    from pypdf import PdfReader, apply_configuration
-    from pypdf.errors import FileNotDecryptedError, PdfReadError
-    limits = dict(maximum_declared_stream_length=MAX_PDF_STREAM,
-                  array_based_stream_maximum_output_length=MAX_PDF_STREAM,
-                  zlib_maximum_output_length=MAX_PDF_STREAM, lzw_maximum_output_length=MAX_PDF_STREAM,
-                  run_length_maximum_output_length=MAX_PDF_STREAM,
-                  brotli_maximum_output_length=MAX_PDF_STREAM, jbig2_maximum_output_length=MAX_PDF_STREAM,
-                  image_maximum_buffer_size=MAX_PDF_STREAM, page_tree_maximum_page_entries=MAX_PDF_PAGES * 10)
-    with apply_configuration(**limits):
-        try:
-            reader = PdfReader(io.BytesIO(data), strict=False)
-        except PdfReadError as e:
-            raise DocumentError(f"{name}: a broken PDF ({e})") from None
-        if reader.is_encrypted:
-            # Many PDFs are "encrypted" with an empty user password (only
-            # printing or copying restricted): those open; others can't.
-            try:
-                opened = reader.decrypt("")
-            except Exception:
-                opened = 0
-            if not opened:
-                raise DocumentError(f"{name}: the PDF is encrypted with a password")
-        try:
-            pages = reader.pages
-            count = len(pages)
-        except FileNotDecryptedError:
-            raise DocumentError(f"{name}: the PDF is encrypted with a password") from None
-        if count == 0:
-            raise DocumentError(f"{name}: a broken PDF (no pages found)")
-        out, length = [], 0
-        for i in range(min(count, MAX_PDF_PAGES)):
-            text = pages[i].extract_text() or ""
-            out.append(text)
-            length += len(text)
-            if length >= max_text:
-                break
-        return "\n\n".join(out)
-
-
-def _check_zip(name: str, data: bytes, what: str) -> zipfile.ZipFile:
-    try:
-        z = zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, OSError, ValueError):
-        raise DocumentError(f"{name}: not a valid {what} file (a broken zip container)") from None
-    infos = z.infolist()
-    if len(infos) > MAX_ZIP_ENTRIES:
-        raise DocumentError(f"{name}: the {what} has too many parts ({len(infos)})")
-    total = sum(i.file_size for i in infos)
-    if total > MAX_UNZIPPED:
-        raise DocumentError(f"{name}: the {what} unpacks to {total} bytes, over the limit of {MAX_UNZIPPED}")
-    return z
-
-
-def _docx(name: str, data: bytes, max_text: int) -> str:
-    z = _check_zip(name, data, "DOCX")
-    if "word/document.xml" not in z.namelist():
-        raise DocumentError(f"{name}: not a DOCX file (no word/document.xml)")
-    import docx
-    from docx.table import Table
-    from docx.text.paragraph import Paragraph
-    document = docx.Document(io.BytesIO(data))
-    out: list[str] = []
-
-    def block(parent, element, depth=0) -> None:
-        tag = element.tag.rsplit("}", 1)[-1]
-        if tag == "p":
-            out.append(Paragraph(element, parent).text)
-        elif tag == "tbl" and depth < 20:
-            for row in Table(element, parent).rows:
-                cells = []
-                for cell in row.cells:
-                    inner: list[str] = []
-                    for child in cell._element.iterchildren():
-                        start = len(out)
-                        block(cell, child, depth + 1)
-                        inner.extend(out[start:])
-                        del out[start:]
-                    cells.append("\n".join(t for t in inner if t))
-                out.append("\t".join(cells))
-        elif tag == "sdt":        # content controls (forms) hold paragraphs too
-            content = next((c for c in element.iterchildren() if c.tag.endswith("}sdtContent")), None)
-            if content is not None:
-                for child in content.iterchildren():
-                    block(parent, child, depth + 1)
-
-    def story(container) -> None:
-        for child in container._element.iterchildren():
-            block(container, child)
-            if sum(map(len, out)) > max_text:
-                return
-
-    # Contact details in a resume are often in the page header.
-    for section in document.sections:
-        for part in (section.header, section.first_page_header):
-            if not part.is_linked_to_previous:
-                story(part)
-    body = document._body
-    for child in body._element.iterchildren():
-        block(body, child)
-    return "\n".join(out)
-
-
-def _odt(name: str, data: bytes, max_text: int) -> str:
-    _check_zip(name, data, "ODT").close()
-    from odf import teletype
-    from odf.namespaces import TEXTNS
-    from odf.opendocument import load
-    document = load(io.BytesIO(data))
-    out: list[str] = []
-    paragraph = {(TEXTNS, "p"), (TEXTNS, "h")}
-
-    # Paragraphs and headings in document order; table cells and lists hold paragraphs too.
-    stack = [document.text]
-    while stack and sum(map(len, out)) <= max_text:
-        element = stack.pop()
-        if getattr(element, "qname", None) in paragraph:
-            out.append(teletype.extractText(element))
-            continue
-        stack.extend(reversed(getattr(element, "childNodes", [])))
-    return "\n".join(out)
-
-
-class _HtmlText(HTMLParser):
-    _skip = {"script", "style", "head", "title", "template", "noscript"}
-    _block = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "table", "ul", "ol",
-              "section", "article", "header", "footer", "blockquote", "pre", "hr", "dt", "dd"}
-
-    def __init__(self):
-        super().__init__(convert_charrefs=True)
-        self.out: list[str] = []
-        self.skipping = 0
-
-    def handle_starttag(self, tag, attrs):
-        if tag in self._skip:
-            self.skipping += 1
-        elif tag in self._block:
-            self.out.append("\n")
-        elif tag in ("td", "th"):
-            self.out.append("\t")
-
-    def handle_endtag(self, tag):
-        if tag in self._skip:
-            self.skipping = max(0, self.skipping - 1)
-        elif tag in self._block:
-            self.out.append("\n")
-
-    def handle_data(self, data):
-        if not self.skipping:
-            self.out.append(data)
-
-
-def _html(name: str, data: bytes, max_text: int) -> str:
-    parser = _HtmlText()
-    parser.feed(_decode(name, data))
-    parser.close()
-    return re.sub(r"[ \t]+", " ", "".join(parser.out))
-
-
-def _decode(name: str, data: bytes) -> str:
-    """UTF-8 (with or without a BOM), else Latin-1; binary garbage refused."""
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        text = data.decode("utf-16", "replace")
-    else:
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            text = data.decode("latin-1")
-    text = text.replace("\x00", "")
-    sample = text[:65536]
-    control = sum(1 for c in sample if (ord(c) < 32 and c not in "\t\n\r\f\v") or 0x7f <= ord(c) < 0xa0)
-    if sample and control > len(sample) * 0.05:
-        raise DocumentError(f"{name}: not a text file (binary content)")
-    return text
-
-
-def _text(name: str, data: bytes, max_text: int) -> str:
-    return _decode(name, data)
-
-
-_EXTRACTORS = {"pdf": _pdf, "docx": _docx, "odt": _odt, "html": _html, "text": _text}
 
 
 # -- the store ------------------------------------------------------------------------
@@ -314,18 +30,37 @@ def _summary(row, text: str | None = None) -> dict:
 class Documents:
     """Documents on contacts, in the CRM database."""
 
-    def __init__(self, engine, *, max_size: int = MAX_DOCUMENT_SIZE, max_text: int = MAX_TEXT):
+    def __init__(self, engine, *, max_size: int = MAX_DOCUMENT_SIZE, max_text: int = MAX_TEXT,
+                 isolated: bool = True, timeout: float = WORKER_TIMEOUT):
         self.engine = engine
         self.max_size = max_size
         self.max_text = max_text
+        self.isolated = isolated        # extract in a child process under time and memory limits
+        self.timeout = timeout
+
+    @classmethod
+    def from_config(cls, engine, config, **kwargs) -> "Documents":
+        return cls(engine, max_size=config.document_max_size, **kwargs)
 
     def add(self, contact_id: int, filename: str, content_type: str, data: bytes) -> dict:
-        """Store a document after extracting its text (DocumentError if it can't be read)."""
+        """Store a document after extracting its text (DocumentError if it
+        can't be read). The same file added to the same contact again is the
+        document already there."""
         filename = (filename or "document").replace("\r", " ").replace("\n", " ").strip()[:255] or "document"
         content_type = (content_type or "application/octet-stream").strip()[:255]
-        text = extract_text(filename, content_type, data, max_size=self.max_size, max_text=self.max_text)
+        digest = hashlib.sha256(data).hexdigest()
+        with self.engine.connect() as conn:
+            same = conn.execute(select(documents.c.id).where(documents.c.contact_id == int(contact_id),
+                                                             documents.c.sha256 == digest)).scalar()
+        if same is not None:
+            return self.get(same)
+        if self.isolated:
+            text = extract_text_isolated(filename, content_type, data, max_size=self.max_size,
+                                         max_text=self.max_text, timeout=self.timeout)
+        else:
+            text = extract_text(filename, content_type, data, max_size=self.max_size, max_text=self.max_text)
         row = {"contact_id": int(contact_id), "filename": filename, "content_type": content_type,
-               "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "data": bytes(data),
+               "size": len(data), "sha256": digest, "data": bytes(data),
                "text": text, "text_lower": text.lower(), "created_at": datetime.now(timezone.utc)}
         with self.engine.begin() as conn:
             row["id"] = conn.execute(insert(documents).values(**row)).inserted_primary_key[0]
