@@ -53,6 +53,14 @@ def test_odt_paragraphs_spans_headings_and_tables():
     assert "Occitan" in extract_text("cv", "application/octet-stream", data)
 
 
+def test_mislabelled_attachments_are_read_by_what_they_are():
+    assert "Labelled PDF" in extract_text("cv.pdf", PDF, docfiles.docx(["Labelled PDF"]))
+    assert "Labelled text" in extract_text("cv.txt", "text/plain", docfiles.odt(["Labelled text"]))
+    assert "Labelled DOCX" in extract_text("cv.docx", DOCX, docfiles.pdf(["Labelled DOCX"]))
+    # a text that merely mentions %PDF- further on stays text
+    assert extract_text("n.txt", "text/plain", b"notes: a file starts with %PDF-1.4") == "notes: a file starts with %PDF-1.4"
+
+
 def test_plain_text_charsets_and_nuls():
     assert extract_text("a.txt", "text/plain", "Zoë Müller\n".encode()) == "Zoë Müller"
     assert extract_text("a.txt", "text/plain", "Zoë Müller".encode("latin-1")) == "Zoë Müller"

@@ -52,8 +52,12 @@ _BY_EXTENSION = {".pdf": "pdf", ".docx": "docx", ".odt": "odt", ".html": "html",
 
 
 def _kind(filename: str, content_type: str, data: bytes) -> str:
-    """The declared kind (content type, else the file name's extension), else
-    what the first bytes say. Unknown kinds are refused."""
+    """What the first bytes plainly say (a PDF header, a DOCX's or ODT's zip:
+    mail clients mislabel attachments), else the declared kind (content type,
+    else the file name's extension). Unknown kinds are refused."""
+    sniffed = _sniff(data)
+    if sniffed:
+        return sniffed
     ctype = (content_type or "").split(";")[0].strip().lower()
     kind = _BY_TYPE.get(ctype)
     if kind is None and ctype.startswith("text/") and ctype not in ("text/rtf",):
@@ -73,13 +77,22 @@ def _kind(filename: str, content_type: str, data: bytes) -> str:
     return kind
 
 
+def _sniff(data: bytes) -> str | None:
+    if data[:1024].lstrip(b"\xef\xbb\xbf\x00\t\r\n ").startswith(b"%PDF-"):
+        return "pdf"
+    if data.startswith(b"PK\x03\x04"):
+        return _zip_kind(data)
+    return None
+
+
 def _zip_kind(data: bytes) -> str | None:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as z:
             names = set(z.namelist())
             if "word/document.xml" in names:
                 return "docx"
-            if "mimetype" in names and z.read("mimetype").strip() == b"application/vnd.oasis.opendocument.text":
+            if "mimetype" in names and z.getinfo("mimetype").file_size < 200 and \
+                    z.read("mimetype").strip() == b"application/vnd.oasis.opendocument.text":
                 return "odt"
     except (zipfile.BadZipFile, OSError, KeyError, RuntimeError, ValueError):
         return None
