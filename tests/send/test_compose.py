@@ -115,3 +115,10 @@ def test_header_injection_refused(field, value):
 def test_bad_values_refused(field, value):
     with pytest.raises(ComposeError):
         compose(**{**BASE, "text": "x", field: value})
+
+
+def test_message_id_domain_defaults_to_the_senders():
+    _, message_id = compose(from_addr="jane@mail.example.com", to=["b@example.org"], subject="s", text="x")
+    assert message_id.endswith("@mail.example.com>")
+    _, message_id = compose(from_addr="jane@bücher.example", to=["b@example.org"], subject="s", text="x")
+    assert message_id.endswith("@xn--bcher-kva.example>")

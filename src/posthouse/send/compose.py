@@ -101,10 +101,12 @@ def compose(*, from_addr: str, to: Sequence = (), cc: Sequence = (), bcc: Sequen
             subject: str = "", text: str | None = None, html: str | None = None,
             attachments: Iterable[tuple[str, str, bytes]] = (),
             in_reply_to: str | None = None, references: Sequence[str] | str = (),
-            identity_name: str | None = None, message_id_domain: str,
+            identity_name: str | None = None, message_id_domain: str | None = None,
             date: str | None = None, extra_headers: Sequence[tuple[str, str]] = ()) -> Composed:
     """The message as bytes ready to submit; `compose(...)` unpacks as
-    (bytes, message_id), and carries the envelope (sender, To+Cc+Bcc)."""
+    (bytes, message_id), and carries the envelope (sender, To+Cc+Bcc).
+    message_id_domain: the right side of the Message-ID (default: the From
+    address's domain)."""
     sender = _address("From", from_addr)
     if identity_name is not None:
         sender = Address(display_name=_no_breaks("the identity's name", identity_name).strip(),
@@ -113,6 +115,12 @@ def compose(*, from_addr: str, to: Sequence = (), cc: Sequence = (), bcc: Sequen
     if not (to_a or cc_a or bcc_a):
         raise ComposeError("a message needs at least one recipient (To, Cc or Bcc)")
     subject = _no_breaks("the subject", subject or "")
+    if message_id_domain is None:
+        message_id_domain = sender.domain
+        try:
+            message_id_domain = message_id_domain.encode("idna").decode("ascii")    # (a Message-ID is ASCII)
+        except UnicodeError:
+            pass
     domain = _no_breaks("the Message-ID domain", message_id_domain or "").strip()
     if not _ID_RIGHT.fullmatch(domain):
         raise ComposeError(f"not a domain for Message-IDs: {domain!r}")
