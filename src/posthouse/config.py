@@ -113,6 +113,8 @@ class Config:
     tracker: bool = True
     # The CRM matches "ann+news@x" as "ann@x" (plus-detail folding); off: the whole address.
     crm_fold_plus: bool = False
+    # Documents on contacts (crm/documents.py): bigger files are refused before parsing.
+    document_max_size: int = 20 * 1024 * 1024
     default_mailboxes: list = field(default_factory=lambda: [
         ["Drafts", "\\Drafts"], ["Sent", "\\Sent"], ["Trash", "\\Trash"],
         ["Junk", "\\Junk"], ["Archive", "\\Archive"]])

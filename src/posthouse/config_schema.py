@@ -105,6 +105,7 @@ class TopLevel(_Section):
         None, description="the CRM's database; unset: crm.sqlite3 in data_dir")
     tracker: bool = True
     crm_fold_plus: bool = False     # the CRM matches "ann+news@x" as "ann@x"
+    document_max_size: Annotated[Size, Field(ge=1)] = 20 * 1024 * 1024   # a contact's document (resume)
     default_mailboxes: list[Annotated[list[str], Field(min_length=1, max_length=2)]] = Field(
         default_factory=lambda: [["Drafts", "\\Drafts"], ["Sent", "\\Sent"], ["Trash", "\\Trash"],
                                  ["Junk", "\\Junk"], ["Archive", "\\Archive"]])

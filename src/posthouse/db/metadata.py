@@ -15,7 +15,8 @@ metadata = MetaData(naming_convention={
 
 # The modules that declare tables; importing them fills `metadata`.
 TABLE_MODULES = ("posthouse.accounts.tables", "posthouse.tracker.tables",
-                 "posthouse.crm.tables", "posthouse.web.tables")
+                 "posthouse.crm.tables", "posthouse.web.tables",
+                 "posthouse.crm.documents_tables")
 
 
 def load_tables() -> MetaData:
