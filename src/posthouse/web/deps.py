@@ -60,9 +60,16 @@ def need(value, what: str):
     return value
 
 
-async def maybe_await(value):
-    return await value if inspect.isawaitable(value) else value
-
-
 def needs_crm(request: Request) -> None:
     need(services(request).crm, "the CRM")
+
+
+def _is_async(fn) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+
+
+async def call(fn, *args):
+    """fn(*args) awaited if it is async, else on a worker thread (it may block on I/O)."""
+    from starlette.concurrency import run_in_threadpool
+    value = await fn(*args) if _is_async(fn) else await run_in_threadpool(fn, *args)
+    return await value if inspect.isawaitable(value) else value

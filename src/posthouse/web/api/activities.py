@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from ..deps import Services, current_user, needs_crm, own_account_ids, services
+from ..deps import Services, call, current_user, needs_crm, own_account_ids, services
 from ..models import Activity, Error, Kind
 from .params import IdPath, IdQuery, Limit, Offset
 
@@ -100,10 +100,7 @@ async def get_message(id: IdPath, svc: Services = Depends(services), user: str =
     failures = []
     for place in places:
         try:
-            if inspect.iscoroutinefunction(fetch):
-                raw = await fetch(place)
-            else:
-                raw = await run_in_threadpool(fetch, place)
+            raw = await call(fetch, place)
         except Exception as e:      # this copy's server failed: try the next copy
             log.warning("activity %s: fetching the original from account %s folder %r failed: %s",
                         id, place.get("account_id"), place.get("folder"), e)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from ..deps import Services, current_user, maybe_await, need, services
+from ..deps import Services, call, current_user, need, services
 from ..models import Error, SendIn, SendResult
 from .accounts import own_account
 
@@ -36,7 +36,7 @@ async def send_message(body: SendIn, svc: Services = Depends(services), user: st
             raise HTTPException(422, f"attachments.{i}.content_base64: not base64") from None
         attachments.append((item.filename, item.content_type, data))
     try:
-        result = await maybe_await(sender(account, body, attachments))
+        result = await call(sender, account, body, attachments)
     except (ConnectionError, OSError, TimeoutError) as e:
         raise HTTPException(502, f"the message was not sent: {e}") from None
     except ValueError as e:     # a value compose refused (its text is safe to show)
