@@ -2,6 +2,7 @@
 that works; a revoked or made-up one is refused; only its hash is stored."""
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -70,18 +71,28 @@ def _posthouse(data_dir, *args, stdin=None):
                           env=dict(os.environ, POSTHOUSE_CONFIG=""))
 
 
-def test_token_create_prints_a_token_that_works_and_revoke_ends_it(tmp_path):
+def _in_process(capsys, data_dir, *args) -> tuple[int, str, str]:
+    from posthouse.cli import main
+    capsys.readouterr()
+    code = main(["--data-dir", str(data_dir), *args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_token_create_prints_a_token_that_works_and_revoke_ends_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("POSTHOUSE_CONFIG", raising=False)
     data = tmp_path / "data"
-    assert _posthouse(data, "user", "add", "carol", "--password-stdin", stdin="pw\n").returncode == 0
-    made = _posthouse(data, "token", "create", "carol", "--name", "ci")
+    monkeypatch.setattr("sys.stdin", io.StringIO("pw\n"))
+    assert _in_process(capsys, data, "user", "add", "carol", "--password-stdin")[0] == 0
+    made = _posthouse(data, "token", "create", "carol", "--name", "ci")     # as an outside check runs it
     assert made.returncode == 0, made.stderr
     token = made.stdout.strip()
     assert made.stdout == token + "\n" and token.startswith("ph_") and len(token) > 40     # the token, only
-    refused = _posthouse(data, "token", "create", "nobody")
-    assert refused.returncode == 1 and refused.stdout == "" and "no user nobody" in refused.stderr
-    listed = _posthouse(data, "token", "list", "carol")
-    assert listed.returncode == 0 and "\tcarol\tci\t" in listed.stdout and token not in listed.stdout
-    token_id = listed.stdout.split("\t")[0]
+    code, out, err = _in_process(capsys, data, "token", "create", "nobody")
+    assert code == 1 and out == "" and "no user nobody" in err
+    code, out, err = _in_process(capsys, data, "token", "list", "carol")
+    assert code == 0 and "\tcarol\tci\t" in out and token not in out
+    token_id = out.split("\t")[0]
 
     engine = make_engine(None, str(data))
     upgrade(engine)
@@ -91,11 +102,11 @@ def test_token_create_prints_a_token_that_works_and_revoke_ends_it(tmp_path):
         with httpx.Client(base_url=served.url, headers={"Authorization": f"Bearer {token}"}) as c:
             r = c.get("/api/v1/accounts")
             assert r.status_code == 200 and [a["id"] for a in r.json()] == [5]
-            revoked = _posthouse(data, "token", "revoke", token_id)
-            assert revoked.returncode == 0 and "revoked" in revoked.stdout
+            code, out, _err = _in_process(capsys, data, "token", "revoke", token_id)
+            assert code == 0 and "revoked" in out
             assert c.get("/api/v1/accounts").status_code == 401
-        assert _posthouse(data, "token", "revoke", "424242").returncode == 1
-        assert _posthouse(data, "token", "revoke", "x").returncode == 2
+        assert _in_process(capsys, data, "token", "revoke", "424242")[0] == 1
+        assert _in_process(capsys, data, "token", "revoke", "x")[0] == 2
     finally:
         served.stop()
         engine.dispose()

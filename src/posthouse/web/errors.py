@@ -53,8 +53,11 @@ def install(app: FastAPI) -> None:
         details = []
         for item in exc.errors():
             where = _where(item.get("loc", ()))
-            problems.append(f"{where}: {item.get('msg', 'invalid')}")
-            details.append({"where": where, "problem": item.get("msg", "invalid")})
+            problem = item.get("msg", "invalid")
+            if item.get("loc") == ("body",) and item.get("type") in ("model_attributes_type", "dict_type"):
+                problem = "the body must be a JSON object (Content-Type: application/json)"
+            problems.append(f"{where}: {problem}")
+            details.append({"where": where, "problem": problem})
         return JSONResponse({"error": "invalid request: " + "; ".join(problems[:5]), "details": details[:50]},
                             status_code=422)
 

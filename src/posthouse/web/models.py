@@ -202,9 +202,9 @@ class ContactPatch(_In):
     phone: Line | None = None
     company: Line | None = None
     title: Line | None = None
-    tags: list[Tag] | None = Field(default=None, max_length=100)
+    tags: list[Tag] = Field(default=[], max_length=100)      # (only the fields given are changed)
     notes: Text | None = None
-    opted_out: bool | None = None
+    opted_out: bool = False
     add_emails: list[Address] = Field(default=[], max_length=100)
     remove_emails: list[Address] = Field(default=[], max_length=100)
 

@@ -17,8 +17,8 @@ router = APIRouter(tags=["classify"])
 @router.post("/classify", response_model=dict[str, Any],
              responses={400: {"model": Error}, 413: {"model": Error}},
              openapi_extra={"requestBody": {"required": True, "description": "the message, as on the server",
-                                            "content": {"message/rfc822": {"schema": {"type": "string",
-                                                                                      "format": "binary"}}}}},
+                                            "content": {kind: {"schema": {"type": "string", "format": "binary"}}
+                                                        for kind in ("message/rfc822", "application/octet-stream")}}},
              summary="Sort a raw message: {kind, hard, reason, recipients: [{address, status, hard, reason}]}")
 async def classify_message(request: Request, svc: Services = Depends(services)):
     classify = need(svc.classify, "reply sorting")

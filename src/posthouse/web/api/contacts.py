@@ -52,8 +52,6 @@ def edit_contact(id: IdPath, body: ContactPatch, svc: Services = Depends(service
     add = tuple(fields.pop("add_emails", ()))
     remove = tuple(fields.pop("remove_emails", ()))
     if "tags" in fields:
-        if fields["tags"] is None:
-            raise HTTPException(422, "tags: give a list (empty for none)")
         fields["tags"] = tuple(fields["tags"])
     return svc.crm.edit_contact(id, add_emails=add, remove_emails=remove, **fields)
 
