@@ -104,7 +104,7 @@ class FakeCrm:
         self.activity_rows[id] = {
             "id": id, "contact_id": contact_id, "direction": direction, "date": "2026-12-01T10:00:00+00:00",
             "subject": subject, "participants": [{"role": "from", "name": "X", "address": "x@example.org"}],
-            "snippet": "hello", "text": None, "attachments": [], "kind": kind,
+            "snippet": "hello", "text": None, "attachments": [], "kind": kind, "message": 1000 + id,
             "thread": {"message_id": f"m{id}@example.org", "in_reply_to": None, "references": []},
             "places": [{"account_id": p[0], "folder": p[1], "uidvalidity": 7, "uid": p[2],
                         "message_id": f"m{id}@example.org", "emailid": None, "gone": p[3] if len(p) > 3 else False}
@@ -118,6 +118,14 @@ class FakeCrm:
 
     def get_activity(self, id):
         return self.activity_rows.get(id)
+
+    def contact_from_message(self, message_id):
+        activity = next(a for a in self.activity_rows.values() if a["message"] == message_id)
+        sender = next(p for p in activity["participants"] if p["role"] == "from")
+        found = self.find_contacts(email=sender["address"])
+        if found:
+            raise CrmError(f"{sender['address']} is already on contact {found[0]['id']}")
+        return self.add_contact(name=sender["name"], emails=(sender["address"],))
 
 
 @dataclass

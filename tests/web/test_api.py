@@ -68,6 +68,8 @@ def test_activities_of_a_contact_only_through_the_callers_own_accounts(api):
     assert [a["subject"] for a in api.bob.get(f"/api/v1/contacts/{carl['id']}/activities").json()] \
         == ["Private to Bob", "Offer"]
     assert api.bob.get(f"/api/v1/activities/{alices['id']}").status_code == 404
+    assert api.bob.get(f"/api/v1/activities/{alices['id']}/message").status_code == 404
+    assert api.bob.post(f"/api/v1/activities/{alices['id']}/sender-contact").status_code == 404
     assert api.alice.get(f"/api/v1/activities/{bobs['id']}").status_code == 404
     assert api.alice.get(f"/api/v1/activities/{shared['id']}").json()["places"][0]["account_id"] == 1
     page = api.alice.get("/api/v1/activities", params={"contact_id": carl["id"], "limit": 1, "offset": 1}).json()
@@ -161,3 +163,12 @@ def test_classify_a_raw_message(api):
     assert r.status_code == 200 and r.json()["kind"] == "bounce"
     r = api.alice.post("/api/v1/classify", content=b"")
     assert r.status_code == 400 and "empty" in r.json()["error"]
+
+
+def test_a_contact_from_a_messages_sender(api):
+    fay = _contact(api, "Fay", "fay@corp.example")
+    a = api.crm.log(fay["id"], "Intro", [(1, "INBOX", 40)])
+    r = api.alice.post(f"/api/v1/activities/{a['id']}/sender-contact")
+    assert r.status_code == 201 and r.json()["emails"][0]["address"] == "x@example.org", r.text
+    again = api.alice.post(f"/api/v1/activities/{a['id']}/sender-contact")
+    assert again.status_code == 400 and "already" in again.json()["error"]

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from ..deps import Services, call, current_user, needs_crm, own_account_ids, services
-from ..models import Activity, Error, Kind
+from ..models import Activity, Contact, Error, Kind
 from .params import IdPath, IdQuery, Limit, Offset
 
 router = APIRouter(prefix="/activities", tags=["activities"], dependencies=[Depends(needs_crm)])
@@ -114,3 +114,13 @@ async def get_message(id: IdPath, svc: Services = Depends(services), user: str =
         raise HTTPException(502, "the mail server could not be asked for the original: " + "; ".join(failures))
     raise HTTPException(410, "the original message is no longer on the mail server "
                              "(deleted, or its folder is gone)")
+
+
+@router.post("/{id}/sender-contact", response_model=Contact, status_code=201, responses={404: {"model": Error}},
+             summary="Make a contact from the message's sender (name split into first and last), "
+                     "linking the sender's earlier mail")
+def contact_from_sender(id: IdPath, svc: Services = Depends(services), user: str = Depends(current_user)):
+    activity = _activity(svc, user, id)
+    if activity.get("message") is None:
+        raise HTTPException(404, f"activity {id} has no message to take a sender from")
+    return svc.crm.contact_from_message(activity["message"])
