@@ -148,7 +148,7 @@ class PosthouseServer(Server):
             f.write(f'data_dir = "{self.dir}/data"\nfsync = {str(fsync).lower()}\nlog_level = "WARNING"\n'
                     f'default_mailboxes = []\n'
                     f'[imap]\nhost = "{HOST}"\nport = {self.port}\ntls_port = false\n'
-                    f'[lmtp]\nhost = "{HOST}"\nport = {self.lmtp_port}\n[smtp]\nport = false\n[pop3]\nport = false\ntls_port = false\n[managesieve]\nport = false\n[submission]\nport = false\ntls_port = false\n'
+                    f'[lmtp]\nhost = "{HOST}"\nport = {self.lmtp_port}\n[smtp]\nport = false\n[pop3]\nport = false\ntls_port = false\n[managesieve]\nport = false\n[submission]\nport = false\ntls_port = false\n[web]\nport = false\n'
                     # Up to 10,000 idle sessions, all from loopback: the connection limits are lifted.
                     f'[limits]\nmax_connections = 0\nmax_connections_per_ip = 0\n')
         self._create_users(users)

@@ -108,6 +108,7 @@ class RunningServer:
         from posthouse.imap.server import ImapServer
         opts = dict(data_dir=data_dir, imap_port=0, imap_tls_port=0, lmtp_port=0, smtp_port=0, pop3_port=0, pop3_tls_port=0, managesieve_port=0,
                     submission_port=0, submission_tls_port=0,
+                    web_port=None,     # (tests/web starts the API on a free port of its own)
                     fsync=False,
                     domains=["example.com", "mail.test"],
                     failure_delay=0.05, max_message_size=1024 * 1024, hostname="mx.test",

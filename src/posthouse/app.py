@@ -163,6 +163,13 @@ async def serve(config: Config, ready=None, config_file: str | None = None) -> N
         if sieve.ports:
             started.append(("ManageSieve listening on %s port %s", config.managesieve_host, sieve.ports))
         started.append(("mail domains: %s", ", ".join(config.domains) or "none"))
+        if config.web_port is not None:     # the REST API, after the mail listeners; stopped first
+            from .web.server import WebServer
+            from .web.services import build_app
+            web = WebServer(build_app(config), config.web_host, config.web_port)
+            await _listen("Web", config.web_host, web)
+            closers.append(web.close)
+            started.append(("web listening on %s", web.url))
         for line in started:
             log.info(*line)
         if ready is not None:

@@ -221,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .accounts.cli import register as register_accounts; register_accounts(sub)     # `posthouse account`
     from .crm.cli import register as register_crm; register_crm(sub)     # `posthouse contact`, `posthouse private`
     from .crm.classify.cli import register as register_classify; register_classify(sub)    # `posthouse classify`
+    from .web.cli import register as register_web; register_web(sub)     # `posthouse token` (the REST API's)
     return parser
 
 

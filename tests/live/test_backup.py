@@ -40,7 +40,7 @@ class Server:
                     'auth_throttle_max = 0\n'
                     f'[imap]\nport = {self.imap_port}\ntls_port = false\n[lmtp]\nport = {self.lmtp_port}\n'
                     '[smtp]\nport = false\n[pop3]\nport = false\ntls_port = false\n[managesieve]\nport = false\n'
-                    '[submission]\nport = false\ntls_port = false\n'
+                    '[submission]\nport = false\ntls_port = false\n[web]\nport = false\n'
                     + (f'[metrics]\nport = {self.metrics_port}\n' if metrics else ""))
         self.log = str(tmp_path / f"{name}.log")
         with open(self.log, "ab") as err:

@@ -20,7 +20,7 @@ from posthouse.cli import build_parser, main as cli_main
 
 SRC = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "src"))
 OFF = ('[lmtp]\nport = false\n[smtp]\nport = false\n[pop3]\nport = false\ntls_port = false\n'
-       '[managesieve]\nport = false\n')
+       '[managesieve]\nport = false\n[web]\nport = false\n')
 
 
 def _free_port() -> int:

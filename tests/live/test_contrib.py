@@ -82,7 +82,7 @@ def test_server_runs_without_writable_executable_memory(tmp_path):
     cfg.write_text(f'data_dir = "{data}"\nfsync = false\nparse_processes = 1\ndelivery_journal = false\n'
                    f'[imap]\nport = {_free_port()}\ntls_port = {tls_port}\n[lmtp]\nport = {lmtp_port}\n[smtp]\nport = false\n'
                    '[pop3]\nport = false\ntls_port = false\n[managesieve]\nport = false\n'
-                   '[submission]\nport = false\ntls_port = false\n')
+                   '[submission]\nport = false\ntls_port = false\n[web]\nport = false\n')
     proc = subprocess.Popen([sys.executable, "-c", _MDWE_START, "--config", str(cfg), "serve"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:

@@ -15,7 +15,7 @@ def _config(path: str, data_dir: str, port: int, lmtp_port: int) -> str:
         f.write(f'data_dir = "{data_dir}"\nfsync = false\nparse_processes = 0\n'
                 f'[imap]\nport = {port}\ntls_port = false\n[lmtp]\nport = {lmtp_port}\n[smtp]\nport = false\n'
                 '[pop3]\nport = false\ntls_port = false\n[managesieve]\nport = false\n'
-                '[submission]\nport = false\ntls_port = false\n')
+                '[submission]\nport = false\ntls_port = false\n[web]\nport = false\n')
     return path
 
 

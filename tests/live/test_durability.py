@@ -26,7 +26,7 @@ def _start(data_dir, port, tls_port, lmtp_port=None, log=None):
     cfg = os.path.join(data_dir, "..", "posthouse.toml")
     with open(cfg, "w") as f:
         f.write(f'data_dir = "{data_dir}"\nfsync = true\n[imap]\nport = {port}\ntls_port = {tls_port}\n'
-                f'[lmtp]\nport = {lmtp_port or "false"}\n[smtp]\nport = false\n[pop3]\nport = false\ntls_port = false\n[managesieve]\nport = false\n[submission]\nport = false\ntls_port = false\n')
+                f'[lmtp]\nport = {lmtp_port or "false"}\n[smtp]\nport = false\n[pop3]\nport = false\ntls_port = false\n[managesieve]\nport = false\n[submission]\nport = false\ntls_port = false\n[web]\nport = false\n')
     err = open(log, "ab") if log else subprocess.DEVNULL
     try:
         proc = subprocess.Popen([sys.executable, "-m", "posthouse", "--config", cfg, "serve"], env=env,

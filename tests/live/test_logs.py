@@ -133,7 +133,7 @@ def test_json_log_format_from_the_config(tmp_path):
     cfg.write_text(f'data_dir = "{data}"\nfsync = false\nparse_processes = 0\nlog_format = "json"\n'
                    f'[imap]\nport = {port}\ntls_port = false\n[lmtp]\nport = {lmtp_port}\n[smtp]\nport = false\n'
                    '[pop3]\nport = false\ntls_port = false\n[managesieve]\nport = false\n'
-                   '[submission]\nport = false\ntls_port = false\n')
+                   '[submission]\nport = false\ntls_port = false\n[web]\nport = false\n')
     log_path = tmp_path / "serve.log"
     with open(log_path, "wb") as err:
         proc = subprocess.Popen([sys.executable, "-m", "posthouse", "--config", str(cfg), "serve"],
