@@ -84,6 +84,16 @@ def test_bcc_is_not_in_the_bytes_but_in_the_envelope():
     assert composed.mail_from == "jane@example.com"
 
 
+def test_reply_to_and_extra_headers():
+    msg = parse(compose(**BASE, text="x", reply_to=["Desk <desk@example.com>"],
+                        extra_headers=[("X-Campaign", "spring")]).message)
+    assert msg["Reply-To"].addresses[0].addr_spec == "desk@example.com"
+    assert msg["X-Campaign"] == "spring"
+    for name, value in (("From", "x@y.z"), ("Bad Name", "v"), ("X-Ok", "v\r\nBcc: a@b.c")):
+        with pytest.raises(ComposeError):
+            compose(**BASE, text="x", extra_headers=[(name, value)])
+
+
 def test_identity_name_and_unicode_names_encoded():
     msg = parse(compose(**{**BASE, "to": ["Jürgen Groß <jg@example.de>"], "subject": "Grüße"},
                         identity_name="Zoë Recruiter", text="x").message)

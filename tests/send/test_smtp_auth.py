@@ -157,3 +157,16 @@ def test_local_accounts_without_smtp_submit_to_this_servers_submission_port(acco
     accounts.config = Config(data_dir=accounts.data_dir, submission_port=None, submission_tls_port=1465)
     endpoint, _ = submission_route(accounts, account)
     assert (endpoint.port, endpoint.tls) == (1465, "implicit")
+
+
+def test_who_files_the_sent_copy(accounts):
+    from posthouse.send.sent import files_sent_itself
+    local = accounts.add(kind="local", auth="service", owner="jane", login="jane", imap_host="127.0.0.1",
+                         imap_port=143, imap_tls="none", smtp_host="127.0.0.1", smtp_port=587, smtp_tls="none")
+    assert files_sent_itself(accounts, local) is None
+    accounts.config = Config(data_dir=accounts.data_dir, submission_save_sent=True)
+    assert "submission_save_sent" in files_sent_itself(accounts, local)
+    for host, itself in (("imap.gmail.com", True), ("imap.googlemail.com", True), ("gmail.com", True),
+                         ("notgmail.com", False), ("imap.fastmail.com", False)):
+        account = accounts.add(owner="jane", login="j", imap_host=host, imap_port=993, secret={"password": "p"})
+        assert bool(files_sent_itself(accounts, account)) is itself, host

@@ -101,7 +101,7 @@ def compose(*, from_addr: str, to: Sequence = (), cc: Sequence = (), bcc: Sequen
             subject: str = "", text: str | None = None, html: str | None = None,
             attachments: Iterable[tuple[str, str, bytes]] = (),
             in_reply_to: str | None = None, references: Sequence[str] | str = (),
-            identity_name: str | None = None, message_id_domain: str | None = None,
+            identity_name: str | None = None, reply_to: Sequence = (), message_id_domain: str | None = None,
             date: str | None = None, extra_headers: Sequence[tuple[str, str]] = ()) -> Composed:
     """The message as bytes ready to submit; `compose(...)` unpacks as
     (bytes, message_id), and carries the envelope (sender, To+Cc+Bcc).
@@ -112,6 +112,7 @@ def compose(*, from_addr: str, to: Sequence = (), cc: Sequence = (), bcc: Sequen
         sender = Address(display_name=_no_breaks("the identity's name", identity_name).strip(),
                          addr_spec=sender.addr_spec)
     to_a, cc_a, bcc_a = _addresses("To", to), _addresses("Cc", cc), _addresses("Bcc", bcc)
+    reply_a = _addresses("Reply-To", reply_to)
     if not (to_a or cc_a or bcc_a):
         raise ComposeError("a message needs at least one recipient (To, Cc or Bcc)")
     subject = _no_breaks("the subject", subject or "")
@@ -140,6 +141,8 @@ def compose(*, from_addr: str, to: Sequence = (), cc: Sequence = (), bcc: Sequen
         msg["To"] = to_a
     if cc_a:
         msg["Cc"] = cc_a
+    if reply_a:
+        msg["Reply-To"] = reply_a
     msg["Subject"] = subject
     msg["Message-ID"] = message_id
     if parent:
@@ -173,7 +176,7 @@ def compose(*, from_addr: str, to: Sequence = (), cc: Sequence = (), bcc: Sequen
     return Composed(msg.as_bytes(policy=policy.SMTP), message_id, sender.addr_spec, recipients)
 
 
-_OURS = {"date", "from", "to", "cc", "bcc", "subject", "message-id", "in-reply-to", "references",
+_OURS = {"date", "from", "to", "cc", "bcc", "reply-to", "subject", "message-id", "in-reply-to", "references",
          "mime-version", "content-type", "content-transfer-encoding", "sender", "return-path"}
 
 

@@ -152,7 +152,7 @@ def files_sent_itself(store, account) -> str | None:
     if any(host == d or host.endswith("." + d) for d in FILES_SENT_ITSELF):
         return f"{host} files sent mail itself"
     config = getattr(store, "config", None)
-    if account.kind == "local" and not account.smtp_host and getattr(config, "submission_save_sent", False):
+    if account.kind == "local" and getattr(config, "submission_save_sent", False):
         return "this server files sent mail itself (submission_save_sent)"
     return None
 
