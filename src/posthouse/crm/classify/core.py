@@ -58,7 +58,7 @@ def _classify(mail: Mail) -> Classification:
 
     body = mail.body()
     if "notificationType" in body or "eventType" in body:
-        ses = vendors.ses_notification(body)
+        ses = vendors.ses_notification(mail.body(tamed=False))     # JSON on one long line
         if ses is not None:
             kind, failed, original, _subtype = ses
             if kind == "complaint":
@@ -117,7 +117,8 @@ def _find_bounce(mail: Mail, body: str) -> Classification | None:
             return Classification(original_message_id=_original_id(mail, body, per_message))
     elif from_text:
         failed = from_text
-    elif mailer and (vendors.BOUNCE_SUBJECT.search(mail.subject) or has_report) and not _REPLY.match(mail.subject):
+    elif mailer and (vendors.BOUNCE_SUBJECT.search(mail.subject) or has_report) and not _REPLY.match(mail.subject) \
+            and not autoreply.subject_says_auto(mail.subject):
         head = vendors._head(body)
         delayed = bool(re.search(r"delay|will (be )?retr|still trying|not yet been delivered", mail.subject + " " + head, re.I))
         failed = [Failed(a, None, "delayed" if delayed else "failed", head[:2000], not delayed)

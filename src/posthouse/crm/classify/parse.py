@@ -14,6 +14,7 @@ from email.utils import getaddresses, parseaddr
 MAX_PARTS = 200             # a bomb of nested multiparts stops here
 MAX_DEPTH = 12
 MAX_TEXT = 256 * 1024       # characters of any one part that are read
+MAX_HEADER = 8 * 1024       # characters of any one header field that are read
 
 _MSGID = re.compile(r"<([^<>\s]+@[^<>\s]+)>")
 
@@ -23,7 +24,7 @@ def _text(value) -> str:
     if value is None:
         return ""
     try:
-        s = str(value)
+        s = str(value)[:MAX_HEADER]
         if any(0xDC80 <= ord(c) <= 0xDCFF for c in s):     # raw 8-bit header bytes
             s = s.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
         if "=?" in s:
@@ -31,7 +32,7 @@ def _text(value) -> str:
                 s = str(make_header(decode_header(s)))
             except Exception:
                 pass
-        return re.sub(r"\s*\r?\n\s*", " ", s).strip()
+        return re.sub(r"[ \t]*\r?\n[ \t]*", " ", s).strip()
     except Exception:
         return ""
 
@@ -81,6 +82,23 @@ def html_to_text(s: str) -> str:
     s = html.unescape(s)
     s = re.sub(r"[ \t\xa0]+", " ", s)
     return re.sub(r"\n\s*\n\s*", "\n\n", s).strip()
+
+
+MAX_BODY = 128 * 1024
+MAX_LINE = 1000
+
+
+def tame(text: str) -> str:
+    """The text the pattern matching sees: bounded in length, long runs of blanks
+    squeezed and every line cut short, so that no pattern meets a line it could
+    spend quadratic time on. The words of a bounce or a reply are all kept."""
+    text = text[:MAX_BODY].replace("\r\n", "\n").replace("\r", "\n")
+    text = re.sub(r"[ \t\f\v\xa0]{16,}", "        ", text)
+    text = re.sub(r"(?m)^[ \t\f\v\xa0]+$", "", text)        # blank lines are empty
+    text = re.sub(r"\n{4,}", "\n\n\n", text)
+    if any(len(line) > MAX_LINE for line in text.split("\n")):
+        text = "\n".join(line[:MAX_LINE] for line in text.split("\n"))
+    return text
 
 
 class Mail:
@@ -174,8 +192,10 @@ class Mail:
             plain.append(decode_part(self.msg))     # no parts the parser could split: the raw body
         return plain or htmls
 
-    def body(self) -> str:
-        return "\n\n".join(t for t in self.texts() if t)
+    def body(self, tamed: bool = True) -> str:
+        """The message's own text, tamed (see tame()) unless asked for as it is."""
+        text = "\n\n".join(t for t in self.texts() if t)
+        return tame(text) if tamed else text
 
     def parts_of(self, *ctypes: str) -> list[Message]:
         return [p for p in self.parts if self.ctype(p) in ctypes]

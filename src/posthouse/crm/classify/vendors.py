@@ -28,8 +28,8 @@ BOUNCE_SUBJECT = re.compile(
     r"|message not delivered|not delivered|unzustellbar|nicht zustellbar|non remis|onbestelbaar|non recapitabile|no entregado"
     r"|returned to sender|delivery problem|problem delivering|rejected:|bounce|mail delivery|undeliverable", re.I)
 
-_END = re.compile(r"^\s*(-{2,}.*(below this line|copy of the message|original message|unsent message|returned message|message follows|message headers follow|headers of the original)"
-                  r"|.*original message follows|-+ ?original message ?-+|\s*-+ ?message headers? ?-+|return-path:|received: from)", re.I | re.M)
+_END = re.compile(r"^[ \t]*(-{2,}.*(below this line|copy of the message|original message|unsent message|returned message|message follows|message headers follow|headers of the original)"
+                  r"|.*original message follows|-+ ?original message ?-+|[ \t]*-+ ?message headers? ?-+|return-path:|received: from)", re.I | re.M)
 
 
 def is_mailer(mail: Mail) -> bool:
@@ -115,13 +115,13 @@ def sendmail(text: str) -> list[Failed] | None:
         return None
     temporary = m.group(1).lower().startswith("transient")
     rest = text[m.end():]
-    end = re.search(r"^\s*-+\s*(transcript of session|original message|message header|unsent message)", rest, re.I | re.M)
+    end = re.search(r"^[ \t]*-+[ \t]*(transcript of session|original message|message header|unsent message)", rest, re.I | re.M)
     block = rest[: end.start()] if end else rest[:2000]
     transcript = rest[end.start():] if end else ""
     tend = _END.search(transcript[10:])
     transcript = transcript[: tend.start() + 10] if tend else transcript[:4000]
     out = []
-    for am in re.finditer(rf"^\s*<?({_ADDR})>?[ \t]*(?:\n[ \t]+\(reason:\s*(.*?)\))?", block, re.M | re.S):
+    for am in re.finditer(rf"^[ \t]*<?({_ADDR})>?[ \t]*(?:\n[ \t]+\(reason:\s*(.*?)\))?", block, re.M | re.S):
         addr = am.group(1).lower()
         diag = " ".join((am.group(2) or "").split())
         lines = [ln.strip() for ln in transcript.splitlines()
@@ -200,7 +200,7 @@ def exchange(text: str) -> list[Failed] | None:
         return None
     delayed = bool(re.search(r"delivery is delayed|will (continue to )?retry|hasn't been delivered yet|delivery.*delayed", text, re.I))
     out: dict[str, Failed] = {}
-    for m in re.finditer(rf"^\s*<?({_ADDR})>?(?:\s+on\s+[^\n]*)?\s*\n(.*?)(?=\n[ \t]*\n|\Z)", text, re.M | re.S):
+    for m in re.finditer(rf"^[ \t]*<?({_ADDR})>?(?:[ \t]+on[ \t]+[^\n]*)?[ \t]*\n(.*?)(?=\n[ \t]*\n|\Z)", text, re.M | re.S):
         addr = m.group(1).lower()
         diag = " ".join(m.group(2).split())
         if addr in out:
