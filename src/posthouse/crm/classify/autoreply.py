@@ -41,7 +41,8 @@ def is_bulk(mail: Mail) -> bool:
 def is_auto_reply(mail: Mail) -> bool:
     subject = mail.subject
     answers = mail.has("In-Reply-To") or mail.has("References")
-    auto = mail.header("Auto-Submitted").lower().split(";")[0].strip()
+    token = re.match(r"\s*([a-z0-9-]+)", mail.header("Auto-Submitted").lower())    # "auto-replied (vacation)"
+    auto = token.group(1) if token else ""
     if auto == "auto-replied":
         return True
     prec = (mail.header("Precedence") or mail.header("X-Precedence")).lower()

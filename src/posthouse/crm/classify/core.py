@@ -72,7 +72,7 @@ def _classify(mail: Mail) -> Classification:
 
     subject = mail.subject
     says_auto = autoreply.subject_says_auto(subject)
-    if unsubscribe.by_envelope(mail) and not says_auto and mail.header("Auto-Submitted").lower() != "auto-replied" \
+    if unsubscribe.by_envelope(mail) and not says_auto and not mail.header("Auto-Submitted").lower().startswith("auto-replied") \
             and not vendors.is_mailer(mail):
         return Classification("unsubscribe", original_message_id=_answered_id(mail))
     if autoreply.is_auto_reply(mail):

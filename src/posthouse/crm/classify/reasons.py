@@ -163,6 +163,9 @@ _SENDER_REJECTED = re.compile(r"sender verify failed|verification failed for <|s
                               r"(denied|rejected|refused|invalid)|envelope sender domain must exist|unverified sender", re.I)
 
 
+_ACCESS_DENIED = re.compile(r"recipient address rejected:\s*access denied", re.I)
+
+
 def sender_rejected(text: str) -> bool:
     """The remote server refused our envelope sender: a code quoted from its
     callout (Exim's 'Response: 550 5.1.1 ...') is about the sender, not the recipient."""
@@ -176,6 +179,10 @@ def reason_of(status: str | None, text: str, *, delayed: bool = False) -> str:
     if sub in _SURE:
         return _SURE[sub]
     found = text_reason(text)
+    if found == "userunknown" and sub and sub.startswith("7.") and _ACCESS_DENIED.search(text or ""):
+        # "Recipient address rejected: Access denied": a policy map's refusal under a
+        # security code (5.7.x); Office 365 says the same under 5.4.1 for an unknown address
+        return "securityerror"
     if found:
         return found
     by_code = code_reason(status) if sub != "0.0" else None

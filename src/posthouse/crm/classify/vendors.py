@@ -218,6 +218,16 @@ def exchange(text: str) -> list[Failed] | None:
     return list(out.values())
 
 
+def james(text: str) -> list[Failed] | None:
+    """Apache James: 'Failed recipient(s):' then addresses, 'Error message:' then the reason."""
+    m = re.search(r"failed recipient\(s\):[ \t]*\n(.*?)(?:\n[ \t]*\n|\Z)", text, re.I | re.S)
+    if not m:
+        return None
+    em = re.search(r"error message:[ \t]*\n(.*?)(?:\n[ \t]*\n|\Z)", text, re.I | re.S)
+    diag = " ".join(em.group(1).split()) if em else ""
+    return [Failed(a.lower(), _status_in(diag), "failed", diag, True) for a in _ADDR_RE.findall(m.group(1))]
+
+
 def domino(text: str) -> list[Failed] | None:
     if not re.search(r"was not delivered to:", text, re.I):
         return None
@@ -272,7 +282,7 @@ def ses_notification(text: str) -> tuple[str, list[Failed], str | None, str | No
     return None
 
 
-TEXT_FORMATS = (qmail, exim, sendmail, gmail, exchange, domino, postfix)
+TEXT_FORMATS = (james, qmail, exim, sendmail, gmail, exchange, domino, postfix)
 
 
 def text_bounce(text: str) -> list[Failed] | None:
@@ -300,7 +310,7 @@ def loose_recipients(mail: Mail, text: str) -> list[str]:
     for a in _ADDR_RE.findall(_head(text)):
         a = a.lower().strip(".")
         local = a.split("@")[0]
-        if a in skip or a in out or local in MAILER_LOCALS or local.startswith(("mailer-daemon", "postmaster")):
+        if a in skip or a in out or local.startswith(("mailer-daemon", "mailer_daemon", "postmaster", "mail-daemon")):
             continue
         out.append(a)
     return out[:20]
