@@ -233,6 +233,24 @@ def test_unsubscribe_wants_a_request(subject, body, to, kind):
     assert classify(_mail(subject, body, to=to, headers=headers)).kind == kind
 
 
+@pytest.mark.parametrize("subject", [
+    "Automatic reply: Offer", "Out of Office: Offer", "Abwesenheitsnotiz: Angebot", "Automatische Antwort: Angebot",
+    "Réponse automatique : Offre", "Respuesta automática: Oferta", "Risposta automatica: Offerta",
+    "Automatisch antwoord: Aanbod", "Autosvar: Erbjudande", "Automatisk svar: Tilbud", "Automaattinen vastaus: Tarjous",
+    "Automatyczna odpowiedź: Oferta", "Automatická odpověď: Nabídka", "Resposta automática: Oferta",
+    "Автоматический ответ: Предложение", "自动回复: 报价", "自動返信: 見積もり", "Jane Doe is out of the office.",
+])
+def test_auto_reply_subjects_in_many_languages(subject):
+    raw = f"From: Jane <jane@example.org>\nSubject: {subject}\n\nAway.\n".encode()
+    assert classify(raw).kind == "auto-reply"
+
+
+def test_as_dict_carries_the_original_message_id():
+    got = classify(_read("bounce/exim_userunknown.eml"))
+    assert got.as_dict()["original_message_id"] == LABELS["bounce/exim_userunknown.eml"]["original_message_id"]
+    assert got.as_dict()["recipients"] == got.to_json()["recipients"]
+
+
 def test_an_out_of_office_about_delivery_is_no_bounce():
     raw = (b"Return-Path: <>\nFrom: Jo <jo@example.org>\nSubject: Automatic reply: mail delivery failed?\n"
            b"Auto-Submitted: auto-replied\n\nI am out of the office until Monday.\n")

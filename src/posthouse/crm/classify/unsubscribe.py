@@ -25,7 +25,9 @@ _ASK = re.compile(
     r"|(bitte )?(melden sie mich|nehmen sie mich|tragen sie mich) .{0,40}(ab|aus|heraus|raus)|bitte (abmelden|austragen|entfernen)"
     r"|keine (weiteren )?(e-?mails|mails|nachrichten|newsletter) mehr|von (ihrem|dem|ihrer) (verteiler|newsletter|liste)"
     r"|(me )?(désinscrire|désabonner|desinscrire|desabonner)|retirez[- ]moi|supprimez[- ]moi|ne plus recevoir"
-    r"|darme de baja|dar de baja|eliminarme de|no (quiero|deseo) recibir)", re.I | re.M)
+    r"|darme de baja|dar de baja|eliminarme de|no (quiero|deseo) recibir"
+    r"|(graag |gelieve )?(afmelden|uitschrijven)|cancellatemi|rimuovetemi|disiscrivermi|non voglio (più )?ricevere"
+    r"|descadastr|remover (o )?meu (e-?mail|endereço)|não quero (mais )?receber)", re.I | re.M)
 _QUOTE_START = re.compile(
     r"^(>|-{2,}\s*(original message|ursprüngliche nachricht|message d'origine|mensaje original|forwarded message)"
     r"|on .{0,200}wrote:|am .{0,200}schrieb|le .{0,200}a écrit|el .{0,200}escribió|from:\s.+|von:\s.+|de\s?:\s.+|_{10,}|-- ?$)",

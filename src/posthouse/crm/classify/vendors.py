@@ -47,7 +47,7 @@ def is_mailer(mail: Mail) -> bool:
     return rp.replace(" ", "") == "<>" or rp.lower().startswith(("<mailer-daemon", "mailer-daemon"))
 
 
-def _head(text: str) -> str:
+def head_of(text: str) -> str:
     """The bounce's own words: the text before the returned message begins."""
     m = _END.search(text)
     return text[: m.start()] if m else text
@@ -63,7 +63,7 @@ def qmail(text: str) -> list[Failed] | None:
     if not re.search(r"qmail-send program|i'm afraid i wasn't able to deliver|unable to deliver your message to the following"
                      r"|wasn't able to deliver your message|this is a permanent error; i've given up", text, re.I):
         return None
-    head = _head(text)
+    head = head_of(text)
     temporary = bool(re.search(r"temporary error|will (keep|continue) trying", head, re.I)) and \
         not re.search(r"permanent error|given up|not going to try again", head, re.I)
     out = []
@@ -82,7 +82,7 @@ def exim(text: str) -> list[Failed] | None:
                      r"|could not be delivered to one or more of its\s+recipients|has not yet been delivered to one or more",
                      text, re.I):
         return None
-    head = _head(text)
+    head = head_of(text)
     delayed = bool(re.search(r"has not yet been delivered|delivery attempts will continue|no action is required", head, re.I))
     m = re.search(r"(address\(es\) failed:|addresses failed:|address failed:|has not yet been delivered is:"
                   r"|have not yet been delivered are:|not yet been delivered.*?:)\s*\n", head, re.I | re.S)
@@ -141,7 +141,7 @@ def postfix(text: str) -> list[Failed] | None:
     if not re.search(r"this is the (mail system|postfix program) at host|could not be delivered to one or more recipients"
                      r"|message could not be\s+delivered to one or more recipients|the mail system", text, re.I):
         return None
-    head = _head(text)
+    head = head_of(text)
     delayed = bool(re.search(r"delayed mail|still being retried|delivery will be attempted|will be retried|not yet been delivered", head, re.I))
     out = []
     for m in re.finditer(rf"^<({_ADDR})>(?:\s*\(expanded from <[^>]*>\))?:\s*(.*?)(?=\n[ \t]*\n|\n<{_ADDR}>|\Z)", head, re.M | re.S):
@@ -160,7 +160,7 @@ def gmail(text: str) -> list[Failed] | None:
                     r"message rejected|domain not found|mailbox full|message delayed)[^*]*\*\*", text, re.I)
     if not (old or new):
         return None
-    head = _head(text)
+    head = head_of(text)
     delayed = bool(re.search(r"has been delayed|delivery incomplete|will retry|there was a temporary problem|message delayed", head, re.I))
     diag = ""
     for lead in (r"the error that the other server returned was", r"the response (from the remote server )?was",
@@ -307,7 +307,7 @@ def loose_recipients(mail: Mail, text: str) -> list[str]:
         return listed
     skip = set(mail.addresses("From", "To", "Reply-To", "Return-Path", "Sender"))
     out = []
-    for a in _ADDR_RE.findall(_head(text)):
+    for a in _ADDR_RE.findall(head_of(text)):
         a = a.lower().strip(".")
         local = a.split("@")[0]
         if a in skip or a in out or local.startswith(("mailer-daemon", "mailer_daemon", "postmaster", "mail-daemon")):
