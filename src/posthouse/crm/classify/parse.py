@@ -37,6 +37,16 @@ def _text(value) -> str:
         return ""
 
 
+def raw_header(msg: Message, name: str):
+    """A header's value as the parser stored it: raw 8-bit bytes stay surrogate-escaped
+    (msg.get() would turn them into an 'unknown-8bit' Header that prints as U+FFFD)."""
+    lname = name.lower()
+    for key, value in msg.raw_items():
+        if key.lower() == lname:
+            return value
+    return None
+
+
 def message_id(value: str) -> str | None:
     """The msg-id inside a Message-ID / In-Reply-To value, without <>."""
     if not value:
@@ -136,13 +146,13 @@ class Mail:
     # -- headers of the message itself
     def header(self, name: str, part: Message | None = None) -> str:
         try:
-            return _text((part or self.msg).get(name))
+            return _text(raw_header(part or self.msg, name))
         except Exception:
             return ""
 
     def headers(self, name: str) -> list[str]:
         try:
-            return [_text(v) for v in (self.msg.get_all(name) or [])]
+            return [_text(v) for k, v in self.msg.raw_items() if k.lower() == name.lower()]
         except Exception:
             return []
 
