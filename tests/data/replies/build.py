@@ -1009,6 +1009,60 @@ def add_heldout2():
            in_reply_to=False, headers="X-Mailer: parcel-notify 2.0\n", body="Your parcel 1Z999 will arrive tomorrow.\n")
 
 
+
+@heldout
+def add_heldout3():
+    cases = [
+        ("h3_postfix_local_unknown_user", [("bob.old@posthouse.example", "5.1.1", "unknown user: \"bob.old\"",
+          "X-Postfix; unknown user: \"bob.old\"", "5.1.1", True, "userunknown")]),
+        ("h3_gmail_no_ptr", [("reader.3@gmail.com", "5.7.25",
+          wrap_said("gmail-smtp-in.l.google.com", "550-5.7.25 [192.0.2.10] The IP address sending this message does not have a 550-5.7.25 PTR record setup, or the corresponding forward DNS entry does not 550-5.7.25 point to the sending IP. - gsmtp (in reply to end of DATA command)"),
+          "smtp; 550-5.7.25 [192.0.2.10] The IP address sending this message does not\n    have a 550-5.7.25 PTR record setup", "5.7.25", False, "requireptr")]),
+        ("h3_comcast_dnsbl", [("family@comcast.example", "5.0.0",
+          wrap_said("mx1.comcast.example", "554 resimta-ch2-18v.sys.comcast.example resimta-ch2-18v.sys.comcast.example 192.0.2.10 found on one or more DNSBLs, see http://postmaster.comcast.example/smtp-error-codes.php#BL000001 (in reply to MAIL FROM command)"),
+          "smtp; 554 resimta-ch2-18v.sys.comcast.example 192.0.2.10 found on one or more\n    DNSBLs, see http://postmaster.comcast.example/smtp-error-codes.php#BL000001", "5.7.1", False, "blocked")]),
+        ("h3_outlook_s3150", [("someone@live.example", "5.7.1",
+          wrap_said("eur.olc.protection.outlook.example", "550 5.7.1 Unfortunately, messages from [192.0.2.10] weren't sent. Please contact your Internet service provider since part of their network is on our block list (S3150). You can also refer your provider to http://mail.live.com/mail/troubleshooting.aspx#errors. (in reply to MAIL FROM command)"),
+          "smtp; 550 5.7.1 Unfortunately, messages from [192.0.2.10] weren't sent.\n    Please contact your Internet service provider since part of their network\n    is on our block list (S3150).", "5.7.1", False, "blocked")]),
+        ("h3_yahoo_552_not_found", [("gone.user@yahoo.example", "5.0.0",
+          wrap_said("mta7.am0.yahoodns.example", "552 1 Requested mail action aborted, mailbox not found (in reply to end of DATA command)"),
+          "smtp; 552 1 Requested mail action aborted, mailbox not found", "5.1.1", True, "userunknown")]),
+    ]
+    for name, rcpts in cases:
+        msg, label = postfix(name, rcpts)
+        write("bounce", name, msg, label)
+    msg, label = exim("h3_exim_long_failure", [("team@down-for-weeks.example", ["retry time not reached for any host after a long failure period"],
+                                                "5.4.7", False, "expired")])
+    write("bounce", "h3_exim_long_failure", msg, label)
+    simple("auto-reply", "h3_exchange2003_oof", from_h="Bill Turner <bill.turner@legacy.example>", subject="Out of Office AutoReply: Your application at Posthouse",
+           headers="X-MimeOLE: Produced By Microsoft Exchange V6.5\nThread-Topic: Your application at Posthouse\n",
+           body="I am out of the office until 11/10 with no access to email.\n")
+    simple("auto-reply", "h3_rfc3834_junk_re", from_h="Alex Kim <alex.kim@uni2.example>", subject="Re: Your application at Posthouse",
+           headers="Auto-Submitted: auto-replied\nPrecedence: junk\n", return_path="",
+           body="This is an automatic reply: I am attending a conference until Friday.\n")
+    simple("reply", "h3_groupwise_antw_references_only", from_h="Gerda Wolf <gerda.wolf@amt.example>", subject="Antw: Ihr Angebot",
+           body="Sehr geehrte Frau Schmidt,\nwir nehmen das Angebot an.\nMfG G. Wolf\n\n>>> Anna Schmidt <anna.schmidt@posthouse.example> 03.11.2026 09:12 >>>\nSehr geehrte Frau Wolf, ...\n")
+    p = os.path.join(HERE, "reply", "h3_groupwise_antw_references_only.eml")
+    with open(p, encoding="utf-8") as f:
+        text = f.read()
+    text = "".join(line for line in text.splitlines(True) if not line.startswith("In-Reply-To:"))
+    with open(p, "w", encoding="utf-8") as f:
+        f.write(text)
+    simple("reply", "h3_role_address_reply", from_h="Info Team <info@smallshop.example>", subject="Re: Wholesale prices",
+           body="Hello Anna,\nthanks, the prices are fine for us. We'll order next week.\nKind regards, Maria (Small Shop)\n")
+    simple("unsubscribe", "h3_german_melden_ab", from_h="Ute Lang <ute.lang@beispiel2.example>", subject="AW: Newsletter November",
+           body="Bitte melden Sie mich vom Newsletter ab.\n\nUte Lang\n\n-----Ursprüngliche Nachricht-----\nVon: Anna Schmidt\n...\n")
+    name, rcpt = "h3_exchange_delivered_receipt", "partner2@example.org"
+    msg = report(name=name, from_h="Microsoft Outlook <postmaster@posthouse-exchange.example>", subject="Delivered: Your application at Posthouse",
+                 text=f"Your message has been delivered to the following recipients:\n\n{rcpt}\n\nSubject: Your application at Posthouse\n",
+                 per_message="Reporting-MTA: dns;EXCH02.posthouse.local", per_rcpt=[
+                     f"Final-Recipient: rfc822;{rcpt}\nAction: delivered\nStatus: 2.0.0"], rcpt=rcpt, attach="headers")
+    write("other", name, msg, {"original_message_id": mid(name)})
+    name = "h3_arf_to_from_attached"
+    arf(name, from_h="fbl-reports@mailbox.example", subject="Abuse report", rcpt="complainer@mailbox.example",
+        feedback=f"Feedback-Type: abuse\nUser-Agent: MailboxFBL/1.0\nVersion: 1\nArrival-Date: {date(3)}\nSource-IP: 192.0.2.10\n")
+
+
 if __name__ == "__main__":
     import shutil
     for kind in ("bounce", "complaint", "auto-reply", "unsubscribe", "reply", "other"):
@@ -1020,7 +1074,7 @@ if __name__ == "__main__":
     for add in HELDOUT:
         add()
     for path in set(LABELS) - before:
-        LABELS[path]["subset"] = "heldout2" if "/h2_" in path else "heldout"
+        LABELS[path]["subset"] = "heldout3" if "/h3_" in path else "heldout2" if "/h2_" in path else "heldout"
     with open(os.path.join(HERE, "labels.json"), "w", encoding="utf-8") as f:
         json.dump(dict(sorted(LABELS.items())), f, indent=1, ensure_ascii=False)
         f.write("\n")

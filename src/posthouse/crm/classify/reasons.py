@@ -74,7 +74,7 @@ _TEXT: list[tuple[str, str]] = [
                     r"|message (is )?not (properly )?authenticated|authentication checks? (did not pass|failed)"),
     ("requireptr", r"\bptr record|reverse (dns|lookup|hostname|zone)|rdns|no (host|domain)name for your ip|cannot find your hostname"
                    r"|ip name lookup failed|(doesn't|does not) have a (ptr|reverse)|reverse-resolv|client host rejected: cannot find your"),
-    ("blocked", r"blocked using|spamhaus|spamcop|barracuda|sorbs|\bdnsbl\b|\brbl\b|black ?list|block ?list|blocked by|"
+    ("blocked", r"blocked using|spamhaus|spamcop|barracuda|sorbs|\bdnsbls?\b|\brbls?\b|\bdnsbl\S*|black ?list|block ?list|blocked by|"
                 r"(?<!not )listed (at|in|on|by)\b|banned sending ip|\bip (address )?(is )?(blocked|banned|rejected|not allowed)"
                 r"|(client|your|sending) (host|ip|server|network|mta)( address)?( \S+)? (is |has been )?(blocked|banned|refused|rejected)"
                 r"|connections? (will not be |is not |are not )accepted from|refused to talk to me|access denied, banned"
