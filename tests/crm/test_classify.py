@@ -251,6 +251,15 @@ def test_as_dict_carries_the_original_message_id():
     assert got.as_dict()["recipients"] == got.to_json()["recipients"]
 
 
+def test_unknown_text_format_gives_each_recipient_its_own_paragraph():
+    raw = (b"From: Mailer <MAILER-DAEMON@odd.example>\nTo: anna@posthouse.example\nSubject: Undeliverable mail\n\n"
+           b"Your message could not be delivered to some recipients.\n\nRecipient: a@one.example\nReason: 550 5.1.1 user unknown\n\n"
+           b"Recipient: b@two.example\nReason: 552 5.2.2 mailbox full\n")
+    got = classify(raw)
+    assert [(r.address, r.status, r.hard, r.reason) for r in got.recipients] == [
+        ("a@one.example", "5.1.1", True, "userunknown"), ("b@two.example", "5.2.2", False, "mailboxfull")]
+
+
 def test_an_out_of_office_about_delivery_is_no_bounce():
     raw = (b"Return-Path: <>\nFrom: Jo <jo@example.org>\nSubject: Automatic reply: mail delivery failed?\n"
            b"Auto-Submitted: auto-replied\n\nI am out of the office until Monday.\n")

@@ -121,8 +121,7 @@ def _find_bounce(mail: Mail, body: str) -> Classification | None:
             and not autoreply.subject_says_auto(mail.subject):
         head = vendors.head_of(body)
         delayed = bool(re.search(r"delay|will (be )?retr|still trying|not yet been delivered", mail.subject + " " + head, re.I))
-        failed = [Failed(a, None, "delayed" if delayed else "failed", head[:2000], not delayed)
-                  for a in vendors.loose_recipients(mail, body)]
+        failed = vendors.loose_failures(mail, body, delayed)
         if not failed:
             status = find_status(head)
             reason = reason_of(status, head, delayed=delayed)

@@ -314,3 +314,26 @@ def loose_recipients(mail: Mail, text: str) -> list[str]:
             continue
         out.append(a)
     return out[:20]
+
+
+_CODE_IN = re.compile(r"(?<![\d.])[245]\d\d(?![\d.])|(?<![\d.])[245]\.\d{1,3}\.\d{1,3}")
+
+
+def loose_failures(mail: Mail, text: str, delayed: bool) -> list[Failed]:
+    """Recipients of a bounce in a format we don't know, each with the paragraph that
+    names it (and the next ones while they carry no SMTP code yet) as its diagnostic."""
+    head = head_of(text)
+    paragraphs = [p for p in re.split(r"\n[ \t]*\n", head) if p.strip()]
+    out = []
+    for addr in loose_recipients(mail, text):
+        diag = head
+        for i, para in enumerate(paragraphs):
+            if addr in para.lower():
+                diag = para
+                for nxt in paragraphs[i + 1: i + 3]:
+                    if _CODE_IN.search(diag):
+                        break
+                    diag += "\n" + nxt
+                break
+        out.append(Failed(addr, None, "delayed" if delayed else "failed", " ".join(diag.split())[:2000], not delayed))
+    return out
