@@ -16,6 +16,7 @@ MAX_DEPTH = 12
 MAX_TEXT = 256 * 1024       # characters of any one part that are read
 MAX_HEADER = 8 * 1024       # characters of any one header field that are read
 
+_SURROGATE = re.compile("[\udc80-\udcff]")
 _MSGID = re.compile(r"<([^<>\s]+@[^<>\s]+)>")
 
 
@@ -25,7 +26,7 @@ def _text(value) -> str:
         return ""
     try:
         s = str(value)[:MAX_HEADER]
-        if any(0xDC80 <= ord(c) <= 0xDCFF for c in s):     # raw 8-bit header bytes
+        if not s.isascii() and _SURROGATE.search(s):      # raw 8-bit header bytes
             s = s.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
         if "=?" in s:
             try:
@@ -116,6 +117,11 @@ class Mail:
 
     def __init__(self, raw: bytes):
         self.msg: Message = email.message_from_bytes(raw, policy=compat32)
+        self._fields: dict[str, list] = {}          # the top-level header, by lower-cased name
+        for key, value in self.msg.raw_items():
+            self._fields.setdefault(key.lower(), []).append(value)
+        self._cache: dict = {}
+        self._ctypes: dict[int, str] = {}
         self.parts: list[Message] = []          # the message's own parts, not those of attached messages
         self.attached: list[Message] = []       # message/rfc822 and text/rfc822-headers parts (returned mail)
         self._walk(self.msg, 0)
@@ -136,44 +142,50 @@ class Mail:
                     if isinstance(sub, Message):
                         self._walk(sub, depth + 1)
 
-    @staticmethod
-    def ctype(part: Message) -> str:
-        try:
-            return part.get_content_type().lower()
-        except Exception:
-            return "text/plain"
+    def ctype(self, part: Message) -> str:
+        known = self._ctypes.get(id(part))
+        if known is None:
+            try:
+                known = part.get_content_type().lower()
+            except Exception:
+                known = "text/plain"
+            self._ctypes[id(part)] = known
+        return known
 
     # -- headers of the message itself
     def header(self, name: str, part: Message | None = None) -> str:
         try:
-            return _text(raw_header(part or self.msg, name))
+            if part is None or part is self.msg:
+                key = ("header", name.lower())
+                if key not in self._cache:
+                    values = self._fields.get(name.lower())
+                    self._cache[key] = _text(values[0]) if values else ""
+                return self._cache[key]
+            return _text(raw_header(part, name))
         except Exception:
             return ""
 
     def headers(self, name: str) -> list[str]:
-        try:
-            return [_text(v) for k, v in self.msg.raw_items() if k.lower() == name.lower()]
-        except Exception:
-            return []
+        return [_text(v) for v in self._fields.get(name.lower(), [])]
 
     def has(self, name: str) -> bool:
-        try:
-            return name in self.msg
-        except Exception:
-            return False
+        return name.lower() in self._fields
+
+    def _parsed(self, name: str) -> tuple[str, str]:
+        key = ("addr", name.lower())
+        if key not in self._cache:
+            try:
+                self._cache[key] = parseaddr(self.header(name))
+            except Exception:
+                self._cache[key] = ("", "")
+        return self._cache[key]
 
     def address(self, name: str) -> str:
         """The first address in a header, lower-cased ('' if none)."""
-        try:
-            return parseaddr(self.header(name))[1].strip().lower()
-        except Exception:
-            return ""
+        return self._parsed(name)[1].strip().lower()
 
     def display_name(self, name: str) -> str:
-        try:
-            return parseaddr(self.header(name))[0]
-        except Exception:
-            return ""
+        return self._parsed(name)[0]
 
     def addresses(self, *names: str) -> list[str]:
         try:

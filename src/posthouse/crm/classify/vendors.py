@@ -35,6 +35,12 @@ _END = re.compile(r"^[ \t]*(-{2,}.*(below this line|copy of the message|original
 def is_mailer(mail: Mail) -> bool:
     """The message comes from mail software, not a person: the null sender,
     a mailer-daemon/postmaster address or name, X-Failed-Recipients."""
+    if "mailer" not in mail._cache:
+        mail._cache["mailer"] = _is_mailer(mail)
+    return mail._cache["mailer"]
+
+
+def _is_mailer(mail: Mail) -> bool:
     sender = mail.address("From")
     local = sender.split("@")[0]
     if local in MAILER_LOCALS or local.startswith(("mailer-daemon", "postmaster", "mail-daemon")):
