@@ -193,7 +193,10 @@ def reason_of(status: str | None, text: str, *, delayed: bool = False) -> str:
     return "onhold" if status and sub == "0.0" else "undefined"
 
 
-_HARD = {"userunknown", "hostunknown", "hasmoved"}
+# The reasons that say the address itself is bad. Everything else about a 5.x.x (our IP
+# blocked, the content refused, a full or suspended mailbox) is soft, as in Sisimai: a hard
+# bounce marks the contact's address as bouncing, which those don't justify.
+HARD_REASONS = frozenset({"userunknown", "hostunknown", "hasmoved"})
 
 
 def is_hard(reason: str, status: str | None, permanent: bool = True) -> bool:
@@ -204,7 +207,7 @@ def is_hard(reason: str, status: str | None, permanent: bool = True) -> bool:
     cls = status[0] if status else ("5" if permanent else "4")
     if cls == "4" or not permanent:
         return False
-    if reason in _HARD:
+    if reason in HARD_REASONS:
         return True
     if reason in ("notaccept", "onhold", "undefined"):
         return cls == "5"
