@@ -192,6 +192,80 @@ def test_garbage_never_raises(raw):
     json.dumps(got.to_json("f"))
 
 
+_MAILER = b"From: MAILER-DAEMON@x.example\nSubject: Undelivered Mail Returned to Sender\nReturn-Path: <>\n\n"
+LARGE = {       # shapes that once made a pattern quadratic, and big bounces: each must finish (no time asserted)
+    "blank-run": _MAILER + b" " * 200_000,
+    "blank-lines": _MAILER + b"        \n" * 20_000 + b"x",
+    "header-blank-run": b"Subject: " + b" " * 500_000 + b"x\n\n",
+    "qmail-many": _MAILER + b"Hi. This is the qmail-send program\n" + b"<a@b.example>:\nx\n" * 5000,
+    "exim-many": _MAILER + b"This message was created automatically by mail delivery software.\n"
+                 b"The following address(es) failed:\n\n" + b"  a@b.example\n    x\n" * 5000,
+    "dsn-many": b"Content-Type: multipart/report; report-type=delivery-status; boundary=x\n\n--x\n"
+                b"Content-Type: message/delivery-status\n\n" + b"Final-Recipient: rfc822; a@b.example\nAction: failed\n"
+                b"Status: 5.1.1\n\n" * 2000 + b"--x--\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(LARGE))
+def test_large_and_pathological_inputs_finish(name):
+    got = classify(LARGE[name])
+    assert got.kind in KINDS
+
+
+def _mail(subject, body, *, to="anna@posthouse.example", headers=""):
+    return (f"From: Someone <someone@example.org>\nTo: {to}\nSubject: {subject}\n{headers}"
+            f"Message-ID: <x1@example.org>\n\n{body}").encode()
+
+
+@pytest.mark.parametrize("subject, body, to, kind", [
+    ("Remove the old logo", "Can you remove the old logo from the footer?", "anna@posthouse.example", "other"),
+    ("Re: Meeting", "Please remove me from the meeting invite, I can't make it.", "anna@posthouse.example", "reply"),
+    ("Re: Slides", "Don't email me the slides, just bring them along.", "anna@posthouse.example", "reply"),
+    ("Re: Newsletter", "Please don't unsubscribe me, I just changed my address.", "anna@posthouse.example", "reply"),
+    ("Holiday request", "I'd like to take Friday off.", "leave@posthouse.example", "other"),
+    ("Re: Newsletter", "Please take me off your mailing list.", "anna@posthouse.example", "unsubscribe"),
+    ("Re: Offer", "Don't contact me again.", "anna@posthouse.example", "unsubscribe"),
+    ("stop", "", "anna@posthouse.example", "unsubscribe"),
+    ("", "", "news-leave@lists.posthouse.example", "unsubscribe"),
+])
+def test_unsubscribe_wants_a_request(subject, body, to, kind):
+    headers = "In-Reply-To: <orig@posthouse.example>\n" if subject.startswith("Re:") else ""
+    assert classify(_mail(subject, body, to=to, headers=headers)).kind == kind
+
+
+@pytest.mark.parametrize("subject", [
+    "Automatic reply: Offer", "Out of Office: Offer", "Abwesenheitsnotiz: Angebot", "Automatische Antwort: Angebot",
+    "Réponse automatique : Offre", "Respuesta automática: Oferta", "Risposta automatica: Offerta",
+    "Automatisch antwoord: Aanbod", "Autosvar: Erbjudande", "Automatisk svar: Tilbud", "Automaattinen vastaus: Tarjous",
+    "Automatyczna odpowiedź: Oferta", "Automatická odpověď: Nabídka", "Resposta automática: Oferta",
+    "Автоматический ответ: Предложение", "自动回复: 报价", "自動返信: 見積もり", "Jane Doe is out of the office.",
+])
+def test_auto_reply_subjects_in_many_languages(subject):
+    raw = f"From: Jane <jane@example.org>\nSubject: {subject}\n\nAway.\n".encode()
+    assert classify(raw).kind == "auto-reply"
+
+
+def test_as_dict_carries_the_original_message_id():
+    got = classify(_read("bounce/exim_userunknown.eml"))
+    assert got.as_dict()["original_message_id"] == LABELS["bounce/exim_userunknown.eml"]["original_message_id"]
+    assert got.as_dict()["recipients"] == got.to_json()["recipients"]
+
+
+def test_unknown_text_format_gives_each_recipient_its_own_paragraph():
+    raw = (b"From: Mailer <MAILER-DAEMON@odd.example>\nTo: anna@posthouse.example\nSubject: Undeliverable mail\n\n"
+           b"Your message could not be delivered to some recipients.\n\nRecipient: a@one.example\nReason: 550 5.1.1 user unknown\n\n"
+           b"Recipient: b@two.example\nReason: 552 5.2.2 mailbox full\n")
+    got = classify(raw)
+    assert [(r.address, r.status, r.hard, r.reason) for r in got.recipients] == [
+        ("a@one.example", "5.1.1", True, "userunknown"), ("b@two.example", "5.2.2", False, "mailboxfull")]
+
+
+def test_an_out_of_office_about_delivery_is_no_bounce():
+    raw = (b"Return-Path: <>\nFrom: Jo <jo@example.org>\nSubject: Automatic reply: mail delivery failed?\n"
+           b"Auto-Submitted: auto-replied\n\nI am out of the office until Monday.\n")
+    assert classify(raw).kind == "auto-reply"
+
+
 def test_not_bytes_is_other():
     assert classify(None).kind == "other"       # type: ignore[arg-type]
     assert classify(12).kind == "other"         # type: ignore[arg-type]

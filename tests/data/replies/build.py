@@ -914,6 +914,155 @@ def add_heldout_others():
                  f"Arrival-Date: {date(3)}\nSource-IP: 192.0.2.10\n")
 
 
+
+# ---------------------------------------------------------------- the second held-out batch: other MTAs' texts
+def plain_bounce(name, rcpt, *, from_h, subject, body, label, ctype="text/plain; charset=us-ascii", extra=""):
+    msg = (f"Return-Path: <>\nFrom: {from_h}\nTo: {SENDER}\nSubject: {subject}\nDate: {date(len(name))}\n"
+           f"Message-ID: <{hashlib.md5(name.encode()).hexdigest()[:16]}@{from_h.split('@')[-1].rstrip('>')}>\n{extra}"
+           f"MIME-Version: 1.0\nContent-Type: {ctype}\n\n{body}")
+    write("bounce", name, msg, bounce_label([(rcpt, *label)], name if mid(name) in body else None))
+
+
+@heldout
+def add_heldout2():
+    r = "lena@oldmail.example"
+    plain_bounce("h2_opensmtpd", r, from_h="MAILER-DAEMON@relay.smtpd.example", subject="Delivery status notification: error",
+                 body=("Hi!\n\nThis is the MAILER-DAEMON, please DO NOT REPLY to this email.\n\n"
+                       "An error has occurred while attempting to deliver a message for\nthe following list of recipients:\n\n"
+                       f"{r}: 550 5.1.1 <{r}>: Recipient address rejected: User unknown in virtual mailbox table\n\n"
+                       "Below is a copy of the original message:\n\n" + original("h2_opensmtpd", r)),
+                 label=("5.1.1", True, "userunknown"))
+    r = "max.power@web-mail.example"
+    plain_bounce("h2_gmx_style", r, from_h="\"Mail Delivery System\" <mailer-daemon@gmx.example>", subject="Mail delivery failed: returning message to sender",
+                 body=("This message was created automatically by mail delivery software.\n\nA message that you sent could not be delivered to one or more of\n"
+                       "its recipients. This is a permanent error. The following address\nfailed:\n\n"
+                       f"\"{r}\":\n\nSMTP error from remote server for RCPT TO command, host: mx00.web-mail.example (203.0.113.50)\n"
+                       f"reason: 550 5.1.1 <{r}>: Recipient address rejected: User unknown\n\n"
+                       "--- The header of the original message is following. ---\n\n" + original("h2_gmx_style", r, headers_only=True)),
+                 label=("5.1.1", True, "userunknown"))
+    r = "someone@zoho-dest.example"
+    plain_bounce("h2_zoho_style", r, from_h="mailer-daemon@mail.zoho.example", subject="Undelivered Mail Returned to Sender",
+                 body=("This message was created automatically by mail delivery software.\nA message that you sent could not be delivered to one or more of its recipients. "
+                       "This is a permanent error.\n\n"
+                       f"{r} Invalid Address, ERROR_CODE :550, ERROR_CODE :5.1.1 <{r}>: Recipient address rejected: User unknown in relay recipient table\n\n"
+                       "Received: from mail.posthouse.example by mx.zohomail.example\n" + original("h2_zoho_style", r)),
+                 label=("5.1.1", True, "userunknown"))
+    r = "nobody@james.example"
+    plain_bounce("h2_apache_james", r, from_h="postmaster@james.example", subject="[BOUNCE]",
+                 body=("Hi. This is the James mail server at james.example.\nI'm afraid I wasn't able to deliver your message to the following addresses.\n"
+                       "This is a permanent error; I've given up. Sorry it didn't work out.  Below\nI include the list of recipients and the reason why I was unable to deliver\n"
+                       f"your message.\n\nFailed recipient(s):\n{r}\n\nError message:\n550 - Requested action not taken: no such user here\n\n"),
+                 label=("5.1.1", True, "userunknown"))
+    r = "user@filtered.example"
+    plain_bounce("h2_mcafee_style", r, from_h="Postmaster <postmaster@filtered.example>", subject="Delivery Status Notification (Failure)",
+                 body=("--- The following addresses had delivery problems ---\n\n"
+                       f"<{r}>   (User unknown {r})\n\n--- Transcript of session follows ---\n550 5.1.1 <{r}>... User unknown\n"),
+                 label=("5.1.1", True, "userunknown"))
+    r = "ivan.petrov@yandex.example"
+    plain_bounce("h2_mailru_exim", r, from_h="Mail Delivery System <mailer-daemon@corp.mail.example>", subject="Mail delivery failed: returning message to sender",
+                 ctype="text/plain; charset=utf-8", extra="X-Failed-Recipients: " + r + "\nContent-Transfer-Encoding: 8bit\n",
+                 body=("Сообщение не было доставлено.\n\nThis message was created automatically by mail delivery software.\n\n"
+                       "A message that you sent could not be delivered to one or more of its\nrecipients. This is a permanent error. The following address(es) failed:\n\n"
+                       f"  {r}\n    SMTP error from remote mail server after RCPT TO:<{r}>:\n"
+                       f"    host mx.yandex.example [203.0.113.77]: 550 Message was not accepted -- invalid mailbox.  Local mailbox {r} is unavailable: user not found\n"),
+                 label=("5.1.1", True, "userunknown"))
+    r = "sam.jones@hotmail.example"
+    name = "h2_outlookcom_mailbox_unavailable"
+    msg = report(name=name, from_h="postmaster@outlook.example", subject="Undeliverable: Your application at Posthouse",
+                 text=f"Delivery has failed to these recipients or groups:\n\n{r}\nThe recipient's mailbox is unavailable.\n\n"
+                      "Diagnostic information for administrators:\n\nGenerating server: DM6NAM12HT123.mail.protection.outlook.example\n\n"
+                      f"{r}\nRemote Server returned '550 5.5.0 Requested action not taken: mailbox unavailable (S2017062302)'\n",
+                 per_message="Reporting-MTA: dns;DM6NAM12HT123.mail.protection.outlook.example",
+                 per_rcpt=[f"Final-Recipient: rfc822;{r}\nAction: failed\nStatus: 5.5.0\n"
+                           "Diagnostic-Code: smtp;550 5.5.0 Requested action not taken: mailbox unavailable (S2017062302)"], rcpt=r, attach="headers")
+    write("bounce", name, msg, bounce_label([(r, "5.5.0", True, "userunknown")], name))
+    name = "h2_postfix_alias_two"
+    msg, label = postfix(name, [
+        ("a.one@club.example", "5.1.1", "host mx.club.example[203.0.113.8] said: 550 5.1.1 <a.one@club.example>: No such\n    user (in reply to RCPT TO command)",
+         "smtp; 550 5.1.1 <a.one@club.example>: No such user", "5.1.1", True, "userunknown"),
+        ("b.two@club.example", "4.2.2", "host mx.club.example[203.0.113.8] said: 452 4.2.2 Mailbox over quota (in\n    reply to RCPT TO command)",
+         "smtp; 452 4.2.2 Mailbox over quota", "4.2.2", False, "mailboxfull")])
+    msg = msg.replace("<b.two@club.example>: host", "<b.two@club.example> (expanded from <board@posthouse.example>): host")
+    label["recipients"][1]["status"] = "4.2.2"
+    write("bounce", name, msg, label)
+    r = "dept@plesk-host.example"
+    plain_bounce("h2_qmail_plesk", r, from_h="MAILER-DAEMON@plesk-host.example", subject="failure notice",
+                 body=("Hi. This is the qmail-send program at plesk-host.example.\nI'm afraid I wasn't able to deliver your message to the following addresses.\n"
+                       "This is a permanent error; I've given up. Sorry it didn't work out.\n\n"
+                       f"<{r}>:\n203.0.113.99 does not like recipient.\nRemote host said: 550 5.7.1 <{r}>: Recipient address rejected: Access denied\n"
+                       "Giving up on 203.0.113.99.\n\n--- Below this line is a copy of the message.\n\n" + original("h2_qmail_plesk", r)),
+                 label=("5.7.1", False, "securityerror"))
+    simple("reply", "h2_japanese_reply", from_h="Yuki Tanaka <yuki.tanaka@kaisha.example>", subject="Re: Your application at Posthouse",
+           ctype="text/plain; charset=UTF-8", body="アンナ様\n\n月曜日で大丈夫です。よろしくお願いします。\n\n田中\n")
+    arf("h2_arf_without_report_type", from_h="fbl@mailbox-provider.example", subject="Spam report", rcpt="victim2@mailbox-provider.example",
+        feedback=f"Feedback-Type: abuse\nUser-Agent: ProviderFBL/2.1\nVersion: 1\nOriginal-Rcpt-To: victim2@mailbox-provider.example\nArrival-Date: {date(3)}\n")
+    p = os.path.join(HERE, "complaint", "h2_arf_without_report_type.eml")
+    with open(p, encoding="utf-8") as f:
+        text = f.read().replace("multipart/report; report-type=feedback-report;", "multipart/report;")
+    with open(p, "w", encoding="utf-8") as f:
+        f.write(text)
+    simple("auto-reply", "h2_abwesend_subject", from_h="Klaus Meyer <k.meyer@firma2.example>", subject="Abwesend: Your application at Posthouse",
+           headers="X-Auto-Response-Suppress: All\n", body="Ich bin bis 14.11. abwesend.\n")
+    simple("auto-reply", "h2_zimbra_autoreply", from_h="Office <office@zimbra-firm.example>", subject="Re: Your application at Posthouse",
+           headers="Auto-Submitted: auto-replied (zimbra; vacation)\nPrecedence: bulk\n", body="We are closed until January 2nd.\n")
+    simple("other", "h2_shipping_notification", from_h="Parcel Service <noreply@parcel.example>", subject="Your parcel is on its way",
+           in_reply_to=False, headers="X-Mailer: parcel-notify 2.0\n", body="Your parcel 1Z999 will arrive tomorrow.\n")
+
+
+
+@heldout
+def add_heldout3():
+    cases = [
+        ("h3_postfix_local_unknown_user", [("bob.old@posthouse.example", "5.1.1", "unknown user: \"bob.old\"",
+          "X-Postfix; unknown user: \"bob.old\"", "5.1.1", True, "userunknown")]),
+        ("h3_gmail_no_ptr", [("reader.3@gmail.com", "5.7.25",
+          wrap_said("gmail-smtp-in.l.google.com", "550-5.7.25 [192.0.2.10] The IP address sending this message does not have a 550-5.7.25 PTR record setup, or the corresponding forward DNS entry does not 550-5.7.25 point to the sending IP. - gsmtp (in reply to end of DATA command)"),
+          "smtp; 550-5.7.25 [192.0.2.10] The IP address sending this message does not\n    have a 550-5.7.25 PTR record setup", "5.7.25", False, "requireptr")]),
+        ("h3_comcast_dnsbl", [("family@comcast.example", "5.0.0",
+          wrap_said("mx1.comcast.example", "554 resimta-ch2-18v.sys.comcast.example resimta-ch2-18v.sys.comcast.example 192.0.2.10 found on one or more DNSBLs, see http://postmaster.comcast.example/smtp-error-codes.php#BL000001 (in reply to MAIL FROM command)"),
+          "smtp; 554 resimta-ch2-18v.sys.comcast.example 192.0.2.10 found on one or more\n    DNSBLs, see http://postmaster.comcast.example/smtp-error-codes.php#BL000001", "5.7.1", False, "blocked")]),
+        ("h3_outlook_s3150", [("someone@live.example", "5.7.1",
+          wrap_said("eur.olc.protection.outlook.example", "550 5.7.1 Unfortunately, messages from [192.0.2.10] weren't sent. Please contact your Internet service provider since part of their network is on our block list (S3150). You can also refer your provider to http://mail.live.com/mail/troubleshooting.aspx#errors. (in reply to MAIL FROM command)"),
+          "smtp; 550 5.7.1 Unfortunately, messages from [192.0.2.10] weren't sent.\n    Please contact your Internet service provider since part of their network\n    is on our block list (S3150).", "5.7.1", False, "blocked")]),
+        ("h3_yahoo_552_not_found", [("gone.user@yahoo.example", "5.0.0",
+          wrap_said("mta7.am0.yahoodns.example", "552 1 Requested mail action aborted, mailbox not found (in reply to end of DATA command)"),
+          "smtp; 552 1 Requested mail action aborted, mailbox not found", "5.1.1", True, "userunknown")]),
+    ]
+    for name, rcpts in cases:
+        msg, label = postfix(name, rcpts)
+        write("bounce", name, msg, label)
+    msg, label = exim("h3_exim_long_failure", [("team@down-for-weeks.example", ["retry time not reached for any host after a long failure period"],
+                                                "5.4.7", False, "expired")])
+    write("bounce", "h3_exim_long_failure", msg, label)
+    simple("auto-reply", "h3_exchange2003_oof", from_h="Bill Turner <bill.turner@legacy.example>", subject="Out of Office AutoReply: Your application at Posthouse",
+           headers="X-MimeOLE: Produced By Microsoft Exchange V6.5\nThread-Topic: Your application at Posthouse\n",
+           body="I am out of the office until 11/10 with no access to email.\n")
+    simple("auto-reply", "h3_rfc3834_junk_re", from_h="Alex Kim <alex.kim@uni2.example>", subject="Re: Your application at Posthouse",
+           headers="Auto-Submitted: auto-replied\nPrecedence: junk\n", return_path="",
+           body="This is an automatic reply: I am attending a conference until Friday.\n")
+    simple("reply", "h3_groupwise_antw_references_only", from_h="Gerda Wolf <gerda.wolf@amt.example>", subject="Antw: Ihr Angebot",
+           body="Sehr geehrte Frau Schmidt,\nwir nehmen das Angebot an.\nMfG G. Wolf\n\n>>> Anna Schmidt <anna.schmidt@posthouse.example> 03.11.2026 09:12 >>>\nSehr geehrte Frau Wolf, ...\n")
+    p = os.path.join(HERE, "reply", "h3_groupwise_antw_references_only.eml")
+    with open(p, encoding="utf-8") as f:
+        text = f.read()
+    text = "".join(line for line in text.splitlines(True) if not line.startswith("In-Reply-To:"))
+    with open(p, "w", encoding="utf-8") as f:
+        f.write(text)
+    simple("reply", "h3_role_address_reply", from_h="Info Team <info@smallshop.example>", subject="Re: Wholesale prices",
+           body="Hello Anna,\nthanks, the prices are fine for us. We'll order next week.\nKind regards, Maria (Small Shop)\n")
+    simple("unsubscribe", "h3_german_melden_ab", from_h="Ute Lang <ute.lang@beispiel2.example>", subject="AW: Newsletter November",
+           body="Bitte melden Sie mich vom Newsletter ab.\n\nUte Lang\n\n-----Ursprüngliche Nachricht-----\nVon: Anna Schmidt\n...\n")
+    name, rcpt = "h3_exchange_delivered_receipt", "partner2@example.org"
+    msg = report(name=name, from_h="Microsoft Outlook <postmaster@posthouse-exchange.example>", subject="Delivered: Your application at Posthouse",
+                 text=f"Your message has been delivered to the following recipients:\n\n{rcpt}\n\nSubject: Your application at Posthouse\n",
+                 per_message="Reporting-MTA: dns;EXCH02.posthouse.local", per_rcpt=[
+                     f"Final-Recipient: rfc822;{rcpt}\nAction: delivered\nStatus: 2.0.0"], rcpt=rcpt, attach="headers")
+    write("other", name, msg, {"original_message_id": mid(name)})
+    name = "h3_arf_to_from_attached"
+    arf(name, from_h="fbl-reports@mailbox.example", subject="Abuse report", rcpt="complainer@mailbox.example",
+        feedback=f"Feedback-Type: abuse\nUser-Agent: MailboxFBL/1.0\nVersion: 1\nArrival-Date: {date(3)}\nSource-IP: 192.0.2.10\n")
+
+
 if __name__ == "__main__":
     import shutil
     for kind in ("bounce", "complaint", "auto-reply", "unsubscribe", "reply", "other"):
@@ -925,7 +1074,7 @@ if __name__ == "__main__":
     for add in HELDOUT:
         add()
     for path in set(LABELS) - before:
-        LABELS[path]["subset"] = "heldout"
+        LABELS[path]["subset"] = "heldout3" if "/h3_" in path else "heldout2" if "/h2_" in path else "heldout"
     with open(os.path.join(HERE, "labels.json"), "w", encoding="utf-8") as f:
         json.dump(dict(sorted(LABELS.items())), f, indent=1, ensure_ascii=False)
         f.write("\n")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .dsn import _fields, _part_text
+from .dsn import _fields, part_text
 from .parse import Mail, message_id
 
 
@@ -19,7 +19,7 @@ def complaint(mail: Mail) -> tuple[list[str], str | None] | None:
         return None
     fields: dict[str, str] = {}
     for part in reports:
-        text = _part_text(part).replace("\r\n", "\n")
+        text = part_text(part).replace("\r\n", "\n")
         for block in re.split(r"\n[ \t]*\n", text):
             for k, v in _fields(block).items():
                 fields.setdefault(k, v)

@@ -13,8 +13,11 @@ _SUBJECT_PREFIX = re.compile(
     r"^\s*[\[(]?\s*(out of (the )?office|ooo\b|automatic reply|auto(matic|mated)?[ -]?(reply|response|respon[sd]er|antwort|svar|answer)"
     r"|auto:|abwesenheitsnotiz|automatische antwort|réponse automatique|reponse automatique"
     r"|respuesta automática|respuesta automatica|fuera de la oficina|risposta automatica|automatisch antwoord"
-    r"|autosvar|automaattinen vastaus|odpowiedź automatyczna|automatická odpověď|resposta automática"
-    r"|(absence|absent|abwesenheit|abwesend|vacation|on vacation|on leave|away|urlaub|im urlaub|congés|en congé|afwezig|ausente"
+    r"|autosvar|automatisk svar|automatisch svar|automaattinen vastaus|odpowiedź automatyczna|automatyczna odpowiedź"
+    r"|automatická odpověď|automatická odpoveď|resposta automática|resposta automatica|automatikus válasz|răspuns automat"
+    r"|otomatik yanıt|otomatik cevap|автоматический ответ|автоответ|αυτόματη απάντηση|自动回复|自動回覆|自動返信|自動応答|자동 응답"
+    r"|(absence|absent|abwesenheit|abwesend|vacation|on vacation|on leave|away|urlaub|im urlaub|congés|en congé|afwezig|ausente|ausência"
+    r"|fuera de la oficina|poissa|frånvarande|fraværende|nieobecność|отсутствую|不在"
     r"|fuori (sede|ufficio)|i am (currently )?(out|away)|away from (the |my )?office)\s*([:\-\u2013(]|$))", re.I)
 # Anywhere in the subject (Lotus Notes: "Jane Doe is out of the office.").
 _SUBJECT_ANY = re.compile(r"\bis out of (the )?office\b|\((auto[ -]?reply|automatic reply|out of office)\)|\[auto[ -]?reply\]"
@@ -41,7 +44,8 @@ def is_bulk(mail: Mail) -> bool:
 def is_auto_reply(mail: Mail) -> bool:
     subject = mail.subject
     answers = mail.has("In-Reply-To") or mail.has("References")
-    auto = mail.header("Auto-Submitted").lower().split(";")[0].strip()
+    token = re.match(r"\s*([a-z0-9-]+)", mail.header("Auto-Submitted").lower())    # "auto-replied (vacation)"
+    auto = token.group(1) if token else ""
     if auto == "auto-replied":
         return True
     prec = (mail.header("Precedence") or mail.header("X-Precedence")).lower()

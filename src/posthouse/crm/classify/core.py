@@ -58,7 +58,7 @@ def _classify(mail: Mail) -> Classification:
 
     body = mail.body()
     if "notificationType" in body or "eventType" in body:
-        ses = vendors.ses_notification(body)
+        ses = vendors.ses_notification(mail.body(tamed=False))     # JSON on one long line
         if ses is not None:
             kind, failed, original, _subtype = ses
             if kind == "complaint":
@@ -72,7 +72,7 @@ def _classify(mail: Mail) -> Classification:
 
     subject = mail.subject
     says_auto = autoreply.subject_says_auto(subject)
-    if unsubscribe.by_envelope(mail) and not says_auto and mail.header("Auto-Submitted").lower() != "auto-replied" \
+    if unsubscribe.by_envelope(mail) and not says_auto and not mail.header("Auto-Submitted").lower().startswith("auto-replied") \
             and not vendors.is_mailer(mail):
         return Classification("unsubscribe", original_message_id=_answered_id(mail))
     if autoreply.is_auto_reply(mail):
@@ -112,16 +112,16 @@ def _find_bounce(mail: Mail, body: str) -> Classification | None:
                 f.diagnostic = (f.diagnostic + " " + extra.diagnostic).strip()
             if not f.diagnostic.strip(" ;").lower().replace("smtp", "").strip(" ;"):
                 # the report names no cause: the bounce's own words and subject are the best evidence
-                f.diagnostic = (mail.subject + "\n" + vendors._head(body))[:2000]
+                f.diagnostic = (mail.subject + "\n" + vendors.head_of(body))[:2000]
         if not failed:      # a report of delivery, relay or expansion: nothing failed
             return Classification(original_message_id=_original_id(mail, body, per_message))
     elif from_text:
         failed = from_text
-    elif mailer and (vendors.BOUNCE_SUBJECT.search(mail.subject) or has_report) and not _REPLY.match(mail.subject):
-        head = vendors._head(body)
+    elif mailer and (vendors.BOUNCE_SUBJECT.search(mail.subject) or has_report) and not _REPLY.match(mail.subject) \
+            and not autoreply.subject_says_auto(mail.subject):
+        head = vendors.head_of(body)
         delayed = bool(re.search(r"delay|will (be )?retr|still trying|not yet been delivered", mail.subject + " " + head, re.I))
-        failed = [Failed(a, None, "delayed" if delayed else "failed", head[:2000], not delayed)
-                  for a in vendors.loose_recipients(mail, body)]
+        failed = vendors.loose_failures(mail, body, delayed)
         if not failed:
             status = find_status(head)
             reason = reason_of(status, head, delayed=delayed)
@@ -172,7 +172,7 @@ def _original_id(mail: Mail, body: str, per_message: dict[str, str]) -> str | No
 
 def _mdn_original(mail: Mail) -> str | None:
     for part in mail.parts_of("message/disposition-notification"):
-        m = re.search(r"(?im)^original-message-id:\s*(<[^>]+>)", dsn._part_text(part))
+        m = re.search(r"(?im)^original-message-id:\s*(<[^>]+>)", dsn.part_text(part))
         if m:
             return message_id(m.group(1))
     return None

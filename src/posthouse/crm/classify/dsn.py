@@ -40,7 +40,7 @@ def _fields(block: str) -> dict[str, str]:
     return out
 
 
-def _part_text(part: Message) -> str:
+def part_text(part: Message) -> str:
     """The status part back as text: the parser made it a list of header blocks,
     or left it a string (unknown subtype, base64, broken)."""
     payload = part.get_payload()
@@ -85,7 +85,7 @@ def read_report(mail: Mail) -> tuple[dict[str, str], list[Failed]]:
     """Per-message fields and every recipient block of the message's status part(s)."""
     per_message: dict[str, str] = {}
     recipients: list[Failed] = []
-    texts = [_part_text(part) for part in status_parts(mail)]
+    texts = [part_text(part) for part in status_parts(mail)]
     if not texts:
         raw = _unparsed_report(mail)
         start = re.search(r"(?im)^(reporting-mta|final-recipient|original-recipient)\s*:", raw)

@@ -35,6 +35,10 @@ class Classification:
     # returned message or headers of a report, else In-Reply-To / References.
     original_message_id: str | None = None
 
+    def as_dict(self) -> dict:
+        """Everything, original_message_id included (for the API; to_json keeps the CLI's fixed keys)."""
+        return {**self.to_json(), "original_message_id": self.original_message_id}
+
     def to_json(self, file=None) -> dict:
         """The stable JSON shape `posthouse classify` prints (keys fixed: outside checks parse them)."""
         out = {}

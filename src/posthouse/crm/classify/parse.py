@@ -14,7 +14,9 @@ from email.utils import getaddresses, parseaddr
 MAX_PARTS = 200             # a bomb of nested multiparts stops here
 MAX_DEPTH = 12
 MAX_TEXT = 256 * 1024       # characters of any one part that are read
+MAX_HEADER = 8 * 1024       # characters of any one header field that are read
 
+_SURROGATE = re.compile("[\udc80-\udcff]")
 _MSGID = re.compile(r"<([^<>\s]+@[^<>\s]+)>")
 
 
@@ -23,17 +25,27 @@ def _text(value) -> str:
     if value is None:
         return ""
     try:
-        s = str(value)
-        if any(0xDC80 <= ord(c) <= 0xDCFF for c in s):     # raw 8-bit header bytes
+        s = str(value)[:MAX_HEADER]
+        if not s.isascii() and _SURROGATE.search(s):      # raw 8-bit header bytes
             s = s.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
         if "=?" in s:
             try:
                 s = str(make_header(decode_header(s)))
             except Exception:
                 pass
-        return re.sub(r"\s*\r?\n\s*", " ", s).strip()
+        return re.sub(r"[ \t]*\r?\n[ \t]*", " ", s).strip()
     except Exception:
         return ""
+
+
+def raw_header(msg: Message, name: str):
+    """A header's value as the parser stored it: raw 8-bit bytes stay surrogate-escaped
+    (msg.get() would turn them into an 'unknown-8bit' Header that prints as U+FFFD)."""
+    lname = name.lower()
+    for key, value in msg.raw_items():
+        if key.lower() == lname:
+            return value
+    return None
 
 
 def message_id(value: str) -> str | None:
@@ -83,11 +95,33 @@ def html_to_text(s: str) -> str:
     return re.sub(r"\n\s*\n\s*", "\n\n", s).strip()
 
 
+MAX_BODY = 128 * 1024
+MAX_LINE = 1000
+
+
+def tame(text: str) -> str:
+    """The text the pattern matching sees: bounded in length, long runs of blanks
+    squeezed and every line cut short, so that no pattern meets a line it could
+    spend quadratic time on. The words of a bounce or a reply are all kept."""
+    text = text[:MAX_BODY].replace("\r\n", "\n").replace("\r", "\n")
+    text = re.sub(r"[ \t\f\v\xa0]{16,}", "        ", text)
+    text = re.sub(r"(?m)^[ \t\f\v\xa0]+$", "", text)        # blank lines are empty
+    text = re.sub(r"\n{4,}", "\n\n\n", text)
+    if any(len(line) > MAX_LINE for line in text.split("\n")):
+        text = "\n".join(line[:MAX_LINE] for line in text.split("\n"))
+    return text
+
+
 class Mail:
     """One received message, parsed once."""
 
     def __init__(self, raw: bytes):
         self.msg: Message = email.message_from_bytes(raw, policy=compat32)
+        self._fields: dict[str, list] = {}          # the top-level header, by lower-cased name
+        for key, value in self.msg.raw_items():
+            self._fields.setdefault(key.lower(), []).append(value)
+        self._cache: dict = {}
+        self._ctypes: dict[int, str] = {}
         self.parts: list[Message] = []          # the message's own parts, not those of attached messages
         self.attached: list[Message] = []       # message/rfc822 and text/rfc822-headers parts (returned mail)
         self._walk(self.msg, 0)
@@ -108,44 +142,50 @@ class Mail:
                     if isinstance(sub, Message):
                         self._walk(sub, depth + 1)
 
-    @staticmethod
-    def ctype(part: Message) -> str:
-        try:
-            return part.get_content_type().lower()
-        except Exception:
-            return "text/plain"
+    def ctype(self, part: Message) -> str:
+        known = self._ctypes.get(id(part))
+        if known is None:
+            try:
+                known = part.get_content_type().lower()
+            except Exception:
+                known = "text/plain"
+            self._ctypes[id(part)] = known
+        return known
 
     # -- headers of the message itself
     def header(self, name: str, part: Message | None = None) -> str:
         try:
-            return _text((part or self.msg).get(name))
+            if part is None or part is self.msg:
+                key = ("header", name.lower())
+                if key not in self._cache:
+                    values = self._fields.get(name.lower())
+                    self._cache[key] = _text(values[0]) if values else ""
+                return self._cache[key]
+            return _text(raw_header(part, name))
         except Exception:
             return ""
 
     def headers(self, name: str) -> list[str]:
-        try:
-            return [_text(v) for v in (self.msg.get_all(name) or [])]
-        except Exception:
-            return []
+        return [_text(v) for v in self._fields.get(name.lower(), [])]
 
     def has(self, name: str) -> bool:
-        try:
-            return name in self.msg
-        except Exception:
-            return False
+        return name.lower() in self._fields
+
+    def _parsed(self, name: str) -> tuple[str, str]:
+        key = ("addr", name.lower())
+        if key not in self._cache:
+            try:
+                self._cache[key] = parseaddr(self.header(name))
+            except Exception:
+                self._cache[key] = ("", "")
+        return self._cache[key]
 
     def address(self, name: str) -> str:
         """The first address in a header, lower-cased ('' if none)."""
-        try:
-            return parseaddr(self.header(name))[1].strip().lower()
-        except Exception:
-            return ""
+        return self._parsed(name)[1].strip().lower()
 
     def display_name(self, name: str) -> str:
-        try:
-            return parseaddr(self.header(name))[0]
-        except Exception:
-            return ""
+        return self._parsed(name)[0]
 
     def addresses(self, *names: str) -> list[str]:
         try:
@@ -174,8 +214,10 @@ class Mail:
             plain.append(decode_part(self.msg))     # no parts the parser could split: the raw body
         return plain or htmls
 
-    def body(self) -> str:
-        return "\n\n".join(t for t in self.texts() if t)
+    def body(self, tamed: bool = True) -> str:
+        """The message's own text, tamed (see tame()) unless asked for as it is."""
+        text = "\n\n".join(t for t in self.texts() if t)
+        return tame(text) if tamed else text
 
     def parts_of(self, *ctypes: str) -> list[Message]:
         return [p for p in self.parts if self.ctype(p) in ctypes]

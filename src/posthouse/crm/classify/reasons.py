@@ -74,7 +74,7 @@ _TEXT: list[tuple[str, str]] = [
                     r"|message (is )?not (properly )?authenticated|authentication checks? (did not pass|failed)"),
     ("requireptr", r"\bptr record|reverse (dns|lookup|hostname|zone)|rdns|no (host|domain)name for your ip|cannot find your hostname"
                    r"|ip name lookup failed|(doesn't|does not) have a (ptr|reverse)|reverse-resolv|client host rejected: cannot find your"),
-    ("blocked", r"blocked using|spamhaus|spamcop|barracuda|sorbs|\bdnsbl\b|\brbl\b|black ?list|block ?list|blocked by|"
+    ("blocked", r"blocked using|spamhaus|spamcop|barracuda|sorbs|\bdnsbls?\b|\brbls?\b|\bdnsbl\S*|black ?list|block ?list|blocked by|"
                 r"(?<!not )listed (at|in|on|by)\b|banned sending ip|\bip (address )?(is )?(blocked|banned|rejected|not allowed)"
                 r"|(client|your|sending) (host|ip|server|network|mta)( address)?( \S+)? (is |has been )?(blocked|banned|refused|rejected)"
                 r"|connections? (will not be |is not |are not )accepted from|refused to talk to me|access denied, banned"
@@ -163,6 +163,9 @@ _SENDER_REJECTED = re.compile(r"sender verify failed|verification failed for <|s
                               r"(denied|rejected|refused|invalid)|envelope sender domain must exist|unverified sender", re.I)
 
 
+_ACCESS_DENIED = re.compile(r"recipient address rejected:\s*access denied", re.I)
+
+
 def sender_rejected(text: str) -> bool:
     """The remote server refused our envelope sender: a code quoted from its
     callout (Exim's 'Response: 550 5.1.1 ...') is about the sender, not the recipient."""
@@ -176,6 +179,10 @@ def reason_of(status: str | None, text: str, *, delayed: bool = False) -> str:
     if sub in _SURE:
         return _SURE[sub]
     found = text_reason(text)
+    if found == "userunknown" and sub and sub.startswith("7.") and _ACCESS_DENIED.search(text or ""):
+        # "Recipient address rejected: Access denied": a policy map's refusal under a
+        # security code (5.7.x); Office 365 says the same under 5.4.1 for an unknown address
+        return "securityerror"
     if found:
         return found
     by_code = code_reason(status) if sub != "0.0" else None
@@ -186,7 +193,10 @@ def reason_of(status: str | None, text: str, *, delayed: bool = False) -> str:
     return "onhold" if status and sub == "0.0" else "undefined"
 
 
-_HARD = {"userunknown", "hostunknown", "hasmoved"}
+# The reasons that say the address itself is bad. Everything else about a 5.x.x (our IP
+# blocked, the content refused, a full or suspended mailbox) is soft, as in Sisimai: a hard
+# bounce marks the contact's address as bouncing, which those don't justify.
+HARD_REASONS = frozenset({"userunknown", "hostunknown", "hasmoved"})
 
 
 def is_hard(reason: str, status: str | None, permanent: bool = True) -> bool:
@@ -197,7 +207,7 @@ def is_hard(reason: str, status: str | None, permanent: bool = True) -> bool:
     cls = status[0] if status else ("5" if permanent else "4")
     if cls == "4" or not permanent:
         return False
-    if reason in _HARD:
+    if reason in HARD_REASONS:
         return True
     if reason in ("notaccept", "onhold", "undefined"):
         return cls == "5"

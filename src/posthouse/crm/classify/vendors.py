@@ -28,13 +28,19 @@ BOUNCE_SUBJECT = re.compile(
     r"|message not delivered|not delivered|unzustellbar|nicht zustellbar|non remis|onbestelbaar|non recapitabile|no entregado"
     r"|returned to sender|delivery problem|problem delivering|rejected:|bounce|mail delivery|undeliverable", re.I)
 
-_END = re.compile(r"^\s*(-{2,}.*(below this line|copy of the message|original message|unsent message|returned message|message follows|message headers follow|headers of the original)"
-                  r"|.*original message follows|-+ ?original message ?-+|\s*-+ ?message headers? ?-+|return-path:|received: from)", re.I | re.M)
+_END = re.compile(r"^[ \t]*(-{2,}.*(below this line|copy of the message|original message|unsent message|returned message|message follows|message headers follow|headers of the original)"
+                  r"|.*original message follows|-+ ?original message ?-+|[ \t]*-+ ?message headers? ?-+|return-path:|received: from)", re.I | re.M)
 
 
 def is_mailer(mail: Mail) -> bool:
     """The message comes from mail software, not a person: the null sender,
     a mailer-daemon/postmaster address or name, X-Failed-Recipients."""
+    if "mailer" not in mail._cache:
+        mail._cache["mailer"] = _is_mailer(mail)
+    return mail._cache["mailer"]
+
+
+def _is_mailer(mail: Mail) -> bool:
     sender = mail.address("From")
     local = sender.split("@")[0]
     if local in MAILER_LOCALS or local.startswith(("mailer-daemon", "postmaster", "mail-daemon")):
@@ -47,7 +53,7 @@ def is_mailer(mail: Mail) -> bool:
     return rp.replace(" ", "") == "<>" or rp.lower().startswith(("<mailer-daemon", "mailer-daemon"))
 
 
-def _head(text: str) -> str:
+def head_of(text: str) -> str:
     """The bounce's own words: the text before the returned message begins."""
     m = _END.search(text)
     return text[: m.start()] if m else text
@@ -63,7 +69,7 @@ def qmail(text: str) -> list[Failed] | None:
     if not re.search(r"qmail-send program|i'm afraid i wasn't able to deliver|unable to deliver your message to the following"
                      r"|wasn't able to deliver your message|this is a permanent error; i've given up", text, re.I):
         return None
-    head = _head(text)
+    head = head_of(text)
     temporary = bool(re.search(r"temporary error|will (keep|continue) trying", head, re.I)) and \
         not re.search(r"permanent error|given up|not going to try again", head, re.I)
     out = []
@@ -82,7 +88,7 @@ def exim(text: str) -> list[Failed] | None:
                      r"|could not be delivered to one or more of its\s+recipients|has not yet been delivered to one or more",
                      text, re.I):
         return None
-    head = _head(text)
+    head = head_of(text)
     delayed = bool(re.search(r"has not yet been delivered|delivery attempts will continue|no action is required", head, re.I))
     m = re.search(r"(address\(es\) failed:|addresses failed:|address failed:|has not yet been delivered is:"
                   r"|have not yet been delivered are:|not yet been delivered.*?:)\s*\n", head, re.I | re.S)
@@ -115,13 +121,13 @@ def sendmail(text: str) -> list[Failed] | None:
         return None
     temporary = m.group(1).lower().startswith("transient")
     rest = text[m.end():]
-    end = re.search(r"^\s*-+\s*(transcript of session|original message|message header|unsent message)", rest, re.I | re.M)
+    end = re.search(r"^[ \t]*-+[ \t]*(transcript of session|original message|message header|unsent message)", rest, re.I | re.M)
     block = rest[: end.start()] if end else rest[:2000]
     transcript = rest[end.start():] if end else ""
     tend = _END.search(transcript[10:])
     transcript = transcript[: tend.start() + 10] if tend else transcript[:4000]
     out = []
-    for am in re.finditer(rf"^\s*<?({_ADDR})>?[ \t]*(?:\n[ \t]+\(reason:\s*(.*?)\))?", block, re.M | re.S):
+    for am in re.finditer(rf"^[ \t]*<?({_ADDR})>?[ \t]*(?:\n[ \t]+\(reason:\s*(.*?)\))?", block, re.M | re.S):
         addr = am.group(1).lower()
         diag = " ".join((am.group(2) or "").split())
         lines = [ln.strip() for ln in transcript.splitlines()
@@ -141,7 +147,7 @@ def postfix(text: str) -> list[Failed] | None:
     if not re.search(r"this is the (mail system|postfix program) at host|could not be delivered to one or more recipients"
                      r"|message could not be\s+delivered to one or more recipients|the mail system", text, re.I):
         return None
-    head = _head(text)
+    head = head_of(text)
     delayed = bool(re.search(r"delayed mail|still being retried|delivery will be attempted|will be retried|not yet been delivered", head, re.I))
     out = []
     for m in re.finditer(rf"^<({_ADDR})>(?:\s*\(expanded from <[^>]*>\))?:\s*(.*?)(?=\n[ \t]*\n|\n<{_ADDR}>|\Z)", head, re.M | re.S):
@@ -160,7 +166,7 @@ def gmail(text: str) -> list[Failed] | None:
                     r"message rejected|domain not found|mailbox full|message delayed)[^*]*\*\*", text, re.I)
     if not (old or new):
         return None
-    head = _head(text)
+    head = head_of(text)
     delayed = bool(re.search(r"has been delayed|delivery incomplete|will retry|there was a temporary problem|message delayed", head, re.I))
     diag = ""
     for lead in (r"the error that the other server returned was", r"the response (from the remote server )?was",
@@ -200,7 +206,7 @@ def exchange(text: str) -> list[Failed] | None:
         return None
     delayed = bool(re.search(r"delivery is delayed|will (continue to )?retry|hasn't been delivered yet|delivery.*delayed", text, re.I))
     out: dict[str, Failed] = {}
-    for m in re.finditer(rf"^\s*<?({_ADDR})>?(?:\s+on\s+[^\n]*)?\s*\n(.*?)(?=\n[ \t]*\n|\Z)", text, re.M | re.S):
+    for m in re.finditer(rf"^[ \t]*<?({_ADDR})>?(?:[ \t]+on[ \t]+[^\n]*)?[ \t]*\n(.*?)(?=\n[ \t]*\n|\Z)", text, re.M | re.S):
         addr = m.group(1).lower()
         diag = " ".join(m.group(2).split())
         if addr in out:
@@ -216,6 +222,16 @@ def exchange(text: str) -> list[Failed] | None:
             f.diagnostic = (f.diagnostic + " " + extra).strip()
         f.status = _status_in(f.diagnostic)
     return list(out.values())
+
+
+def james(text: str) -> list[Failed] | None:
+    """Apache James: 'Failed recipient(s):' then addresses, 'Error message:' then the reason."""
+    m = re.search(r"failed recipient\(s\):[ \t]*\n(.*?)(?:\n[ \t]*\n|\Z)", text, re.I | re.S)
+    if not m:
+        return None
+    em = re.search(r"error message:[ \t]*\n(.*?)(?:\n[ \t]*\n|\Z)", text, re.I | re.S)
+    diag = " ".join(em.group(1).split()) if em else ""
+    return [Failed(a.lower(), _status_in(diag), "failed", diag, True) for a in _ADDR_RE.findall(m.group(1))]
 
 
 def domino(text: str) -> list[Failed] | None:
@@ -272,7 +288,7 @@ def ses_notification(text: str) -> tuple[str, list[Failed], str | None, str | No
     return None
 
 
-TEXT_FORMATS = (qmail, exim, sendmail, gmail, exchange, domino, postfix)
+TEXT_FORMATS = (james, qmail, exim, sendmail, gmail, exchange, domino, postfix)
 
 
 def text_bounce(text: str) -> list[Failed] | None:
@@ -297,10 +313,33 @@ def loose_recipients(mail: Mail, text: str) -> list[str]:
         return listed
     skip = set(mail.addresses("From", "To", "Reply-To", "Return-Path", "Sender"))
     out = []
-    for a in _ADDR_RE.findall(_head(text)):
+    for a in _ADDR_RE.findall(head_of(text)):
         a = a.lower().strip(".")
         local = a.split("@")[0]
-        if a in skip or a in out or local in MAILER_LOCALS or local.startswith(("mailer-daemon", "postmaster")):
+        if a in skip or a in out or local.startswith(("mailer-daemon", "mailer_daemon", "postmaster", "mail-daemon")):
             continue
         out.append(a)
     return out[:20]
+
+
+_CODE_IN = re.compile(r"(?<![\d.])[245]\d\d(?![\d.])|(?<![\d.])[245]\.\d{1,3}\.\d{1,3}")
+
+
+def loose_failures(mail: Mail, text: str, delayed: bool) -> list[Failed]:
+    """Recipients of a bounce in a format we don't know, each with the paragraph that
+    names it (and the next ones while they carry no SMTP code yet) as its diagnostic."""
+    head = head_of(text)
+    paragraphs = [p for p in re.split(r"\n[ \t]*\n", head) if p.strip()]
+    out = []
+    for addr in loose_recipients(mail, text):
+        diag = head
+        for i, para in enumerate(paragraphs):
+            if addr in para.lower():
+                diag = para
+                for nxt in paragraphs[i + 1: i + 3]:
+                    if _CODE_IN.search(diag):
+                        break
+                    diag += "\n" + nxt
+                break
+        out.append(Failed(addr, None, "delayed" if delayed else "failed", " ".join(diag.split())[:2000], not delayed))
+    return out
