@@ -74,6 +74,10 @@ def _check(fields: dict) -> None:
             raise AccountError(f"{port} must be a port number (1-65535), not {value!r}")
 
 
+def _addresses(addresses) -> list[str]:
+    return sorted({a.strip().lower() for a in addresses or () if a.strip()})
+
+
 class AccountStore:
     def __init__(self, engine, data_dir: str, config=None, local_users: Callable[[], Iterable[str]] | None = None):
         self.engine = engine
@@ -84,7 +88,7 @@ class AccountStore:
         # Without it, the mail store's users are read (with a config), else the
         # owners of accounts are the users known here.
         self.local_users = local_users
-        self._users_cache: tuple[float, set[str]] = (0.0, set())
+        self._users_cache: tuple[float, set[str]] = (float("-inf"), set())
         self._tokens: dict[int, tuple[str, float]] = {}     # OAuth2 access tokens cached until expiry (oauth.py)
 
     # -- rows ---------------------------------------------------------------
@@ -99,7 +103,7 @@ class AccountStore:
         fields.setdefault("privacy", "snippet")
         fields.setdefault("state", "active")
         fields.setdefault("state_reason", "")
-        fields["addresses"] = sorted({a.strip().lower() for a in fields.get("addresses") or () if a.strip()})
+        fields["addresses"] = _addresses(fields.get("addresses"))
         for name in ("owner", "imap_host", "imap_port", "login"):
             if fields.get(name) in (None, ""):
                 raise AccountError(f"an account needs {name}")
@@ -135,6 +139,8 @@ class AccountStore:
         if unknown:
             raise AccountError(f"unknown account fields: {', '.join(sorted(unknown))}")
         _check(fields)
+        if "addresses" in fields:
+            fields["addresses"] = _addresses(fields["addresses"])
         with self.engine.begin() as db:
             if not db.execute(update(accounts).where(accounts.c.id == int(id)).values(**fields)).rowcount:
                 raise AccountError(f"no account {id}")
