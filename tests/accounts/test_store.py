@@ -116,3 +116,11 @@ def test_package_exports():
     assert getattr(package, "AccountStore") is AccountStore
     with pytest.raises(AttributeError):
         getattr(package, "no_such_name")
+
+
+def test_own_addresses_include_every_user_of_the_mail_store(server, accounts_engine, tmp_path):
+    """Colleagues without accounts: read from the running server's store."""
+    colleague, _ = server.add_user()
+    store = AccountStore(accounts_engine, str(tmp_path), server.config)
+    own = store.own_addresses()
+    assert {f"{colleague}@example.com", f"{colleague}@mail.test"} <= own

@@ -3,6 +3,10 @@ and the endpoint to reach each one."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import sqlite3
+import time
+import urllib.parse
 from dataclasses import dataclass
 from datetime import date
 from typing import Callable, Iterable
@@ -17,6 +21,7 @@ TLS_MODES = ("implicit", "starttls", "none")
 AUTHS = ("password", "oauth2", "service")
 PRIVACY = ("metadata", "snippet", "full")
 STATES = ("active", "needs_attention", "disabled")
+USERS_TTL = 60.0        # seconds the mail store's user list is kept for own_addresses
 
 
 class AccountError(ValueError):
@@ -69,16 +74,21 @@ def _check(fields: dict) -> None:
             raise AccountError(f"{port} must be a port number (1-65535), not {value!r}")
 
 
+def _addresses(addresses) -> list[str]:
+    return sorted({a.strip().lower() for a in addresses or () if a.strip()})
+
+
 class AccountStore:
     def __init__(self, engine, data_dir: str, config=None, local_users: Callable[[], Iterable[str]] | None = None):
         self.engine = engine
         self.data_dir = data_dir
         self.config = config
         self.box = SecretBox(data_dir)
-        # Every Posthouse user's name (the server passes its store's list_users):
-        # colleagues' addresses are never contacts. Without it, the owners of
-        # accounts are the users known here.
+        # Every Posthouse user's name: colleagues' addresses are never contacts.
+        # Without it, the mail store's users are read (with a config), else the
+        # owners of accounts are the users known here.
         self.local_users = local_users
+        self._users_cache: tuple[float, set[str]] = (float("-inf"), set())
         self._tokens: dict[int, tuple[str, float]] = {}     # OAuth2 access tokens cached until expiry (oauth.py)
 
     # -- rows ---------------------------------------------------------------
@@ -93,7 +103,7 @@ class AccountStore:
         fields.setdefault("privacy", "snippet")
         fields.setdefault("state", "active")
         fields.setdefault("state_reason", "")
-        fields["addresses"] = sorted({a.strip().lower() for a in fields.get("addresses") or () if a.strip()})
+        fields["addresses"] = _addresses(fields.get("addresses"))
         for name in ("owner", "imap_host", "imap_port", "login"):
             if fields.get(name) in (None, ""):
                 raise AccountError(f"an account needs {name}")
@@ -129,6 +139,8 @@ class AccountStore:
         if unknown:
             raise AccountError(f"unknown account fields: {', '.join(sorted(unknown))}")
         _check(fields)
+        if "addresses" in fields:
+            fields["addresses"] = _addresses(fields["addresses"])
         with self.engine.begin() as db:
             if not db.execute(update(accounts).where(accounts.c.id == int(id)).values(**fields)).rowcount:
                 raise AccountError(f"no account {id}")
@@ -160,7 +172,7 @@ class AccountStore:
             rows = db.execute(select(accounts.c.owner, accounts.c.addresses, accounts.c.login,
                                      accounts.c.kind)).all()
         own: set[str] = set()
-        users = set(self.local_users()) if self.local_users is not None else set()
+        users = set(self.local_users()) if self.local_users is not None else self._store_users()
         for owner, addresses, login, kind in rows:
             own.update(a.lower() for a in addresses or ())
             users.add(owner)
@@ -173,6 +185,28 @@ class AccountStore:
             else:
                 own.update(f"{name}@{d}".lower() for d in domains)
         return own
+
+    def _store_users(self) -> set[str]:
+        """The mail store's user names, read-only from its SQLite index (the
+        store's own API would open it for writing and sweep its files), kept
+        for a minute; none without a config or a store."""
+        data_dir = getattr(self.config, "data_dir", None)
+        if not data_dir:
+            return set()
+        cached_at, users = self._users_cache
+        if time.monotonic() - cached_at < USERS_TTL:
+            return users
+        path = os.path.join(data_dir, "index.sqlite3")
+        try:
+            db = sqlite3.connect(f"file:{urllib.parse.quote(path)}?mode=ro", uri=True, timeout=5)
+            try:
+                users = {row[0] for row in db.execute("SELECT name FROM users")}
+            finally:
+                db.close()
+        except sqlite3.Error:
+            users = set()
+        self._users_cache = (time.monotonic(), users)
+        return users
 
     def endpoint(self, account):
         from ..imap_client import Endpoint
