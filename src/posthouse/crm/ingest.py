@@ -10,20 +10,30 @@ import dataclasses
 import hashlib
 import logging
 from datetime import datetime, timezone
+from typing import NamedTuple
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, bindparam, select, update
 
 from ..tracker.facts import FolderRenamed, FolderReset, MessageChanged, MessageGone, MessageSeen
 from .addresses import maybe_canonical
 from .linking import link, link_message
 from .parse import Parsed, parse, safe_text, snippet
 from .privacy import PrivateList, level_rank
-from .sqlutil import insert_ignore
-from .tables import contact_emails, contacts, message_addresses, message_places, messages, private_entries
+from .sqlutil import insert_ignore, insert_new, upsert
+from .tables import activities, contact_emails, contacts, message_addresses, message_places, messages, private_entries
 
 log = logging.getLogger("posthouse.crm")
 
 SENT_ROLES = ("from", "sender")
+_FIND = select(messages.c.id, messages.c.privacy, messages.c.direction, messages.c.date).where(
+    messages.c.identity == bindparam("identity"))
+
+
+class _New(NamedTuple):
+    id: int
+    privacy: str
+    direction: str
+    date: datetime
 
 
 def identity(message_id: str | None, content_hash: str) -> str:
@@ -140,17 +150,18 @@ class Ingest:
         if not sent:    # Bcc counts on mail we sent; on received mail it is no participant
             parsed.participants = [p for p in parsed.participants if p["role"] != "bcc"]
         key = identity(message_id, fact.content_hash)
-        row = self.conn.execute(select(messages.c.id, messages.c.privacy, messages.c.direction)
-                                .where(messages.c.identity == key)).first()
+        row = self.conn.execute(_FIND, {"identity": key}).first()
         created = False
         if row is None:
             values = self._message_values(fact, parsed, message_id, level)
             values.update(identity=key, content_hash=fact.content_hash, direction="sent" if sent else "received",
                           first_seen=_now())
-            insert_ignore(self.conn, messages, [values], ["identity"])
-            row = self.conn.execute(select(messages.c.id, messages.c.privacy, messages.c.direction)
-                                    .where(messages.c.identity == key)).first()
-            created = True
+            new_id = insert_new(self.conn, messages, values, ["identity"])
+            if new_id is not None:
+                row = _New(new_id, values["privacy"], values["direction"], values["date"])
+            else:       # another writer's, just committed
+                row = self.conn.execute(_FIND, {"identity": key}).first()
+            created = new_id is not None
             insert_ignore(self.conn, message_addresses,
                           [{"message": row.id, "address": p["address"], "role": p["role"]}
                            for p in parsed.participants], ["message", "address", "role"])
@@ -162,10 +173,13 @@ class Ingest:
                 changes["direction"] = "sent"
             if changes:
                 self.conn.execute(update(messages).where(messages.c.id == row.id).values(**changes))
+            if "direction" in changes:
+                self.conn.execute(update(activities).where(activities.c.message == row.id).values(direction="sent"))
+        info = ("sent" if sent else row.direction, row.date)
         self._place(row.id, fact)
         if created and not sent and self.crm.classify is not None:
             self._classify(row.id, fact, parsed)
-        link_message(self.conn, row.id, parsed.addresses(), self.own)
+        link_message(self.conn, row.id, parsed.addresses(), self.own, info=info)
 
     def _stored_text(self, fact: MessageSeen, parsed: Parsed, level: str) -> dict:
         rank = level_rank(level)
@@ -186,16 +200,13 @@ class Ingest:
         return values
 
     def _place(self, message_row: int, fact: MessageSeen) -> None:
+        # Seen again (a replay, or a copy that came back): brought up to date and not gone.
         place = fact.place
-        values = {"message": message_row, "account_id": place.account_id, "folder": place.folder,
-                  "uidvalidity": place.uidvalidity, "uid": place.uid, "emailid": fact.emailid,
-                  "flags": list(fact.flags), "modseq": fact.modseq, "special_use": fact.special_use,
-                  "seen_at": _now()}
-        insert_ignore(self.conn, message_places, [values], ["account_id", "folder", "uidvalidity", "uid"])
-        # Seen again (a replay, or a copy that came back): up to date and not gone.
-        self.conn.execute(update(message_places).where(self._place_where(place)).values(
-            message=message_row, emailid=fact.emailid, flags=list(fact.flags), modseq=fact.modseq,
-            special_use=fact.special_use, gone_at=None))
+        upsert(self.conn, message_places, {
+            "message": message_row, "account_id": place.account_id, "folder": place.folder,
+            "uidvalidity": place.uidvalidity, "uid": place.uid, "emailid": fact.emailid,
+            "flags": list(fact.flags), "modseq": fact.modseq, "special_use": fact.special_use,
+            "seen_at": _now(), "gone_at": None}, ["account_id", "folder", "uidvalidity", "uid"])
 
     # -- reply sorting -------------------------------------------------------------------
     def _classify(self, message_row: int, fact: MessageSeen, parsed: Parsed) -> None:

@@ -3,38 +3,57 @@ either when a message arrives (its participants matched against contacts) or
 when a contact gains an address (earlier messages found by that address)."""
 from __future__ import annotations
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 
 from .sqlutil import insert_ignore
 from .tables import activities, contact_emails, contacts, message_addresses, messages
 
 
-def link(conn, pairs: set[tuple[int, int]]) -> None:
-    """Activities for (contact_id, message row id) pairs, skipping those that exist."""
+_LAST_CONTACTED = (update(contacts).where(
+    contacts.c.id == bindparam("cid"),
+    or_(contacts.c.last_contacted.is_(None), contacts.c.last_contacted < bindparam("latest")))
+    .values(last_contacted=bindparam("latest")))
+_MESSAGE_INFO = select(messages.c.id, messages.c.direction, messages.c.date).where(
+    messages.c.id.in_(bindparam("ids", expanding=True)))
+_CONTACTS_OF = select(contact_emails.c.contact_id).where(
+    contact_emails.c.address.in_(bindparam("addresses", expanding=True)))
+
+
+def link(conn, pairs: set[tuple[int, int]], info: dict | None = None) -> None:
+    """Activities for (contact_id, message row id) pairs, skipping those that
+    exist. info: {message row: (direction, date)} where the caller knows it."""
     if not pairs:
         return
-    message_ids = {m for _, m in pairs}
-    info = {row.id: row for row in conn.execute(
-        select(messages.c.id, messages.c.direction, messages.c.date).where(messages.c.id.in_(message_ids)))}
-    rows = [{"contact_id": c, "message": m, "direction": info[m].direction, "date": info[m].date}
+    if info is None:
+        info = {row.id: (row.direction, row.date)
+                for row in conn.execute(_MESSAGE_INFO, {"ids": sorted({m for _, m in pairs})})}
+    rows = [{"contact_id": c, "message": m, "direction": info[m][0], "date": info[m][1]}
             for c, m in sorted(pairs) if m in info]
     insert_ignore(conn, activities, rows, ["contact_id", "message"])
-    touch_last_contacted(conn, {c for c, _ in pairs})
+    latest: dict[int, object] = {}
+    for row in rows:
+        if row["contact_id"] not in latest or latest[row["contact_id"]] < row["date"]:
+            latest[row["contact_id"]] = row["date"]
+    for contact_id in sorted(latest):       # one order for every writer: no deadlock between them
+        conn.execute(_LAST_CONTACTED, {"cid": contact_id, "latest": latest[contact_id]})
 
 
 def touch_last_contacted(conn, contact_ids) -> None:
-    for contact_id in sorted(contact_ids):     # one order for every writer: no deadlock between them
+    """last_contacted again from the activities (after some went or moved)."""
+    for contact_id in sorted(contact_ids):
         latest = select(func.max(activities.c.date)).where(activities.c.contact_id == contact_id).scalar_subquery()
         conn.execute(update(contacts).where(contacts.c.id == contact_id).values(last_contacted=latest))
 
 
-def link_message(conn, message_row: int, addresses: set[str], own: set[str]) -> None:
-    """Tie a message to the contacts among its participants (never own addresses)."""
+def link_message(conn, message_row: int, addresses: set[str], own: set[str], info=None) -> None:
+    """Tie a message to the contacts among its participants (never own
+    addresses). info: (direction, date) of the message where known."""
     wanted = addresses - own
     if not wanted:
         return
-    found = conn.execute(select(contact_emails.c.contact_id).where(contact_emails.c.address.in_(wanted))).scalars()
-    link(conn, {(contact_id, message_row) for contact_id in set(found)})
+    found = conn.execute(_CONTACTS_OF, {"addresses": sorted(wanted)}).scalars()
+    link(conn, {(contact_id, message_row) for contact_id in set(found)},
+         {message_row: info} if info is not None else None)
 
 
 def link_earlier(conn, contact_id: int, addresses: set[str]) -> None:
