@@ -285,3 +285,18 @@ def test_private_address_inside_a_forwarded_message(crm_engine):
            b"From: Hidden <hidden@secret.example>\r\nSubject: inner\r\n\r\ninner text\r\n--b--\r\n")
     crm.apply([seen(raw)])
     assert crm.activities(contact_id=ann["id"]) == []
+
+
+def test_facts_in_one_batch_keep_their_order(crm_engine):
+    levels = {1: "metadata", 2: "full"}
+    crm = make(crm_engine, privacy_level=levels.get)
+    ann = crm.add_contact(name="Ann", emails=["ann@acme.com"])
+    raw = message()
+    crm.apply([seen(raw, account=1, uid=1), seen(raw, account=2, uid=1),          # the fuller copy counts
+               MessageGone(seen(raw, account=1, uid=1).place),                      # gone after it was seen
+               seen(raw, account=1, folder="Archive", uid=1),
+               FolderReset(1, "Archive", 7, 9), seen(raw, account=1, folder="Archive", uid=1, uidvalidity=9)])
+    [act] = crm.activities(contact_id=ann["id"])
+    assert act["subject"] == "Hello" and act["text"]
+    assert sorted((p["account_id"], p["folder"], p["uidvalidity"], p["gone"]) for p in act["places"]) == [
+        (1, "Archive", 7, True), (1, "Archive", 9, False), (1, "INBOX", 7, True), (2, "INBOX", 7, False)]

@@ -10,30 +10,24 @@ import dataclasses
 import hashlib
 import logging
 from datetime import datetime, timezone
-from typing import NamedTuple
 
 from sqlalchemy import and_, bindparam, select, update
 
 from ..tracker.facts import FolderRenamed, FolderReset, MessageChanged, MessageGone, MessageSeen
 from .addresses import maybe_canonical
-from .linking import link, link_message
+from .linking import link
 from .parse import Parsed, parse, safe_text, snippet
 from .privacy import PrivateList, level_rank
-from .sqlutil import insert_ignore, insert_new, upsert
+from .sqlutil import insert_ignore, upsert_many
 from .tables import activities, contact_emails, contacts, message_addresses, message_places, messages, private_entries
 
 log = logging.getLogger("posthouse.crm")
 
 SENT_ROLES = ("from", "sender")
-_FIND = select(messages.c.id, messages.c.privacy, messages.c.direction, messages.c.date).where(
-    messages.c.identity == bindparam("identity"))
-
-
-class _New(NamedTuple):
-    id: int
-    privacy: str
-    direction: str
-    date: datetime
+_FIND = select(messages.c.identity, messages.c.id, messages.c.privacy, messages.c.direction, messages.c.date
+               ).where(messages.c.identity.in_(bindparam("identities", expanding=True)))
+_CONTACTS_BY_ADDRESS = select(contact_emails.c.address, contact_emails.c.contact_id).where(
+    contact_emails.c.address.in_(bindparam("addresses", expanding=True)))
 
 
 def identity(message_id: str | None, content_hash: str) -> str:
@@ -102,10 +96,15 @@ class Ingest:
 
     # -- facts -------------------------------------------------------------------------
     def apply(self, facts) -> None:
+        run: list[MessageSeen] = []       # consecutive MessageSeen, stored together (fewer round trips)
         for fact in facts:
             if isinstance(fact, MessageSeen):
-                self.seen(fact)
-            elif isinstance(fact, MessageChanged):
+                run.append(fact)
+                continue
+            if run:
+                self.seen(run)
+                run = []
+            if isinstance(fact, MessageChanged):
                 self._place_update(fact.place, flags=list(fact.flags), modseq=fact.modseq)
             elif isinstance(fact, MessageGone):
                 self._place_update(fact.place, gone=True)
@@ -120,6 +119,8 @@ class Ingest:
                     c.account_id == fact.account_id, c.folder == fact.old_name).values(folder=fact.new_name))
             else:
                 log.warning("crm: a fact of an unknown kind was skipped: %r", type(fact).__name__)
+        if run:
+            self.seen(run)
 
     def _place_where(self, place):
         c = message_places.c
@@ -134,52 +135,87 @@ class Ingest:
         else:
             self.conn.execute(update(message_places).where(where).values(flags=flags, modseq=modseq))
 
-    def seen(self, fact: MessageSeen) -> None:
-        place = fact.place
-        parsed = parse(fact.skeleton)
-        if self.crm.fold_plus:
-            for p in parsed.participants:
-                p["address"] = maybe_canonical(p["address"], fold_plus=True) or p["address"]
-        if self.is_private(place.account_id, parsed):
-            # Never logged: no row, no place. (A copy logged before the entry was added
-            # is removed by add_private.)
+    def seen(self, facts: list[MessageSeen]) -> None:
+        """MessageSeen facts, in order, with one statement per step for all of them."""
+        todo = []       # (fact, parsed, key, sent, level)
+        for fact in facts:
+            parsed = parse(fact.skeleton)
+            if self.crm.fold_plus:
+                for p in parsed.participants:
+                    p["address"] = maybe_canonical(p["address"], fold_plus=True) or p["address"]
+            if self.is_private(fact.place.account_id, parsed):
+                # Never logged: no row, no place. (A copy logged before the entry was
+                # added is removed by add_private.)
+                continue
+            sent = bool(parsed.addresses(SENT_ROLES) & self.own) or (fact.special_use or "").lower() == "\\sent"
+            if not sent:    # Bcc counts on mail we sent; on received mail it is no participant
+                parsed.participants = [p for p in parsed.participants if p["role"] != "bcc"]
+            message_id = safe_text(fact.message_id) or parsed.message_id
+            todo.append((fact, parsed, identity(message_id, fact.content_hash), message_id, sent,
+                         self.level(fact.place.account_id)))
+        if not todo:
             return
-        message_id = safe_text(fact.message_id) or parsed.message_id
-        level = self.level(place.account_id)
-        sent = bool(parsed.addresses(SENT_ROLES) & self.own) or (fact.special_use or "").lower() == "\\sent"
-        if not sent:    # Bcc counts on mail we sent; on received mail it is no participant
-            parsed.participants = [p for p in parsed.participants if p["role"] != "bcc"]
-        key = identity(message_id, fact.content_hash)
-        row = self.conn.execute(_FIND, {"identity": key}).first()
-        created = False
-        if row is None:
-            values = self._message_values(fact, parsed, message_id, level)
-            values.update(identity=key, content_hash=fact.content_hash, direction="sent" if sent else "received",
-                          first_seen=_now())
-            new_id = insert_new(self.conn, messages, values, ["identity"])
-            if new_id is not None:
-                row = _New(new_id, values["privacy"], values["direction"], values["date"])
-            else:       # another writer's, just committed
-                row = self.conn.execute(_FIND, {"identity": key}).first()
-            created = new_id is not None
-            insert_ignore(self.conn, message_addresses,
-                          [{"message": row.id, "address": p["address"], "role": p["role"]}
-                           for p in parsed.participants], ["message", "address", "role"])
-        else:
+        keys = sorted({t[2] for t in todo})
+        rows = {r.identity: r for r in self.conn.execute(_FIND, {"identities": keys})}
+        new, first = {}, {}     # identity -> the values stored / the fact they came from
+        for fact, parsed, key, message_id, sent, level in todo:
+            if key not in rows and key not in new:
+                first[key] = fact
+                values = self._message_values(fact, parsed, message_id, level)
+                values.update(identity=key, content_hash=fact.content_hash, first_seen=_now(),
+                              direction="sent" if sent else "received")
+                new[key] = values
+        if new:
+            insert_ignore(self.conn, messages, list(new.values()), ["identity"])
+            rows.update({r.identity: r for r in self.conn.execute(_FIND, {"identities": sorted(new)})})
+            insert_ignore(self.conn, message_addresses, [
+                {"message": rows[key].id, "address": p["address"], "role": p["role"]}
+                for key, values in new.items() for p in values["participants"]], ["message", "address", "role"])
+        stored = {key: (r.privacy, r.direction) for key, r in rows.items()}
+        for fact, parsed, key, message_id, sent, level in todo:
+            if first.get(key) is fact:
+                continue        # stored from this very fact
+            privacy, direction = stored[key]
             changes = {}
-            if level_rank(level) > level_rank(row.privacy):     # a copy at a fuller level: store more
+            if level_rank(level) > level_rank(privacy):     # a copy at a fuller level: store more
                 changes.update(self._stored_text(fact, parsed, level))
-            if sent and row.direction != "sent":
+            if sent and direction != "sent":
                 changes["direction"] = "sent"
             if changes:
-                self.conn.execute(update(messages).where(messages.c.id == row.id).values(**changes))
-            if "direction" in changes:
-                self.conn.execute(update(activities).where(activities.c.message == row.id).values(direction="sent"))
-        info = ("sent" if sent else row.direction, row.date)
-        self._place(row.id, fact)
-        if created and not sent and self.crm.classify is not None:
-            self._classify(row.id, fact, parsed)
-        link_message(self.conn, row.id, parsed.addresses(), self.own, info=info)
+                row_id = rows[key].id
+                self.conn.execute(update(messages).where(messages.c.id == row_id).values(**changes))
+                if "direction" in changes:
+                    self.conn.execute(update(activities).where(activities.c.message == row_id)
+                                      .values(direction="sent"))
+                stored[key] = (changes.get("privacy", privacy), changes.get("direction", direction))
+        upsert_many(self.conn, message_places, [self._place(rows[t[2]].id, t[0]) for t in todo],
+                    ["account_id", "folder", "uidvalidity", "uid"])
+        if self.crm.classify is not None:
+            done = set()
+            for fact, parsed, key, _, sent, _ in todo:
+                if key in new and key not in done and stored[key][1] != "sent":
+                    done.add(key)
+                    self._classify(rows[key].id, fact, parsed)
+        # Activities: every participant that is a contact, one query for the run.
+        wanted = set()
+        for t in todo:
+            wanted |= t[1].addresses()
+        wanted -= self.own
+        owners: dict[str, set[int]] = {}
+        if wanted:
+            for address, contact_id in self.conn.execute(_CONTACTS_BY_ADDRESS, {"addresses": sorted(wanted)}):
+                owners.setdefault(address, set()).add(contact_id)
+        pairs = {(c, rows[t[2]].id) for t in todo for a in t[1].addresses() - self.own for c in owners.get(a, ())}
+        info = {rows[key].id: (stored[key][1], rows[key].date) for key in stored}
+        link(self.conn, pairs, info)
+
+    def _place(self, message_row: int, fact: MessageSeen) -> dict:
+        # Seen again (a replay, or a copy that came back): brought up to date and not gone.
+        place = fact.place
+        return {"message": message_row, "account_id": place.account_id, "folder": place.folder,
+                "uidvalidity": place.uidvalidity, "uid": place.uid, "emailid": fact.emailid,
+                "flags": list(fact.flags), "modseq": fact.modseq, "special_use": fact.special_use,
+                "seen_at": _now(), "gone_at": None}
 
     def _stored_text(self, fact: MessageSeen, parsed: Parsed, level: str) -> dict:
         rank = level_rank(level)
@@ -198,15 +234,6 @@ class Ingest:
                       participants=parsed.participants, in_reply_to=parsed.in_reply_to,
                       references=parsed.references, size=fact.size)
         return values
-
-    def _place(self, message_row: int, fact: MessageSeen) -> None:
-        # Seen again (a replay, or a copy that came back): brought up to date and not gone.
-        place = fact.place
-        upsert(self.conn, message_places, {
-            "message": message_row, "account_id": place.account_id, "folder": place.folder,
-            "uidvalidity": place.uidvalidity, "uid": place.uid, "emailid": fact.emailid,
-            "flags": list(fact.flags), "modseq": fact.modseq, "special_use": fact.special_use,
-            "seen_at": _now(), "gone_at": None}, ["account_id", "folder", "uidvalidity", "uid"])
 
     # -- reply sorting -------------------------------------------------------------------
     def _classify(self, message_row: int, fact: MessageSeen, parsed: Parsed) -> None:

@@ -6,8 +6,7 @@ from __future__ import annotations
 from sqlalchemy import bindparam, func, or_, select, update
 
 from .sqlutil import insert_ignore
-from .tables import activities, contact_emails, contacts, message_addresses, messages
-
+from .tables import activities, contacts, message_addresses, messages
 
 _LAST_CONTACTED = (update(contacts).where(
     contacts.c.id == bindparam("cid"),
@@ -15,8 +14,6 @@ _LAST_CONTACTED = (update(contacts).where(
     .values(last_contacted=bindparam("latest")))
 _MESSAGE_INFO = select(messages.c.id, messages.c.direction, messages.c.date).where(
     messages.c.id.in_(bindparam("ids", expanding=True)))
-_CONTACTS_OF = select(contact_emails.c.contact_id).where(
-    contact_emails.c.address.in_(bindparam("addresses", expanding=True)))
 
 
 def link(conn, pairs: set[tuple[int, int]], info: dict | None = None) -> None:
@@ -43,17 +40,6 @@ def touch_last_contacted(conn, contact_ids) -> None:
     for contact_id in sorted(contact_ids):
         latest = select(func.max(activities.c.date)).where(activities.c.contact_id == contact_id).scalar_subquery()
         conn.execute(update(contacts).where(contacts.c.id == contact_id).values(last_contacted=latest))
-
-
-def link_message(conn, message_row: int, addresses: set[str], own: set[str], info=None) -> None:
-    """Tie a message to the contacts among its participants (never own
-    addresses). info: (direction, date) of the message where known."""
-    wanted = addresses - own
-    if not wanted:
-        return
-    found = conn.execute(_CONTACTS_OF, {"addresses": sorted(wanted)}).scalars()
-    link(conn, {(contact_id, message_row) for contact_id in set(found)},
-         {message_row: info} if info is not None else None)
 
 
 def link_earlier(conn, contact_id: int, addresses: set[str]) -> None:

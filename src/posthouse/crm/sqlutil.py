@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timezone
 
-from sqlalchemy import bindparam, insert as generic_insert
+from sqlalchemy import insert as generic_insert
 
 from .errors import CrmError
 
@@ -46,41 +46,28 @@ def insert_ignore(conn, table, rows: list[dict], conflict: list[str]) -> None:
     conn.execute(stmt, rows)
 
 
-def insert_new(conn, table, row: dict, conflict: list[str]):
-    """INSERT row unless its unique key `conflict` is taken; its id if it was
-    inserted, else None."""
-    insert = _dialect_insert(conn)
-    if insert is None:
-        from sqlalchemy.exc import IntegrityError
-        try:
-            with conn.begin_nested():
-                return conn.execute(generic_insert(table).values(**row).returning(table.c.id)).scalar()
-        except IntegrityError:
-            return None
-    key = ("new", conn.dialect.name, table.name, tuple(conflict), tuple(sorted(row)))
-    stmt = _STATEMENTS.get(key)
-    if stmt is None:
-        stmt = _STATEMENTS[key] = (insert(table).values({k: bindparam(k) for k in row})
-                                   .on_conflict_do_nothing(index_elements=conflict).returning(table.c.id))
-    return conn.execute(stmt, row).scalar()
-
-
-def upsert(conn, table, row: dict, conflict: list[str]) -> None:
-    """INSERT row, or UPDATE the existing row with the unique key `conflict` to it."""
+def upsert_many(conn, table, rows: list[dict], conflict: list[str]) -> None:
+    """INSERT each row, or UPDATE the existing row with its unique key
+    `conflict` to it. Rows with the same key: the last one wins."""
+    if not rows:
+        return
+    last = {tuple(r[k] for k in conflict): r for r in rows}
+    rows = list(last.values())
     insert = _dialect_insert(conn)
     if insert is None:
         from sqlalchemy import and_, update
-        key = and_(*(table.c[k] == row[k] for k in conflict))
-        if conn.execute(update(table).where(key).values(**row)).rowcount == 0:
-            conn.execute(generic_insert(table).values(**row))
+        for row in rows:
+            key = and_(*(table.c[k] == row[k] for k in conflict))
+            if conn.execute(update(table).where(key).values(**row)).rowcount == 0:
+                conn.execute(generic_insert(table).values(**row))
         return
-    key = ("upsert", conn.dialect.name, table.name, tuple(conflict), tuple(sorted(row)))
+    key = ("upsert", conn.dialect.name, table.name, tuple(conflict), tuple(sorted(rows[0])))
     stmt = _STATEMENTS.get(key)
     if stmt is None:
         stmt = insert(table)
         stmt = _STATEMENTS[key] = stmt.on_conflict_do_update(
-            index_elements=conflict, set_={k: stmt.excluded[k] for k in row if k not in conflict})
-    conn.execute(stmt, row)
+            index_elements=conflict, set_={k: stmt.excluded[k] for k in rows[0] if k not in conflict})
+    conn.execute(stmt, rows)
 
 
 def as_utc(value) -> datetime | None:
