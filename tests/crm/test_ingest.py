@@ -300,3 +300,13 @@ def test_facts_in_one_batch_keep_their_order(crm_engine):
     assert act["subject"] == "Hello" and act["text"]
     assert sorted((p["account_id"], p["folder"], p["uidvalidity"], p["gone"]) for p in act["places"]) == [
         (1, "Archive", 7, True), (1, "Archive", 9, False), (1, "INBOX", 7, True), (2, "INBOX", 7, False)]
+
+
+def test_oversized_server_values_fail_nothing(crm_engine):
+    crm = make(crm_engine)
+    ann = crm.add_contact(name="Ann", emails=["ann@acme.com"])
+    raw = message()
+    crm.apply([seen(raw, folder="F" * 5000, uid=1), FolderRenamed(1, "INBOX", "G" * 5000),
+               seen(raw, uid=2, emailid="E" * 5000, special_use="\\" + "X" * 100)])
+    [act] = crm.activities(contact_id=ann["id"])
+    assert [p["folder"] for p in act["places"]] == ["INBOX"]

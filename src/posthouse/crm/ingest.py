@@ -30,6 +30,13 @@ _CONTACTS_BY_ADDRESS = select(contact_emails.c.address, contact_emails.c.contact
     contact_emails.c.address.in_(bindparam("addresses", expanding=True)))
 
 
+MAX_FOLDER = 1000      # message_places.folder
+
+
+def _cut(value, length: int):
+    return value[:length] if isinstance(value, str) else value
+
+
 def identity(message_id: str | None, content_hash: str) -> str:
     if message_id:
         if len(message_id) <= 500:
@@ -98,6 +105,10 @@ class Ingest:
     def apply(self, facts) -> None:
         run: list[MessageSeen] = []       # consecutive MessageSeen, stored together (fewer round trips)
         for fact in facts:
+            name = getattr(fact, "new_name", None) or getattr(getattr(fact, "place", None), "folder", "")
+            if len(name or "") > MAX_FOLDER:    # no IMAP server names folders so; kept out, not stored cut
+                log.warning("crm: a fact about a folder name of %d characters was skipped", len(name))
+                continue
             if isinstance(fact, MessageSeen):
                 run.append(fact)
                 continue
@@ -213,8 +224,8 @@ class Ingest:
         # Seen again (a replay, or a copy that came back): brought up to date and not gone.
         place = fact.place
         return {"message": message_row, "account_id": place.account_id, "folder": place.folder,
-                "uidvalidity": place.uidvalidity, "uid": place.uid, "emailid": fact.emailid,
-                "flags": list(fact.flags), "modseq": fact.modseq, "special_use": fact.special_use,
+                "uidvalidity": place.uidvalidity, "uid": place.uid, "emailid": _cut(fact.emailid, 300),
+                "flags": list(fact.flags), "modseq": fact.modseq, "special_use": _cut(fact.special_use, 20),
                 "seen_at": _now(), "gone_at": None}
 
     def _stored_text(self, fact: MessageSeen, parsed: Parsed, level: str) -> dict:
@@ -244,7 +255,7 @@ class Ingest:
             return
         kind = getattr(result, "kind", None)
         stored = _classification_json(result)
-        values = {"kind": kind if isinstance(kind, str) else None, "classification": stored}
+        values = {"kind": _cut(kind, 20) if isinstance(kind, str) else None, "classification": stored}
         answers = getattr(result, "original_message_id", None)
         if isinstance(answers, str) and answers and not parsed.in_reply_to:
             values["in_reply_to"] = safe_text(answers.strip("<> "))     # the thread: the message it answers
@@ -264,7 +275,7 @@ class Ingest:
                 if hard:
                     reason = getattr(recipient, "reason", None) or getattr(result, "reason", None)
                     self.conn.execute(update(contact_emails).where(contact_emails.c.address == address)
-                                      .values(bouncing=True, bounce_reason=safe_text(reason)))
+                                      .values(bouncing=True, bounce_reason=_cut(safe_text(str(reason)) if reason else None, 200)))
                 for contact_id in self.conn.execute(select(contact_emails.c.contact_id)
                                                     .where(contact_emails.c.address == address)).scalars():
                     pairs.add((contact_id, message_row))
