@@ -310,3 +310,14 @@ def test_oversized_server_values_fail_nothing(crm_engine):
                seen(raw, uid=2, emailid="E" * 5000, special_use="\\" + "X" * 100)])
     [act] = crm.activities(contact_id=ann["id"])
     assert [p["folder"] for p in act["places"]] == ["INBOX"]
+
+
+def test_rename_onto_a_stale_folder_of_that_name(crm_engine):
+    crm = make(crm_engine)
+    ann = crm.add_contact(name="Ann", emails=["ann@acme.com"])
+    one, two = message(message_id="1@a"), message(message_id="2@a")
+    crm.apply([seen(one, folder="Old", uid=1), seen(two, folder="New", uid=1),
+               MessageGone(seen(two, folder="New", uid=1).place)])
+    crm.apply([FolderRenamed(1, "Old", "New")])
+    by_id = {a["thread"]["message_id"]: a["places"] for a in crm.activities(contact_id=ann["id"])}
+    assert [(p["folder"], p["gone"]) for p in by_id["1@a"]] == [("New", False)]

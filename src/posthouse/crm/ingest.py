@@ -11,7 +11,7 @@ import hashlib
 import logging
 from datetime import datetime, timezone
 
-from sqlalchemy import and_, bindparam, select, update
+from sqlalchemy import and_, bindparam, delete, select, tuple_, update
 
 from ..tracker.facts import FolderRenamed, FolderReset, MessageChanged, MessageGone, MessageSeen
 from .addresses import maybe_canonical
@@ -126,6 +126,11 @@ class Ingest:
                     c.uidvalidity == fact.old_uidvalidity, c.gone_at.is_(None)).values(gone_at=_now()))
             elif isinstance(fact, FolderRenamed):
                 c = message_places.c
+                # Places left in an earlier folder of the new name that the renamed one's
+                # would collide with are stale: they go.
+                old = select(c.uidvalidity, c.uid).where(c.account_id == fact.account_id, c.folder == fact.old_name)
+                self.conn.execute(delete(message_places).where(
+                    c.account_id == fact.account_id, c.folder == fact.new_name, tuple_(c.uidvalidity, c.uid).in_(old)))
                 self.conn.execute(update(message_places).where(
                     c.account_id == fact.account_id, c.folder == fact.old_name).values(folder=fact.new_name))
             else:

@@ -442,6 +442,8 @@ class Crm:
         (None: anyone). What was logged of it before goes (found by its header
         addresses; message text is not kept to look through)."""
         entry = canonical_entry(entry, fold_plus=self.fold_plus)
+        if owner is not None and (not isinstance(owner, str) or not owner or len(owner) > 200):
+            raise CrmError("an owner is a user name (at most 200 characters)")
         with self._writing() as conn:
             exists = conn.execute(select(private_entries.c.id).where(
                 private_entries.c.entry == entry, self._owner_is(owner))).scalar()
