@@ -243,6 +243,11 @@ def test_reply_sorting_bounce_unsubscribe(crm_engine):
     kinds = sorted((a["subject"], a["kind"]) for a in crm.activities(contact_id=ann["id"]))
     # The sorter's crash leaves the message unsorted; sent mail is never sorted.
     assert kinds == [("Undelivered", None), ("crash", None), ("unsubscribe", "unsubscribe")]
+    # A contact made later for a bounced address learns of the bounce (and gets the activity).
+    crm.delete_contact(gone["id"])
+    again = crm.add_contact(name="Gone again", emails=["gone@acme.com"])
+    assert again["emails"][0]["bouncing"] is True
+    assert [a["kind"] for a in crm.activities(contact_id=again["id"])] == ["bounce"]
 
 
 def test_two_trackers_applying_at_once_make_one_activity_per_message(crm_engine):

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from sqlalchemy import bindparam, func, or_, select, update
 
+from .addresses import maybe_canonical
 from .sqlutil import insert_ignore
-from .tables import activities, contacts, message_addresses, messages
+from .tables import activities, contact_emails, contacts, message_addresses, messages
 
 _LAST_CONTACTED = (update(contacts).where(
     contacts.c.id == bindparam("cid"),
@@ -49,3 +50,27 @@ def link_earlier(conn, contact_id: int, addresses: set[str]) -> None:
     found = conn.execute(select(message_addresses.c.message).where(
         message_addresses.c.address.in_(addresses)).distinct()).scalars()
     link(conn, {(contact_id, m) for m in found})
+
+
+def bounces_earlier(conn, addresses: set[str]) -> None:
+    """Hard bounces already indexed for `addresses` mark them bouncing (a
+    contact that gains an address learns what the reply sorter saw)."""
+    if not addresses:
+        return
+    found = conn.execute(
+        select(message_addresses.c.address, messages.c.classification)
+        .join(messages, messages.c.id == message_addresses.c.message)
+        .where(message_addresses.c.role == "bounced", message_addresses.c.address.in_(addresses),
+               messages.c.kind == "bounce").order_by(messages.c.date)).all()
+    for address, classification in found:
+        verdict = classification if isinstance(classification, dict) else {}
+        for recipient in verdict.get("recipients") or ():
+            if not isinstance(recipient, dict) or maybe_canonical(recipient.get("address")) != address:
+                continue
+            hard = recipient.get("hard")
+            if hard is None:
+                hard = verdict.get("hard")
+            if hard:
+                reason = recipient.get("reason") or verdict.get("reason")
+                conn.execute(update(contact_emails).where(contact_emails.c.address == address).values(
+                    bouncing=True, bounce_reason=str(reason)[:200] if reason else None))

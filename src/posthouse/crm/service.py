@@ -12,7 +12,7 @@ from .addresses import canonical, canonical_domain, domain_of, split_name
 from .errors import CrmError, NotFound
 from .freemail import company_name, is_free_mail
 from .ingest import Ingest
-from .linking import link_earlier, touch_last_contacted
+from .linking import bounces_earlier, link_earlier, touch_last_contacted
 from .privacy import canonical_entry
 from .sqlutil import as_utc, iso
 from .tables import (activities, companies, company_domains, contact_emails, contact_tags, contacts,
@@ -211,6 +211,7 @@ class Crm:
             for tag in tags:
                 conn.execute(insert(contact_tags).values(contact_id=contact_id, tag=tag))
             link_earlier(conn, contact_id, set(added))
+            bounces_earlier(conn, set(added))
             return self._contacts(conn, [contact_id])[0]
 
     def _company_from_addresses(self, conn, contact_id, addresses) -> None:
@@ -315,6 +316,7 @@ class Crm:
                     select(contacts.c.company_id).where(contacts.c.id == id)).scalar() is None:
                 self._company_from_addresses(conn, id, added)
             link_earlier(conn, id, set(added))
+            bounces_earlier(conn, set(added))
             return self._contacts(conn, [id])[0]
 
     def merge_contacts(self, keep_id, other_id) -> dict:
