@@ -326,3 +326,16 @@ def test_rename_onto_a_stale_folder_of_that_name(crm_engine):
     crm.apply([FolderRenamed(1, "Old", "New")])
     by_id = {a["thread"]["message_id"]: a["places"] for a in crm.activities(contact_id=ann["id"])}
     assert [(p["folder"], p["gone"]) for p in by_id["1@a"]] == [("New", False)]
+
+
+def test_plus_detail_folding_when_configured(crm_engine):
+    folding = make(crm_engine, fold_plus=True)
+    ann = folding.add_contact(name="Ann", emails=["Ann+Sales@acme.com"])
+    assert ann["emails"][0]["address"] == "ann@acme.com"
+    folding.apply([seen(message(frm="ann+news@acme.com"))])
+    assert len(folding.activities(contact_id=ann["id"])) == 1
+    # Off (the default): the detail is part of the address.
+    plain = make(crm_engine)
+    bob = plain.add_contact(name="Bob", emails=["bob@acme.com"])
+    plain.apply([seen(message(frm="bob+news@acme.com", message_id="b@acme.com"), uid=2)])
+    assert plain.activities(contact_id=bob["id"]) == []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 from datetime import datetime, timezone
 
@@ -50,15 +51,19 @@ def _now() -> datetime:
 
 
 def _classification_json(result) -> dict | None:
+    """The sorter's verdict as plain JSON (anything else in it as text)."""
     try:
         if hasattr(result, "to_json"):
-            return result.to_json()
-        if dataclasses.is_dataclass(result):
-            return dataclasses.asdict(result)
-        if isinstance(result, dict):
-            return result
+            value = result.to_json()
+        elif dataclasses.is_dataclass(result):
+            value = dataclasses.asdict(result)
+        else:
+            value = result
+        if not isinstance(value, dict):
+            return None
+        return json.loads(safe_text(json.dumps(value, default=str)))
     except Exception:
-        log.exception("the reply sorter's result could not be stored")
+        log.exception("crm: the reply sorter's verdict could not be stored")
     return None
 
 
@@ -153,7 +158,7 @@ class Ingest:
 
     def seen(self, facts: list[MessageSeen]) -> None:
         """MessageSeen facts, in order, with one statement per step for all of them."""
-        todo = []       # (fact, parsed, key, sent, level)
+        todo = []       # (fact, parsed, identity, message_id, sent, level) of the facts to store
         for fact in facts:
             parsed = parse(fact.skeleton)
             if self.crm.fold_plus:
@@ -279,8 +284,9 @@ class Ingest:
                     hard = getattr(result, "hard", None)
                 if hard:
                     reason = getattr(recipient, "reason", None) or getattr(result, "reason", None)
+                    reason = _cut(safe_text(str(reason)), 200) if reason else None
                     self.conn.execute(update(contact_emails).where(contact_emails.c.address == address)
-                                      .values(bouncing=True, bounce_reason=_cut(safe_text(str(reason)) if reason else None, 200)))
+                                      .values(bouncing=True, bounce_reason=reason))
                 for contact_id in self.conn.execute(select(contact_emails.c.contact_id)
                                                     .where(contact_emails.c.address == address)).scalars():
                     pairs.add((contact_id, message_row))
