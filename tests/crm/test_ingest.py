@@ -339,3 +339,18 @@ def test_plus_detail_folding_when_configured(crm_engine):
     bob = plain.add_contact(name="Bob", emails=["bob@acme.com"])
     plain.apply([seen(message(frm="bob+news@acme.com", message_id="b@acme.com"), uid=2)])
     assert plain.activities(contact_id=bob["id"]) == []
+
+
+def test_garbage_in_server_strings(crm_engine):
+    crm = make(crm_engine)
+    ann = crm.add_contact(name="Ann", emails=["ann@acme.com"])
+    raw = message(subject="=?unknown-8bit?q?=FF=00?= x")
+    odd = "Bad\udcff\x00Folder"
+    crm.apply([seen(raw, folder=odd, uid=1, attachments=[Attachment("cv\udcff\x00.pdf", "application/pdf", 1, "2")])])
+    crm.apply([MessageChanged(seen(raw, folder=odd, uid=1).place, ("\\Seen", "$bad\udcff"), None),
+               FolderRenamed(1, odd, odd + "2")])
+    [act] = crm.activities(contact_id=ann["id"])
+    assert act["places"][0]["flags"][0] == "\\Seen" and act["places"][0]["folder"].endswith("Folder2")
+    assert "\x00" not in act["subject"] and "\x00" not in act["attachments"][0]["name"]
+    crm.apply([MessageGone(seen(raw, folder=odd + "2", uid=1).place)])
+    assert crm.activities(contact_id=ann["id"])[0]["places"][0]["gone"]

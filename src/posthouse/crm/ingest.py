@@ -38,6 +38,15 @@ def _cut(value, length: int):
     return value[:length] if isinstance(value, str) else value
 
 
+def _flags(flags) -> list[str]:
+    return [safe_text(f) for f in flags if isinstance(f, str)]
+
+
+def _folder(name: str) -> str:
+    """A folder name any database stores (one garbage name always maps to the same)."""
+    return safe_text(name) if isinstance(name, str) else str(name)
+
+
 def identity(message_id: str | None, content_hash: str) -> str:
     if message_id:
         if len(message_id) <= 500:
@@ -61,7 +70,7 @@ def _classification_json(result) -> dict | None:
             value = result
         if not isinstance(value, dict):
             return None
-        return json.loads(safe_text(json.dumps(value, default=str)))
+        return json.loads(safe_text(json.dumps(value, default=str, ensure_ascii=False)))
     except Exception:
         log.exception("crm: the reply sorter's verdict could not be stored")
     return None
@@ -121,23 +130,23 @@ class Ingest:
                 self.seen(run)
                 run = []
             if isinstance(fact, MessageChanged):
-                self._place_update(fact.place, flags=list(fact.flags), modseq=fact.modseq)
+                self._place_update(fact.place, flags=_flags(fact.flags), modseq=fact.modseq)
             elif isinstance(fact, MessageGone):
                 self._place_update(fact.place, gone=True)
             elif isinstance(fact, FolderReset):
                 c = message_places.c
                 self.conn.execute(update(message_places).where(
-                    c.account_id == fact.account_id, c.folder == fact.folder,
+                    c.account_id == fact.account_id, c.folder == _folder(fact.folder),
                     c.uidvalidity == fact.old_uidvalidity, c.gone_at.is_(None)).values(gone_at=_now()))
             elif isinstance(fact, FolderRenamed):
                 c = message_places.c
                 # Places left in an earlier folder of the new name that the renamed one's
                 # would collide with are stale: they go.
-                old = select(c.uidvalidity, c.uid).where(c.account_id == fact.account_id, c.folder == fact.old_name)
+                old = select(c.uidvalidity, c.uid).where(c.account_id == fact.account_id, c.folder == _folder(fact.old_name))
                 self.conn.execute(delete(message_places).where(
-                    c.account_id == fact.account_id, c.folder == fact.new_name, tuple_(c.uidvalidity, c.uid).in_(old)))
+                    c.account_id == fact.account_id, c.folder == _folder(fact.new_name), tuple_(c.uidvalidity, c.uid).in_(old)))
                 self.conn.execute(update(message_places).where(
-                    c.account_id == fact.account_id, c.folder == fact.old_name).values(folder=fact.new_name))
+                    c.account_id == fact.account_id, c.folder == _folder(fact.old_name)).values(folder=_folder(fact.new_name)))
             else:
                 log.warning("crm: a fact of an unknown kind was skipped: %r", type(fact).__name__)
         if run:
@@ -145,7 +154,7 @@ class Ingest:
 
     def _place_where(self, place):
         c = message_places.c
-        return and_(c.account_id == place.account_id, c.folder == place.folder,
+        return and_(c.account_id == place.account_id, c.folder == _folder(place.folder),
                     c.uidvalidity == place.uidvalidity, c.uid == place.uid)
 
     def _place_update(self, place, *, flags=None, modseq=None, gone=False) -> None:
@@ -233,9 +242,9 @@ class Ingest:
     def _place(self, message_row: int, fact: MessageSeen) -> dict:
         # Seen again (a replay, or a copy that came back): brought up to date and not gone.
         place = fact.place
-        return {"message": message_row, "account_id": place.account_id, "folder": place.folder,
-                "uidvalidity": place.uidvalidity, "uid": place.uid, "emailid": _cut(fact.emailid, 300),
-                "flags": list(fact.flags), "modseq": fact.modseq, "special_use": _cut(fact.special_use, 20),
+        return {"message": message_row, "account_id": place.account_id, "folder": _folder(place.folder),
+                "uidvalidity": place.uidvalidity, "uid": place.uid, "emailid": _cut(safe_text(fact.emailid), 300),
+                "flags": _flags(fact.flags), "modseq": fact.modseq, "special_use": _cut(safe_text(fact.special_use), 20),
                 "seen_at": _now(), "gone_at": None}
 
     def _stored_text(self, fact: MessageSeen, parsed: Parsed, level: str) -> dict:
