@@ -140,13 +140,14 @@ class Ingest:
                     c.uidvalidity == fact.old_uidvalidity, c.gone_at.is_(None)).values(gone_at=_now()))
             elif isinstance(fact, FolderRenamed):
                 c = message_places.c
+                old_name, new_name = _folder(fact.old_name), _folder(fact.new_name)
                 # Places left in an earlier folder of the new name that the renamed one's
                 # would collide with are stale: they go.
-                old = select(c.uidvalidity, c.uid).where(c.account_id == fact.account_id, c.folder == _folder(fact.old_name))
+                old = select(c.uidvalidity, c.uid).where(c.account_id == fact.account_id, c.folder == old_name)
                 self.conn.execute(delete(message_places).where(
-                    c.account_id == fact.account_id, c.folder == _folder(fact.new_name), tuple_(c.uidvalidity, c.uid).in_(old)))
+                    c.account_id == fact.account_id, c.folder == new_name, tuple_(c.uidvalidity, c.uid).in_(old)))
                 self.conn.execute(update(message_places).where(
-                    c.account_id == fact.account_id, c.folder == _folder(fact.old_name)).values(folder=_folder(fact.new_name)))
+                    c.account_id == fact.account_id, c.folder == old_name).values(folder=new_name))
             else:
                 log.warning("crm: a fact of an unknown kind was skipped: %r", type(fact).__name__)
         if run:
@@ -243,9 +244,9 @@ class Ingest:
         # Seen again (a replay, or a copy that came back): brought up to date and not gone.
         place = fact.place
         return {"message": message_row, "account_id": place.account_id, "folder": _folder(place.folder),
-                "uidvalidity": place.uidvalidity, "uid": place.uid, "emailid": _cut(safe_text(fact.emailid), 300),
-                "flags": _flags(fact.flags), "modseq": fact.modseq, "special_use": _cut(safe_text(fact.special_use), 20),
-                "seen_at": _now(), "gone_at": None}
+                "uidvalidity": place.uidvalidity, "uid": place.uid,
+                "emailid": _cut(safe_text(fact.emailid), 300), "flags": _flags(fact.flags), "modseq": fact.modseq,
+                "special_use": _cut(safe_text(fact.special_use), 20), "seen_at": _now(), "gone_at": None}
 
     def _stored_text(self, fact: MessageSeen, parsed: Parsed, level: str) -> dict:
         rank = level_rank(level)

@@ -142,7 +142,8 @@ def _texts(msg) -> tuple[list[str], list[str], list[str]]:
             return
         try:
             ctype = part.get_content_type()
-            if ctype.startswith("message/") or ctype == "text/rfc822-headers":     # (before is_multipart: true for these)
+            # (before is_multipart, which is true for message/rfc822)
+            if ctype.startswith("message/") or ctype == "text/rfc822-headers":
                 payload = part.get_payload()
                 if isinstance(payload, list):       # an attached message: its header and text
                     for sub in payload:

@@ -338,8 +338,10 @@ class Crm:
             conn.execute(update(contacts).where(contacts.c.id == keep_id).values(**fill))
             conn.execute(update(contact_emails).where(contact_emails.c.contact_id == other_id)
                          .values(contact_id=keep_id))
-            keep_tags = set(conn.execute(select(contact_tags.c.tag).where(contact_tags.c.contact_id == keep_id)).scalars())
-            for tag in conn.execute(select(contact_tags.c.tag).where(contact_tags.c.contact_id == other_id)).scalars().all():
+            tags_of = lambda i: conn.execute(     # noqa: E731
+                select(contact_tags.c.tag).where(contact_tags.c.contact_id == i)).scalars().all()
+            keep_tags = set(tags_of(keep_id))
+            for tag in tags_of(other_id):
                 if tag not in keep_tags:
                     conn.execute(insert(contact_tags).values(contact_id=keep_id, tag=tag))
             # Activities move, but a message both had stays one activity.
