@@ -354,3 +354,13 @@ def test_garbage_in_server_strings(crm_engine):
     assert "\x00" not in act["subject"] and "\x00" not in act["attachments"][0]["name"]
     crm.apply([MessageGone(seen(raw, folder=odd + "2", uid=1).place)])
     assert crm.activities(contact_id=ann["id"])[0]["places"][0]["gone"]
+
+
+def test_a_date_from_the_future_is_not_believed(crm_engine):
+    crm = make(crm_engine)
+    ann = crm.add_contact(name="Ann", emails=["ann@acme.com"])
+    crm.apply([seen(message(date="Fri, 01 Jan 2038 00:00:00 +0000"), uid=1),
+               seen(message(date="utter nonsense", message_id="2@acme.com"), uid=2)])
+    dates = {a["date"] for a in crm.activities(contact_id=ann["id"])}
+    assert dates == {"2026-11-02T09:30:00+00:00"}       # the arrival (INTERNALDATE) for both
+    assert crm.get_contact(ann["id"])["last_contacted"] == "2026-11-02T09:30:00+00:00"

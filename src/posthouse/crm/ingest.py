@@ -10,7 +10,7 @@ import dataclasses
 import hashlib
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import and_, bindparam, delete, select, tuple_, update
 
@@ -32,6 +32,7 @@ _CONTACTS_BY_ADDRESS = select(contact_emails.c.address, contact_emails.c.contact
 
 
 MAX_FOLDER = 1000      # message_places.folder
+FUTURE_SLACK = timedelta(days=1)    # a Date header this far past the arrival is not believed
 
 
 def _cut(value, length: int):
@@ -261,7 +262,11 @@ class Ingest:
 
     def _message_values(self, fact: MessageSeen, parsed: Parsed, message_id, level) -> dict:
         values = self._stored_text(fact, parsed, level)
-        values.update(message_id=message_id, date=parsed.date or fact.internaldate.astimezone(timezone.utc),
+        arrived = fact.internaldate.astimezone(timezone.utc)
+        date = parsed.date
+        if date is None or date > arrived + FUTURE_SLACK:     # no Date, or one from the future (spam): arrival
+            date = arrived
+        values.update(message_id=message_id, date=date,
                       participants=parsed.participants, in_reply_to=parsed.in_reply_to,
                       references=parsed.references, size=fact.size)
         return values
