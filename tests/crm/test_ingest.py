@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from posthouse.crm.service import Crm
 
-from .factlib import (Attachment, FolderRenamed, FolderReset, MessageChanged, MessageGone, counts, message,
+from .factlib import (WHEN, Attachment, FolderRenamed, FolderReset, MessageChanged, MessageGone, counts, message,
                       seen)
 
 OWN = {"me@ours.test", "colleague@ours.test"}
@@ -359,7 +359,7 @@ def test_garbage_in_server_strings(crm_engine):
 def test_a_date_from_the_future_is_not_believed(crm_engine):
     crm = make(crm_engine)
     ann = crm.add_contact(name="Ann", emails=["ann@acme.com"])
-    crm.apply([seen(message(date="Fri, 01 Jan 2038 00:00:00 +0000"), uid=1),
+    crm.apply([seen(message(date="Fri, 01 Jan 2038 00:00:00 +0000"), uid=1, internaldate=WHEN),
                seen(message(date="utter nonsense", message_id="2@acme.com"), uid=2)])
     dates = {a["date"] for a in crm.activities(contact_id=ann["id"])}
     assert dates == {"2026-11-02T09:30:00+00:00"}       # the arrival (INTERNALDATE) for both
