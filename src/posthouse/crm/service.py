@@ -35,6 +35,20 @@ class Crm:
         self.account_owner = account_owner
         self.fold_plus = fold_plus
 
+    @classmethod
+    def for_accounts(cls, engine, accounts, *, classify=None, fold_plus: bool = False) -> "Crm":
+        """A Crm wired to an AccountStore (duck-typed: own_addresses(), get(id)
+        -> an account with .owner and .privacy): own addresses, each account's
+        owner and privacy level. An account it doesn't know: least kept."""
+        def privacy_level(account_id):
+            account = accounts.get(account_id)
+            return getattr(account, "privacy", None) or "metadata"
+
+        def account_owner(account_id):
+            return getattr(accounts.get(account_id), "owner", None)
+        return cls(engine, own_addresses=accounts.own_addresses, privacy_level=privacy_level,
+                   classify=classify, account_owner=account_owner, fold_plus=fold_plus)
+
     # -- facts ---------------------------------------------------------------------------
     def apply(self, facts) -> None:
         """The FactSink: all of `facts` in one transaction; replays change nothing."""
