@@ -198,7 +198,8 @@ class Ingest:
                               direction="sent" if sent else "received")
                 new[key] = values
         if new:
-            insert_ignore(self.conn, messages, list(new.values()), ["identity"])
+            # In identity order, as every writer does: two never wait on each other in a cycle.
+            insert_ignore(self.conn, messages, [new[k] for k in sorted(new)], ["identity"])
             rows.update({r.identity: r for r in self.conn.execute(_FIND, {"identities": sorted(new)})})
             insert_ignore(self.conn, message_addresses, [
                 {"message": rows[key].id, "address": p["address"], "role": p["role"]}
