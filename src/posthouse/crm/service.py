@@ -169,9 +169,8 @@ class Crm:
         with self.engine.connect() as conn:
             query = select(companies.c.id).order_by(companies.c.name, companies.c.id)
             if q:
-                like = f"%{q}%"
-                query = query.where(or_(companies.c.name.ilike(like), companies.c.id.in_(
-                    select(company_domains.c.company_id).where(company_domains.c.domain.ilike(like)))))
+                domains = select(company_domains.c.company_id).where(company_domains.c.domain.icontains(q, autoescape=True))
+                query = query.where(or_(companies.c.name.icontains(q, autoescape=True), companies.c.id.in_(domains)))
             return [self._company(conn, i) for i in conn.execute(query).scalars().all()]
 
     # -- contacts --------------------------------------------------------------------------
@@ -258,11 +257,12 @@ class Crm:
         if company_id is not None:
             query = query.where(contacts.c.company_id == company_id)
         if q:
-            like = f"%{q.strip()}%"
+            q = q.strip()
+            like = lambda column: column.icontains(q, autoescape=True)     # noqa: E731  (% and _ are plain)
             query = query.where(or_(
-                contacts.c.name.ilike(like), contacts.c.first_name.ilike(like), contacts.c.last_name.ilike(like),
-                contacts.c.id.in_(select(contact_emails.c.contact_id).where(contact_emails.c.address.ilike(like))),
-                contacts.c.company_id.in_(select(companies.c.id).where(companies.c.name.ilike(like)))))
+                like(contacts.c.name), like(contacts.c.first_name), like(contacts.c.last_name),
+                contacts.c.id.in_(select(contact_emails.c.contact_id).where(like(contact_emails.c.address))),
+                contacts.c.company_id.in_(select(companies.c.id).where(like(companies.c.name)))))
         query = query.limit(max(0, min(int(limit), 1000))).offset(max(0, int(offset)))
         with self.engine.connect() as conn:
             return self._contacts(conn, conn.execute(query).scalars().all())
@@ -478,7 +478,8 @@ class Crm:
         if "@" in entry:
             match = message_addresses.c.address == entry
         else:
-            match = or_(message_addresses.c.address.like(f"%@{entry}"), message_addresses.c.address.like(f"%.{entry}"))
+            address = message_addresses.c.address
+            match = or_(address.endswith("@" + entry, autoescape=True), address.endswith("." + entry, autoescape=True))
         found = conn.execute(select(message_addresses.c.message).where(match).distinct()).scalars().all()
         for message_row in found:
             held = conn.execute(select(message_places.c.id, message_places.c.account_id)
