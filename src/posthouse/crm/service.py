@@ -169,7 +169,8 @@ class Crm:
         with self.engine.connect() as conn:
             query = select(companies.c.id).order_by(companies.c.name, companies.c.id)
             if q:
-                domains = select(company_domains.c.company_id).where(company_domains.c.domain.icontains(q, autoescape=True))
+                domains = select(company_domains.c.company_id).where(
+                    company_domains.c.domain.icontains(q, autoescape=True))
                 query = query.where(or_(companies.c.name.icontains(q, autoescape=True), companies.c.id.in_(domains)))
             return [self._company(conn, i) for i in conn.execute(query).scalars().all()]
 
