@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
 
 from posthouse.tracker.facts import (Attachment, FolderRenamed, FolderReset, MessageChanged,  # noqa: F401
                                      MessageGone, MessageSeen, Place)
@@ -26,12 +27,21 @@ def message(*, frm="Ann Buyer <ann@acme.com>", to="me@ours.test", cc=None, subje
     return "\r\n".join(lines).encode()
 
 
+def _arrival(raw: bytes) -> datetime:
+    """A minute after the Date header, as a server would have it; else WHEN."""
+    found = re.search(rb"^Date:\s*(.+?)\r?$", raw, re.M | re.I)
+    try:
+        return parsedate_to_datetime(found.group(1).decode()) + timedelta(minutes=1)
+    except Exception:
+        return WHEN
+
+
 def seen(raw: bytes, *, account=1, folder="INBOX", uid=1, uidvalidity=7, emailid=None, flags=(),
-         special_use=None, attachments=()) -> MessageSeen:
+         special_use=None, attachments=(), internaldate=None) -> MessageSeen:
     found = re.search(rb"^Message-ID:\s*<([^>]+)>", raw, re.M | re.I)
     return MessageSeen(place=Place(account, folder, uidvalidity, uid),
                        message_id=found.group(1).decode() if found else None, emailid=emailid,
-                       content_hash=hashlib.sha256(raw).hexdigest(), internaldate=WHEN, size=len(raw),
+                       content_hash=hashlib.sha256(raw).hexdigest(), internaldate=internaldate or _arrival(raw), size=len(raw),
                        flags=tuple(flags), modseq=None, skeleton=raw, attachments=tuple(attachments),
                        special_use=special_use)
 

@@ -1,9 +1,10 @@
-"""A private PostgreSQL for the tests: Debian's postgresql 15 started as user
+"""A private PostgreSQL for the tests: Debian's postgresql (15) started as user
 `postgres` (it refuses root) on a free 127.0.0.1 port, in a temporary
 directory, for the whole test session; stopped at the end. Skips, saying why,
 where the binaries or the `postgres` user are missing."""
 from __future__ import annotations
 
+import glob
 import os
 import pwd
 import shutil
@@ -13,7 +14,16 @@ import tempfile
 
 import pytest
 
-PG_BIN = os.environ.get("POSTHOUSE_PG_BIN", "/usr/lib/postgresql/15/bin")
+def _pg_bin() -> str:
+    """$POSTHOUSE_PG_BIN, else Debian's newest /usr/lib/postgresql/N/bin (15 on bookworm)."""
+    if os.environ.get("POSTHOUSE_PG_BIN"):
+        return os.environ["POSTHOUSE_PG_BIN"]
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+                   key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0)
+    return os.path.dirname(found[-1]) if found else "/usr/lib/postgresql/15/bin"
+
+
+PG_BIN = _pg_bin()
 
 
 def _free_port() -> int:

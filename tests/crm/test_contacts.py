@@ -29,6 +29,7 @@ def test_add_get_find_edit_delete(crm_engine):
     assert crm.find_contacts(email="garbage") == []
     assert crm.find_contacts(tag="vip") == [c]
     assert crm.find_contacts(q="acme") == [c] and crm.find_contacts(q="jane") == [c]
+    assert crm.find_contacts(q="JANE") == [c] and crm.find_contacts(q="j_ne") == [] and crm.find_contacts(q="%") == []
     assert crm.find_contacts(company_id=c["company"]["id"]) == [c]
     edited = crm.edit_contact(c["id"], name="Jane Roe", add_emails=["jr@acme.com"], remove_emails=["jane.doe@gmail.com"],
                               tags=["customer"], opted_out=True, company=None)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from posthouse.crm.service import Crm
 
-from .factlib import (Attachment, FolderRenamed, FolderReset, MessageChanged, MessageGone, counts, message,
+from .factlib import (WHEN, Attachment, FolderRenamed, FolderReset, MessageChanged, MessageGone, counts, message,
                       seen)
 
 OWN = {"me@ours.test", "colleague@ours.test"}
@@ -243,6 +243,11 @@ def test_reply_sorting_bounce_unsubscribe(crm_engine):
     kinds = sorted((a["subject"], a["kind"]) for a in crm.activities(contact_id=ann["id"]))
     # The sorter's crash leaves the message unsorted; sent mail is never sorted.
     assert kinds == [("Undelivered", None), ("crash", None), ("unsubscribe", "unsubscribe")]
+    # A contact made later for a bounced address learns of the bounce (and gets the activity).
+    crm.delete_contact(gone["id"])
+    again = crm.add_contact(name="Gone again", emails=["gone@acme.com"])
+    assert again["emails"][0]["bouncing"] is True
+    assert [a["kind"] for a in crm.activities(contact_id=again["id"])] == ["bounce"]
 
 
 def test_two_trackers_applying_at_once_make_one_activity_per_message(crm_engine):
@@ -285,3 +290,77 @@ def test_private_address_inside_a_forwarded_message(crm_engine):
            b"From: Hidden <hidden@secret.example>\r\nSubject: inner\r\n\r\ninner text\r\n--b--\r\n")
     crm.apply([seen(raw)])
     assert crm.activities(contact_id=ann["id"]) == []
+
+
+def test_facts_in_one_batch_keep_their_order(crm_engine):
+    levels = {1: "metadata", 2: "full"}
+    crm = make(crm_engine, privacy_level=levels.get)
+    ann = crm.add_contact(name="Ann", emails=["ann@acme.com"])
+    raw = message()
+    crm.apply([seen(raw, account=1, uid=1), seen(raw, account=2, uid=1),          # the fuller copy counts
+               MessageGone(seen(raw, account=1, uid=1).place),                      # gone after it was seen
+               seen(raw, account=1, folder="Archive", uid=1),
+               FolderReset(1, "Archive", 7, 9), seen(raw, account=1, folder="Archive", uid=1, uidvalidity=9)])
+    [act] = crm.activities(contact_id=ann["id"])
+    assert act["subject"] == "Hello" and act["text"]
+    assert sorted((p["account_id"], p["folder"], p["uidvalidity"], p["gone"]) for p in act["places"]) == [
+        (1, "Archive", 7, True), (1, "Archive", 9, False), (1, "INBOX", 7, True), (2, "INBOX", 7, False)]
+
+
+def test_oversized_server_values_fail_nothing(crm_engine):
+    crm = make(crm_engine)
+    ann = crm.add_contact(name="Ann", emails=["ann@acme.com"])
+    raw = message()
+    crm.apply([seen(raw, folder="F" * 5000, uid=1), FolderRenamed(1, "INBOX", "G" * 5000),
+               seen(raw, uid=2, emailid="E" * 5000, special_use="\\" + "X" * 100)])
+    [act] = crm.activities(contact_id=ann["id"])
+    assert [p["folder"] for p in act["places"]] == ["INBOX"]
+
+
+def test_rename_onto_a_stale_folder_of_that_name(crm_engine):
+    crm = make(crm_engine)
+    ann = crm.add_contact(name="Ann", emails=["ann@acme.com"])
+    one, two = message(message_id="1@a"), message(message_id="2@a")
+    crm.apply([seen(one, folder="Old", uid=1), seen(two, folder="New", uid=1),
+               MessageGone(seen(two, folder="New", uid=1).place)])
+    crm.apply([FolderRenamed(1, "Old", "New")])
+    by_id = {a["thread"]["message_id"]: a["places"] for a in crm.activities(contact_id=ann["id"])}
+    assert [(p["folder"], p["gone"]) for p in by_id["1@a"]] == [("New", False)]
+
+
+def test_plus_detail_folding_when_configured(crm_engine):
+    folding = make(crm_engine, fold_plus=True)
+    ann = folding.add_contact(name="Ann", emails=["Ann+Sales@acme.com"])
+    assert ann["emails"][0]["address"] == "ann@acme.com"
+    folding.apply([seen(message(frm="ann+news@acme.com"))])
+    assert len(folding.activities(contact_id=ann["id"])) == 1
+    # Off (the default): the detail is part of the address.
+    plain = make(crm_engine)
+    bob = plain.add_contact(name="Bob", emails=["bob@acme.com"])
+    plain.apply([seen(message(frm="bob+news@acme.com", message_id="b@acme.com"), uid=2)])
+    assert plain.activities(contact_id=bob["id"]) == []
+
+
+def test_garbage_in_server_strings(crm_engine):
+    crm = make(crm_engine)
+    ann = crm.add_contact(name="Ann", emails=["ann@acme.com"])
+    raw = message(subject="=?unknown-8bit?q?=FF=00?= x")
+    odd = "Bad\udcff\x00Folder"
+    crm.apply([seen(raw, folder=odd, uid=1, attachments=[Attachment("cv\udcff\x00.pdf", "application/pdf", 1, "2")])])
+    crm.apply([MessageChanged(seen(raw, folder=odd, uid=1).place, ("\\Seen", "$bad\udcff"), None),
+               FolderRenamed(1, odd, odd + "2")])
+    [act] = crm.activities(contact_id=ann["id"])
+    assert act["places"][0]["flags"][0] == "\\Seen" and act["places"][0]["folder"].endswith("Folder2")
+    assert "\x00" not in act["subject"] and "\x00" not in act["attachments"][0]["name"]
+    crm.apply([MessageGone(seen(raw, folder=odd + "2", uid=1).place)])
+    assert crm.activities(contact_id=ann["id"])[0]["places"][0]["gone"]
+
+
+def test_a_date_from_the_future_is_not_believed(crm_engine):
+    crm = make(crm_engine)
+    ann = crm.add_contact(name="Ann", emails=["ann@acme.com"])
+    crm.apply([seen(message(date="Fri, 01 Jan 2038 00:00:00 +0000"), uid=1, internaldate=WHEN),
+               seen(message(date="utter nonsense", message_id="2@acme.com"), uid=2)])
+    dates = {a["date"] for a in crm.activities(contact_id=ann["id"])}
+    assert dates == {"2026-11-02T09:30:00+00:00"}       # the arrival (INTERNALDATE) for both
+    assert crm.get_contact(ann["id"])["last_contacted"] == "2026-11-02T09:30:00+00:00"

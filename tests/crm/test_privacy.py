@@ -104,3 +104,26 @@ def test_privacy_levels(crm_engine):
     crm.apply([seen(message(body=body, message_id="a@x"), account=3, uid=2)])
     upgraded = [a for a in crm.activities(contact_id=ann["id"]) if a["thread"]["message_id"] == "a@x"][0]
     assert upgraded["text"] and upgraded["subject"] == "Hello"
+
+
+def test_wired_to_an_account_store(crm_engine):
+    from types import SimpleNamespace
+
+    class Accounts:     # the AccountStore's surface the CRM uses
+        rows = {1: SimpleNamespace(owner="alice", privacy="full"), 2: SimpleNamespace(owner="bob", privacy="metadata")}
+
+        def own_addresses(self):
+            return {"alice@ours.test", "bob@ours.test"}
+
+        def get(self, account_id):
+            return self.rows.get(account_id)
+    crm = Crm.for_accounts(crm_engine, Accounts())
+    ann = crm.add_contact(name="Ann", emails=["ann@acme.com"])
+    crm.add_private("ann@acme.com", owner="bob")
+    crm.apply([seen(message(message_id="1@a"), account=1), seen(message(message_id="2@a"), account=2),
+               seen(message(message_id="3@a"), account=3)])
+    acts = {a["thread"]["message_id"]: a for a in crm.activities(contact_id=ann["id"])}
+    assert set(acts) == {"1@a", "3@a"}                  # bob's is private to him
+    assert acts["1@a"]["text"] and acts["3@a"]["subject"] is None     # full; unknown account: metadata
+    with pytest.raises(CrmError):
+        crm.add_contact(name="Alice", emails=["alice@ours.test"])

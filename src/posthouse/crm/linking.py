@@ -3,38 +3,44 @@ either when a message arrives (its participants matched against contacts) or
 when a contact gains an address (earlier messages found by that address)."""
 from __future__ import annotations
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 
+from .addresses import maybe_canonical
 from .sqlutil import insert_ignore
 from .tables import activities, contact_emails, contacts, message_addresses, messages
 
+_LAST_CONTACTED = (update(contacts).where(
+    contacts.c.id == bindparam("cid"),
+    or_(contacts.c.last_contacted.is_(None), contacts.c.last_contacted < bindparam("latest")))
+    .values(last_contacted=bindparam("latest")))
+_MESSAGE_INFO = select(messages.c.id, messages.c.direction, messages.c.date).where(
+    messages.c.id.in_(bindparam("ids", expanding=True)))
 
-def link(conn, pairs: set[tuple[int, int]]) -> None:
-    """Activities for (contact_id, message row id) pairs, skipping those that exist."""
+
+def link(conn, pairs: set[tuple[int, int]], info: dict | None = None) -> None:
+    """Activities for (contact_id, message row id) pairs, skipping those that
+    exist. info: {message row: (direction, date)} where the caller knows it."""
     if not pairs:
         return
-    message_ids = {m for _, m in pairs}
-    info = {row.id: row for row in conn.execute(
-        select(messages.c.id, messages.c.direction, messages.c.date).where(messages.c.id.in_(message_ids)))}
-    rows = [{"contact_id": c, "message": m, "direction": info[m].direction, "date": info[m].date}
+    if info is None:
+        info = {row.id: (row.direction, row.date)
+                for row in conn.execute(_MESSAGE_INFO, {"ids": sorted({m for _, m in pairs})})}
+    rows = [{"contact_id": c, "message": m, "direction": info[m][0], "date": info[m][1]}
             for c, m in sorted(pairs) if m in info]
     insert_ignore(conn, activities, rows, ["contact_id", "message"])
-    touch_last_contacted(conn, {c for c, _ in pairs})
+    latest: dict[int, object] = {}
+    for row in rows:
+        if row["contact_id"] not in latest or latest[row["contact_id"]] < row["date"]:
+            latest[row["contact_id"]] = row["date"]
+    for contact_id in sorted(latest):       # one order for every writer: no deadlock between them
+        conn.execute(_LAST_CONTACTED, {"cid": contact_id, "latest": latest[contact_id]})
 
 
 def touch_last_contacted(conn, contact_ids) -> None:
-    for contact_id in sorted(contact_ids):     # one order for every writer: no deadlock between them
+    """last_contacted again from the activities (after some went or moved)."""
+    for contact_id in sorted(contact_ids):
         latest = select(func.max(activities.c.date)).where(activities.c.contact_id == contact_id).scalar_subquery()
         conn.execute(update(contacts).where(contacts.c.id == contact_id).values(last_contacted=latest))
-
-
-def link_message(conn, message_row: int, addresses: set[str], own: set[str]) -> None:
-    """Tie a message to the contacts among its participants (never own addresses)."""
-    wanted = addresses - own
-    if not wanted:
-        return
-    found = conn.execute(select(contact_emails.c.contact_id).where(contact_emails.c.address.in_(wanted))).scalars()
-    link(conn, {(contact_id, message_row) for contact_id in set(found)})
 
 
 def link_earlier(conn, contact_id: int, addresses: set[str]) -> None:
@@ -44,3 +50,27 @@ def link_earlier(conn, contact_id: int, addresses: set[str]) -> None:
     found = conn.execute(select(message_addresses.c.message).where(
         message_addresses.c.address.in_(addresses)).distinct()).scalars()
     link(conn, {(contact_id, m) for m in found})
+
+
+def bounces_earlier(conn, addresses: set[str]) -> None:
+    """Hard bounces already indexed for `addresses` mark them bouncing (a
+    contact that gains an address learns what the reply sorter saw)."""
+    if not addresses:
+        return
+    found = conn.execute(
+        select(message_addresses.c.address, messages.c.classification)
+        .join(messages, messages.c.id == message_addresses.c.message)
+        .where(message_addresses.c.role == "bounced", message_addresses.c.address.in_(addresses),
+               messages.c.kind == "bounce").order_by(messages.c.date)).all()
+    for address, classification in found:
+        verdict = classification if isinstance(classification, dict) else {}
+        for recipient in verdict.get("recipients") or ():
+            if not isinstance(recipient, dict) or maybe_canonical(recipient.get("address")) != address:
+                continue
+            hard = recipient.get("hard")
+            if hard is None:
+                hard = verdict.get("hard")
+            if hard:
+                reason = recipient.get("reason") or verdict.get("reason")
+                conn.execute(update(contact_emails).where(contact_emails.c.address == address).values(
+                    bouncing=True, bounce_reason=str(reason)[:200] if reason else None))

@@ -12,7 +12,7 @@ from .addresses import canonical, canonical_domain, domain_of, split_name
 from .errors import CrmError, NotFound
 from .freemail import company_name, is_free_mail
 from .ingest import Ingest
-from .linking import link_earlier, touch_last_contacted
+from .linking import bounces_earlier, link_earlier, touch_last_contacted
 from .privacy import canonical_entry
 from .sqlutil import as_utc, iso
 from .tables import (activities, companies, company_domains, contact_emails, contact_tags, contacts,
@@ -34,6 +34,20 @@ class Crm:
         self.classify = classify
         self.account_owner = account_owner
         self.fold_plus = fold_plus
+
+    @classmethod
+    def for_accounts(cls, engine, accounts, *, classify=None, fold_plus: bool = False) -> "Crm":
+        """A Crm wired to an AccountStore (duck-typed: own_addresses(), get(id)
+        -> an account with .owner and .privacy): own addresses, each account's
+        owner and privacy level. An account it doesn't know: least kept."""
+        def privacy_level(account_id):
+            account = accounts.get(account_id)
+            return getattr(account, "privacy", None) or "metadata"
+
+        def account_owner(account_id):
+            return getattr(accounts.get(account_id), "owner", None)
+        return cls(engine, own_addresses=accounts.own_addresses, privacy_level=privacy_level,
+                   classify=classify, account_owner=account_owner, fold_plus=fold_plus)
 
     # -- facts ---------------------------------------------------------------------------
     def apply(self, facts) -> None:
@@ -155,9 +169,9 @@ class Crm:
         with self.engine.connect() as conn:
             query = select(companies.c.id).order_by(companies.c.name, companies.c.id)
             if q:
-                like = f"%{q}%"
-                query = query.where(or_(companies.c.name.ilike(like), companies.c.id.in_(
-                    select(company_domains.c.company_id).where(company_domains.c.domain.ilike(like)))))
+                domains = select(company_domains.c.company_id).where(
+                    company_domains.c.domain.icontains(q, autoescape=True))
+                query = query.where(or_(companies.c.name.icontains(q, autoescape=True), companies.c.id.in_(domains)))
             return [self._company(conn, i) for i in conn.execute(query).scalars().all()]
 
     # -- contacts --------------------------------------------------------------------------
@@ -211,6 +225,7 @@ class Crm:
             for tag in tags:
                 conn.execute(insert(contact_tags).values(contact_id=contact_id, tag=tag))
             link_earlier(conn, contact_id, set(added))
+            bounces_earlier(conn, set(added))
             return self._contacts(conn, [contact_id])[0]
 
     def _company_from_addresses(self, conn, contact_id, addresses) -> None:
@@ -243,11 +258,12 @@ class Crm:
         if company_id is not None:
             query = query.where(contacts.c.company_id == company_id)
         if q:
-            like = f"%{q.strip()}%"
+            q = q.strip()
+            like = lambda column: column.icontains(q, autoescape=True)     # noqa: E731  (% and _ are plain)
             query = query.where(or_(
-                contacts.c.name.ilike(like), contacts.c.first_name.ilike(like), contacts.c.last_name.ilike(like),
-                contacts.c.id.in_(select(contact_emails.c.contact_id).where(contact_emails.c.address.ilike(like))),
-                contacts.c.company_id.in_(select(companies.c.id).where(companies.c.name.ilike(like)))))
+                like(contacts.c.name), like(contacts.c.first_name), like(contacts.c.last_name),
+                contacts.c.id.in_(select(contact_emails.c.contact_id).where(like(contact_emails.c.address))),
+                contacts.c.company_id.in_(select(companies.c.id).where(like(companies.c.name)))))
         query = query.limit(max(0, min(int(limit), 1000))).offset(max(0, int(offset)))
         with self.engine.connect() as conn:
             return self._contacts(conn, conn.execute(query).scalars().all())
@@ -315,6 +331,7 @@ class Crm:
                     select(contacts.c.company_id).where(contacts.c.id == id)).scalar() is None:
                 self._company_from_addresses(conn, id, added)
             link_earlier(conn, id, set(added))
+            bounces_earlier(conn, set(added))
             return self._contacts(conn, [id])[0]
 
     def merge_contacts(self, keep_id, other_id) -> dict:
@@ -336,8 +353,10 @@ class Crm:
             conn.execute(update(contacts).where(contacts.c.id == keep_id).values(**fill))
             conn.execute(update(contact_emails).where(contact_emails.c.contact_id == other_id)
                          .values(contact_id=keep_id))
-            keep_tags = set(conn.execute(select(contact_tags.c.tag).where(contact_tags.c.contact_id == keep_id)).scalars())
-            for tag in conn.execute(select(contact_tags.c.tag).where(contact_tags.c.contact_id == other_id)).scalars().all():
+            tags_of = lambda i: conn.execute(     # noqa: E731
+                select(contact_tags.c.tag).where(contact_tags.c.contact_id == i)).scalars().all()
+            keep_tags = set(tags_of(keep_id))
+            for tag in tags_of(other_id):
                 if tag not in keep_tags:
                     conn.execute(insert(contact_tags).values(contact_id=keep_id, tag=tag))
             # Activities move, but a message both had stays one activity.
@@ -442,6 +461,8 @@ class Crm:
         (None: anyone). What was logged of it before goes (found by its header
         addresses; message text is not kept to look through)."""
         entry = canonical_entry(entry, fold_plus=self.fold_plus)
+        if owner is not None and (not isinstance(owner, str) or not owner or len(owner) > 200):
+            raise CrmError("an owner is a user name (at most 200 characters)")
         with self._writing() as conn:
             exists = conn.execute(select(private_entries.c.id).where(
                 private_entries.c.entry == entry, self._owner_is(owner))).scalar()
@@ -458,7 +479,8 @@ class Crm:
         if "@" in entry:
             match = message_addresses.c.address == entry
         else:
-            match = or_(message_addresses.c.address.like(f"%@{entry}"), message_addresses.c.address.like(f"%.{entry}"))
+            address = message_addresses.c.address
+            match = or_(address.endswith("@" + entry, autoescape=True), address.endswith("." + entry, autoescape=True))
         found = conn.execute(select(message_addresses.c.message).where(match).distinct()).scalars().all()
         for message_row in found:
             held = conn.execute(select(message_places.c.id, message_places.c.account_id)
