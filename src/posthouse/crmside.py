@@ -31,17 +31,7 @@ def open_crm_side(config, *, local_users: Callable[[], Iterable[str]] | None = N
     engine = make_engine(config.database_url, config.data_dir)
     upgrade(engine)
     accounts = AccountStore(engine, config.data_dir, config, local_users=local_users)
-
-    def privacy_level(account_id: int) -> str:
-        account = accounts.get(account_id)
-        return account.privacy if account is not None else "metadata"    # unknown: the least
-
-    def account_owner(account_id: int) -> str | None:
-        account = accounts.get(account_id)
-        return account.owner if account is not None else None
-
-    crm = Crm(engine, own_addresses=accounts.own_addresses, privacy_level=privacy_level,
-              classify=classify, account_owner=account_owner, fold_plus=config.crm_fold_plus)
+    crm = Crm.for_accounts(engine, accounts, classify=classify, fold_plus=config.crm_fold_plus)
     return CrmSide(engine, accounts, crm)
 
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-04 21:30:00.094486
+Create Date: 2026-12-04 21:51:00.948964
 """
 from alembic import op
 import sqlalchemy as sa
