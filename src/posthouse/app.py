@@ -164,7 +164,7 @@ async def serve(config: Config, ready=None, config_file: str | None = None) -> N
         if config.web_port is not None:     # the REST API, after the mail listeners; stopped first
             from .web.server import WebServer
             from .web.services import build_app
-            web = WebServer(build_app(config), config.web_host, config.web_port)
+            web = WebServer(build_app(config, user_exists=_user_exists(ctx, loop)), config.web_host, config.web_port)
             await _listen("Web", config.web_host, web)
             closers.append(web.close)
             started.append(("web listening on %s", web.url))
@@ -185,6 +185,14 @@ async def serve(config: Config, ready=None, config_file: str | None = None) -> N
         if reason:
             log.info("posthouse stopped (%s): %d connection%s closed, %d message%s left to file at the next start",
                      reason[0], sessions, "" if sessions == 1 else "s", unfiled, "" if unfiled == 1 else "s")
+
+
+def _user_exists(ctx: ServerContext, loop):
+    """user_exists(name) for the web app's worker threads: a token of a user
+    deleted since is refused."""
+    def user_exists(name: str) -> bool:
+        return asyncio.run_coroutine_threadsafe(ctx.service.call("get_user", name), loop).result(30) is not None
+    return user_exists
 
 
 class DataDirInUse(Exception):

@@ -60,6 +60,10 @@ def test_serve_runs_the_api_and_sigterm_stops_it(tmp_path, capsys, monkeypatch):
             r = c.get("/api/v1/accounts", headers={"Authorization": f"Bearer {token}"})
             # (200 once the account store is there; 503 in a build without it: never 401, never 500)
             assert r.status_code in (200, 503), r.text
+            # A user deleted since: their tokens are refused.
+            assert main(["--config", config, "user", "del", "dora"]) == 0
+            r = c.get("/api/v1/accounts", headers={"Authorization": f"Bearer {token}"})
+            assert r.status_code == 401 and "no longer exists" in r.json()["error"]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
         text = (tmp_path / "serve.log").read_text()

@@ -17,11 +17,13 @@ PREFIX = "/api/v1"
 
 
 def create_app(config, engine, crm, accounts, *, tokens: TokenStore | None = None, fetch_original=None,
-               account_status=None, documents_service=None, sender=None, classifier=None) -> FastAPI:
+               account_status=None, documents_service=None, sender=None, classifier=None,
+               user_exists=None) -> FastAPI:
     """The app over these services (each None where that part is not running:
     its routes then answer 503). fetch_original(place dict) -> bytes | None
     gets an activity's original from its mail server; account_status(id) ->
-    dict the tracker's progress; sender(account, SendIn, attachments) sends."""
+    dict the tracker's progress; sender(account, SendIn, attachments) sends;
+    user_exists(name) -> bool refuses the tokens of users deleted since."""
     app = FastAPI(title="Posthouse", version=__version__,
                   description="The activity tracker's REST API: contacts, companies, activities (emails logged "
                               "on contacts), the originals on the mail server, accounts, documents, sending, "
@@ -31,7 +33,7 @@ def create_app(config, engine, crm, accounts, *, tokens: TokenStore | None = Non
     app.state.services = Services(config=config, crm=crm, accounts=accounts,
                                   tokens=tokens or TokenStore(engine), fetch_original=fetch_original,
                                   account_status=account_status, documents=documents_service, sender=sender,
-                                  classify=classifier)
+                                  classify=classifier, user_exists=user_exists)
     errors.install(app)
     api = APIRouter(prefix=PREFIX, dependencies=[Depends(current_user)],
                     responses={401: {"model": Error, "description": "no token, or not a valid one"},

@@ -23,7 +23,7 @@ def _optional(module: str, name: str):
         return None
 
 
-def build_app(config, *, engine=None, crm=None, accounts=None, account_status=None):
+def build_app(config, *, engine=None, crm=None, accounts=None, account_status=None, user_exists=None):
     """The app for config; the engine, the CRM and the account store are made
     here unless given (serve shares them with the tracker)."""
     if engine is None:
@@ -53,7 +53,7 @@ def build_app(config, *, engine=None, crm=None, accounts=None, account_status=No
         log.warning("web: not available on this server: %s", ", ".join(missing))
     return create_app(config, engine, crm, accounts, fetch_original=fetch, account_status=account_status,
                       documents_service=Documents(engine) if Documents else None, sender=sender,
-                      classifier=classify)
+                      classifier=classify, user_exists=user_exists)
 
 
 def make_sender(config, accounts, compose, send):
