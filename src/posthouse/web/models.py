@@ -173,8 +173,10 @@ class DocumentHit(_Out):
 
 
 class SendResult(_Out):
-    message_id: str
+    message_id: str | None = None
     appended: dict[str, Any] | None = None      # {folder, uidvalidity, uid} when filed in Sent
+    refused: dict[str, str] = {}                # recipients refused while the others were accepted
+    sent_note: str | None = None                # why no copy was filed in Sent (the mail was sent)
 
 
 # -- input -----------------------------------------------------------------------------
