@@ -41,7 +41,9 @@ def build_app(config, *, engine=None, crm=None, accounts=None, account_status=No
         if Crm is not None:
             crm = Crm(engine, own_addresses=accounts.own_addresses if accounts else set,
                       privacy_level=(lambda id: getattr(accounts.get(id), "privacy", "snippet")) if accounts
-                      else (lambda id: "snippet"), classify=classify)
+                      else (lambda id: "snippet"), classify=classify,
+                      account_owner=(lambda id: getattr(accounts.get(id), "owner", None)) if accounts
+                      else (lambda id: None))
     Documents = _optional("posthouse.crm.documents", "Documents")
     open_session = _optional("posthouse.accounts", "open_session")
     fetch = make_fetch_original(accounts, open_session) if accounts is not None and open_session else None
