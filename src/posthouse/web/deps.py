@@ -22,7 +22,8 @@ class Services:
     fetch_original: Callable | None = None      # (place dict) -> bytes | None, sync or async
     account_status: Callable | None = None      # (account id) -> dict: the tracker's progress
     documents: Any = None                       # crm.documents.Documents
-    sender: Callable | None = None              # async (account, SendIn, [(filename, type, bytes)]) -> {message_id, appended}
+    # async (account, SendIn, [(filename, content type, bytes)]) -> {message_id, appended, refused, sent_note}
+    sender: Callable | None = None
     classify: Callable | None = None            # (raw bytes) -> Classification (to_json()) or dict
     user_exists: Callable | None = None         # (user name) -> bool: the mail store still has that user
 

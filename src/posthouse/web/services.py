@@ -79,5 +79,6 @@ def make_sender(config, accounts, compose, send):
         if appended is not None and not isinstance(appended, dict):
             appended = dict(zip(("folder", "uidvalidity", "uid"), appended))
         return {"message_id": result.message_id, "appended": appended,
-                "refused": dict(getattr(result, "refused", None) or {}), "sent_note": getattr(result, "sent_note", None)}
+                "refused": dict(getattr(result, "refused", None) or {}),
+                "sent_note": getattr(result, "sent_note", None)}
     return sender
