@@ -164,7 +164,13 @@ async def serve(config: Config, ready=None, config_file: str | None = None) -> N
         if config.web_port is not None:     # the REST API, after the mail listeners; stopped first
             from .web.server import WebServer
             from .web.services import build_app
-            web = WebServer(build_app(config, user_exists=_user_exists(ctx, loop)), config.web_host, config.web_port)
+            from sqlalchemy.exc import SQLAlchemyError
+            try:
+                web_app = build_app(config, user_exists=_user_exists(ctx, loop))
+            except SQLAlchemyError as e:    # one line saying so, as for a port in use
+                raise CantListen(f"can't start the web API: the CRM database can't be used "
+                                 f"({e.__class__.__name__}: {str(e).splitlines()[0]}); check database_url") from None
+            web = WebServer(web_app, config.web_host, config.web_port)
             await _listen("Web", config.web_host, web)
             closers.append(web.close)
             started.append(("web listening on %s", web.url))
