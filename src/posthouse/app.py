@@ -166,7 +166,13 @@ async def serve(config: Config, ready=None, config_file: str | None = None) -> N
         if config.web_port is not None:     # the REST API, after the mail listeners; stopped first
             from .web.server import WebServer
             from .web.services import build_app
-            web = WebServer(build_app(config), config.web_host, config.web_port)
+            from sqlalchemy.exc import SQLAlchemyError
+            try:
+                web_app = build_app(config, user_exists=_user_exists(ctx, loop))
+            except SQLAlchemyError as e:    # one line saying so, as for a port in use
+                raise CantListen(f"can't start the web API: the CRM database can't be used "
+                                 f"({e.__class__.__name__}: {str(e).splitlines()[0]}); check database_url") from None
+            web = WebServer(web_app, config.web_host, config.web_port)
             await _listen("Web", config.web_host, web)
             closers.append(web.close)
             started.append(("web listening on %s", web.url))
@@ -187,6 +193,14 @@ async def serve(config: Config, ready=None, config_file: str | None = None) -> N
         if reason:
             log.info("posthouse stopped (%s): %d connection%s closed, %d message%s left to file at the next start",
                      reason[0], sessions, "" if sessions == 1 else "s", unfiled, "" if unfiled == 1 else "s")
+
+
+def _user_exists(ctx: ServerContext, loop):
+    """user_exists(name) for the web app's worker threads: a token of a user
+    deleted since is refused."""
+    def user_exists(name: str) -> bool:
+        return asyncio.run_coroutine_threadsafe(ctx.service.call("get_user", name), loop).result(30) is not None
+    return user_exists
 
 
 class DataDirInUse(Exception):

@@ -15,6 +15,7 @@ class FakeCrm:
         self.contacts: dict[int, dict] = {}
         self.companies: dict[int, dict] = {}
         self.activity_rows: dict[int, dict] = {}
+        self.private = []
         self._ids = itertools.count(1)
 
     # contacts
@@ -84,6 +85,24 @@ class FakeCrm:
     def delete_contact(self, id):
         if self.contacts.pop(id, None) is None:
             raise NotFound(f"no contact {id}")
+
+    # private lists
+
+    def add_private(self, entry, owner=None):
+        entry = entry.strip().lower()
+        if "." not in entry:
+            raise CrmError(f"not an address or a domain: {entry}")
+        if {"entry": entry, "owner": owner} not in self.private:
+            self.private.append({"entry": entry, "owner": owner})
+        return {"entry": entry, "owner": owner}
+
+    def remove_private(self, entry, owner=None):
+        if {"entry": entry.lower(), "owner": owner} not in self.private:
+            raise NotFound(f"{entry} is not on the private list")
+        self.private.remove({"entry": entry.lower(), "owner": owner})
+
+    def list_private(self, owner=None):
+        return [p for p in self.private if p["owner"] == owner]
 
     # companies
     def add_company(self, name, domains=()):

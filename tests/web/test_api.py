@@ -172,3 +172,17 @@ def test_a_contact_from_a_messages_sender(api):
     assert r.status_code == 201 and r.json()["emails"][0]["address"] == "x@example.org", r.text
     again = api.alice.post(f"/api/v1/activities/{a['id']}/sender-contact")
     assert again.status_code == 400 and "already" in again.json()["error"]
+
+
+def test_private_lists_are_the_callers_own_plus_the_servers(api):
+    api.crm.add_private("hr.example", owner=None)       # the server's (set with `posthouse private`)
+    r = api.alice.post("/api/v1/private", json={"entry": "Doctor@Clinic.example"})
+    assert r.status_code == 201 and r.json() == {"entry": "doctor@clinic.example", "owner": "alice"}
+    assert api.alice.get("/api/v1/private").json() == [{"entry": "doctor@clinic.example", "owner": "alice"},
+                                                       {"entry": "hr.example", "owner": None}]
+    assert api.bob.get("/api/v1/private").json() == [{"entry": "hr.example", "owner": None}]
+    assert api.bob.delete("/api/v1/private", params={"entry": "doctor@clinic.example"}).status_code == 404
+    assert api.alice.delete("/api/v1/private", params={"entry": "hr.example"}).status_code == 404   # not hers
+    assert api.alice.delete("/api/v1/private", params={"entry": "doctor@clinic.example"}).status_code == 204
+    assert api.alice.post("/api/v1/private", json={"entry": "nodot"}).status_code == 400
+    assert api.alice.post("/api/v1/private", json={"entry": "a\nb.example"}).status_code == 422

@@ -23,10 +23,12 @@ ROUTES = [("GET", "/api/v1/contacts"), ("POST", "/api/v1/contacts"), ("GET", "/a
           ("PATCH", "/api/v1/contacts/1"), ("DELETE", "/api/v1/contacts/1"), ("POST", "/api/v1/contacts/1/merge"),
           ("GET", "/api/v1/contacts/1/activities"), ("GET", "/api/v1/companies"), ("POST", "/api/v1/companies"),
           ("GET", "/api/v1/companies/1"), ("GET", "/api/v1/activities"), ("GET", "/api/v1/activities/1"),
-          ("GET", "/api/v1/activities/1/message"), ("POST", "/api/v1/activities/1/sender-contact"), ("GET", "/api/v1/accounts"), ("GET", "/api/v1/accounts/1"),
+          ("GET", "/api/v1/activities/1/message"), ("POST", "/api/v1/activities/1/sender-contact"),
+          ("GET", "/api/v1/accounts"), ("GET", "/api/v1/accounts/1"),
           ("GET", "/api/v1/documents?q=x"), ("GET", "/api/v1/documents/1"), ("GET", "/api/v1/documents/1/content"),
           ("DELETE", "/api/v1/documents/1"), ("POST", "/api/v1/contacts/1/documents"),
-          ("GET", "/api/v1/contacts/1/documents"), ("POST", "/api/v1/send"), ("POST", "/api/v1/classify")]
+          ("GET", "/api/v1/contacts/1/documents"), ("POST", "/api/v1/send"), ("POST", "/api/v1/classify"),
+          ("GET", "/api/v1/private"), ("POST", "/api/v1/private"), ("DELETE", "/api/v1/private")]
 
 
 def test_every_route_wants_a_token(api):

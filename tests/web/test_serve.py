@@ -20,9 +20,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _config(tmp_path, web_port: int) -> str:
+def _config(tmp_path, web_port: int, extra: str = "") -> str:
     path = tmp_path / "posthouse.toml"
     path.write_text(f'data_dir = "{tmp_path / "data"}"\nfsync = false\nparse_processes = 0\nstore_process = false\n'
+                    f'{extra}'
                     f'[imap]\nport = {_free_port()}\ntls_port = false\n[lmtp]\nport = false\n[smtp]\nport = false\n'
                     '[pop3]\nport = false\ntls_port = false\n[managesieve]\nport = false\n'
                     f'[submission]\nport = false\ntls_port = false\n[web]\nport = {web_port}\n')
@@ -60,6 +61,10 @@ def test_serve_runs_the_api_and_sigterm_stops_it(tmp_path, capsys, monkeypatch):
             r = c.get("/api/v1/accounts", headers={"Authorization": f"Bearer {token}"})
             # (200 once the account store is there; 503 in a build without it: never 401, never 500)
             assert r.status_code in (200, 503), r.text
+            # A user deleted since: their tokens are refused.
+            assert main(["--config", config, "user", "del", "dora"]) == 0
+            r = c.get("/api/v1/accounts", headers={"Authorization": f"Bearer {token}"})
+            assert r.status_code == 401 and "no longer exists" in r.json()["error"]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
         text = (tmp_path / "serve.log").read_text()
@@ -81,4 +86,14 @@ def test_a_web_port_in_use_is_one_clear_line(tmp_path):
     errors = [line for line in done.stderr.splitlines() if line.startswith("posthouse:")]
     assert len(errors) == 1 and f"127.0.0.1 port {port}" in errors[0] and "in use" in errors[0] \
         and "[web]" in errors[0], done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_crm_database_that_cant_be_used_is_one_clear_line(tmp_path):
+    dead = _free_port()     # nothing listens there
+    done = _posthouse(_config(tmp_path, _free_port(), f'database_url = "postgresql://nobody@127.0.0.1:{dead}/crm"\n'),
+                      "serve")
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if line.startswith("posthouse:")]
+    assert len(errors) == 1 and "CRM database" in errors[0] and "database_url" in errors[0], done.stderr
     assert "Traceback" not in done.stderr

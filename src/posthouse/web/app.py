@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, FastAPI
 
 from .. import __version__
 from . import errors
-from .api import accounts as accounts_api, activities, classify, companies, contacts, documents, send
+from .api import accounts as accounts_api, activities, classify, companies, contacts, documents, private, send
 from .deps import Services, current_user
 from .limits import BodyLimit
 from .models import Error
@@ -17,26 +17,29 @@ PREFIX = "/api/v1"
 
 
 def create_app(config, engine, crm, accounts, *, tokens: TokenStore | None = None, fetch_original=None,
-               account_status=None, documents_service=None, sender=None, classifier=None) -> FastAPI:
+               account_status=None, documents_service=None, sender=None, classifier=None,
+               user_exists=None) -> FastAPI:
     """The app over these services (each None where that part is not running:
     its routes then answer 503). fetch_original(place dict) -> bytes | None
     gets an activity's original from its mail server; account_status(id) ->
-    dict the tracker's progress; sender(account, SendIn, attachments) sends."""
+    dict the tracker's progress; sender(account, SendIn, attachments) sends;
+    user_exists(name) -> bool refuses the tokens of users deleted since."""
     app = FastAPI(title="Posthouse", version=__version__,
                   description="The activity tracker's REST API: contacts, companies, activities (emails logged "
                               "on contacts), the originals on the mail server, accounts, documents, sending, "
                               "reply sorting. Authenticate with `Authorization: Bearer TOKEN` "
                               "(`posthouse token create USER`).",
-                  openapi_url=PREFIX + "/openapi.json", docs_url=PREFIX + "/docs", redoc_url=None)
+                  openapi_url=PREFIX + "/openapi.json", docs_url=PREFIX + "/docs", redoc_url=None,
+                  swagger_ui_oauth2_redirect_url=PREFIX + "/docs/oauth2-redirect")
     app.state.services = Services(config=config, crm=crm, accounts=accounts,
                                   tokens=tokens or TokenStore(engine), fetch_original=fetch_original,
                                   account_status=account_status, documents=documents_service, sender=sender,
-                                  classify=classifier)
+                                  classify=classifier, user_exists=user_exists)
     errors.install(app)
     api = APIRouter(prefix=PREFIX, dependencies=[Depends(current_user)],
                     responses={401: {"model": Error, "description": "no token, or not a valid one"},
                                422: {"model": Error, "description": "invalid input"}})
-    for module in (contacts, companies, activities, accounts_api, documents, send, classify):
+    for module in (contacts, companies, activities, accounts_api, documents, send, classify, private):
         api.include_router(module.router)
     app.include_router(api)
     app.add_middleware(BodyLimit)

@@ -22,8 +22,10 @@ class Services:
     fetch_original: Callable | None = None      # (place dict) -> bytes | None, sync or async
     account_status: Callable | None = None      # (account id) -> dict: the tracker's progress
     documents: Any = None                       # crm.documents.Documents
-    sender: Callable | None = None              # async (account, SendIn, [(filename, type, bytes)]) -> {message_id, appended}
+    # async (account, SendIn, [(filename, content type, bytes)]) -> {message_id, appended, refused, sent_note}
+    sender: Callable | None = None
     classify: Callable | None = None            # (raw bytes) -> Classification (to_json()) or dict
+    user_exists: Callable | None = None         # (user name) -> bool: the mail store still has that user
 
 
 def services(request: Request) -> Services:
@@ -40,10 +42,13 @@ def current_user(request: Request,
     if credentials is None:
         raise HTTPException(401, "authentication required: send Authorization: Bearer TOKEN "
                                  "(make one with `posthouse token create USER`)", headers=challenge)
-    info = services(request).tokens.verify(credentials.credentials)
+    svc = services(request)
+    info = svc.tokens.verify(credentials.credentials)
+    invalid = {"WWW-Authenticate": 'Bearer realm="posthouse", error="invalid_token"'}
     if info is None:
-        raise HTTPException(401, "the token is not valid (unknown or revoked)",
-                            headers={"WWW-Authenticate": 'Bearer realm="posthouse", error="invalid_token"'})
+        raise HTTPException(401, "the token is not valid (unknown or revoked)", headers=invalid)
+    if svc.user_exists is not None and not svc.user_exists(info.user):
+        raise HTTPException(401, f"the token's user {info.user} no longer exists", headers=invalid)
     return info.user
 
 

@@ -172,9 +172,16 @@ class DocumentHit(_Out):
     snippet: str | None = None          # the text around the first match
 
 
+class PrivateEntry(_Out):
+    entry: str                  # an address or a domain
+    owner: str | None = None    # None: the whole server's list
+
+
 class SendResult(_Out):
-    message_id: str
+    message_id: str | None = None
     appended: dict[str, Any] | None = None      # {folder, uidvalidity, uid} when filed in Sent
+    refused: dict[str, str] = {}                # recipients refused while the others were accepted
+    sent_note: str | None = None                # why no copy was filed in Sent (the mail was sent)
 
 
 # -- input -----------------------------------------------------------------------------
@@ -237,3 +244,9 @@ class SendIn(_In):
     from_address: Address | None = Field(default=None, description="one of the account's addresses "
                                                                    "(default: its first)")
     attachments: list[AttachmentIn] = Field(default=[], max_length=100)
+
+
+class PrivateIn(_In):
+    entry: Annotated[str, StringConstraints(min_length=1, max_length=320), AfterValidator(_clean),
+                     AfterValidator(_one_line)] = Field(description="an address (ann@corp.example) or a domain "
+                                                                    "(corp.example)")
