@@ -163,19 +163,8 @@ async def serve(config: Config, ready=None, config_file: str | None = None) -> N
         if sieve.ports:
             started.append(("ManageSieve listening on %s port %s", config.managesieve_host, sieve.ports))
         started.append(("mail domains: %s", ", ".join(config.domains) or "none"))
-        if config.web_port is not None:     # the REST API, after the mail listeners; stopped first
-            from .web.server import WebServer
-            from .web.services import build_app
-            from sqlalchemy.exc import SQLAlchemyError
-            try:
-                web_app = build_app(config, user_exists=_user_exists(ctx, loop))
-            except SQLAlchemyError as e:    # one line saying so, as for a port in use
-                raise CantListen(f"can't start the web API: the CRM database can't be used "
-                                 f"({e.__class__.__name__}: {str(e).splitlines()[0]}); check database_url") from None
-            web = WebServer(web_app, config.web_host, config.web_port)
-            await _listen("Web", config.web_host, web)
-            closers.append(web.close)
-            started.append(("web listening on %s", web.url))
+        if config.web_port is not None or config.tracker:
+            await _start_crm_side(config, ctx, loop, closers, started)
         for line in started:
             log.info(*line)
         if ready is not None:
@@ -193,6 +182,46 @@ async def serve(config: Config, ready=None, config_file: str | None = None) -> N
         if reason:
             log.info("posthouse stopped (%s): %d connection%s closed, %d message%s left to file at the next start",
                      reason[0], sessions, "" if sessions == 1 else "s", unfiled, "" if unfiled == 1 else "s")
+
+
+async def _start_crm_side(config: Config, ctx: ServerContext, loop, closers: list, started: list) -> None:
+    """The activity tracker and the web app, over one CRM database, after the
+    mail listeners (the tracker follows local accounts through our own IMAP);
+    stopped before them."""
+    from sqlalchemy.exc import SQLAlchemyError
+    from .crmside import LocalUsers, open_crm_side
+    users = LocalUsers(ctx.service)
+    await users.start()
+    closers.append(users.close)
+    try:
+        side = await asyncio.to_thread(open_crm_side, config, local_users=users)
+    except SQLAlchemyError as e:    # one line saying so, as for a port in use
+        raise CantListen(f"can't start the tracker and the web app: the CRM database can't be used "
+                         f"({e.__class__.__name__}: {str(e).splitlines()[0]}); check database_url") from None
+
+    async def close_side():
+        await asyncio.to_thread(side.close)
+    closers.append(close_side)
+    tracker = None
+    if config.tracker:
+        from .tracker.engine import Tracker
+        tracker = Tracker(side.engine, side.accounts, side.crm)
+        task = loop.create_task(tracker.run(), name="tracker")
+
+        async def stop_tracker():
+            await tracker.stop()
+            await asyncio.gather(task, return_exceptions=True)
+        closers.append(stop_tracker)
+        started.append(("tracker following the accounts in %s", side.engine.url.render_as_string(hide_password=True)))
+    if config.web_port is not None:     # the REST API; stopped first
+        from .web.server import WebServer
+        from .web.services import build_app
+        web_app = build_app(config, side, account_status=tracker.status if tracker is not None else None,
+                            user_exists=_user_exists(ctx, loop))
+        web = WebServer(web_app, config.web_host, config.web_port)
+        await _listen("Web", config.web_host, web)
+        closers.append(web.close)
+        started.append(("web listening on %s", web.url))
 
 
 def _user_exists(ctx: ServerContext, loop):

@@ -130,9 +130,11 @@ class FakeCrm:
                        for p in places]}
         return self.activity_rows[id]
 
-    def activities(self, *, contact_id=None, company_id=None, kind=None, since=None, until=None, limit=100, offset=0):
+    def activities(self, *, contact_id=None, company_id=None, kind=None, since=None, until=None,
+                   account_ids=None, limit=100, offset=0):
         rows = [a for a in reversed(self.activity_rows.values())
-                if (contact_id is None or a["contact_id"] == contact_id) and (kind is None or a["kind"] == kind)]
+                if (contact_id is None or a["contact_id"] == contact_id) and (kind is None or a["kind"] == kind)
+                and (account_ids is None or any(p["account_id"] in account_ids for p in a["places"]))]
         return rows[offset:offset + limit]
 
     def get_activity(self, id):

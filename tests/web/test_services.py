@@ -56,6 +56,7 @@ def test_a_failure_on_the_far_side_is_a_connection_error_and_a_refused_value_sta
         asyncio.run(make_sender(Config(), None, compose_refuses, send_fails)(account, body, []))
 
 
-def test_the_app_builds_with_whatever_parts_are_installed(tmp_path):
-    app = build_app(Config(data_dir=str(tmp_path)))
+def test_the_app_builds_over_the_crm_side(tmp_path):
+    from posthouse.crmside import open_crm_side
+    app = build_app(Config(data_dir=str(tmp_path)), open_crm_side(Config(data_dir=str(tmp_path))))
     assert "/api/v1/contacts" in app.openapi()["paths"]

@@ -402,9 +402,14 @@ class Crm:
 
     # -- activities ------------------------------------------------------------------------
     def activities(self, *, contact_id=None, company_id=None, kind=None, since=None, until=None,
-                   limit=100, offset=0) -> list[dict]:
+                   account_ids=None, limit=100, offset=0) -> list[dict]:
+        """Newest first. account_ids: only messages with a place in one of
+        those accounts (a user's view: the web API passes the caller's)."""
         query = (select(activities.c.id).join(messages, messages.c.id == activities.c.message)
                  .order_by(activities.c.date.desc(), activities.c.id.desc()))
+        if account_ids is not None:
+            query = query.where(activities.c.message.in_(
+                select(message_places.c.message).where(message_places.c.account_id.in_(list(account_ids)))))
         if contact_id is not None:
             query = query.where(activities.c.contact_id == contact_id)
         if company_id is not None:

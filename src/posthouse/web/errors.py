@@ -11,26 +11,8 @@ from starlette.exceptions import HTTPException
 
 log = logging.getLogger("posthouse.web")
 
-try:    # the CRM's errors (crm/errors.py); stand-ins until that part is merged
-    from ..crm.errors import CrmError, NotFound
-except ModuleNotFoundError as e:     # pragma: no cover - only before integration
-    if e.name not in ("posthouse.crm.errors",):
-        raise
-
-    class CrmError(ValueError):
-        """An error whose message is safe to show."""
-
-    class NotFound(CrmError):
-        """No such contact, company, activity, ..."""
-
-try:
-    from ..crm.documents import DocumentError
-except (ModuleNotFoundError, ImportError) as e:     # pragma: no cover - only before integration
-    if isinstance(e, ModuleNotFoundError) and e.name not in ("posthouse.crm.documents",):
-        raise
-
-    class DocumentError(ValueError):
-        """A document whose text can't be had (not a PDF after all, ...)."""
+from ..crm.documents import DocumentError
+from ..crm.errors import CrmError, NotFound
 
 
 def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:

@@ -1,66 +1,39 @@
-"""The web app as `posthouse serve` runs it: the CRM database and the parts
-that use it (the CRM, the account store, documents, sending, reply sorting).
-A part not installed leaves its routes answering 503."""
+"""The web app as `posthouse serve` runs it, over the CRM side it shares with
+the tracker (crmside.py): the CRM, the account store, documents, sending,
+reply sorting, and the originals fetched live from the mail servers."""
 from __future__ import annotations
 
 import asyncio
-import importlib
+import hashlib
 import logging
+from datetime import datetime, timezone
 
+from ..accounts.session import open_session
+from ..crm.classify import classify
+from ..crm.documents import Documents
+from ..send.compose import compose
+from ..send.sent import send
+from ..tracker.facts import MessageSeen, Place
 from .app import create_app
 from .originals import make_fetch_original
 
 log = logging.getLogger("posthouse.web")
 
 
-def _optional(module: str, name: str):
-    try:
-        return getattr(importlib.import_module(module), name)
-    except ModuleNotFoundError as e:
-        if not module.startswith(e.name or "-"):
-            raise
-        return None
-    except AttributeError:
-        return None
-
-
-def build_app(config, *, engine=None, crm=None, accounts=None, account_status=None, user_exists=None):
-    """The app for config; the engine, the CRM and the account store are made
-    here unless given (serve shares them with the tracker)."""
-    if engine is None:
-        from ..db.engine import make_engine
-        from ..db.migrate import upgrade
-        engine = make_engine(config.database_url, config.data_dir)
-        upgrade(engine)
-    if accounts is None:
-        AccountStore = _optional("posthouse.accounts.store", "AccountStore")
-        accounts = AccountStore(engine, config.data_dir, config) if AccountStore else None
-    classify = _optional("posthouse.crm.classify", "classify")
-    if crm is None:
-        Crm = _optional("posthouse.crm.service", "Crm")
-        if Crm is not None:
-            crm = Crm(engine, own_addresses=accounts.own_addresses if accounts else set,
-                      privacy_level=(lambda id: getattr(accounts.get(id), "privacy", "snippet")) if accounts
-                      else (lambda id: "snippet"), classify=classify,
-                      account_owner=(lambda id: getattr(accounts.get(id), "owner", None)) if accounts
-                      else (lambda id: None))
-    Documents = _optional("posthouse.crm.documents", "Documents")
-    open_session = _optional("posthouse.accounts", "open_session")
-    fetch = make_fetch_original(accounts, open_session) if accounts is not None and open_session else None
-    compose, send = _optional("posthouse.send.compose", "compose"), _optional("posthouse.send", "send")
-    sender = make_sender(config, accounts, compose, send) if accounts is not None and compose and send else None
-    missing = [what for what, part in (("the CRM", crm), ("accounts", accounts), ("documents", Documents),
-                                       ("originals", fetch), ("sending", sender), ("reply sorting", classify))
-               if part is None]
-    if missing:
-        log.warning("web: not available on this server: %s", ", ".join(missing))
-    return create_app(config, engine, crm, accounts, fetch_original=fetch, account_status=account_status,
-                      documents_service=Documents(engine) if Documents else None, sender=sender,
+def build_app(config, side, *, account_status=None, user_exists=None):
+    """The app for config over side (a crmside.CrmSide)."""
+    return create_app(config, side.engine, side.crm, side.accounts,
+                      fetch_original=make_fetch_original(side.accounts, open_session),
+                      account_status=account_status,
+                      documents_service=Documents.from_config(side.engine, config),
+                      sender=make_sender(config, side.accounts, compose, send, crm=side.crm),
                       classifier=classify, user_exists=user_exists)
 
 
-def make_sender(config, accounts, compose, send):
-    """sender(account, SendIn, attachments) for the send route: compose, submit, file in Sent."""
+def make_sender(config, accounts, compose, send, *, crm=None):
+    """sender(account, SendIn, attachments) for the send route: compose, submit,
+    file in Sent, and log the activity on the contacts at once (the tracker
+    finds the same message in Sent later: one message, by its Message-ID)."""
     async def sender(account, body, attachments) -> dict:
         from_addr = body.from_address or ((account.addresses or [None])[0]) or account.login
         domain = from_addr.rpartition("@")[2] if "@" in from_addr else (config.hostname or "localhost")
@@ -76,9 +49,25 @@ def make_sender(config, accounts, compose, send):
         except Exception as e:      # SMTP or IMAP trouble on the far side: 502, not a crash
             raise ConnectionError(str(e) or type(e).__name__) from e
         appended = getattr(result, "appended", None)
+        if crm is not None and appended is not None and appended[1] is not None:
+            await asyncio.to_thread(crm.apply, [sent_fact(account, composed, body.bcc, appended)])
         if appended is not None and not isinstance(appended, dict):
             appended = dict(zip(("folder", "uidvalidity", "uid"), appended))
         return {"message_id": result.message_id, "appended": appended,
                 "refused": dict(getattr(result, "refused", None) or {}),
                 "sent_note": getattr(result, "sent_note", None)}
     return sender
+
+
+def sent_fact(account, composed, bcc, appended) -> MessageSeen:
+    """What the tracker will say of the copy filed in Sent, said now. The Bcc
+    recipients, left out of the bytes, go in the CRM's copy of the header."""
+    folder, uidvalidity, uid = appended
+    message = composed.message
+    if bcc:
+        message = b"Bcc: " + ", ".join(bcc).encode("utf-8") + b"\r\n" + message
+    return MessageSeen(
+        place=Place(account.id, folder, uidvalidity, uid), message_id=composed.message_id.strip("<>"),
+        emailid=None, content_hash=hashlib.sha256(composed.message).hexdigest(),
+        internaldate=datetime.now(timezone.utc), size=len(composed.message), flags=("\\Seen",),
+        modseq=None, skeleton=message, special_use="\\Sent")
