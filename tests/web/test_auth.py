@@ -24,6 +24,7 @@ ROUTES = [("GET", "/api/v1/contacts"), ("POST", "/api/v1/contacts"), ("GET", "/a
           ("GET", "/api/v1/contacts/1/activities"), ("GET", "/api/v1/companies"), ("POST", "/api/v1/companies"),
           ("GET", "/api/v1/companies/1"), ("GET", "/api/v1/activities"), ("GET", "/api/v1/activities/1"),
           ("GET", "/api/v1/activities/1/message"), ("POST", "/api/v1/activities/1/sender-contact"),
+          ("GET", "/api/v1/activities/1/attachments/0"), ("POST", "/api/v1/activities/1/attachments/0/document"),
           ("GET", "/api/v1/accounts"), ("GET", "/api/v1/accounts/1"),
           ("GET", "/api/v1/documents?q=x"), ("GET", "/api/v1/documents/1"), ("GET", "/api/v1/documents/1/content"),
           ("DELETE", "/api/v1/documents/1"), ("POST", "/api/v1/contacts/1/documents"),
@@ -34,7 +35,7 @@ ROUTES = [("GET", "/api/v1/contacts"), ("POST", "/api/v1/contacts"), ("GET", "/a
 def test_every_route_wants_a_token(api):
     # (the list above is every route the OpenAPI document describes)
     paths = {(m.upper(), path) for path, ops in api.app.openapi()["paths"].items() for m in ops}
-    assert paths == {(m, p.split("?")[0].replace("/1", "/{id}")) for m, p in ROUTES}
+    assert paths == {(m, p.split("?")[0].replace("/1", "/{id}").replace("/0", "/{index}")) for m, p in ROUTES}
     for method, path in ROUTES:
         for headers in ({}, {"Authorization": "Bearer ph_made-up"}, {"Authorization": "Basic YWxpY2U6cHc="},
                         {"Authorization": "Bearer"}):

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, FastAPI
 
 from .. import __version__
 from . import errors
-from .api import accounts as accounts_api, activities, classify, companies, contacts, documents, private, send
+from .api import accounts as accounts_api, activities, attachments, classify, companies, contacts, documents, private, send
 from .deps import Services, current_user
 from .limits import BodyLimit
 from .models import Error
@@ -39,7 +39,7 @@ def create_app(config, engine, crm, accounts, *, tokens: TokenStore | None = Non
     api = APIRouter(prefix=PREFIX, dependencies=[Depends(current_user)],
                     responses={401: {"model": Error, "description": "no token, or not a valid one"},
                                422: {"model": Error, "description": "invalid input"}})
-    for module in (contacts, companies, activities, accounts_api, documents, send, classify, private):
+    for module in (contacts, companies, activities, attachments, accounts_api, documents, send, classify, private):
         api.include_router(module.router)
     app.include_router(api)
     app.add_middleware(BodyLimit)

@@ -72,23 +72,29 @@ def get_activity(id: IdPath, svc: Services = Depends(services), user: str = Depe
                        502: {"model": Error, "description": "the mail server could not be asked"}})
 async def get_message(id: IdPath, svc: Services = Depends(services), user: str = Depends(current_user)):
     activity = await run_in_threadpool(_activity, svc, user, id)
-    places = [p for p in activity["places"] if not p.get("gone")]
+    raw = await fetch_live(svc, activity)
+    return Response(raw, media_type="message/rfc822",
+                    headers={"Content-Disposition": f'attachment; filename="activity-{id}.eml"',
+                             "X-Content-Type-Options": "nosniff"})
+
+
+async def fetch_live(svc: Services, activity: dict) -> bytes:
+    """The activity's original from the first of its places still on a
+    server; 410 when none is, 502 when no server could be asked."""
     fetch = svc.fetch_original
     if fetch is None:
         raise HTTPException(503, "fetching originals is not available on this server")
     failures = []
-    for place in places:
+    for place in (p for p in activity["places"] if not p.get("gone")):
         try:
             raw = await call(fetch, place)
         except Exception as e:      # this copy's server failed: try the next copy
             log.warning("activity %s: fetching the original from account %s folder %r failed: %s",
-                        id, place.get("account_id"), place.get("folder"), e)
+                        activity["id"], place.get("account_id"), place.get("folder"), e)
             failures.append(f"account {place.get('account_id')}: {e}")
             continue
         if raw:
-            return Response(bytes(raw), media_type="message/rfc822",
-                            headers={"Content-Disposition": f'attachment; filename="activity-{id}.eml"',
-                                     "X-Content-Type-Options": "nosniff"})
+            return bytes(raw)
     if failures:
         raise HTTPException(502, "the mail server could not be asked for the original: " + "; ".join(failures))
     raise HTTPException(410, "the original message is no longer on the mail server "
