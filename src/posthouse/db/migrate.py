@@ -6,6 +6,7 @@ edited once released); `upgrade` runs those not yet applied, in one place for
 database. No alembic.ini: the configuration is made here."""
 from __future__ import annotations
 
+import logging
 import os
 import threading
 
@@ -13,6 +14,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy.engine import Engine
 
+logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)    # its start-up chatter
 MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
 _lock = threading.Lock()
 
