@@ -414,10 +414,14 @@ class Tracker:
         """Per folder progress, the worker's state and the recent log."""
         entry = self.workers.get(account_id)
         worker = entry[0] if entry else None
-        return {
-            "account_id": account_id,
-            "state": worker.state if worker else "not running here",
-            "last_error": worker.last_error if worker else None,
-            "folders": self.cursors.folders(account_id),
-            "log": self.cursors.read_log(account_id),
-        }
+        out = account_status(self.engine, account_id)
+        out.update(state=worker.state if worker else "not running here",
+                   last_error=worker.last_error if worker else None)
+        return out
+
+
+def account_status(engine, account_id: int) -> dict:
+    """What the database knows of an account's sync, from any process (for
+    `posthouse account status`): per folder progress and the recent log."""
+    cursors = Cursors(engine)
+    return {"account_id": account_id, "folders": cursors.folders(account_id), "log": cursors.read_log(account_id)}
