@@ -195,3 +195,42 @@ def test_server_refusing_then_back(server, user, tmp_path):
                 await wait_until(lambda: len(sink.live()) == 2, what="resumed after a cut")
     run(go())
     c.logout()
+
+
+BOUNCE = (b"From: MAILER-DAEMON@mx.example.org\r\nTo: bob@example.com\r\nSubject: Undelivered Mail\r\n"
+          b"Message-ID: <bounce1@mx.example.org>\r\nMIME-Version: 1.0\r\n"
+          b'Content-Type: multipart/report; report-type=delivery-status; boundary="r1"\r\n\r\n'
+          b"--r1\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"
+          b"--r1\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.org\r\n\r\n"
+          b"Final-Recipient: rfc822; gone@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+          b"--r1\r\nContent-Type: message/rfc822\r\n\r\nFrom: bob@example.com\r\nTo: gone@example.org\r\n"
+          b"Subject: hello\r\nMessage-ID: <orig1@example.com>\r\n\r\nTHE ORIGINAL BODY\r\n"
+          b"--r1\r\nContent-Type: image/png; name=\"logo.png\"\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+          + b"iVBORw0KGgo=" * 500 + b"\r\n--r1--\r\n")
+
+
+def test_skeleton_of_a_bounce(server, user, tmp_path):
+    """Header, text, the delivery status and the returned message's header;
+    not the returned body, not the image."""
+    import email
+    c = imap_client(server.host, server.port, *user)
+    append(c, "INBOX", BOUNCE)
+
+    async def go():
+        async with tracking(tmp_path, server.host, server.port, *user) as (tracker, sink, _s, _e):
+            await wait_until(lambda: len(sink.live()) == 1, what="sync")
+        seen = sink.of(MessageSeen)[0]
+        assert seen.message_id == "bounce1@mx.example.org"
+        parsed = email.message_from_bytes(seen.skeleton)
+        assert parsed.get_content_type() == "multipart/report"
+        parts = parsed.get_payload()
+        assert [p.get_content_type() for p in parts] == ["text/plain", "message/delivery-status",
+                                                         "message/rfc822", "image/png"]
+        assert "could not be delivered" in parts[0].get_payload()
+        assert b"Status: 5.1.1" in seen.skeleton
+        assert b"Message-ID: <orig1@example.com>" in seen.skeleton
+        assert b"THE ORIGINAL BODY" not in seen.skeleton and b"iVBORw0KGgo" not in seen.skeleton
+        assert [(a.name, a.content_type, a.section) for a in seen.attachments] == [
+            (None, "message/rfc822", "3"), ("logo.png", "image/png", "4")]
+    run(go())
+    c.logout()

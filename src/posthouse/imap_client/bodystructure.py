@@ -105,8 +105,7 @@ def _params(token) -> dict:
         if isinstance(items[i], (Atom, String)) and isinstance(items[i + 1], (Atom, String)):
             key, value = _text(items[i]).lower(), _text(items[i + 1])
             if key.endswith("*") and key.count("*") == 1:     # RFC 2231: charset'lang'%xx
-                from email.utils import collapse_rfc2231_value, decode_rfc2231
-                key, value = key[:-1], collapse_rfc2231_value(decode_rfc2231(value))
+                key, value = key[:-1], _rfc2231(value)
             out[key] = _decode_param(value)
     return out
 
@@ -117,6 +116,18 @@ def _disposition(token) -> tuple[str | None, dict]:
     kind = as_text(token.items[0]) if isinstance(token.items[0], (Atom, String)) else None
     params = _params(token.items[1]) if len(token.items) > 1 else {}
     return (kind.lower() if kind else None), params
+
+
+def _rfc2231(value: str) -> str:
+    from urllib.parse import unquote
+    charset, _, rest = value.partition("'")
+    _lang, _, text = rest.partition("'")
+    if not _:
+        return unquote(value)
+    try:
+        return unquote(text, encoding=charset or "utf-8", errors="replace")
+    except LookupError:         # an unknown charset
+        return unquote(text, encoding="utf-8", errors="replace")
 
 
 def _decode_param(value: str) -> str:

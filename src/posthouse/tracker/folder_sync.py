@@ -200,7 +200,7 @@ class FolderSync:
         for uid, attrs in meta.items():
             try:
                 roots[uid] = parse_bodystructure(attrs.get("BODYSTRUCTURE"))
-            except ResponseError as e:
+            except (ResponseError, ValueError, TypeError, IndexError) as e:
                 log.warning("account %s folder %r uid %s: unreadable BODYSTRUCTURE (%s); header only",
                             self.state.account_id, self.state.name, uid, e)
                 roots[uid] = BodyPart("1", "application", "octet-stream")
