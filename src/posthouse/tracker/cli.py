@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 
 
 def register(subparsers) -> None:
@@ -19,32 +18,14 @@ def register(subparsers) -> None:
 
 def cmd_tracker(args) -> int:
     from ..config import load_config
-    config = load_config(args.config, args.data_dir)
-    try:
-        from ..accounts.store import AccountStore
-    except ImportError as e:
-        print(f"posthouse tracker: the accounts part is missing (posthouse.accounts.store: {e})", file=sys.stderr)
-        return 1
-    try:
-        from ..crm.service import Crm
-    except ImportError as e:
-        print(f"posthouse tracker: the CRM part is missing (posthouse.crm.service: {e})", file=sys.stderr)
-        return 1
-    from ..db.engine import make_engine
-    from ..db.migrate import upgrade
+    from ..crmside import open_crm_side
     from .engine import Tracker
-
-    engine = make_engine(config.database_url, config.data_dir)
-    upgrade(engine)
-    accounts = AccountStore(engine, config.data_dir, config)
-
-    def privacy_level(account_id: int) -> str:
-        account = accounts.get(account_id)
-        return getattr(account, "privacy", None) or "snippet"
-
-    crm = Crm(engine, own_addresses=accounts.own_addresses, privacy_level=privacy_level)
-    tracker = Tracker(engine, accounts, crm, name=args.name)
-    asyncio.run(_run_until_signal(tracker))
+    config = load_config(args.config, args.data_dir)
+    side = open_crm_side(config)
+    try:
+        asyncio.run(_run_until_signal(Tracker(side.engine, side.accounts, side.crm, name=args.name)))
+    finally:
+        side.close()
     return 0
 
 

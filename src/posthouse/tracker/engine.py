@@ -336,14 +336,8 @@ def _place(st: FolderState, uid: int):
 
 
 def _default_open_session():
-    try:
-        from ..accounts import session as module      # type: ignore[attr-defined]
-    except ImportError:
-        try:
-            from ..accounts import store as module    # type: ignore[attr-defined]
-        except ImportError as e:
-            raise RuntimeError("posthouse.accounts is not available: the tracker needs its open_session") from e
-    return module.open_session
+    from ..accounts.session import open_session
+    return open_session
 
 
 class Tracker:

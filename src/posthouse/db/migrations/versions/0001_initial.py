@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-04 21:51:00.948964
+Create Date: 2026-12-04 22:07:52.000440
 """
 from alembic import op
 import sqlalchemy as sa
@@ -115,6 +115,37 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('private_entries', schema=None) as batch_op:
         batch_op.create_index('ix_private_entries_owner', ['owner'], unique=False)
+
+    op.create_table('tracker_folders',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('account_id', sa.Integer(), nullable=False),
+    sa.Column('name', sa.Text(), nullable=False),
+    sa.Column('uidvalidity', sa.BigInteger(), nullable=True),
+    sa.Column('uidnext', sa.BigInteger(), nullable=True),
+    sa.Column('highestmodseq', sa.BigInteger(), nullable=True),
+    sa.Column('low_uid', sa.BigInteger(), nullable=True),
+    sa.Column('backfill_done', sa.Boolean(), nullable=False),
+    sa.Column('messages_total', sa.Integer(), nullable=False),
+    sa.Column('messages_done', sa.Integer(), nullable=False),
+    sa.Column('special_use', sa.String(length=32), nullable=True),
+    sa.Column('known_uids', sa.Text(), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_tracker_folders')),
+    sa.UniqueConstraint('account_id', 'name', name=op.f('uq_tracker_folders_account_id'))
+    )
+    with op.batch_alter_table('tracker_folders', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_tracker_folders_account_id'), ['account_id'], unique=False)
+
+    op.create_table('tracker_log',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('account_id', sa.Integer(), nullable=False),
+    sa.Column('at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('level', sa.String(length=16), nullable=False),
+    sa.Column('text', sa.Text(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_tracker_log'))
+    )
+    with op.batch_alter_table('tracker_log', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_tracker_log_account_id'), ['account_id'], unique=False)
 
     op.create_table('company_domains',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -248,6 +279,14 @@ def downgrade() -> None:
         batch_op.drop_index('ix_company_domains_company')
 
     op.drop_table('company_domains')
+    with op.batch_alter_table('tracker_log', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_tracker_log_account_id'))
+
+    op.drop_table('tracker_log')
+    with op.batch_alter_table('tracker_folders', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_tracker_folders_account_id'))
+
+    op.drop_table('tracker_folders')
     with op.batch_alter_table('private_entries', schema=None) as batch_op:
         batch_op.drop_index('ix_private_entries_owner')
 
