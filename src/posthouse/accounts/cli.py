@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import getpass
 import hashlib
-import inspect
 import ipaddress
 import ssl
 import sys
@@ -307,20 +306,10 @@ def _list(args, config, store) -> int:
     return 0
 
 
-def tracker_status(engine, account_id: int) -> dict | None:
-    """The tracker's progress for an account, if the tracker offers it."""
-    try:
-        from ..tracker import status as status_mod
-    except ImportError:
-        return None
-    fn = getattr(status_mod, "status", status_mod)
-    if not callable(fn):
-        return None
-    try:
-        params = len(inspect.signature(fn).parameters)
-    except (TypeError, ValueError):
-        params = 1
-    return fn(engine, account_id) if params >= 2 else fn(account_id)
+def tracker_status(engine, account_id: int) -> dict:
+    """The tracker's progress for an account, as its tables hold it."""
+    from ..tracker.engine import account_status     # (the command line sits above both parts)
+    return account_status(engine, account_id)
 
 
 def _status(args, config, store) -> int:
@@ -342,26 +331,22 @@ def _status(args, config, store) -> int:
         except Exception as e:      # the tracker's tables not there yet, and the like
             print(f"  sync: can't read the tracker's progress: {e}")
             continue
-        if not status:
-            print("  not synced yet")
-            continue
         _print_status(status)
     return 0
 
 
 def _print_status(status: dict) -> None:
-    folders = status.get("folders")
-    for key, value in status.items():
-        if key != "folders":
-            print(f"  {key}: {value}")
-    for folder in folders or ():
-        if not isinstance(folder, dict):
-            print(f"  {folder}")
-            continue
+    folders = status.get("folders") or []
+    if not folders:
+        print("  not synced yet")
+    for folder in folders:
         done, total = folder.get("messages_done"), folder.get("messages_total")
         progress = f"{done}/{total}" if total is not None else f"{done}"
-        state = "done" if folder.get("backfill_done") else "backfilling"
+        state = "synced" if folder.get("backfill_done") else "initial sync under way"
         print(f"  {folder.get('name')}: {progress} messages, {state}")
+    for line in reversed(status.get("log") or []):      # oldest first, as a log reads
+        at = line["at"].strftime("%Y-%m-%d %H:%M:%S") if hasattr(line.get("at"), "strftime") else line.get("at")
+        print(f"  {at} {line.get('level')}: {line.get('text')}")
 
 
 def _remove(args, config, store) -> int:
