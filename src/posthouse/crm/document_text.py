@@ -19,6 +19,8 @@ import sys
 import zipfile
 from html.parser import HTMLParser
 
+from .errors import CrmError
+
 MAX_DOCUMENT_SIZE = 20 * 1024 * 1024    # bytes of a file accepted
 MAX_TEXT = 1024 * 1024                  # characters of text kept
 MAX_UNZIPPED = 100 * 1024 * 1024        # a DOCX/ODT's parts, uncompressed, in all
@@ -28,11 +30,6 @@ MAX_PDF_STREAM = 30 * 1024 * 1024       # a PDF stream, decoded
 WORKER_TIMEOUT = 30.0                   # seconds an isolated extraction may take
 WORKER_MEMORY = 1024 * 1024 * 1024      # bytes of address space an isolated extraction may use
 
-
-try:
-    from .errors import CrmError
-except ImportError:         # (crm/errors.py is built in parallel; merged at integration)
-    CrmError = ValueError
 
 
 class DocumentError(CrmError):

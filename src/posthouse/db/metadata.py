@@ -22,9 +22,5 @@ TABLE_MODULES = ("posthouse.accounts.tables", "posthouse.tracker.tables",
 def load_tables() -> MetaData:
     import importlib
     for name in TABLE_MODULES:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as e:    # a part not built yet (during development)
-            if e.name != name:
-                raise
+        importlib.import_module(name)
     return metadata
