@@ -202,6 +202,10 @@ async def _start_crm_side(config: Config, ctx: ServerContext, loop, closers: lis
     async def close_side():
         await asyncio.to_thread(side.close)
     closers.append(close_side)
+    before, now = side.migrated
+    if before != now:
+        started.append(("CRM database %s: schema %s", side.engine.url.render_as_string(hide_password=True),
+                         f"upgraded from {before} to {now}" if before else f"made (revision {now})"))
     tracker = None
     if config.tracker:
         from .tracker.engine import Tracker

@@ -20,6 +20,7 @@ class CrmSide:
     engine: object
     accounts: AccountStore
     crm: Crm
+    migrated: tuple[str | None, str | None] = (None, None)     # the schema's revision before and now
 
     def close(self) -> None:
         self.engine.dispose()
@@ -29,10 +30,10 @@ def open_crm_side(config, *, local_users: Callable[[], Iterable[str]] | None = N
     if not config.database_url:
         os.makedirs(config.data_dir, exist_ok=True)
     engine = make_engine(config.database_url, config.data_dir)
-    upgrade(engine)
+    migrated = upgrade(engine)
     accounts = AccountStore(engine, config.data_dir, config, local_users=local_users)
     crm = Crm.for_accounts(engine, accounts, classify=classify, fold_plus=config.crm_fold_plus)
-    return CrmSide(engine, accounts, crm)
+    return CrmSide(engine, accounts, crm, migrated)
 
 
 class LocalUsers:

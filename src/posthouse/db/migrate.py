@@ -10,11 +10,14 @@ import logging
 import os
 import threading
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from sqlalchemy.engine import Engine
+# Alembic's own INFO lines (some at import) would come before the server's
+# first line; the server says itself what was migrated (upgrade's answer).
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
-logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)    # its start-up chatter
+from alembic import command  # noqa: E402
+from alembic.config import Config as AlembicConfig  # noqa: E402
+from sqlalchemy.engine import Engine  # noqa: E402
+
 MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
 _lock = threading.Lock()
 
@@ -26,9 +29,12 @@ def alembic_config(engine: Engine) -> AlembicConfig:
     return cfg
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | None]:
+    """(the revision before, the revision now): equal when nothing was to do."""
     with _lock:     # one process may open the database from several threads
+        before = current(engine)
         command.upgrade(alembic_config(engine), revision)
+        return before, current(engine)
 
 
 def current(engine: Engine) -> str | None:
