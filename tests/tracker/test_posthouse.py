@@ -234,3 +234,38 @@ def test_skeleton_of_a_bounce(server, user, tmp_path):
             (None, "message/rfc822", "3"), ("logo.png", "image/png", "4")]
     run(go())
     c.logout()
+
+
+def test_unavailable_backs_off_and_is_not_a_login_failure(tmp_path):
+    """A server answering LOGIN with NO [UNAVAILABLE] is retried after the
+    busy back-off; the account is not marked as needing attention."""
+    logins = []
+
+    async def handle(reader, writer):
+        writer.write(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] fake\r\n")
+        await writer.drain()
+        while line := await reader.readline():
+            tag = line.split(b" ", 1)[0]
+            if b" LOGIN " in line:
+                logins.append(asyncio.get_running_loop().time())
+                writer.write(tag + b" NO [UNAVAILABLE] backend down\r\n")
+            else:
+                writer.write(tag + b" BAD what\r\n")
+            await writer.drain()
+        writer.close()
+
+    async def go():
+        srv = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = srv.sockets[0].getsockname()[1]
+        try:
+            async with tracking(tmp_path, "127.0.0.1", port, "u", "p", busy_backoff=0.4,
+                                backoff_base=0.01) as (tracker, sink, store, _e):
+                await wait_until(lambda: len(logins) >= 3, what="retries")
+                assert store.accounts[1].state == "active"
+                gaps = [b - a for a, b in zip(logins, logins[1:])]
+                assert min(gaps) >= 0.4 * 0.5           # the busy back-off (with jitter), not backoff_base
+                assert any("UNAVAILABLE" in line["text"] for line in tracker.status(1)["log"])
+        finally:
+            srv.close()
+            await srv.wait_closed()
+    run(go())
