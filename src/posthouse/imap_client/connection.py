@@ -291,6 +291,9 @@ class ImapConnection:
                         yield r
                     else:
                         self._untagged(r)
+            except asyncio.CancelledError:
+                self.close()        # mid-answer: the stream's state is unknown, and no time to drain
+                raise
             finally:
                 if not finished and not self.broken:
                     await self._drain(tag)
@@ -555,8 +558,10 @@ class Idle:
         else:
             self.conn._untagged(r)
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, exc_type, exc, tb) -> None:
         conn = self.conn
+        if exc_type is not None and issubclass(exc_type, asyncio.CancelledError):
+            conn.close()        # stopping: no DONE and no wait for its answer
         try:
             if not self.ended and not conn.broken:
                 await conn._write(b"DONE\r\n")
