@@ -169,7 +169,7 @@ def test_idle_renewed_and_sweep_without_notify(server, user, tmp_path):
                 await asyncio.to_thread(append, c, "Sent", message(0, "swept"))
                 await wait_until(lambda: len(sink.live("INBOX")) == 6, what="idle news")
                 await wait_until(lambda: sink.live_ids("Sent") == {"swept0@example.org"}, what="sweep")
-                assert proxy.client_bytes.count(b" IDLE\r\n") >= 10
+                await wait_until(lambda: proxy.client_bytes.count(b" IDLE\r\n") >= 10, what="IDLE renewed")
                 assert proxy.client_bytes.count(b"DONE\r\n") >= 9
                 assert store.sessions == 1
     run(go())
