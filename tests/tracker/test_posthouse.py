@@ -269,3 +269,46 @@ def test_unavailable_backs_off_and_is_not_a_login_failure(tmp_path):
             srv.close()
             await srv.wait_closed()
     run(go())
+
+
+def test_posthouse_restart_resumes(tmp_path):
+    """The provider restarts (a new process on the same data): the tracker
+    reconnects and goes on from its cursors."""
+    from tests.conftest import RunningServer
+    data = str(tmp_path / "provider")
+    first = RunningServer(data)
+    try:
+        user = first.add_user("restart")
+        c = imap_client(first.host, first.port, *user)
+        for i in range(3):
+            append(c, "INBOX", message(i, "phr"))
+        c.logout()
+    except BaseException:
+        first.stop()
+        raise
+    servers = [first]
+
+    async def go():
+        async with Proxy(first.host, first.port) as proxy:
+            engine = make_db(tmp_path)
+            store = Store(engine)
+            store.add(Account(1, *user, "127.0.0.1", proxy.port))
+            async with tracking(tmp_path, None, None, None, None, engine=engine, store=store) as (t, sink, _s, _e):
+                await wait_until(lambda: len(sink.live()) == 3, what="initial")
+                await asyncio.to_thread(first.stop)
+                servers.remove(first)
+                proxy.cut()     # an exiting process's connections close (this in-process server's don't)
+                second = await asyncio.to_thread(RunningServer, data)
+                servers.append(second)
+                proxy.target = (second.host, second.port)
+                c2 = await asyncio.to_thread(imap_client, second.host, second.port, *user)
+                await asyncio.to_thread(append, c2, "INBOX", message(7, "phr"))
+                c2.logout()
+                await wait_until(lambda: len(sink.live()) == 4, what="after the restart")
+            places = [f.place for f in sink.of(MessageSeen)]
+            assert len(places) == len(set(places)) == 4
+    try:
+        run(go())
+    finally:
+        for s in servers:
+            s.stop()
