@@ -3,7 +3,6 @@ that can cut and delay connections."""
 import asyncio
 import contextlib
 
-import pytest
 
 from posthouse.tracker.engine import Tracker
 from posthouse.tracker.facts import FolderRenamed, MessageChanged, MessageSeen
