@@ -311,3 +311,26 @@ def test_posthouse_restart_resumes(tmp_path):
     finally:
         for s in servers:
             s.stop()
+
+
+def test_a_folder_the_server_refuses_is_skipped(server, user, tmp_path):
+    c = imap_client(server.host, server.port, *user)
+    append(c, "INBOX", message(0, "skip"))
+    append(c, "Trash", message(1, "skip"))
+
+    async def go():
+        engine = make_db(tmp_path)
+        store = Store(engine)
+        store.refuse_select = {"Trash"}
+        store.add(Account(1, *user, server.host, server.port))
+        async with tracking(tmp_path, None, None, None, None, engine=engine, store=store,
+                            sweep_interval=0.2) as (tracker, sink, _s, _e):
+            await wait_until(lambda: len(sink.live()) == 1, what="INBOX synced")
+            await asyncio.to_thread(append, c, "INBOX", message(2, "skip"))
+            await wait_until(lambda: len(sink.live()) == 2, what="still following")
+            await asyncio.sleep(0.5)        # a few sweeps
+            skipped = [line for line in tracker.status(1)["log"] if "skipped" in line["text"]]
+            assert len(skipped) == 1 and "Trash" in skipped[0]["text"]
+            assert store.sessions == 1
+    run(go())
+    c.logout()
