@@ -334,3 +334,25 @@ def test_a_folder_the_server_refuses_is_skipped(server, user, tmp_path):
             assert store.sessions == 1
     run(go())
     c.logout()
+
+
+def test_since_limits_the_first_sync(server, user, tmp_path):
+    import imaplib
+    from datetime import date, datetime, timedelta, timezone
+    c = imap_client(server.host, server.port, *user)
+    old = imaplib.Time2Internaldate(datetime(2020, 5, 1, tzinfo=timezone.utc))
+    for i in range(3):
+        assert c.append("INBOX", None, old, message(i, "old"))[0] == "OK"
+    for i in range(2):
+        append(c, "INBOX", message(i, "new"))
+
+    async def go():
+        async with tracking(tmp_path, server.host, server.port, *user,
+                            since=date.today() - timedelta(days=90)) as (tracker, sink, _s, _e):
+            await wait_until(lambda: any(f["name"] == "INBOX" and f["backfill_done"]
+                                         for f in tracker.status(1)["folders"]), what="backfill")
+            assert sink.live_ids("INBOX") == {"new0@example.org", "new1@example.org"}
+            inbox = next(f for f in tracker.status(1)["folders"] if f["name"] == "INBOX")
+            assert (inbox["messages_done"], inbox["messages_total"]) == (2, 2)
+    run(go())
+    c.logout()
