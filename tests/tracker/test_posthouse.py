@@ -4,7 +4,7 @@ import asyncio
 import contextlib
 
 
-from posthouse.tracker.engine import Tracker
+from posthouse.tracker.engine import Tracker, account_status
 from posthouse.tracker.facts import FolderRenamed, MessageChanged, MessageSeen
 
 from .helpers import (Account, Proxy, RecordingSink, Store, accounts_table, append, imap_client, make_db,
@@ -127,7 +127,7 @@ def test_cut_mid_fetch_and_tracker_restart_lose_nothing(server, user, tmp_path):
 
     async def go():
         async with Proxy(server.host, server.port) as proxy:
-            proxy.cut_after = 30_000            # the first session dies mid-FETCH
+            proxy.cut_after = 9_000             # the first session dies mid-FETCH (in the second batch or so)
             proxy.delay = 0.01                  # slow enough to stop the first tracker mid-sync
             engine = make_db(tmp_path)
             store = Store(engine)
@@ -135,8 +135,11 @@ def test_cut_mid_fetch_and_tracker_restart_lose_nothing(server, user, tmp_path):
             sink = RecordingSink()
             async with tracking(tmp_path, None, None, None, None, engine=engine, store=store, sink=sink,
                                 batch_size=7, use_notify=False):
+                await wait_until(lambda: any(line["text"].startswith("connection:")
+                                             for line in account_status(engine, 1)["log"]), what="the cut")
                 await wait_until(lambda: len(sink.live()) >= 14, what="a few batches")
                 sink.fail = 1       # and the sink fails once: the batch is fetched again
+            assert len(sink.live()) < 60        # stopped mid-sync
             # The tracker stopped mid-sync; a new one resumes from the cursors.
             async with tracking(tmp_path, None, None, None, None, engine=engine, store=store, sink=sink,
                                 batch_size=7, name="t2", use_notify=False) as (tracker, *_):
