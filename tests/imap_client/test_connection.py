@@ -202,3 +202,20 @@ def test_garbage_greeting_silence_and_garbage_mid_fetch():
                 with pytest.raises(ConnectionLost):
                     await conn.noop()
     run(go())
+
+
+def test_international_folder_names(server, user):
+    import imaplib
+    c = imaplib.IMAP4(server.host, server.port)
+    c.login(*user)
+    assert c.create('"Entw&APw-rfe"')[0] == "OK"        # "Entwürfe" in modified UTF-7
+    c.logout()
+
+    async def go():
+        conn = await ImapConnection.open(plain(server))
+        await conn.login(*user)
+        assert "Entwürfe" in {f.name for f in await conn.list_folders()}
+        sel = await conn.select("Entwürfe")
+        assert sel.uidvalidity and (await conn.status("Entwürfe"))["MESSAGES"] == 0
+        await conn.logout()
+    run(go())
