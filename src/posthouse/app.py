@@ -163,7 +163,7 @@ async def serve(config: Config, ready=None, config_file: str | None = None) -> N
         if sieve.ports:
             started.append(("ManageSieve listening on %s port %s", config.managesieve_host, sieve.ports))
         started.append(("mail domains: %s", ", ".join(config.domains) or "none"))
-        if config.web_port is not None or config.tracker:
+        if config.web_port is not None or config.tracker_enabled:
             await _start_crm_side(config, ctx, loop, closers, started)
         for line in started:
             log.info(*line)
@@ -207,9 +207,9 @@ async def _start_crm_side(config: Config, ctx: ServerContext, loop, closers: lis
         started.append(("CRM database %s: schema %s", side.engine.url.render_as_string(hide_password=True),
                          f"upgraded from {before} to {now}" if before else f"made (revision {now})"))
     tracker = None
-    if config.tracker:
-        from .tracker.engine import Tracker
-        tracker = Tracker(side.engine, side.accounts, side.crm)
+    if config.tracker_enabled:
+        from .tracker.engine import Tracker, options_from_config
+        tracker = Tracker(side.engine, side.accounts, side.crm, options=options_from_config(config))
         task = loop.create_task(tracker.run(), name="tracker")
 
         async def stop_tracker():

@@ -109,8 +109,14 @@ class Config:
     # The web app and the REST API (/api/v1); None: off.
     web_host: str = "127.0.0.1"
     web_port: int | None = 8080
-    # The activity tracker inside `posthouse serve` (else run `posthouse tracker`).
-    tracker: bool = True
+    # The activity tracker ([tracker]): inside `posthouse serve` unless off (then run
+    # `posthouse tracker`); IDLE re-issued, other folders swept, batch size, how
+    # often leases are renewed and new accounts looked for (seconds).
+    tracker_enabled: bool = True
+    tracker_idle_renew: float = 25 * 60
+    tracker_sweep_interval: float = 5 * 60
+    tracker_batch_size: int = 100
+    tracker_poll_interval: float = 10.0
     # The CRM matches "ann+news@x" as "ann@x" (plus-detail folding); off: the whole address.
     crm_fold_plus: bool = False
     # Documents on contacts (crm/documents.py): bigger files are refused before parsing.

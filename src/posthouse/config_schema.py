@@ -103,7 +103,6 @@ class TopLevel(_Section):
     log_format: Literal["text", "json"] = "text"   # json: one object per line, for log shippers
     database_url: Annotated[str, Field(pattern=r"^(sqlite|postgresql)(\+\w+)?://")] | None = Field(
         None, description="the CRM's database; unset: crm.sqlite3 in data_dir")
-    tracker: bool = True
     crm_fold_plus: bool = False     # the CRM matches "ann+news@x" as "ann@x"
     document_max_size: Annotated[Size, Field(ge=1)] = 20 * 1024 * 1024   # a contact's document (resume)
     default_mailboxes: list[Annotated[list[str], Field(min_length=1, max_length=2)]] = Field(
@@ -173,6 +172,15 @@ class Quota(_Section):
     full_tempfail: bool = False
 
 
+class Tracker(_Section):
+    """The activity tracker: run inside `posthouse serve` (enabled), and its timings."""
+    enabled: bool = True
+    idle_renew: Annotated[Seconds, Field(gt=0)] = 25 * 60      # IDLE re-issued before servers' 30-minute timeout
+    sweep_interval: Annotated[Seconds, Field(gt=0)] = 5 * 60   # STATUS of the folders IDLE doesn't watch
+    batch_size: Annotated[int, Field(ge=1, le=10000)] = 100    # messages fetched at a time
+    poll_interval: Annotated[Seconds, Field(gt=0)] = 10.0      # leases renewed, new accounts looked for
+
+
 class Web(_Section):
     """The web app and REST API; port false: off."""
     host: Host = "127.0.0.1"
@@ -189,7 +197,7 @@ class Metrics(_Section):
 SECTIONS: dict[str, type[_Section]] = {
     "imap": Imap, "tls": Tls, "lmtp": Lmtp, "smtp": Smtp, "pop3": Pop3, "submission": Submission,
     "relay": Relay, "managesieve": ManageSieve, "quota": Quota, "metrics": Metrics,
-    "web": Web}
+    "web": Web, "tracker": Tracker}
 # These sections only group top-level keys.
 GROUPS = ("server", "limits", "storage")
 

@@ -19,11 +19,12 @@ def register(subparsers) -> None:
 def cmd_tracker(args) -> int:
     from ..config import load_config
     from ..crmside import open_crm_side
-    from .engine import Tracker
+    from .engine import Tracker, options_from_config
     config = load_config(args.config, args.data_dir)
     side = open_crm_side(config)
     try:
-        asyncio.run(_run_until_signal(Tracker(side.engine, side.accounts, side.crm, name=args.name)))
+        asyncio.run(_run_until_signal(Tracker(side.engine, side.accounts, side.crm, name=args.name,
+                                                 options=options_from_config(config))))
     finally:
         side.close()
     return 0

@@ -44,6 +44,11 @@ class Options:
     use_notify: bool = True
 
 
+def options_from_config(config) -> Options:
+    return Options(batch_size=config.tracker_batch_size, idle_renew=config.tracker_idle_renew,
+                   sweep_interval=config.tracker_sweep_interval, poll_interval=config.tracker_poll_interval)
+
+
 class AccountWorker:
     """Follows one account until cancelled or its login fails."""
 
