@@ -9,69 +9,57 @@ import time
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, insert
-
+from posthouse.accounts.store import AccountStore
+from posthouse.accounts.tables import accounts as accounts_table  # noqa: F401  (the tests read leases)
 from posthouse.db.engine import make_engine
 from posthouse.db.migrate import upgrade
 from posthouse.imap_client import Endpoint, ImapConnection, NoResponse
 from posthouse.tracker.facts import FolderRenamed, FolderReset, MessageChanged, MessageGone, MessageSeen
 
-# The accounts table belongs to the `accounts` part; the lease columns are all
-# the tracker touches, so the tests declare just those, on their own MetaData.
-test_metadata = MetaData()
-accounts_table = Table(
-    "accounts", test_metadata,
-    Column("id", Integer, primary_key=True),
-    Column("state", String(32), nullable=False, default="active"),
-    Column("lease_owner", String(200)),
-    Column("lease_until", DateTime(timezone=True)),
-)
-
-
 @dataclass
 class Account:
+    """An account as a test asks for it (added through the real AccountStore)."""
     id: int
     login: str
     password: str
     imap_host: str
     imap_port: int
     since: date | None = None
-    state: str = "active"
-    state_reason: str = ""
 
 
-class Store:
-    """The AccountStore methods the tracker calls."""
+class Store(AccountStore):
+    """The real account store, with knobs for the tests: capabilities to hide,
+    folders to refuse, sessions counted (through open_session below)."""
 
     def __init__(self, engine):
-        self.engine = engine
-        self.accounts: dict[int, Account] = {}
+        super().__init__(engine, engine.url.database.rpartition("/")[0])
         self.drop_caps: set[str] = set()     # pretend the server lacks these (CONDSTORE, QRESYNC...)
         self.refuse_select: set[str] = set()   # pretend the server answers NO to selecting these
         self.sessions = 0
+        self.accounts = _Accounts(self)
 
-    def add(self, account: Account) -> Account:
-        self.accounts[account.id] = account
-        with self.engine.begin() as db:
-            db.execute(insert(accounts_table).values(id=account.id, state="active"))
+    def follow(self, spec: Account):
+        account = super().add(owner="tester", kind="imap", imap_host=spec.imap_host, imap_port=spec.imap_port,
+                              imap_tls="none", login=spec.login, auth="password", since=spec.since,
+                              secret={"password": spec.password})
+        assert account.id == spec.id, "accounts are numbered from 1 in a fresh database"
         return account
 
-    def list(self, owner=None):
-        return list(self.accounts.values())
 
-    def get(self, id):
-        return self.accounts.get(id)
+class _Accounts:
+    """store.accounts[id]: the account as the database has it now."""
+    def __init__(self, store):
+        self.store = store
 
-    def set_state(self, id, state, reason=""):
-        self.accounts[id].state = state
-        self.accounts[id].state_reason = reason
+    def __getitem__(self, id):
+        return self.store.get(id)
 
 
 async def open_session(store: Store, account: Account) -> ImapConnection:
     store.sessions += 1
     conn = await ImapConnection.open(Endpoint(account.imap_host, account.imap_port, tls="none", timeout=5))
     try:
-        await conn.login(account.login, account.password)
+        await conn.login(account.login, store.secret(account.id)["password"])
     except BaseException:
         conn.close()
         raise
@@ -90,7 +78,6 @@ async def open_session(store: Store, account: Account) -> ImapConnection:
 def make_db(tmp_path):
     engine = make_engine(None, str(tmp_path))
     upgrade(engine)
-    test_metadata.create_all(engine)
     return engine
 
 

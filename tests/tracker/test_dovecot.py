@@ -26,7 +26,7 @@ def test_initial_and_incremental(dovecot, tmp_path, without):
         engine = make_db(tmp_path)
         store = Store(engine)
         store.drop_caps = set(without)
-        store.add(Account(1, login, password, dovecot.host, dovecot.port))
+        store.follow(Account(1, login, password, dovecot.host, dovecot.port))
         async with tracking(tmp_path, None, None, None, None, engine=engine, store=store,
                             sweep_interval=0.3, idle_renew=5, batch_size=5) as (tracker, sink, _s, _e):
             await wait_until(lambda: len(sink.live()) == 13, what="initial sync")
@@ -72,7 +72,7 @@ def test_uidvalidity_change_is_one_reset(dovecot, tmp_path):
     async def go():
         engine = make_db(tmp_path)
         store = Store(engine)
-        store.add(Account(1, login, password, dovecot.host, dovecot.port))
+        store.follow(Account(1, login, password, dovecot.host, dovecot.port))
         sink = RecordingSink()
         async with tracking(tmp_path, None, None, None, None, engine=engine, store=store, sink=sink):
             await wait_until(lambda: len(sink.live("Box")) == 3, what="initial")
@@ -104,7 +104,7 @@ def test_server_restart_resumes(dovecot, tmp_path):
         async with Proxy(dovecot.host, dovecot.port) as proxy:
             engine = make_db(tmp_path)
             store = Store(engine)
-            store.add(Account(1, login, password, "127.0.0.1", proxy.port))
+            store.follow(Account(1, login, password, "127.0.0.1", proxy.port))
             async with tracking(tmp_path, None, None, None, None, engine=engine, store=store,
                                 idle_renew=1) as (tracker, sink, _s, _e):
                 await wait_until(lambda: len(sink.live()) == 4, what="initial")

@@ -35,16 +35,20 @@ def _free_port() -> int:
 class Serve:
     def __init__(self, tmp_path, relay_port: int):
         self.dir = tmp_path
-        self.imap, self.lmtp, self.web = _free_port(), _free_port(), _free_port()
+        self.relay_port = relay_port
         self.config = str(tmp_path / "posthouse.toml")
-        (tmp_path / "posthouse.toml").write_text(
-            f'data_dir = "{tmp_path / "data"}"\nfsync = false\nparse_processes = 0\n'
+        self._write_config()
+        self.proc = None
+
+    def _write_config(self):
+        self.imap, self.lmtp, self.web = _free_port(), _free_port(), _free_port()
+        (self.dir / "posthouse.toml").write_text(
+            f'data_dir = "{self.dir / "data"}"\nfsync = false\nparse_processes = 0\n'
             f'domains = ["example.com"]\nhostname = "mx.example.com"\n'
             f'[imap]\nport = {self.imap}\ntls_port = false\n[lmtp]\nport = {self.lmtp}\n[smtp]\nport = false\n'
             '[pop3]\nport = false\ntls_port = false\n[managesieve]\nport = false\n'
             f'[submission]\nport = {_free_port()}\ntls_port = false\n[web]\nport = {self.web}\n'
-            f'[relay]\nhost = "127.0.0.1"\nport = {relay_port}\ntls = "none"\n')
-        self.proc = None
+            f'[relay]\nhost = "127.0.0.1"\nport = {self.relay_port}\ntls = "none"\n')
 
     def run(self, *args, stdin: str | None = None) -> str:
         r = subprocess.run([sys.executable, "-m", "posthouse", "--config", self.config, *args],
@@ -52,16 +56,26 @@ class Serve:
         assert r.returncode == 0, f"posthouse {' '.join(args)}: {r.stdout}{r.stderr}"
         return r.stdout
 
-    def start(self):
-        self.log = open(self.dir / "serve.log", "w+")
-        self.proc = subprocess.Popen([sys.executable, "-m", "posthouse", "--config", self.config, "serve"],
-                                     stdout=subprocess.DEVNULL, stderr=self.log,
-                                     env=dict(os.environ, PYTHONUNBUFFERED="1"))
-        deadline = time.monotonic() + WAIT
-        while "web listening" not in (self.dir / "serve.log").read_text():
-            assert self.proc.poll() is None, (self.dir / "serve.log").read_text()
-            assert time.monotonic() < deadline, "serve did not start"
-            time.sleep(0.1)
+    def start(self, tries: int = 3):
+        """Start serve; a free port taken by another process meanwhile (other
+        tests run beside this one) means new ports and another try."""
+        for attempt in range(tries):
+            self.log = open(self.dir / "serve.log", "w+")
+            self.proc = subprocess.Popen([sys.executable, "-m", "posthouse", "--config", self.config, "serve"],
+                                         stdout=subprocess.DEVNULL, stderr=self.log,
+                                         env=dict(os.environ, PYTHONUNBUFFERED="1"))
+            deadline = time.monotonic() + WAIT
+            while "web listening" not in (self.dir / "serve.log").read_text():
+                if self.proc.poll() is not None:
+                    break
+                assert time.monotonic() < deadline, "serve did not start"
+                time.sleep(0.1)
+            else:
+                return
+            text = (self.dir / "serve.log").read_text()
+            self.log.close()
+            assert "already in use" in text and attempt < tries - 1, text
+            self._write_config()
 
     def stop(self):
         if self.proc is not None and self.proc.poll() is None:

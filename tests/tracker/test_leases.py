@@ -13,9 +13,9 @@ from .test_posthouse import run, tracking
 def test_lease_claim_rules(tmp_path):
     engine = make_db(tmp_path)
     store = Store(engine)
-    store.add(Account(1, "x", "y", "127.0.0.1", 1))
-    a = Leases(engine, "a", 60, table=accounts_table)
-    b = Leases(engine, "b", 60, table=accounts_table)
+    store.follow(Account(1, "x", "y", "127.0.0.1", 1))
+    a = Leases(engine, "a", 60)
+    b = Leases(engine, "b", 60)
     assert a.claim(1) and a.claim(1)        # taken, then renewed
     assert not b.claim(1)                   # held by a
     with engine.begin() as db:              # a's lease runs out (a died)
@@ -34,7 +34,7 @@ def test_two_trackers_one_account(server, user, tmp_path):
     async def go():
         engine = make_db(tmp_path)
         store = Store(engine)
-        store.add(Account(1, *user, server.host, server.port))
+        store.follow(Account(1, *user, server.host, server.port))
         async with tracking(tmp_path, None, None, None, None, engine=engine, store=store, name="A",
                             lease_seconds=2) as (a, sink, _s, _e):
             await wait_until(lambda: len(sink.live()) == 1, what="A syncs")

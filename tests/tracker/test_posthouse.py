@@ -31,12 +31,12 @@ async def tracking(tmp_path, host, port, login, password, *, engine=None, store=
     engine = engine or make_db(tmp_path)
     if store is None:
         store = Store(engine)
-        store.add(Account(account_id, login, password, host, port, since=since))
+        store.follow(Account(account_id, login, password, host, port, since=since))
     sink = sink or RecordingSink()
     opts = dict(poll_interval=0.2, backoff_base=0.05, backoff_max=0.5, busy_backoff=0.2, batch_size=10)
     opts.update(options)
     tracker = Tracker(engine, store, sink, name=name, open_session=open_session,
-                      leases_table=accounts_table, **opts)
+                      **opts)
     task = asyncio.create_task(tracker.run())
     try:
         yield tracker, sink, store, engine
@@ -131,7 +131,7 @@ def test_cut_mid_fetch_and_tracker_restart_lose_nothing(server, user, tmp_path):
             proxy.delay = 0.01                  # slow enough to stop the first tracker mid-sync
             engine = make_db(tmp_path)
             store = Store(engine)
-            store.add(Account(1, *user, "127.0.0.1", proxy.port))
+            store.follow(Account(1, *user, "127.0.0.1", proxy.port))
             sink = RecordingSink()
             async with tracking(tmp_path, None, None, None, None, engine=engine, store=store, sink=sink,
                                 batch_size=7, use_notify=False):
@@ -294,7 +294,7 @@ def test_posthouse_restart_resumes(tmp_path):
         async with Proxy(first.host, first.port) as proxy:
             engine = make_db(tmp_path)
             store = Store(engine)
-            store.add(Account(1, *user, "127.0.0.1", proxy.port))
+            store.follow(Account(1, *user, "127.0.0.1", proxy.port))
             async with tracking(tmp_path, None, None, None, None, engine=engine, store=store) as (t, sink, _s, _e):
                 await wait_until(lambda: len(sink.live()) == 3, what="initial")
                 await asyncio.to_thread(first.stop)
@@ -325,7 +325,7 @@ def test_a_folder_the_server_refuses_is_skipped(server, user, tmp_path):
         engine = make_db(tmp_path)
         store = Store(engine)
         store.refuse_select = {"Trash"}
-        store.add(Account(1, *user, server.host, server.port))
+        store.follow(Account(1, *user, server.host, server.port))
         async with tracking(tmp_path, None, None, None, None, engine=engine, store=store,
                             sweep_interval=0.2) as (tracker, sink, _s, _e):
             await wait_until(lambda: len(sink.live()) == 1, what="INBOX synced")

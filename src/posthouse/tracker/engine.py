@@ -357,7 +357,7 @@ class Tracker:
     (list(), get(id), set_state(id, state, reason)); `sink`: a FactSink."""
 
     def __init__(self, engine, accounts, sink, *, name: str | None = None, open_session=None,
-                 options: Options | None = None, leases_table=None, **option_values):
+                 options: Options | None = None, **option_values):
         self.engine = engine
         self.accounts = accounts
         self.sink = sink
@@ -365,7 +365,7 @@ class Tracker:
         self.options = options or Options(**option_values)
         self.open_session = open_session or _default_open_session()
         self.cursors = Cursors(engine)
-        self.leases = Leases(engine, self.name, self.options.lease_seconds, table=leases_table)
+        self.leases = Leases(engine, self.name, self.options.lease_seconds)
         self.workers: dict[int, tuple[AccountWorker, asyncio.Task]] = {}
         self._stop = asyncio.Event()
         self._stopped = asyncio.Event()

@@ -4,7 +4,7 @@ any of them changes nothing, so the tracker applies a batch of facts first and
 moves its folder cursor after: a crash in between replays, never loses."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, Sequence, Union
 

@@ -6,26 +6,19 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import Table, and_, or_, update
+from sqlalchemy import and_, or_, update
 from sqlalchemy.engine import Engine
 
+from ..accounts.tables import accounts
 from .cursors import now
 
 
-def accounts_table() -> Table:
-    from ..db.metadata import load_tables
-    table = load_tables().tables.get("accounts")
-    if table is None:
-        raise RuntimeError("the accounts table is not declared (posthouse.accounts.tables is missing)")
-    return table
-
-
 class Leases:
-    def __init__(self, engine: Engine, owner: str, seconds: float = 60.0, table: Table | None = None):
+    def __init__(self, engine: Engine, owner: str, seconds: float = 60.0):
         self.engine = engine
         self.owner = owner
         self.seconds = seconds
-        self.table = table if table is not None else accounts_table()
+        self.table = accounts
 
     def claim(self, account_id: int) -> bool:
         """Take or renew the lease on one account; False if another tracker holds it."""

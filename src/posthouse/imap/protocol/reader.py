@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .framing import Framing
 from .tokenizer import Literal, build_command, split_tag
 from .tokens import Command, ParseError
 
@@ -53,26 +54,18 @@ class RawLine:
     line: bytes
 
 
-class CommandReader:
+class CommandReader(Framing):
     def __init__(self, max_line: int = 65536, max_literal: int = 64 * 1024 * 1024,
                  max_literals_per_command: int = 1000, max_command_literals: int | None = None):
+        super().__init__()
         self.max_line = max_line
         self.max_literal = max_literal
         self.max_literals = max_literals_per_command
         # Bytes of all literals of one command together (None: max_literal).
         self.max_command_literals = max_literal if max_command_literals is None else max_command_literals
         self._literal_total = 0         # of the command so far
-        self._buf = bytearray()
-        self._parts: list = []          # text segments and Literals of the command so far
-        self._text_len = 0
-        self._literal_left = 0          # bytes still to read into the current literal
-        self._literal: bytearray | None = None
-        self._literal_binary = False
         self.raw_mode = False           # next complete line comes back as RawLine
         self.closed = False
-
-    def feed(self, data: bytes) -> None:
-        self._buf += data
 
     @property
     def pending_bytes(self) -> int:
@@ -93,27 +86,15 @@ class CommandReader:
             return None
         while True:
             if self._literal is not None:
-                if not self._buf:
+                if not self._fill_literal():
                     return None
-                take = min(self._literal_left, len(self._buf))
-                self._literal += self._buf[:take]
-                del self._buf[:take]
-                self._literal_left -= take
-                if self._literal_left:
-                    return None
-                self._parts.append(Literal(bytes(self._literal), self._literal_binary))
-                self._literal = None
                 continue
-            nl = self._buf.find(b"\n")
-            if nl < 0:
+            line = self._next_line()
+            if line is None:
                 if len(self._buf) > self.max_line:
                     self.closed = True
                     return Fatal("Line too long")
                 return None
-            line = bytes(self._buf[:nl])
-            del self._buf[: nl + 1]
-            if line.endswith(b"\r"):
-                line = line[:-1]
             if self.raw_mode:
                 self.raw_mode = False
                 if len(line) > self.max_line:
@@ -139,9 +120,7 @@ class CommandReader:
             if sum(isinstance(p, Literal) for p in self._parts) >= self.max_literals:
                 return self._abort(Fatal("Too many literals"), fatal=True)
             self._literal_total += size
-            self._literal = bytearray()
-            self._literal_left = size
-            self._literal_binary = bool(m.group(1))
+            self._start_literal(size, bool(m.group(1)))
             if not nonsync:
                 return NeedContinuation(size)
 

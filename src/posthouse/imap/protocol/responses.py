@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from . import mutf7
-from .tokenizer import Literal, tokenize
+from .framing import Framing
+from .tokenizer import tokenize
 from .tokens import Atom, ParenList, ParseError, String
 
 _LITERAL_AT_END = re.compile(rb"(~?)\{(\d{1,20})\+?\}$")
@@ -175,19 +176,11 @@ class UidSet:
 
 # ---------------------------------------------------------------- the reader
 
-class ResponseReader:
+class ResponseReader(Framing):
     def __init__(self, max_line: int = 1 << 20, max_literal: int = 256 * 1024 * 1024):
+        super().__init__()
         self.max_line = max_line
         self.max_literal = max_literal
-        self._buf = bytearray()
-        self._parts: list = []
-        self._text_len = 0
-        self._literal: bytearray | None = None
-        self._literal_left = 0
-        self._literal_binary = False
-
-    def feed(self, data: bytes) -> None:
-        self._buf += data
 
     @property
     def mid_response(self) -> bool:
@@ -197,27 +190,15 @@ class ResponseReader:
         """The next complete response, or None until more bytes are fed."""
         while True:
             if self._literal is not None:
-                if not self._buf:
+                if not self._fill_literal():
                     return None
-                take = min(self._literal_left, len(self._buf))
-                self._literal += self._buf[:take]
-                del self._buf[:take]
-                self._literal_left -= take
-                if self._literal_left:
-                    return None
-                self._parts.append(Literal(bytes(self._literal), self._literal_binary))
-                self._literal = None
                 continue
-            nl = self._buf.find(b"\n")
-            if nl < 0:
+            line = self._next_line()
+            if line is None:
                 if len(self._buf) + self._text_len > self.max_line:
                     self._reset()
                     raise ResponseError("response line too long")
                 return None
-            line = bytes(self._buf[:nl])
-            del self._buf[:nl + 1]
-            if line.endswith(b"\r"):
-                line = line[:-1]
             self._text_len += len(line)
             if self._text_len > self.max_line:
                 self._reset()
@@ -238,9 +219,7 @@ class ResponseReader:
                 self._reset()
                 raise ResponseError(f"literal of {size} octets is over the limit")
             self._parts.append(line[:m.start()])
-            self._literal = bytearray()
-            self._literal_left = size
-            self._literal_binary = bool(m.group(1))
+            self._start_literal(size, bool(m.group(1)))
 
     def _is_status(self, line: bytes) -> bool:
         """A status line's text may end in "{5}" without being a literal."""
