@@ -54,3 +54,43 @@ def test_generated_requests_get_no_5xx(case, api):
     assert r.status_code < 500, (case.method, case.formatted_path, r.status_code, r.text[:500])
     if r.status_code >= 400:
         assert "error" in r.json(), (case.method, case.formatted_path, r.text[:300])
+
+
+# -- the same over the real parts (crmside: the CRM, accounts, documents, sending) --------
+@pytest.fixture(scope="module")
+def real_api(tmp_path_factory):
+    from posthouse.config import Config
+    from posthouse.crmside import open_crm_side
+    from posthouse.web.services import build_app
+    from posthouse.web.tokens import TokenStore
+
+    from .conftest import ServedApp
+    config = Config(data_dir=str(tmp_path_factory.mktemp("realweb")))
+    side = open_crm_side(config, local_users=lambda: ["alice"])
+    side.crm.add_contact(name="Ann Buyer", emails=["ann@acme.example"], tags=["lead"])
+    served = ServedApp(build_app(config, side))
+    served.token = TokenStore(side.engine).create("alice", "tests")[1]
+    yield served
+    served.stop()
+    side.close()
+
+
+@pytest.fixture(scope="module")
+def real_schema(real_api):
+    return schemathesis.openapi.from_dict(_openapi_of(real_api))
+
+
+def _openapi_of(served) -> dict:
+    import httpx
+    return httpx.get(served.url + "/api/v1/openapi.json", timeout=30).json()
+
+
+real = schemathesis.pytest.from_fixture("real_schema")
+
+
+@real.parametrize()
+@settings(max_examples=5, phases=[Phase.generate], deadline=None, derandomize=True, database=None,
+          suppress_health_check=list(HealthCheck))
+def test_generated_requests_against_the_real_parts_get_no_5xx(case, real_api):
+    r = case.call(base_url=real_api.url, headers={"Authorization": f"Bearer {real_api.token}"})
+    assert r.status_code < 500, (case.method, case.formatted_path, r.status_code, r.text[:500])
