@@ -419,8 +419,9 @@ class ImapConnection:
             raise ConnectionLost("connection", "the connection was closed")
         try:
             self._writer.write(data)
-            await asyncio.wait_for(self._writer.drain(), self.endpoint.timeout)
-        except (OSError, asyncio.TimeoutError) as e:
+            async with asyncio.timeout(self.endpoint.timeout):
+                await self._writer.drain()
+        except (OSError, TimeoutError) as e:
             self._lost(f"write failed: {e or 'timeout'}")
 
     async def _read(self, timeout: float | None = None, quiet: bool = False):
@@ -438,8 +439,11 @@ class ImapConnection:
                     self.bye = r.text
                 return r
             try:
-                data = await asyncio.wait_for(self._reader.read(1 << 16), timeout)
-            except asyncio.TimeoutError:
+                # asyncio.timeout, not wait_for: wait_for (3.11) can swallow a
+                # cancel that comes as data arrives, and the task never stops.
+                async with asyncio.timeout(timeout):
+                    data = await self._reader.read(1 << 16)
+            except TimeoutError:
                 if quiet and not self._parser.mid_response:
                     return None
                 self._lost(f"no answer in {timeout:g}s")

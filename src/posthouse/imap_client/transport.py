@@ -39,20 +39,20 @@ def tls_context(endpoint: Endpoint) -> ssl.SSLContext:
 async def connect_tcp(endpoint: Endpoint):
     loop = asyncio.get_running_loop()
     try:
-        infos = await asyncio.wait_for(
-            loop.getaddrinfo(endpoint.host, endpoint.port, type=socket.SOCK_STREAM), endpoint.timeout)
+        async with asyncio.timeout(endpoint.timeout):
+            infos = await loop.getaddrinfo(endpoint.host, endpoint.port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as e:
         raise ImapError("dns", f"cannot resolve {endpoint.host!r}: {e}") from None
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise ImapError("dns", f"no answer resolving {endpoint.host!r} in {endpoint.timeout:g}s") from None
     if not infos:
         raise ImapError("dns", f"{endpoint.host!r} has no address")
     last: Exception | None = None
     for family, type_, proto, _name, addr in infos:
         try:
-            return await asyncio.wait_for(
-                asyncio.open_connection(addr[0], addr[1], family=family, limit=1 << 20), endpoint.timeout)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(endpoint.timeout):
+                return await asyncio.open_connection(addr[0], addr[1], family=family, limit=1 << 20)
+        except TimeoutError:
             last = TimeoutError(f"no answer in {endpoint.timeout:g}s")
         except OSError as e:
             last = e
@@ -63,12 +63,13 @@ async def start_tls(writer: asyncio.StreamWriter, endpoint: Endpoint) -> str:
     """Upgrade the stream; return the SHA-256 (hex) of the certificate seen."""
     ctx = tls_context(endpoint)
     try:
-        await asyncio.wait_for(writer.start_tls(ctx, server_hostname=endpoint.host), endpoint.timeout)
+        async with asyncio.timeout(endpoint.timeout):
+            await writer.start_tls(ctx, server_hostname=endpoint.host)
     except ssl.SSLCertVerificationError as e:
         raise ImapError("tls", f"certificate not trusted: {e.verify_message or e}") from None
     except (ssl.SSLError, OSError) as e:
         raise ImapError("tls", f"TLS handshake failed: {e}") from None
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise ImapError("tls", f"TLS handshake took over {endpoint.timeout:g}s") from None
     ssl_object = writer.get_extra_info("ssl_object")
     der = ssl_object.getpeercert(binary_form=True) if ssl_object else None

@@ -1,0 +1,1 @@
+from .dovecot import dovecot  # noqa: F401  (the fixture)
