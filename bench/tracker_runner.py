@@ -33,6 +33,13 @@ def rss_kib(pid: int | str = "self") -> int:
     return 0
 
 
+class NullSink:
+    """Takes the facts and keeps nothing: the tracker's own cost without the CRM's."""
+
+    def apply(self, facts) -> None:
+        pass
+
+
 def build(args):
     """(tracker, store): the engine, AccountStore, Crm and Tracker."""
     from posthouse.accounts.store import AccountStore
@@ -57,10 +64,12 @@ def build(args):
     crm = Crm(engine, own_addresses=store.own_addresses,
               privacy_level=lambda id: getattr(store.get(id), "privacy", "snippet"),
               account_owner=lambda id: getattr(store.get(id), "owner", None),
-              classify=classify)
+              classify=None if args.sink == "crm-noclassify" else classify)
     options = dict(use_notify=not args.no_notify, poll_interval=args.poll_interval)
     if args.batch_size:
         options["batch_size"] = args.batch_size
+    if args.sink == "null":
+        crm = NullSink()
     tracker = Tracker(engine, store, crm, name=f"bench-runner-{os.getpid()}", **options)
     return tracker, store
 
@@ -137,6 +146,9 @@ def main() -> int:
     ap.add_argument("--no-notify", action="store_true", help="IDLE and STATUS sweeps even where NOTIFY is offered")
     ap.add_argument("--poll-interval", type=float, default=10.0, help="the tracker's look for new accounts")
     ap.add_argument("--batch-size", type=int, default=0, help="messages per FETCH batch (0: the tracker's default)")
+    ap.add_argument("--sink", choices=["crm", "crm-noclassify", "null"], default="crm",
+                    help="null: drop the facts (what the sync costs without the CRM); "
+                         "crm-noclassify: the CRM without the reply sorter")
     ap.add_argument("--timeout", type=float, default=0, help="give up after this many seconds (0: never)")
     args = ap.parse_args()
     if not args.config and not args.data_dir:

@@ -83,18 +83,18 @@ def run_mbsync(work: str, dovecot: DovecotServer, timeout: float) -> dict:
     return {"seconds": seconds, "peak_kib": peak, "messages": files}
 
 
-def run_tracker(work: str, dovecot: DovecotServer, timeout: float, batch_size: int) -> dict:
-    data_dir = os.path.join(work, "tracker")
+def run_tracker(work: str, dovecot: DovecotServer, timeout: float, batch_size: int, sink: str = "crm") -> dict:
+    data_dir = os.path.join(work, "tracker" if sink == "crm" else f"tracker-{sink}")
     os.makedirs(data_dir)
     engine, store = account_store(data_dir)
     store.add(owner=USER, kind="imap", imap_host=HOST, imap_port=dovecot.port, imap_tls="none",
               login=USER, auth="password", secret={"password": PASSWORD}, since=None,
               addresses=[f"{USER}@bench.example"])
     engine.dispose()
-    extra = ["--until-synced", "--timeout", str(timeout)]
+    extra = ["--until-synced", "--timeout", str(timeout), "--sink", sink]
     if batch_size:
         extra += ["--batch-size", str(batch_size)]
-    child = runner(data_dir, os.path.join(work, "tracker.log"), *extra)
+    child = runner(data_dir, os.path.join(work, f"tracker-{sink}.log"), *extra)
     try:
         code, peak, seconds = child.wait(timeout + 60)
     finally:
@@ -112,6 +112,9 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=0, help="the tracker's FETCH batch (0: its default)")
     ap.add_argument("--timeout", type=float, default=3 * 3600, help="seconds allowed for each sync")
     ap.add_argument("--tracker-first", action="store_true", help="run the tracker before mbsync")
+    ap.add_argument("--null-sink", action="store_true",
+                    help="also run the tracker with a sink that drops the facts (its cost without the CRM), "
+                         "and with the CRM but no reply sorter")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args()
     ensure_dovecot()
@@ -126,6 +129,11 @@ def main() -> int:
                  ("tracker", lambda: run_tracker(work, dovecot, args.timeout, args.batch_size))]
         if args.tracker_first:
             steps.reverse()
+        if args.null_sink:
+            steps.append(("tracker, null sink",
+                          lambda: run_tracker(work, dovecot, args.timeout, args.batch_size, "null")))
+            steps.append(("tracker, CRM without the reply sorter",
+                          lambda: run_tracker(work, dovecot, args.timeout, args.batch_size, "crm-noclassify")))
         results = {}
         for name, step in steps:
             results[name] = step()
@@ -133,13 +141,21 @@ def main() -> int:
             print(f"{name}: {r['seconds']:.1f}s  {count / r['seconds']:.0f} msg/s  peak RSS {r['peak_kib'] / 1024:.0f} MiB",
                   flush=True)
         t, m = results["tracker"], results["mbsync"]
-        print(f"\ninitial sync of {count} messages from Dovecot (order: {' then '.join(n for n, _ in steps)})")
+        print(f"\ninitial sync of {count} messages from Dovecot (order: {', then '.join(n for n, _ in steps)})")
         print(f"  tracker  {t['seconds']:8.1f} s  {count / t['seconds']:7.0f} msg/s  peak RSS {t['peak_kib'] / 1024:6.1f} MiB"
               f"  (synced after {t['sync_seconds']:.1f} s in the process)")
         print(f"  mbsync   {m['seconds']:8.1f} s  {count / m['seconds']:7.0f} msg/s  peak RSS {m['peak_kib'] / 1024:6.1f} MiB"
               f"  ({m['messages']} files in the Maildir)")
         print(f"  tracker / mbsync: time {t['seconds'] / m['seconds']:.2f}x, peak memory "
               f"{t['peak_kib'] / m['peak_kib']:.2f}x")
+        if args.null_sink:
+            z = results["tracker, null sink"]
+            print(f"  tracker with a null sink (no CRM): {z['seconds']:.1f} s  {count / z['seconds']:.0f} msg/s  "
+                  f"peak RSS {z['peak_kib'] / 1024:.1f} MiB: the CRM's share of the time "
+                  f"{max(0.0, 1 - z['seconds'] / t['seconds']) * 100:.0f}%")
+            z = results["tracker, CRM without the reply sorter"]
+            print(f"  tracker with the CRM but no reply sorter: {z['seconds']:.1f} s  {count / z['seconds']:.0f} msg/s: "
+                  f"the sorter's share of the time {max(0.0, 1 - z['seconds'] / t['seconds']) * 100:.0f}%")
         ok = t["messages"] == count and t["places"] == count
         print(f"  CRM database: {t['messages']} messages, {t['places']} places, {t['activities']} activities "
               f"({'= N' if ok else f'EXPECTED {count}'})")
