@@ -31,7 +31,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lmtp_client import LmtpClient                                              # noqa: E402
-from servers import HOST, PASSWORD, DovecotServer, PosthouseServer, ensure_dovecot   # noqa: E402
+from servers import HOST, PASSWORD, DovecotServer, PosthouseServer, ensure_dovecot, wait_port   # noqa: E402
 from tracker_common import percentile, runner, wait_status                     # noqa: E402
 
 USER = "bench1"
@@ -91,6 +91,10 @@ def run_provider(kind: str, work: str, args) -> dict:
         web = PosthouseServer(os.path.join(work, kind), [USER], web=True,
                               mailboxes=[("INBOX", None), ("Sent", "\\Sent")])
         servers.append(web)
+        # The web API starts after the mail listeners and makes the CRM database's
+        # tables: no other process may open the database before (two first
+        # migrations at once: one fails with "table alembic_version already exists").
+        wait_port(web.web_port, web.proc)
         config = web.config_path
         if kind == "posthouse":
             provider = web
