@@ -202,3 +202,52 @@ def test_garbage_greeting_silence_and_garbage_mid_fetch():
                 with pytest.raises(ConnectionLost):
                     await conn.noop()
     run(go())
+
+
+def test_international_folder_names(server, user):
+    import imaplib
+    c = imaplib.IMAP4(server.host, server.port)
+    c.login(*user)
+    assert c.create('"Entw&APw-rfe"')[0] == "OK"        # "Entwürfe" in modified UTF-7
+    c.logout()
+
+    async def go():
+        conn = await ImapConnection.open(plain(server))
+        await conn.login(*user)
+        assert "Entwürfe" in {f.name for f in await conn.list_folders()}
+        sel = await conn.select("Entwürfe")
+        assert sel.uidvalidity and (await conn.status("Entwürfe"))["MESSAGES"] == 0
+        await conn.logout()
+    run(go())
+
+
+def test_random_server_bytes_only_raise_imap_errors():
+    """Whatever a server sends after its greeting, a command ends in a
+    result or an ImapError, never another exception or a hang."""
+    import random
+    rng = random.Random(22)
+    pieces = [b"* ", b"P1 ", b"P2 ", b"OK ", b"NO ", b"BAD ", b"BYE ", b"FETCH ", b"1 ", b"(", b")", b"[", b"]",
+              b"UID ", b"{3}\r\n", b"~{2}\r\n", b"{99999999999}\r\n", b'"q" ', b"NIL ", b"BODY[1]<0> ", b"\\Seen ",
+              b"\r\n", b"+ ", b"VANISHED ", b"(EARLIER) ", b"1:5 ", b"EXISTS ", b"\xff", b"\x00", b"x" * 300]
+    payloads = [b"".join(rng.choice(pieces) for _ in range(rng.randint(1, 40))) for _ in range(40)]
+    it = iter(payloads)
+
+    async def script(reader, writer):
+        payload = next(it)
+        writer.write(b"* OK [CAPABILITY IMAP4rev1 LITERAL+] hi\r\n")
+        await reader.readline()
+        writer.write(payload)
+        await writer.drain()
+
+    async def go():
+        async with fake_server(script) as port:
+            for _ in payloads:
+                conn = await ImapConnection.open(Endpoint("127.0.0.1", port, tls="none", timeout=0.5))
+                try:
+                    async for _f in conn.uid_fetch("1:*", "UID FLAGS"):
+                        pass
+                except ImapError:
+                    pass
+                finally:
+                    conn.close()
+    run(go())

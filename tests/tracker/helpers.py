@@ -13,7 +13,7 @@ from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, inser
 
 from posthouse.db.engine import make_engine
 from posthouse.db.migrate import upgrade
-from posthouse.imap_client import Endpoint, ImapConnection
+from posthouse.imap_client import Endpoint, ImapConnection, NoResponse
 from posthouse.tracker.facts import FolderRenamed, FolderReset, MessageChanged, MessageGone, MessageSeen
 
 # The accounts table belongs to the `accounts` part; the lease columns are all
@@ -47,6 +47,7 @@ class Store:
         self.engine = engine
         self.accounts: dict[int, Account] = {}
         self.drop_caps: set[str] = set()     # pretend the server lacks these (CONDSTORE, QRESYNC...)
+        self.refuse_select: set[str] = set()   # pretend the server answers NO to selecting these
         self.sessions = 0
 
     def add(self, account: Account) -> Account:
@@ -75,6 +76,14 @@ async def open_session(store: Store, account: Account) -> ImapConnection:
         conn.close()
         raise
     conn.capabilities = conn.capabilities - store.drop_caps
+    if store.refuse_select:
+        select = conn.select
+
+        async def refusing_select(folder, **kw):
+            if folder in store.refuse_select:
+                raise NoResponse("command", None, "you may not (test)")
+            return await select(folder, **kw)
+        conn.select = refusing_select
     return conn
 
 

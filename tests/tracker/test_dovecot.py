@@ -11,8 +11,8 @@ from .helpers import Account, Proxy, RecordingSink, Store, append, imap_client, 
 from .test_posthouse import run, tracking
 
 
-@pytest.mark.parametrize("without", [(), ("QRESYNC",), ("QRESYNC", "CONDSTORE")],
-                         ids=["qresync", "condstore", "uid-diff"])
+@pytest.mark.parametrize("without", [(), ("NOTIFY",), ("NOTIFY", "QRESYNC"), ("NOTIFY", "QRESYNC", "CONDSTORE")],
+                         ids=["qresync-notify", "qresync-idle", "condstore-idle", "uid-diff-idle"])
 def test_initial_and_incremental(dovecot, tmp_path, without):
     login, password = dovecot.user()
     c = imap_client(dovecot.host, dovecot.port, login, password)

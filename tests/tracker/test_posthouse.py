@@ -3,9 +3,8 @@ that can cut and delay connections."""
 import asyncio
 import contextlib
 
-import pytest
 
-from posthouse.tracker.engine import Tracker
+from posthouse.tracker.engine import Tracker, account_status
 from posthouse.tracker.facts import FolderRenamed, MessageChanged, MessageSeen
 
 from .helpers import (Account, Proxy, RecordingSink, Store, accounts_table, append, imap_client, make_db,
@@ -128,7 +127,7 @@ def test_cut_mid_fetch_and_tracker_restart_lose_nothing(server, user, tmp_path):
 
     async def go():
         async with Proxy(server.host, server.port) as proxy:
-            proxy.cut_after = 30_000            # the first session dies mid-FETCH
+            proxy.cut_after = 9_000             # the first session dies mid-FETCH (in the second batch or so)
             proxy.delay = 0.01                  # slow enough to stop the first tracker mid-sync
             engine = make_db(tmp_path)
             store = Store(engine)
@@ -136,8 +135,11 @@ def test_cut_mid_fetch_and_tracker_restart_lose_nothing(server, user, tmp_path):
             sink = RecordingSink()
             async with tracking(tmp_path, None, None, None, None, engine=engine, store=store, sink=sink,
                                 batch_size=7, use_notify=False):
+                await wait_until(lambda: any(line["text"].startswith("connection:")
+                                             for line in account_status(engine, 1)["log"]), what="the cut")
                 await wait_until(lambda: len(sink.live()) >= 14, what="a few batches")
                 sink.fail = 1       # and the sink fails once: the batch is fetched again
+            assert len(sink.live()) < 60        # stopped mid-sync
             # The tracker stopped mid-sync; a new one resumes from the cursors.
             async with tracking(tmp_path, None, None, None, None, engine=engine, store=store, sink=sink,
                                 batch_size=7, name="t2", use_notify=False) as (tracker, *_):
@@ -169,7 +171,7 @@ def test_idle_renewed_and_sweep_without_notify(server, user, tmp_path):
                 await asyncio.to_thread(append, c, "Sent", message(0, "swept"))
                 await wait_until(lambda: len(sink.live("INBOX")) == 6, what="idle news")
                 await wait_until(lambda: sink.live_ids("Sent") == {"swept0@example.org"}, what="sweep")
-                assert proxy.client_bytes.count(b" IDLE\r\n") >= 10
+                await wait_until(lambda: proxy.client_bytes.count(b" IDLE\r\n") >= 10, what="IDLE renewed")
                 assert proxy.client_bytes.count(b"DONE\r\n") >= 9
                 assert store.sessions == 1
     run(go())
@@ -232,5 +234,128 @@ def test_skeleton_of_a_bounce(server, user, tmp_path):
         assert b"THE ORIGINAL BODY" not in seen.skeleton and b"iVBORw0KGgo" not in seen.skeleton
         assert [(a.name, a.content_type, a.section) for a in seen.attachments] == [
             (None, "message/rfc822", "3"), ("logo.png", "image/png", "4")]
+    run(go())
+    c.logout()
+
+
+def test_unavailable_backs_off_and_is_not_a_login_failure(tmp_path):
+    """A server answering LOGIN with NO [UNAVAILABLE] is retried after the
+    busy back-off; the account is not marked as needing attention."""
+    logins = []
+
+    async def handle(reader, writer):
+        writer.write(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] fake\r\n")
+        await writer.drain()
+        while line := await reader.readline():
+            tag = line.split(b" ", 1)[0]
+            if b" LOGIN " in line:
+                logins.append(asyncio.get_running_loop().time())
+                writer.write(tag + b" NO [UNAVAILABLE] backend down\r\n")
+            else:
+                writer.write(tag + b" BAD what\r\n")
+            await writer.drain()
+        writer.close()
+
+    async def go():
+        srv = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = srv.sockets[0].getsockname()[1]
+        try:
+            async with tracking(tmp_path, "127.0.0.1", port, "u", "p", busy_backoff=0.4,
+                                backoff_base=0.01) as (tracker, sink, store, _e):
+                await wait_until(lambda: len(logins) >= 3, what="retries")
+                assert store.accounts[1].state == "active"
+                gaps = [b - a for a, b in zip(logins, logins[1:])]
+                assert min(gaps) >= 0.4 * 0.5           # the busy back-off (with jitter), not backoff_base
+                assert any("UNAVAILABLE" in line["text"] for line in tracker.status(1)["log"])
+        finally:
+            srv.close()
+            await srv.wait_closed()
+    run(go())
+
+
+def test_posthouse_restart_resumes(tmp_path):
+    """The provider restarts (a new process on the same data): the tracker
+    reconnects and goes on from its cursors."""
+    from tests.conftest import RunningServer
+    data = str(tmp_path / "provider")
+    first = RunningServer(data)
+    try:
+        user = first.add_user("restart")
+        c = imap_client(first.host, first.port, *user)
+        for i in range(3):
+            append(c, "INBOX", message(i, "phr"))
+        c.logout()
+    except BaseException:
+        first.stop()
+        raise
+    servers = [first]
+
+    async def go():
+        async with Proxy(first.host, first.port) as proxy:
+            engine = make_db(tmp_path)
+            store = Store(engine)
+            store.add(Account(1, *user, "127.0.0.1", proxy.port))
+            async with tracking(tmp_path, None, None, None, None, engine=engine, store=store) as (t, sink, _s, _e):
+                await wait_until(lambda: len(sink.live()) == 3, what="initial")
+                await asyncio.to_thread(first.stop)
+                servers.remove(first)
+                proxy.cut()     # an exiting process's connections close (this in-process server's don't)
+                second = await asyncio.to_thread(RunningServer, data)
+                servers.append(second)
+                proxy.target = (second.host, second.port)
+                c2 = await asyncio.to_thread(imap_client, second.host, second.port, *user)
+                await asyncio.to_thread(append, c2, "INBOX", message(7, "phr"))
+                c2.logout()
+                await wait_until(lambda: len(sink.live()) == 4, what="after the restart")
+            places = [f.place for f in sink.of(MessageSeen)]
+            assert len(places) == len(set(places)) == 4
+    try:
+        run(go())
+    finally:
+        for s in servers:
+            s.stop()
+
+
+def test_a_folder_the_server_refuses_is_skipped(server, user, tmp_path):
+    c = imap_client(server.host, server.port, *user)
+    append(c, "INBOX", message(0, "skip"))
+    append(c, "Trash", message(1, "skip"))
+
+    async def go():
+        engine = make_db(tmp_path)
+        store = Store(engine)
+        store.refuse_select = {"Trash"}
+        store.add(Account(1, *user, server.host, server.port))
+        async with tracking(tmp_path, None, None, None, None, engine=engine, store=store,
+                            sweep_interval=0.2) as (tracker, sink, _s, _e):
+            await wait_until(lambda: len(sink.live()) == 1, what="INBOX synced")
+            await asyncio.to_thread(append, c, "INBOX", message(2, "skip"))
+            await wait_until(lambda: len(sink.live()) == 2, what="still following")
+            await asyncio.sleep(0.5)        # a few sweeps
+            skipped = [line for line in tracker.status(1)["log"] if "skipped" in line["text"]]
+            assert len(skipped) == 1 and "Trash" in skipped[0]["text"]
+            assert store.sessions == 1
+    run(go())
+    c.logout()
+
+
+def test_since_limits_the_first_sync(server, user, tmp_path):
+    import imaplib
+    from datetime import date, datetime, timedelta, timezone
+    c = imap_client(server.host, server.port, *user)
+    old = imaplib.Time2Internaldate(datetime(2020, 5, 1, tzinfo=timezone.utc))
+    for i in range(3):
+        assert c.append("INBOX", None, old, message(i, "old"))[0] == "OK"
+    for i in range(2):
+        append(c, "INBOX", message(i, "new"))
+
+    async def go():
+        async with tracking(tmp_path, server.host, server.port, *user,
+                            since=date.today() - timedelta(days=90)) as (tracker, sink, _s, _e):
+            await wait_until(lambda: any(f["name"] == "INBOX" and f["backfill_done"]
+                                         for f in tracker.status(1)["folders"]), what="backfill")
+            assert sink.live_ids("INBOX") == {"new0@example.org", "new1@example.org"}
+            inbox = next(f for f in tracker.status(1)["folders"] if f["name"] == "INBOX")
+            assert (inbox["messages_done"], inbox["messages_total"]) == (2, 2)
     run(go())
     c.logout()

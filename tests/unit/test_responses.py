@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 from posthouse.imap.protocol.responses import (
     Capability, Continuation, ESearch, Exists, Expunge, Fetch, ListEntry, ResponseError,
-    ResponseReader, Search, Status, StatusResponse, Vanished)
+    ResponseReader, Search, Status, Vanished)
 from posthouse.imap.protocol.tokens import Atom, ParenList
 
 

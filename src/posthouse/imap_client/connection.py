@@ -133,7 +133,7 @@ class ImapConnection:
         try:
             _, done = await self._run([b"LOGIN ", _string(user), b" ", _string(password)], step="login")
         except NoResponse as e:
-            raise LoginFailed(e.code, e.text) from None
+            raise _login_error(e.code, e.text) from None
         await self._after_login(done)
 
     async def authenticate(self, mechanism: str, initial_response: bytes) -> None:
@@ -158,7 +158,7 @@ class ImapConnection:
                 else:
                     self._untagged(r)
         if r.status == "NO":
-            raise LoginFailed(r.code, r.text)
+            raise _login_error(r.code, r.text)
         if r.status != "OK":
             raise BadResponse("login", f"{r.status} {r.text}")
         await self._after_login(r)
@@ -291,6 +291,9 @@ class ImapConnection:
                         yield r
                     else:
                         self._untagged(r)
+            except asyncio.CancelledError:
+                self.close()        # mid-answer: the stream's state is unknown, and no time to drain
+                raise
             finally:
                 if not finished and not self.broken:
                     await self._drain(tag)
@@ -555,8 +558,10 @@ class Idle:
         else:
             self.conn._untagged(r)
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, exc_type, exc, tb) -> None:
         conn = self.conn
+        if exc_type is not None and issubclass(exc_type, asyncio.CancelledError):
+            conn.close()        # stopping: no DONE and no wait for its answer
         try:
             if not self.ended and not conn.broken:
                 await conn._write(b"DONE\r\n")
@@ -567,6 +572,16 @@ class Idle:
                     conn._untagged(r)
         finally:
             conn._lock.release()
+
+
+# RFC 5530: a NO with one of these is the server's trouble, not the credentials'.
+TEMPORARY = frozenset({"UNAVAILABLE", "LIMIT", "INUSE", "SERVERBUG", "OVERQUOTA"})
+
+
+def _login_error(code: str | None, text: str) -> NoResponse:
+    if code in TEMPORARY:
+        return NoResponse("login", code, text)
+    return LoginFailed(code, text)
 
 
 def _is_answer(r) -> bool:

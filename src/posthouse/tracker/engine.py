@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 
 from ..imap.protocol.responses import Exists, Expunge, Fetch, ListEntry, Status, StatusResponse, Vanished
+from ..imap_client.connection import TEMPORARY
 from ..imap_client.errors import ConnectionLost, ImapError, LoginFailed, NoResponse
 from .cursors import Cursors, FolderState
 from .facts import FolderRenamed, MessageGone
@@ -56,6 +57,7 @@ class AccountWorker:
         self.conn = None
         self.folders: dict[str, FolderState] = {}
         self.flags_cache: dict[str, dict] = {}
+        self.skipped: set[str] = set()      # folders the server refused to open (logged once)
         self.state = "starting"
         self.last_error: str | None = None
         self.failures = 0
@@ -96,7 +98,7 @@ class AccountWorker:
                     log.exception("account %s: unexpected error", self.account_id)
                 self.failures += 1
                 self.last_error = str(e)
-                busy = isinstance(e, NoResponse) and e.code in ("UNAVAILABLE", "LIMIT", "INUSE")
+                busy = isinstance(e, NoResponse) and e.code in TEMPORARY
                 delay = min(self.options.backoff_max, self.options.backoff_base * 2 ** min(self.failures - 1, 20))
                 if busy:
                     delay = max(delay, self.options.busy_backoff)
@@ -145,10 +147,15 @@ class AccountWorker:
         try:
             await FolderSync(self, state).run()
         except NoResponse as e:
-            if e.code in ("NONEXISTENT",):
+            if e.code in TEMPORARY:
+                raise                               # the server's trouble: back off
+            if e.code == "NONEXISTENT":
                 await self._refresh_folders()       # deleted under us
                 return
-            raise
+            # One folder the server won't open must not stop the others.
+            if name not in self.skipped:
+                self.skipped.add(name)
+                await self.log("warning", f"folder {name!r} skipped: {e}")
 
     # ------------------------------------------------------------ folders
 
