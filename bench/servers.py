@@ -138,19 +138,26 @@ class Server:
 class PosthouseServer(Server):
     name = "posthouse"
 
-    def __init__(self, workdir: str, users: list[str], fsync: bool = True):
+    def __init__(self, workdir: str, users: list[str], fsync: bool = True, web: bool = False,
+                 mailboxes: list[tuple[str, str | None]] = (("INBOX", None),)):
         self.dir = os.path.join(workdir, "posthouse")
         os.makedirs(self.dir, exist_ok=True)
         self.port = free_port()
         self.lmtp_port = free_port()
+        # The REST API (tracker benchmarks read activities through it).
+        self.web_port = free_port() if web else None
+        self.mailboxes = list(mailboxes)
         self.config_path = os.path.join(self.dir, "posthouse.toml")
         with open(self.config_path, "w") as f:
             f.write(f'data_dir = "{self.dir}/data"\nfsync = {str(fsync).lower()}\nlog_level = "WARNING"\n'
                     f'default_mailboxes = []\n'
+                    # The tracker benchmarks run their own tracker process.
+                    f'tracker = false\n'
                     f'[imap]\nhost = "{HOST}"\nport = {self.port}\ntls_port = false\n'
-                    f'[lmtp]\nhost = "{HOST}"\nport = {self.lmtp_port}\n[smtp]\nport = false\n[pop3]\nport = false\ntls_port = false\n[managesieve]\nport = false\n[submission]\nport = false\ntls_port = false\n[web]\nport = false\n'
+                    f'[lmtp]\nhost = "{HOST}"\nport = {self.lmtp_port}\n[smtp]\nport = false\n[pop3]\nport = false\ntls_port = false\n[managesieve]\nport = false\n[submission]\nport = false\ntls_port = false\n'
+                    + (f'[web]\nhost = "{HOST}"\nport = {self.web_port}\n' if web else '[web]\nport = false\n')
                     # Up to 10,000 idle sessions, all from loopback: the connection limits are lifted.
-                    f'[limits]\nmax_connections = 0\nmax_connections_per_ip = 0\n')
+                    + f'[limits]\nmax_connections = 0\nmax_connections_per_ip = 0\n')
         self._create_users(users)
         self.argv = [sys.executable, "-m", "posthouse", "--config", self.config_path, "serve"]
         self._start()
@@ -179,7 +186,7 @@ class PosthouseServer(Server):
         try:
             hashed = hash_password(PASSWORD)    # one scrypt for all: the salt doesn't matter here
             for name in users:
-                store.create_user(name, hashed, [("INBOX", None)])
+                store.create_user(name, hashed, self.mailboxes)
         finally:
             store.close()
 
