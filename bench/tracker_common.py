@@ -108,9 +108,6 @@ def account_store(data_dir: str, config_path: str | None = None):
         data_dir = config.data_dir
     engine = make_engine(config.database_url if config else None, data_dir)
     upgrade(engine)
-    # Tables no migration makes yet (the tracker's, until the parts are integrated): made here.
-    from posthouse.db.metadata import load_tables
-    load_tables().create_all(engine)
     return engine, AccountStore(engine, data_dir, config)
 
 

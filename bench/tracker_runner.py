@@ -57,9 +57,6 @@ def build(args):
         data_dir, url = args.data_dir, None
     engine = make_engine(url, data_dir)
     upgrade(engine)
-    # Tables no migration makes yet (the tracker's, until the parts are integrated): made here.
-    from posthouse.db.metadata import load_tables
-    load_tables().create_all(engine)
     store = AccountStore(engine, data_dir, config)
     crm = Crm(engine, own_addresses=store.own_addresses,
               privacy_level=lambda id: getattr(store.get(id), "privacy", "snippet"),
