@@ -86,7 +86,8 @@ def render(request: Request, template: str, context: dict | None = None, *, stat
 def secure_headers(response, policy: str = CSP) -> None:
     response.headers["Content-Security-Policy"] = policy
     response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "no-referrer"
+    # (same-origin, not no-referrer: with no-referrer Chromium sends "Origin: null" on our own forms)
+    response.headers["Referrer-Policy"] = "same-origin"
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["Cache-Control"] = "no-store"
 
