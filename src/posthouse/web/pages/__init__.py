@@ -3,6 +3,7 @@ from static/ as a plain file: no JavaScript build step), beside the REST API
 under /api/v1 in the same FastAPI app."""
 from __future__ import annotations
 
+import logging
 import os
 
 from fastapi import FastAPI, Request
@@ -14,6 +15,8 @@ from ...crm.errors import CrmError, NotFound
 from . import auth, contacts, mail
 from .common import HERE, LoginRequired, login_url, render, secure_headers
 from .sessions import SessionStore
+
+log = logging.getLogger("posthouse.web")
 
 
 def install(app: FastAPI, *, login=None, open_imap=None) -> None:
@@ -50,6 +53,11 @@ def _html_errors(app: FastAPI) -> None:
     wrap(HTTPException, lambda e: (e.status_code, e.detail if isinstance(e.detail, str) else str(e.detail)))
     wrap(NotFound, lambda e: (404, str(e) or "not found"))
     wrap(CrmError, lambda e: (400, str(e) or "refused"))
+
+    def crashed(e):     # a bug: logged with its traceback, a short page
+        log.error("page failed: %r", e, exc_info=e)
+        return 500, "internal error (logged on the server)"
+    wrap(Exception, crashed)
 
     async def login_required(request: Request, exc: LoginRequired):
         response = RedirectResponse(login_url(exc.next_url), status_code=303)

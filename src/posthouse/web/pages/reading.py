@@ -22,6 +22,7 @@ _ATTRIBUTES = {tag: set(attrs) for tag, attrs in nh3.ALLOWED_ATTRIBUTES.items()}
 _ATTRIBUTES["*"] = {"style", "class", "align", "valign", "bgcolor", "color", "width", "height", "dir", "title",
                     "border", "cellpadding", "cellspacing", "face", "size", "lang"}
 _CSS_URL = re.compile(r"url\s*\(", re.IGNORECASE)
+_DATA_IMAGE = re.compile(r"data:image/(png|gif|jpeg|jpg|webp|bmp);")     # (not SVG: it can carry script)
 _SCHEMES = {"http", "https", "mailto", "tel", "cid", "data"}
 
 
@@ -136,7 +137,7 @@ def _inline_images(message) -> dict[str, str]:
     out = {}
     for part in message.walk():
         cid = (part.get("Content-ID") or "").strip().strip("<>")
-        if not cid or part.get_content_maintype() != "image":
+        if not cid or not _DATA_IMAGE.match(f"data:{part.get_content_type()};"):
             continue
         data = part.get_payload(decode=True) or b""
         if len(data) <= MAX_INLINE_IMAGE:
@@ -157,7 +158,7 @@ def sanitise(html: str, *, images: bool = False, inline: dict[str, str] | None =
             if lower.startswith("cid:"):
                 return inline.get(value.strip()[4:].strip("<>"))
             if lower.startswith("data:"):
-                return value if lower.startswith("data:image/") and attribute == "src" else None
+                return value if _DATA_IMAGE.match(lower) and attribute == "src" else None
             if lower.startswith(("http:", "https:", "//")):
                 if images and not lower.startswith("//"):
                     return value
