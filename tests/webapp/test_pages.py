@@ -164,6 +164,8 @@ def test_login_folders_reading_pane_and_attachment(browser, webserver, tmp_path)
         page.fill("input[name=password]", PASSWORDS["alice"])
         page.click("form.login button[type=submit]")
         page.wait_for_url(re.compile(r"/mail/1\?folder=INBOX"))     # back where it was going
+        log = open(f"{webserver.tmp}/serve.log").read()     # logged as the mail protocols log logins
+        assert "login-failed user=alice protocol=web" in log and "login user=alice protocol=web" in log
         cookie = next(c for c in context.cookies() if c["name"] == "posthouse_session")
         assert cookie["httpOnly"] and cookie["sameSite"] == "Lax" and not cookie["secure"]
         folders = page.inner_text("aside.folders")
@@ -362,3 +364,27 @@ def test_another_users_mail_is_not_found(webserver):
         assert r.status_code == 404
         # bob's own mailbox works (and is empty)
         assert "No messages here" in client.get("/mail/2?folder=INBOX").text
+
+
+def test_headers_and_errors(webserver):
+    webserver.deliver("alice", plain_message("Headers", "headers@client.example"))
+    client, _ = http_session(webserver, "alice")
+    with closing(client):
+        listing = client.get("/mail/1?folder=INBOX")
+        uid = re.search(r"/mail/1/message\?folder=INBOX&amp;uid=(\d+)", listing.text)[1]
+        page = client.get(f"/mail/1/message?folder=INBOX&uid={uid}")
+        assert page.status_code == 200
+        policy = page.headers["content-security-policy"]
+        assert "default-src 'none'" in policy and "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+        assert "https:" not in policy       # remote images: only once allowed
+        assert "https:" in client.get(f"/mail/1/message?folder=INBOX&uid={uid}&images=1"
+                                      ).headers["content-security-policy"]
+        assert page.headers["x-frame-options"] == "DENY" and page.headers["cache-control"] == "no-store"
+        missing = client.get("/mail/1/message?folder=INBOX&uid=999999")
+        assert missing.status_code == 404 and "text/html" in missing.headers["content-type"]
+        assert client.get("/mail/1?folder=No-Such-Folder").status_code == 404
+        assert client.get("/no/such/page").status_code == 404
+        api = client.get("/api/v1/accounts")        # the API keeps its JSON and its tokens (no cookie login)
+        assert api.status_code == 401 and api.json()["error"]
+        bad = client.get("/mail/1/message?folder=INBOX&uid=0")
+        assert bad.status_code == 422 and "uid" in bad.text and "text/html" in bad.headers["content-type"]

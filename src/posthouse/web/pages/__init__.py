@@ -7,6 +7,7 @@ import logging
 import os
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
@@ -52,6 +53,9 @@ def _html_errors(app: FastAPI) -> None:
 
     wrap(HTTPException, lambda e: (e.status_code, e.detail if isinstance(e.detail, str) else str(e.detail)))
     wrap(NotFound, lambda e: (404, str(e) or "not found"))
+    wrap(RequestValidationError, lambda e: (422, "; ".join(
+        f"{'.'.join(str(p) for p in item.get('loc', ())[1:])}: {item.get('msg', 'invalid')}"
+        for item in e.errors()[:5]) or "invalid request"))
     wrap(CrmError, lambda e: (400, str(e) or "refused"))
 
     def crashed(e):     # a bug: logged with its traceback, a short page

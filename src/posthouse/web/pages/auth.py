@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse
 from starlette.exceptions import HTTPException
 
+from ...logfmt import LoginLog
 from .common import checked_form, own_origin, render, secure_headers
 from .sessions import COOKIE, LOGIN_COOKIE, cross_site, same_token
 
@@ -57,10 +58,13 @@ async def login(request: Request):
         raise HTTPException(503, "logging in is not available on this server")
     peer = request.client.host if request.client else "?"
     user = await check(name[:256], password[:1024], peer)
+    lines = LoginLog("web", f"{peer}:{request.client.port}" if request.client else peer)   # (as IMAP logs them)
     if user is None:
+        lines.failed(name[:256], _secure(request))
         return _login_page(request, next_url=next_url, error="Wrong user name or password.", name=name[:256],
                            status=401)
     session = request.app.state.web_sessions.create(user)
+    lines.login(user, _secure(request))
     response = RedirectResponse(next_url, status_code=303)
     response.set_cookie(COOKIE, session.id, httponly=True, samesite="lax", secure=_secure(request), path="/")
     response.delete_cookie(LOGIN_COOKIE, path="/login")
