@@ -186,6 +186,7 @@ def test_login_folders_reading_pane_and_attachment(browser, webserver, tmp_path)
         assert download.value.suggested_filename == "figures.pdf"
         assert open(download.value.path(), "rb").read() == pdf
         page.set_viewport_size({"width": 390, "height": 844})     # a phone
+        shot(page, tmp_path, "message-phone")
         page.goto(webserver.url + "/mail/1?folder=INBOX")
         shot(page, tmp_path, "folder-phone")
     finally:
@@ -279,6 +280,9 @@ def test_contact_from_sender_timeline_and_original(browser, webserver, tmp_path)
         timeline = page.inner_text("ol.timeline")
         assert "Lunch on Friday?" in timeline and "Received" in timeline
         shot(page, tmp_path, "contact")
+        page.set_viewport_size({"width": 390, "height": 844})
+        shot(page, tmp_path, "contact-phone")
+        page.set_viewport_size({"width": 1280, "height": 720})
         contact_url = page.url
         page.goto(webserver.url + "/contacts")
         page.fill("form.search input[name=q]", "carol")      # htmx: the list follows the typing
