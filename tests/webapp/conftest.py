@@ -4,7 +4,6 @@ connected (`posthouse account add USER --local`), and Debian's Chromium
 driven by Playwright (skipped when either is missing)."""
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import signal
@@ -38,7 +37,7 @@ class WebServer:
 
     def deliver(self, to: str, message: bytes) -> None:
         with smtplib.LMTP("127.0.0.1", self.lmtp_port, timeout=30) as lmtp:
-            lmtp.sendmail(f"sender@elsewhere.example", [f"{to}@{DOMAIN}"], message)
+            lmtp.sendmail("sender@elsewhere.example", [f"{to}@{DOMAIN}"], message)
 
 
 def _cli(config: str, *args: str, stdin: str | None = None) -> str:
@@ -101,10 +100,10 @@ def browser():
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
         pytest.skip("Debian's chromium is not installed")
+    executable = CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium")
     with sync_api.sync_playwright() as p:
         try:
-            browser = p.chromium.launch(executable_path=CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium"),
-                                        args=["--no-sandbox"])
+            browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
         except Exception as e:      # a chromium that can't start here: skip, don't fail
             pytest.skip(f"chromium could not be started: {e}")
         yield browser

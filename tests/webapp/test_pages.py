@@ -258,8 +258,8 @@ def _log_fact(webserver, folder: str, message_id: str) -> None:
         account = next(a for a in side.accounts.list(owner="alice") if a.kind == "local")
         side.crm.apply([MessageSeen(
             place=Place(account.id, folder, uidvalidity, uid), message_id=message_id, emailid=None,
-            content_hash=hashlib.sha256(raw).hexdigest(), internaldate=datetime(2026, 12, 4, 10, 1, tzinfo=timezone.utc),
-            size=len(raw), flags=(), modseq=None, skeleton=raw, special_use=None)])
+            content_hash=hashlib.sha256(raw).hexdigest(),
+            internaldate=datetime(2026, 12, 4, 10, 1, tzinfo=timezone.utc), size=len(raw), flags=(), modseq=None, skeleton=raw, special_use=None)])
     finally:
         side.close()
 
