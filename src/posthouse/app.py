@@ -221,7 +221,7 @@ async def _start_crm_side(config: Config, ctx: ServerContext, loop, closers: lis
         from .web.server import WebServer
         from .web.services import build_app
         web_app = build_app(config, side, account_status=tracker.status if tracker is not None else None,
-                            user_exists=_user_exists(ctx, loop))
+                            user_exists=_user_exists(ctx, loop), login=_web_login(ctx))
         web = WebServer(web_app, config.web_host, config.web_port)
         await _listen("Web", config.web_host, web)
         closers.append(web.close)
@@ -234,6 +234,15 @@ def _user_exists(ctx: ServerContext, loop):
     def user_exists(name: str) -> bool:
         return asyncio.run_coroutine_threadsafe(ctx.service.call("get_user", name), loop).result(30) is not None
     return user_exists
+
+
+def _web_login(ctx: ServerContext):
+    """The web pages' login: the mail protocols' password check and throttle
+    (the web app runs on this event loop)."""
+    async def login(name: str, password: str, peer: str) -> str | None:
+        user = await ctx.authenticator.check(name, password, peer)
+        return user.name if user is not None else None
+    return login
 
 
 class DataDirInUse(Exception):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, FastAPI
 
 from .. import __version__
-from . import errors
+from . import errors, pages
 from .api import accounts as accounts_api, activities, attachments, classify, companies, contacts, documents, private, send
 from .deps import Services, current_user
 from .limits import BodyLimit
@@ -18,12 +18,14 @@ PREFIX = "/api/v1"
 
 def create_app(config, engine, crm, accounts, *, tokens: TokenStore | None = None, fetch_original=None,
                account_status=None, documents_service=None, sender=None, classifier=None,
-               user_exists=None) -> FastAPI:
+               user_exists=None, login=None, open_imap=None) -> FastAPI:
     """The app over these services (each None where that part is not running:
     its routes then answer 503). fetch_original(place dict) -> bytes | None
     gets an activity's original from its mail server; account_status(id) ->
     dict the tracker's progress; sender(account, SendIn, attachments) sends;
-    user_exists(name) -> bool refuses the tokens of users deleted since."""
+    user_exists(name) -> bool refuses the tokens of users deleted since.
+    The pages under / (web/pages): login(name, password, peer) -> user name or
+    None checks a password; open_imap(account) -> a logged-in ImapConnection."""
     app = FastAPI(title="Posthouse", version=__version__,
                   description="The activity tracker's REST API: contacts, companies, activities (emails logged "
                               "on contacts), the originals on the mail server, accounts, documents, sending, "
@@ -42,5 +44,6 @@ def create_app(config, engine, crm, accounts, *, tokens: TokenStore | None = Non
     for module in (contacts, companies, activities, attachments, accounts_api, documents, send, classify, private):
         api.include_router(module.router)
     app.include_router(api)
+    pages.install(app, login=login, open_imap=open_imap)
     app.add_middleware(BodyLimit)
     return app

@@ -1,0 +1,150 @@
+"""The mail client's IMAP side: a user's own account (any other is "not
+found"), its folders with unread counts, one page of a folder newest first,
+and one message. Each page asks the account's server over one connection,
+opened for the request and logged out after it."""
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parseaddr
+
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+PAGE_SIZE = 50
+TIMEOUT = 60.0
+MAX_MESSAGE = 50 * 1024 * 1024      # larger messages are not fetched whole for the reading pane
+_LIST_HEADERS = "BODY.PEEK[HEADER.FIELDS (FROM TO SUBJECT DATE)]"
+_SPECIAL_ORDER = {"\\Drafts": 1, "\\Sent": 2, "\\Archive": 3, "\\Junk": 4, "\\Trash": 5}
+
+
+@dataclass
+class FolderRow:
+    name: str
+    special_use: str | None
+    messages: int | None
+    unseen: int | None
+
+
+@dataclass
+class ListRow:
+    uid: int
+    subject: str
+    sender: str
+    date: datetime | None
+    size: int | None
+    seen: bool
+    flagged: bool
+
+
+async def own_account(request, user: str, account_id: int):
+    """The user's account with that id; 404 for anyone else's (its existence is theirs)."""
+    accounts = request.app.state.services.accounts
+    account = await run_in_threadpool(accounts.get, account_id) if accounts is not None else None
+    if account is None or account.owner != user:
+        raise HTTPException(404, f"no account {account_id}")
+    return account
+
+
+async def user_accounts(request, user: str) -> list:
+    accounts = request.app.state.services.accounts
+    return await run_in_threadpool(accounts.list, user) if accounts is not None else []
+
+
+@asynccontextmanager
+async def imap(request, account):
+    """A logged-in connection to the account's server; 502 saying why when it can't be had."""
+    from ...imap_client import ImapError
+    opener = request.app.state.open_imap
+    if opener is None:
+        raise HTTPException(503, "the mail client is not available on this server")
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            conn = await opener(account)
+    except (ImapError, OSError, TimeoutError) as e:
+        raise HTTPException(502, f"the mail server of account {account.id} could not be reached: {e}") from None
+    try:
+        yield conn
+    except ImapError as e:
+        raise HTTPException(502, f"the mail server of account {account.id} failed: {e}") from None
+    finally:
+        try:
+            await asyncio.wait_for(conn.logout(), 5)
+        except Exception:
+            conn.close()
+
+
+async def folders(conn) -> list[FolderRow]:
+    rows = []
+    for folder in await conn.list_folders():
+        if not folder.selectable:
+            continue
+        try:
+            status = await conn.status(folder.name, ("MESSAGES", "UNSEEN"))
+        except Exception:       # one folder the server won't count: listed without counts
+            status = {}
+        rows.append(FolderRow(folder.name, folder.special_use, status.get("MESSAGES"), status.get("UNSEEN")))
+    rows.sort(key=lambda f: (0 if f.name.upper() == "INBOX" else _SPECIAL_ORDER.get(f.special_use or "", 9),
+                             f.name.lower()))
+    return rows
+
+
+async def select(conn, folder: str):
+    from ...imap_client import NoResponse
+    try:
+        return await conn.select(folder, readonly=True)
+    except NoResponse as e:
+        raise HTTPException(404, f"no folder {folder!r} here ({e.text})") from None
+
+
+async def page(conn, folder: str, number: int) -> tuple[list[ListRow], int]:
+    """(rows of page `number` (1 = newest), messages in the folder). The UIDs
+    come from a search (ESEARCH's ranges where offered); only the page's 50
+    messages are fetched, and only their list headers."""
+    await select(conn, folder)
+    uids = sorted(await conn.uid_search("ALL"), reverse=True)     # UID order is arrival order
+    chosen = uids[(number - 1) * PAGE_SIZE:number * PAGE_SIZE]
+    rows: dict[int, ListRow] = {}
+    if chosen:
+        async for item in conn.uid_fetch(",".join(map(str, chosen)),
+                                         f"UID FLAGS INTERNALDATE RFC822.SIZE {_LIST_HEADERS}"):
+            rows[item.uid] = _row(item)
+    return [rows[uid] for uid in chosen if uid in rows], len(uids)
+
+
+def _row(item) -> ListRow:
+    attrs = item.attrs
+    raw = next((v for k, v in attrs.items() if k.startswith("BODY[HEADER")), None) or b""
+    try:
+        headers = email.message_from_bytes(bytes(raw), policy=email.policy.default)
+        subject, sender = str(headers.get("Subject") or ""), str(headers.get("From") or "")
+    except Exception:
+        subject, sender = "", ""
+    name, address = parseaddr(sender)
+    flags = {f.lower() for f in attrs.get("FLAGS", ())}
+    return ListRow(item.uid, subject.strip() or "(no subject)", name or address or sender or "(unknown sender)",
+                   attrs.get("INTERNALDATE"), attrs.get("RFC822.SIZE"), "\\seen" in flags, "\\flagged" in flags)
+
+
+async def message(conn, folder: str, uid: int) -> bytes:
+    """The message's bytes (BODY.PEEK: reading it here doesn't mark it seen); 404 if it isn't there."""
+    await select(conn, folder)
+    size = None
+    async for item in conn.uid_fetch(str(uid), "UID RFC822.SIZE"):
+        if item.uid == uid:
+            size = item.attrs.get("RFC822.SIZE")
+    if size is None:
+        raise HTTPException(404, f"no message {uid} in {folder!r} (deleted or moved?)")
+    if size > MAX_MESSAGE:
+        raise HTTPException(413, f"the message is too large to show here ({size // (1024 * 1024)} MiB)")
+    raw = None
+    async for item in conn.uid_fetch(str(uid), "UID BODY.PEEK[]"):
+        if item.uid == uid:
+            raw = item.attrs.get("BODY[]")
+    if raw is None:
+        raise HTTPException(404, f"no message {uid} in {folder!r} (deleted or moved?)")
+    return bytes(raw)
