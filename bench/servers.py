@@ -151,11 +151,11 @@ class PosthouseServer(Server):
         with open(self.config_path, "w") as f:
             f.write(f'data_dir = "{self.dir}/data"\nfsync = {str(fsync).lower()}\nlog_level = "WARNING"\n'
                     f'default_mailboxes = []\n'
-                    # The tracker benchmarks run their own tracker process.
-                    f'tracker = false\n'
                     f'[imap]\nhost = "{HOST}"\nport = {self.port}\ntls_port = false\n'
                     f'[lmtp]\nhost = "{HOST}"\nport = {self.lmtp_port}\n[smtp]\nport = false\n[pop3]\nport = false\ntls_port = false\n[managesieve]\nport = false\n[submission]\nport = false\ntls_port = false\n'
                     + (f'[web]\nhost = "{HOST}"\nport = {self.web_port}\n' if web else '[web]\nport = false\n')
+                    # The tracker benchmarks run their own tracker process.
+                    + '[tracker]\nenabled = false\n'
                     # Up to 10,000 idle sessions, all from loopback: the connection limits are lifted.
                     + f'[limits]\nmax_connections = 0\nmax_connections_per_ip = 0\n')
         self._create_users(users)

@@ -52,10 +52,10 @@ def start_server(tmp: str) -> tuple[WebServer, subprocess.Popen, object]:
     config = os.path.join(tmp, "posthouse.toml")
     with open(config, "w") as f:
         f.write(f'data_dir = "{tmp}/data"\nfsync = false\nparse_processes = 0\nstore_process = false\n'
-                f'tracker = false\nfailure_delay = 0.2\ndomains = ["{DOMAIN}"]\n'
+                f'failure_delay = 0.2\ndomains = ["{DOMAIN}"]\n'
                 f'[imap]\nport = {imap_port}\ntls_port = false\n[lmtp]\nport = {lmtp_port}\n[smtp]\nport = false\n'
                 '[pop3]\nport = false\ntls_port = false\n[managesieve]\nport = false\n'
-                f'[submission]\nport = false\ntls_port = false\n[web]\nport = {web_port}\n')
+                f'[submission]\nport = false\ntls_port = false\n[web]\nport = {web_port}\n[tracker]\nenabled = false\n')
     for name, password in PASSWORDS.items():
         _cli(config, "user", "add", name, "--password-stdin", stdin=password + "\n")
     log = open(os.path.join(tmp, "serve.log"), "w+")
