@@ -27,6 +27,7 @@ import threading
 import time
 
 import psycopg
+import psycopg.sql
 from psycopg import errors as pg_errors
 from psycopg.pq import TransactionStatus
 
@@ -89,15 +90,17 @@ class PostgresStore(Store):
     EXPUNGE_CHECK_EVERY = 1_000
 
     def __init__(self, url: str, quota_storage: int | None = None, quota_messages: int | None = None,
-                 node: str | None = None, synchronous: bool = True):
+                 node: str | None = None, synchronous: bool = True, schema: str = "mail"):
         # How to open this store again elsewhere (the store process does).
         self.open_args = {"url": url, "quota_storage": quota_storage, "quota_messages": quota_messages,
-                          "node": node, "synchronous": synchronous}
+                          "node": node, "synchronous": synchronous, "schema": schema}
         self.url = url
+        # Its own PostgreSQL schema: the CRM's tables may share the database.
+        self.schema = schema
         self.node = node or default_node()
         self.synchronous = synchronous
         self.quota_defaults = (quota_storage, quota_messages)
-        self.db = self._connect()
+        self.db = self._connect(create_schema=True)
         upgrade(self.db)
         self._local = threading.local()
         self._readers: list[psycopg.Connection] = []
@@ -105,11 +108,15 @@ class PostgresStore(Store):
         self._durable = True
         self._expunges_unchecked: dict[int, int] = {}
 
-    def _connect(self) -> psycopg.Connection:
+    def _connect(self, create_schema: bool = False) -> psycopg.Connection:
         try:
             db = psycopg.connect(self.url, autocommit=True)
         except psycopg.OperationalError as e:
             raise StoreError(f"can't reach the mail store's database: {e}") from e
+        name = psycopg.sql.Identifier(self.schema)
+        if create_schema and db.execute("SELECT to_regnamespace(%s)", (self.schema,)).fetchone()[0] is None:
+            db.execute(psycopg.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(name))
+        db.execute(psycopg.sql.SQL("SET search_path TO {}").format(name))
         # Durable before OK: a commit returns once the WAL is flushed.
         db.execute("SET synchronous_commit = " + ("on" if self.synchronous else "off"))
         return db
