@@ -117,7 +117,10 @@ class RunningServer:
                     # the guessing throttle is off here (tests/live/test_throttle.py turns it on).
                     auth_throttle_max=0)
         if os.environ.get("POSTHOUSE_TEST_STORE") == "postgresql" and "database_url" not in overrides:
-            opts["database_url"] = postgres_database()     # the mail store in PostgreSQL (issue 24)
+            # The mail store in PostgreSQL (issue 24): one database per data
+            # directory, so a server started again over it finds its mail.
+            key = os.path.abspath(data_dir)
+            opts["database_url"] = _PG_DATABASES.get(key) or _PG_DATABASES.setdefault(key, postgres_database())
         opts.update(overrides)
         self.config = Config(**opts)
         self.loop = asyncio.new_event_loop()
@@ -180,6 +183,7 @@ class RunningServer:
 
 # -- the mail store the tests run on: SQLite, or PostgreSQL (tests/pgserver.py) --------
 STORE_KINDS = ["sqlite", "postgresql"]
+_PG_DATABASES: dict[str, str] = {}     # a test server's data directory -> its database's URL
 
 
 def postgres_database() -> str:

@@ -90,14 +90,18 @@ class PostgresStore(Store):
     EXPUNGE_CHECK_EVERY = 1_000
 
     def __init__(self, url: str, quota_storage: int | None = None, quota_messages: int | None = None,
-                 node: str | None = None, synchronous: bool = True, schema: str = "mail"):
+                 node: str | None = None, synchronous: bool = True, schema: str = "mail",
+                 lessee: str | None = None):
+        self.node = node or default_node()
+        # Who leases queued messages to send: this server, the same in its
+        # store process (open_args) and new when the server starts again.
+        self.lessee = lessee or f"{self.node}#{os.getpid()}.{time.time_ns()}"
         # How to open this store again elsewhere (the store process does).
         self.open_args = {"url": url, "quota_storage": quota_storage, "quota_messages": quota_messages,
-                          "node": node, "synchronous": synchronous, "schema": schema}
+                          "node": node, "synchronous": synchronous, "schema": schema, "lessee": self.lessee}
         self.url = url
         # Its own PostgreSQL schema: the CRM's tables may share the database.
         self.schema = schema
-        self.node = node or default_node()
         self.synchronous = synchronous
         self.quota_defaults = (quota_storage, quota_messages)
         self.db = self._connect(create_schema=True)
@@ -312,14 +316,17 @@ class PostgresStore(Store):
                 (user_id, _text(sender), json.dumps(recipients), data, now, now)).fetchone()[0]
 
     def due_outbound(self, now, limit):
-        """The messages due, each leased to this node (OUTBOUND_LEASE) so that
-        no other node sends it meanwhile: a message is sent by one node."""
+        """The messages due, each leased to this server (OUTBOUND_LEASE) so
+        that no other node sends it meanwhile: a message is sent by one node.
+        Leases an earlier run of this node held (it stopped mid-send) end now."""
         with self._tx():
             rows = self.db.execute(
-                "UPDATE outbound SET next_attempt = %s WHERE id IN (SELECT id FROM outbound "
-                "WHERE next_attempt <= %s ORDER BY next_attempt LIMIT %s FOR UPDATE SKIP LOCKED) "
+                "UPDATE outbound SET next_attempt = %s, leased_by = %s WHERE id IN (SELECT id FROM outbound "
+                "WHERE next_attempt <= %s OR (leased_by <> %s AND left(leased_by, %s) = %s) "
+                "ORDER BY next_attempt LIMIT %s FOR UPDATE SKIP LOCKED) "
                 "RETURNING id, user_id, sender, recipients, data, created, attempts, last_error",
-                (now + self.OUTBOUND_LEASE, now, limit)).fetchall()
+                (now + self.OUTBOUND_LEASE, self.lessee, now, self.lessee, len(self.node) + 1, self.node + "#",
+                 limit)).fetchall()
         rows.sort(key=lambda r: r[0])
         return [Outbound(r[0], r[1], r[2], json.loads(r[3]), bytes(r[4]), r[5], r[6], r[7]) for r in rows]
 
@@ -329,7 +336,7 @@ class PostgresStore(Store):
                 self.db.execute("DELETE FROM outbound WHERE id=%s", (item_id,))
             else:
                 self.db.execute("UPDATE outbound SET recipients=%s, attempts=attempts+1, next_attempt=%s, "
-                                "last_error=%s WHERE id=%s",
+                                "last_error=%s, leased_by=NULL WHERE id=%s",
                                 (json.dumps(remaining), next_attempt, _text(error), item_id))
 
     def next_outbound_time(self):
