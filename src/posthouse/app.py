@@ -40,9 +40,8 @@ def open_store(config: Config) -> Store:
         # The mail store in PostgreSQL (a cluster): the node's journal of
         # arrivals is its own, named by this host and its data directory.
         from .store.postgres.backend import PostgresStore
-        node = f"{socket.gethostname()}:{os.path.abspath(config.data_dir)}"
         return PostgresStore(config.database_url, quota_storage=config.quota_storage,
-                             quota_messages=config.quota_messages, node=node, synchronous=config.fsync)
+                             quota_messages=config.quota_messages, node=store_node(config), synchronous=config.fsync)
     try:
         return SQLiteStore(config.data_dir, fsync=config.fsync, quota_storage=config.quota_storage,
                            quota_messages=config.quota_messages)
@@ -57,6 +56,12 @@ def open_store(config: Config) -> Store:
             raise       # not for want of room
         raise DiskFull(f"can't open the store in {config.data_dir}: its disk is full "
                        f"({free} bytes free; {e}); free some space and start again") from e
+
+
+def store_node(config: Config) -> str:
+    """This server's name in a shared store: its host and data directory
+    (where its journal of arrivals is, whose records it files)."""
+    return f"{socket.gethostname()}:{os.path.abspath(config.data_dir)}"
 
 
 def build_context(config: Config) -> ServerContext:

@@ -218,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     __import__("posthouse.certcli").certcli.register(sub)
     from .admin.cli import register as register_admin; register_admin(sub)     # backup, restore, status
     from .transfer.cli import register; register(sub)     # `posthouse import`, `posthouse export`
+    from .store.postgres.migrate import register as register_migrate; register_migrate(sub)    # `posthouse migrate`
     return parser
 
 
