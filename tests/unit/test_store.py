@@ -377,3 +377,19 @@ def test_expunge_history_is_kept_to_a_bound_and_says_when_it_is_incomplete(store
     store.delete_mailbox(user_id, "Other")
     assert store.db.execute(_sql(store, "SELECT count(*) FROM expunge_floor WHERE mailbox_id=?"),
                             (other,)).fetchone()[0] == 0
+
+
+def test_a_lost_database_connection_fails_one_batch_then_the_store_connects_again():
+    from posthouse.store.postgres.backend import PostgresStore
+    from tests.conftest import postgres_database
+    st = _with_user(PostgresStore(postgres_database(), synchronous=False))
+    try:
+        # As a database restart would: the server ends our session.
+        with type(st.db).connect(st.url, autocommit=True) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", (st.db.info.backend_pid,))
+        [(ok, error)] = st.run_batch([lambda: add(st, message("lost"))])
+        assert not ok
+        [(ok, result)] = st.run_batch([lambda: add(st, message("after"))])
+        assert ok and st.load_index(st.inbox)[1][-1].uid == result[0].uid
+    finally:
+        st.close()

@@ -140,6 +140,11 @@ class PostgresStore(Store):
         """Group commit: calls in one transaction, each in its own savepoint
         (see SQLiteStore.run_batch). durable=False: all of them are LAZY."""
         self._durable = durable
+        if self.db.broken or self.db.closed:
+            # The database restarted, or the network broke: what was under way
+            # failed with it (its callers were told); start again on a new connection.
+            log.warning("the mail store's database connection was lost; connecting again")
+            self.db = self._connect()
         try:
             if len(calls) == 1:
                 try:
@@ -191,13 +196,13 @@ class PostgresStore(Store):
         """This store through the calling thread's own connection (for
         LONG_READS on reader threads, and read_blob on I/O threads)."""
         view = getattr(self._local, "view", None)
-        if view is None:
+        if view is None or view.db.broken or view.db.closed:
             view = self._local.view = _ReadingView(self, self._reader())
         return view
 
     def _reader(self) -> psycopg.Connection:
         conn = getattr(self._local, "db", None)
-        if conn is None or conn.closed:
+        if conn is None or conn.closed or conn.broken:
             conn = self._connect()
             self._local.db = conn
             with self._readers_lock:
