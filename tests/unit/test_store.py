@@ -393,3 +393,46 @@ def test_a_lost_database_connection_fails_one_batch_then_the_store_connects_agai
         assert ok and st.load_index(st.inbox)[1][-1].uid == result[0].uid
     finally:
         st.close()
+
+
+def test_two_batches_locking_mailboxes_in_opposite_orders_both_commit():
+    """Batch A changes mailbox 1 then 2, batch B (another connection: another
+    node) 2 then 1: PostgreSQL ends one call as a deadlock, and the store makes
+    it again once the other batch is through: every call succeeds."""
+    import threading
+    from posthouse.store.postgres.backend import PostgresStore
+    from tests.conftest import postgres_database
+    url = postgres_database()
+    a, b = _with_user(PostgresStore(url, synchronous=False)), PostgresStore(url, synchronous=False)
+    b.inbox = a.inbox
+    other = a.get_mailbox(a.get_user("u").id, "Other").id
+    add(a, message("one"))
+    a.copy(a.inbox, [1], other)
+    first_done = {"a": threading.Event(), "b": threading.Event()}
+    results = {}
+
+    def batch(st, name, first_box, second_box, peer):
+        def first():
+            out = st.store_flags(first_box, [1], "add", frozenset({f"$by{name}"}))
+            first_done[name].set()
+            return out
+
+        def second():
+            first_done[peer].wait(10)       # both hold their first mailbox now
+            return st.store_flags(second_box, [1], "add", frozenset({f"$by{name}"}))
+        results[name] = st.run_batch([first, second], durable=False)
+
+    threads = [threading.Thread(target=batch, args=(a, "a", a.inbox, other, "b")),
+               threading.Thread(target=batch, args=(b, "b", other, a.inbox, "a"))]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert [ok for ok, _ in results["a"] + results["b"]] == [True] * 4, results
+        for box in (a.inbox, other):
+            [entry] = a.load_index(box)[1]
+            assert {"$bya", "$byb"} <= entry.flags
+    finally:
+        a.close()
+        b.close()

@@ -146,23 +146,45 @@ class PostgresStore(Store):
             log.warning("the mail store's database connection was lost; connecting again")
             self.db = self._connect()
         try:
-            if len(calls) == 1:
+            for attempt in range(self.RETRIES + 1):
                 try:
-                    with self._tx():
-                        return [(True, calls[0]())]
-                except Exception as e:
-                    return [(False, e)]
-            out = []
-            with self._tx():
-                for call in calls:
-                    try:
-                        with self._tx():
-                            out.append((True, call()))
-                    except Exception as e:
-                        out.append((False, e))
-            return out
+                    return self._run_once(calls)
+                except self._RETRYABLE as e:
+                    if attempt == self.RETRIES:
+                        return [(False, e)] * len(calls)
+                    log.info("store calls and another transaction waited for each other (%s); "
+                             "making the batch again", type(e).__name__)
         finally:
             self._durable = True
+
+    # Two transactions (of two nodes) each waiting for a row the other holds:
+    # PostgreSQL ends a statement of one. The locks of that batch's earlier
+    # calls stay held until it ends, so the whole batch is undone (nothing of
+    # it was answered yet) and made again, this many times at most.
+    RETRIES = 3
+    _RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
+
+    def _run_once(self, calls) -> list[tuple[bool, object]]:
+        if len(calls) == 1:
+            # Alone, a call needs no savepoint of its own: failing, it undoes the transaction.
+            try:
+                with self._tx():
+                    return [(True, calls[0]())]
+            except self._RETRYABLE:
+                raise
+            except Exception as e:
+                return [(False, e)]
+        out = []
+        with self._tx():
+            for call in calls:
+                try:
+                    with self._tx():
+                        out.append((True, call()))
+                except self._RETRYABLE:
+                    raise
+                except Exception as e:
+                    out.append((False, e))
+        return out
 
     def idle_work(self) -> bool:
         """Deferred work when nothing else waits; True if more remains."""
