@@ -192,3 +192,30 @@ def test_two_servers_over_one_database_number_appends_once_and_in_order(pg_serve
         _check_mailbox(second, user, acked)
     finally:
         second.stop()
+
+
+def test_a_message_of_several_chunks_is_fetched_whole_and_in_parts(pg_url, tmp_path):
+    """Bigger than one chunk of blob_chunks (1 MiB): FETCH streams it range by range."""
+    srv = RunningServer(str(tmp_path / "node"), database_url=pg_url, max_message_size=4 << 20)
+    try:
+        user = srv.add_user()
+        body = b"".join(b"line %07d of a big message\r\n" % i for i in range(90_000))     # ~2.6 MiB
+        raw = b"Subject: big\r\n\r\n" + body
+        c = raw_login(srv, user)
+        try:
+            assert _append(c, "A", raw)[-1].startswith(b"A OK")
+            c.cmd("S", "SELECT INBOX")
+            for spec, want in [("BODY.PEEK[]", raw), ("BODY.PEEK[]<1048000.2000>", raw[1048000:1050000]),
+                               ("BODY.PEEK[TEXT]", body)]:
+                c.send(f"F UID FETCH 1 ({spec})\r\n".encode())
+                head = c.readline()
+                size = int(re.search(rb"\{(\d+)\}\r\n$", head).group(1))
+                while len(c.buf) < size:
+                    c.buf += c.sock.recv(1 << 20)
+                got, c.buf = c.buf[:size], c.buf[size:]
+                assert got == want, spec
+                assert c.read_until_tag("F")[-1].startswith(b"F OK")
+        finally:
+            c.close()
+    finally:
+        srv.stop()

@@ -436,3 +436,36 @@ def test_two_batches_locking_mailboxes_in_opposite_orders_both_commit():
     finally:
         a.close()
         b.close()
+
+
+def test_the_same_content_is_kept_once_and_lives_while_a_message_holds_it(store):
+    raw = message("twice the same")
+    add(store, raw)
+    add(store, raw)
+    assert store.db.execute("SELECT count(*), max(refs) FROM blobs").fetchone() == (1, 2)
+    key = store.message_data(store.inbox, [1])[1].blob_key
+    store.expunge(store.inbox, [1])
+    assert store.read_blob(key, 6, 20) == raw[6:20]
+    store.expunge(store.inbox, [2])
+    assert store.db.execute("SELECT count(*) FROM blobs").fetchone()[0] == 0
+    with pytest.raises(FileNotFoundError):
+        store.read_blob(key)
+
+
+def test_postgresql_keeps_big_messages_in_chunks_and_reads_any_range(monkeypatch):
+    from posthouse.store.postgres import backend
+    from tests.conftest import postgres_database
+    monkeypatch.setattr(backend, "CHUNK", 1000)
+    st = _with_user(backend.PostgresStore(postgres_database(), synchronous=False))
+    try:
+        small, big = message("s" * 100), message("".join(f"{i:05d}" for i in range(1000)))   # ~5 chunks
+        add(st, small, big)
+        assert st.db.execute("SELECT count(*) FROM blob_chunks").fetchone()[0] == 1 + (len(big) + 999) // 1000
+        data = st.message_data(st.inbox, [1, 2], True)
+        assert data[1].inline == small and data[2].inline is None      # more than a chunk: read in ranges
+        key = data[2].blob_key
+        for start, end in [(0, None), (0, 1000), (999, 1001), (1000, 2000), (1500, 4321), (len(big) - 3, None),
+                           (len(big), None), (10, 10), (4000, 3000)]:
+            assert st.read_blob(key, start, end) == big[start:end], (start, end)
+    finally:
+        st.close()

@@ -105,6 +105,7 @@ class PostgresStore(Store):
         self.synchronous = synchronous
         self.quota_defaults = (quota_storage, quota_messages)
         self.db = self._connect(create_schema=True)
+        self._sync_on = synchronous        # the writer connection's synchronous_commit
         upgrade(self.db)
         self._local = threading.local()
         self._readers: list[psycopg.Connection] = []
@@ -124,6 +125,13 @@ class PostgresStore(Store):
         # Durable before OK: a commit returns once the WAL is flushed.
         db.execute("SET synchronous_commit = " + ("on" if self.synchronous else "off"))
         return db
+
+    def _set_sync(self, on: bool) -> None:
+        """synchronous_commit for the next transaction, set (outside one, so
+        that no rollback undoes it) only when it changes."""
+        if on != self._sync_on:
+            self.db.execute("SET synchronous_commit = " + ("on" if on else "off"))
+            self._sync_on = on
 
     def close(self) -> None:
         with self._readers_lock:
@@ -145,6 +153,7 @@ class PostgresStore(Store):
             # failed with it (its callers were told); start again on a new connection.
             log.warning("the mail store's database connection was lost; connecting again")
             self.db = self._connect()
+            self._sync_on = self.synchronous
         try:
             for attempt in range(self.RETRIES + 1):
                 try:
@@ -427,32 +436,32 @@ class PostgresStore(Store):
 
     # -- blobs ------------------------------------------------------------------------
     def _blob_id(self, raw: bytes, parsed) -> int:
-        """The row of this content, with one more reference: made (bytes and
-        all) if new. Two nodes storing the same new content at once: one
-        inserts, the other's insert does nothing and it looks again."""
+        """The row of this content, with one more reference: made, bytes and
+        search text with it, if new (one statement). Two nodes storing the
+        same new content at once: one inserts, the other's insert does
+        nothing (after waiting for the first) and it takes a reference."""
         key = hashlib.sha256(raw).hexdigest()
+        p = parsed
+        chunks = [raw[i:i + CHUNK] for i in range(0, max(len(raw), 1), CHUNK)]
         while True:
-            row = self.db.execute("UPDATE blobs SET refs = refs + 1 WHERE key=%s RETURNING id", (key,)).fetchone()
-            if row is not None:
-                return row[0]
-            p = parsed
             row = self.db.execute(
-                """INSERT INTO blobs(key, size, refs, envelope, body, bodystructure, parts, header_size,
-                       sent_date, subject, from_, to_, cc, bcc, message_id, in_reply_to, refs_header, sort_keys)
-                   VALUES (%s,%s,1,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)
-                   ON CONFLICT (key) DO NOTHING RETURNING id""",
+                """WITH b AS (
+                       INSERT INTO blobs(key, size, refs, envelope, body, bodystructure, parts, header_size,
+                           sent_date, subject, from_, to_, cc, bcc, message_id, in_reply_to, refs_header, sort_keys)
+                       VALUES (%s,%s,1,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)
+                       ON CONFLICT (key) DO NOTHING RETURNING id),
+                   c AS (INSERT INTO blob_chunks(blob_id, n, data)
+                       SELECT b.id, x.n - 1, x.data FROM b, unnest(%s::bytea[]) WITH ORDINALITY AS x(data, n)),
+                   t AS (INSERT INTO body_text(blob_id, text) SELECT b.id, %s FROM b)
+                   SELECT id FROM b""",
                 (key, len(raw), p.envelope, p.body, p.bodystructure, json.dumps(p.parts), p.header_size,
                  p.sent_date, _text(p.subject), _text(p.from_), _text(p.to), _text(p.cc), _text(p.bcc),
                  _text(p.message_id), _text(p.in_reply_to), _text(p.references),
-                 json.dumps(p.sort_keys, ensure_ascii=False))).fetchone()
+                 json.dumps(p.sort_keys, ensure_ascii=False), chunks, _text(p.body_text.lower()))).fetchone()
+            if row is None:
+                row = self.db.execute("UPDATE blobs SET refs = refs + 1 WHERE key=%s RETURNING id", (key,)).fetchone()
             if row is not None:
-                break
-        blob_id = row[0]
-        with self.db.cursor() as cur:
-            cur.executemany("INSERT INTO blob_chunks(blob_id, n, data) VALUES (%s,%s,%s)",
-                            [(blob_id, n, raw[i:i + CHUNK]) for n, i in enumerate(range(0, max(len(raw), 1), CHUNK))])
-        self.db.execute("INSERT INTO body_text(blob_id, text) VALUES (%s,%s)", (blob_id, _text(p.body_text.lower())))
-        return blob_id
+                return row[0]
 
     def _release_blobs(self, blob_ids) -> None:
         """Drop one reference from each blob; one no message holds goes, bytes and all."""
@@ -978,10 +987,9 @@ class _Transaction:
 
     def __enter__(self):
         if self.db.info.transaction_status == TransactionStatus.IDLE:
+            self.store._set_sync(self.store._durable and self.store.synchronous)
             self.db.execute("BEGIN")
             self.outer = True
-            if not self.store._durable and self.store.synchronous:
-                self.db.execute("SET LOCAL synchronous_commit = off")
         else:
             self.db.execute("SAVEPOINT op")
         return self
