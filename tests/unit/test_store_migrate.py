@@ -116,3 +116,12 @@ def test_migrate_wants_a_postgresql_url(tmp_path):
 @pytest.fixture(autouse=True)
 def _quiet_cli(monkeypatch):
     monkeypatch.delenv("POSTHOUSE_CONFIG", raising=False)
+
+
+def test_backup_of_a_store_in_postgresql_points_to_its_tools(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('database_url = "postgresql://nobody@127.0.0.1:1/none"\n')
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = cli.main(["--config", str(config), "--data-dir", str(tmp_path), "backup", str(tmp_path / "b")])
+    assert rc == 1 and "pg_dump" in err.getvalue()
