@@ -40,6 +40,7 @@ def open_store(config: Config) -> Store:
         # The mail store in PostgreSQL (a cluster): the node's journal of
         # arrivals is its own, named by this host and its data directory.
         from .store.postgres.backend import PostgresStore
+        log.info("mail store: PostgreSQL at %s", config.database_url.rpartition("@")[2])
         return PostgresStore(config.database_url, quota_storage=config.quota_storage,
                              quota_messages=config.quota_messages, node=store_node(config), synchronous=config.fsync)
     try:
