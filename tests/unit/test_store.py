@@ -450,6 +450,17 @@ def test_the_same_content_is_kept_once_and_lives_while_a_message_holds_it(store)
     assert store.db.execute("SELECT count(*) FROM blobs").fetchone()[0] == 0
     with pytest.raises(FileNotFoundError):
         store.read_blob(key)
+    # Copies hold references too: one copied twice outlives its original.
+    other = store.get_mailbox(store.get_user("u").id, "Other").id
+    add(store, raw, raw)
+    store.copy(store.inbox, [3, 4], other)
+    store.copy(store.inbox, [3], other, move=True)
+    assert store.db.execute("SELECT count(*), max(refs) FROM blobs").fetchone() == (1, 4)
+    store.expunge(store.inbox, [4])
+    store.expunge(other, [1, 2])
+    assert store.read_blob(key) == raw
+    store.expunge(other, [3])
+    assert store.db.execute("SELECT count(*) FROM blobs").fetchone()[0] == 0
 
 
 def test_postgresql_keeps_big_messages_in_chunks_and_reads_any_range(monkeypatch):

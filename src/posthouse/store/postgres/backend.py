@@ -463,12 +463,18 @@ class PostgresStore(Store):
             if row is not None:
                 return row[0]
 
+    def _add_refs(self, blob_ids, step: int) -> None:
+        """step references more (or fewer) to each of blob_ids, once per mention, in one statement."""
+        if blob_ids:
+            self.db.execute("UPDATE blobs SET refs = refs + c.n * %s FROM (SELECT id, count(*) AS n "
+                            "FROM unnest(%s::bigint[]) AS id GROUP BY id) c WHERE blobs.id = c.id",
+                            (step, list(blob_ids)))
+
     def _release_blobs(self, blob_ids) -> None:
         """Drop one reference from each blob; one no message holds goes, bytes and all."""
-        for blob_id in blob_ids:
-            self.db.execute("UPDATE blobs SET refs = refs - 1 WHERE id=%s", (blob_id,))
         if blob_ids:
-            self.db.execute("DELETE FROM blobs WHERE id = ANY(%s) AND refs <= 0", (list(set(blob_ids)),))
+            self._add_refs(blob_ids, -1)
+            self.db.execute("DELETE FROM blobs WHERE id = ANY(%s::bigint[]) AND refs <= 0", (list(set(blob_ids)),))
 
     # -- users --------------------------------------------------------------
     def create_user(self, name, password_hash, mailboxes):
@@ -843,8 +849,7 @@ class PostgresStore(Store):
             dst_uids.append(new_uid)
         with self.db.cursor() as cur:
             cur.executemany("INSERT INTO messages VALUES (%s,%s,%s,%s,%s,%s,%s)", inserts)
-        for blob_id in [r[1] for r in rows]:
-            self.db.execute("UPDATE blobs SET refs = refs + 1 WHERE id=%s", (blob_id,))
+        self._add_refs([r[1] for r in rows], 1)
         if move:
             src_modseq = self._bump_modseq(src_id)
             self._remove_messages(src_id, src_uids, src_modseq)
