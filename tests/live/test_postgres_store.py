@@ -194,9 +194,9 @@ def test_two_servers_over_one_database_number_appends_once_and_in_order(pg_serve
         second.stop()
 
 
-def test_a_message_of_several_chunks_is_fetched_whole_and_in_parts(pg_url, tmp_path):
+def test_a_message_of_several_chunks_is_fetched_whole_and_in_parts(tmp_path):
     """Bigger than one chunk of blob_chunks (1 MiB): FETCH streams it range by range."""
-    srv = RunningServer(str(tmp_path / "node"), database_url=pg_url, max_message_size=4 << 20)
+    srv = RunningServer(str(tmp_path / "node"), database_url=postgres_database(), max_message_size=4 << 20)
     try:
         user = srv.add_user()
         body = b"".join(b"line %07d of a big message\r\n" % i for i in range(90_000))     # ~2.6 MiB
