@@ -480,3 +480,26 @@ def test_postgresql_keeps_big_messages_in_chunks_and_reads_any_range(monkeypatch
             assert st.read_blob(key, start, end) == big[start:end], (start, end)
     finally:
         st.close()
+
+
+def test_postgresql_leases_a_queued_message_to_one_node_and_a_restart_takes_its_own_back():
+    from posthouse.store.postgres.backend import PostgresStore
+    from tests.conftest import postgres_database
+    url = postgres_database()
+    a, b = PostgresStore(url, node="n1", synchronous=False), PostgresStore(url, node="n2", synchronous=False)
+    a_again = None
+    try:
+        now = time.time()
+        item = a.enqueue(None, "s@example.com", ["r@example.net"], b"data", now)
+        assert [o.id for o in a.due_outbound(now, 10)] == [item]
+        assert b.due_outbound(now, 10) == [] and a.due_outbound(now, 10) == []     # it is being sent
+        a_again = PostgresStore(url, node="n1", synchronous=False)   # n1 started again: its old lease ends
+        assert [o.id for o in a_again.due_outbound(now, 10)] == [item]
+        assert b.due_outbound(now, 10) == []
+        a_again.outbound_attempted(item, ["r@example.net"], now + 1, "451 later")
+        [due] = b.due_outbound(now + 2, 10)                          # tried, not sent: any node's now
+        assert (due.id, due.attempts, due.last_error) == (item, 1, "451 later")
+    finally:
+        for st in (a, b, a_again):
+            if st is not None:
+                st.close()
