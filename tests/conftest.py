@@ -186,6 +186,13 @@ STORE_KINDS = ["sqlite", "postgresql"]
 _PG_DATABASES: dict[str, str] = {}     # a test server's data directory -> its database's URL
 
 
+
+def sqlite_only(reason: str):
+    """A live test of what only the SQLite store has, skipped in a run on PostgreSQL (and why)."""
+    return pytest.mark.skipif(os.environ.get("POSTHOUSE_TEST_STORE") == "postgresql",
+                              reason=f"SQLite store only: {reason}")
+
+
 def postgres_database() -> str:
     """The URL of a new database on the session's private PostgreSQL (skips without one)."""
     from tests import pgserver
