@@ -65,6 +65,8 @@ def _running_children() -> list[tuple[int, str]]:
 def pytest_sessionfinish(session, exitstatus):
     """Any child process still running once every test and fixture is done
     is killed, named, and fails the run."""
+    from tests import pgserver
+    pgserver.stop_shared()      # the private PostgreSQL, if a test started it
     deadline = time.monotonic() + 3      # (a moment for ones on their way out)
     left = _running_children()
     while left and time.monotonic() < deadline:
@@ -115,6 +117,11 @@ class RunningServer:
                     # Every test logs in from 127.0.0.1, some with wrong passwords on purpose:
                     # the guessing throttle is off here (tests/live/test_throttle.py turns it on).
                     auth_throttle_max=0)
+        if os.environ.get("POSTHOUSE_TEST_STORE") == "postgresql" and "database_url" not in overrides:
+            # The mail store in PostgreSQL (issue 24): one database per data
+            # directory, so a server started again over it finds its mail.
+            key = os.path.abspath(data_dir)
+            opts["database_url"] = _PG_DATABASES.get(key) or _PG_DATABASES.setdefault(key, postgres_database())
         opts.update(overrides)
         self.config = Config(**opts)
         self.loop = asyncio.new_event_loop()
@@ -173,6 +180,48 @@ class RunningServer:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.ctx.service.close()
+
+
+# -- the mail store the tests run on: SQLite, or PostgreSQL (tests/pgserver.py) --------
+STORE_KINDS = ["sqlite", "postgresql"]
+_PG_DATABASES: dict[str, str] = {}     # a test server's data directory -> its database's URL
+
+
+
+def sqlite_only(reason: str):
+    """A live test of what only the SQLite store has, skipped in a run on PostgreSQL (and why)."""
+    return pytest.mark.skipif(os.environ.get("POSTHOUSE_TEST_STORE") == "postgresql",
+                              reason=f"SQLite store only: {reason}")
+
+
+def postgres_database() -> str:
+    """The URL of a new database on the session's private PostgreSQL (skips without one)."""
+    from tests import pgserver
+    pg = pgserver.shared()
+    if pg is None:
+        pytest.skip(pgserver.why())
+    return pg.new_database()
+
+
+@pytest.fixture(params=STORE_KINDS)
+def store_kind(request):
+    return request.param
+
+
+@pytest.fixture
+def open_store(store_kind, tmp_path):
+    """open_store(**options): a store of store_kind, always the same one in
+    this test (tmp_path, or one new database), opened anew at each call."""
+    from posthouse.store.postgres.backend import PostgresStore
+    from posthouse.store.sqlite.backend import SQLiteStore
+    url = postgres_database() if store_kind == "postgresql" else None
+
+    def opener(**options):
+        if url is None:
+            return SQLiteStore(str(tmp_path), **{"fsync": False, **options})
+        options.pop("inline_max", None)
+        return PostgresStore(url, synchronous=options.pop("fsync", False), **options)
+    return opener
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import sqlite3
 
 from . import __version__
@@ -26,7 +27,7 @@ from .pop3.server import Pop3Server
 from .imap.registry import MailboxRegistry
 from .imap.server import ImapServer, ServerContext
 from .limits import ConnectionLimits
-from .store.api import DiskFull
+from .store.api import DiskFull, Store
 from .store.service import StoreService
 from .store.space import FreeSpace, is_disk_full
 from .store.sqlite.backend import SQLiteStore
@@ -35,7 +36,14 @@ from .tls import ensure_self_signed, server_context, server_name
 log = logging.getLogger("posthouse")
 
 
-def open_store(config: Config) -> SQLiteStore:
+def open_store(config: Config) -> Store:
+    if (config.database_url or "").startswith(("postgresql://", "postgres://")):
+        # The mail store in PostgreSQL (a cluster): the node's journal of
+        # arrivals is its own, named by this host and its data directory.
+        from .store.postgres.backend import PostgresStore
+        log.info("mail store: PostgreSQL at %s", config.database_url.rpartition("@")[2])
+        return PostgresStore(config.database_url, quota_storage=config.quota_storage,
+                             quota_messages=config.quota_messages, node=store_node(config), synchronous=config.fsync)
     try:
         return SQLiteStore(config.data_dir, fsync=config.fsync, quota_storage=config.quota_storage,
                            quota_messages=config.quota_messages)
@@ -50,6 +58,12 @@ def open_store(config: Config) -> SQLiteStore:
             raise       # not for want of room
         raise DiskFull(f"can't open the store in {config.data_dir}: its disk is full "
                        f"({free} bytes free; {e}); free some space and start again") from e
+
+
+def store_node(config: Config) -> str:
+    """This server's name in a shared store: its host and data directory
+    (where its journal of arrivals is, whose records it files)."""
+    return f"{socket.gethostname()}:{os.path.abspath(config.data_dir)}"
 
 
 def build_context(config: Config) -> ServerContext:

@@ -223,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .crm.classify.cli import register as register_classify; register_classify(sub)    # `posthouse classify`
     from .web.cli import register as register_web; register_web(sub)     # `posthouse token` (the REST API's)
     from .tracker.cli import register as register_tracker; register_tracker(sub)     # `posthouse tracker`
+    from .store.postgres.migrate import register as register_migrate; register_migrate(sub)    # `posthouse migrate`
     return parser
 
 

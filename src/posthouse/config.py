@@ -104,7 +104,8 @@ class Config:
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = None
     # The CRM's database (contacts, activities, tracked accounts); unset: crm.sqlite3
-    # in data_dir. "postgresql://user:pw@host/db" for PostgreSQL.
+    # in data_dir. "postgresql://user:pw@host/db" for PostgreSQL, which holds the
+    # mail store too (schema "mail"; store/postgres): nodes sharing it form a cluster.
     database_url: str | None = None
     # The web app and the REST API (/api/v1); None: off.
     web_host: str = "127.0.0.1"

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 
+from ..conftest import sqlite_only
 from .test_durability import _free_port
 
 DELIVERIES = 400        # bounded: the load runs until the backup is done or this many
@@ -210,6 +211,7 @@ def test_restore_refuses_what_would_do_harm(tmp_path):
     assert listed.stdout.split() == [b"alice"]
 
 
+@sqlite_only("posthouse backup copies a SQLite store (PostgreSQL: pg_dump)")
 def test_a_backup_holds_the_journal_so_its_records_keep_their_filing_rows(tmp_path, monkeypatch):
     """While a backup copies the journal and then takes the database's
     snapshot, the server drops no segment and prunes no filing row: a

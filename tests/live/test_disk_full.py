@@ -22,7 +22,7 @@ from posthouse.store.api import DiskFull
 from posthouse.store.blobs import BlobStore
 from posthouse.store.space import FreeSpace, is_disk_full
 
-from ..conftest import RunningServer, raw_login
+from ..conftest import RunningServer, raw_login, sqlite_only
 
 DISK = "8m"
 RESERVE = 1 << 20       # min_free_space on that disk
@@ -165,6 +165,7 @@ def test_full_disk_refuses_new_mail_and_goes_on_reading(small_disk):
         server.stop()
 
 
+@sqlite_only("the data directory's disk holds the store (PostgreSQL's is elsewhere)")
 def test_a_write_that_meets_a_full_disk_is_refused_cleanly(small_disk):
     """Another process fills the disk between the check for room and the
     write: the write's failure is refused as the check would have been (not a
@@ -189,6 +190,7 @@ def test_a_write_that_meets_a_full_disk_is_refused_cleanly(small_disk):
         server.stop()
 
 
+@sqlite_only("the data directory's disk holds the store (PostgreSQL's is elsewhere)")
 def test_restart_on_a_full_disk(small_disk):
     """Started again on a full disk, the server opens its store without
     writing: reads work, mail is refused, and taken again once there is room."""
@@ -224,6 +226,7 @@ def test_restart_on_a_full_disk(small_disk):
     assert leftovers(os.path.join(small_disk, "data")) == []
 
 
+@sqlite_only("the data directory's disk holds the store (PostgreSQL's is elsewhere)")
 def test_start_on_a_full_disk_without_room_to_open_the_store(small_disk):
     """After a clean stop SQLite needs a few pages of room to open the store
     (the WAL's shared-memory index): with none, `posthouse serve` says why in

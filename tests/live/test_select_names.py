@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from posthouse.store.sqlite.backend import SQLiteStore
+from posthouse.app import open_store
 from tests.conftest import raw_login
 
 MESSAGE = "From: a@example.com\r\nSubject: {}\r\n\r\nbody\r\n"
@@ -94,7 +94,7 @@ def test_a_user_deleted_and_made_again_behind_the_servers_back_sees_none_of_the_
     append(old, "INBOX", "private")
     assert select(old, "INBOX")[1] == 1
     assert select(old, "Trash")[0] == "OK"    # the old INBOX stays open in the server
-    other = SQLiteStore(server.config.data_dir, fsync=False)
+    other = open_store(server.config)      # the server's store (SQLite or PostgreSQL), on a connection of its own
     try:
         hashed = other.get_user(name).password_hash
         other.delete_user(name)

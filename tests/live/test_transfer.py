@@ -16,7 +16,7 @@ import time
 import pytest
 
 from posthouse import cli
-from posthouse.store.sqlite.backend import SQLiteStore
+from posthouse.app import open_store
 from posthouse.transfer import importer as importer_module
 from posthouse.transfer.importer import run_import
 
@@ -30,8 +30,14 @@ MBOX = (b"From alice@example.com Mon Jan  2 15:04:05 2006\n"
 def posthouse(server, *args, check=True):
     """The command, run in this process (a new Python for each costs a second)."""
     out, err = io.StringIO(), io.StringIO()
+    argv = ["--data-dir", server.config.data_dir]
+    if server.config.database_url:      # the mail store in PostgreSQL (POSTHOUSE_TEST_STORE)
+        config = os.path.join(server.config.data_dir, "test-config.toml")
+        with open(config, "w") as f:
+            f.write(f'database_url = "{server.config.database_url}"\n')
+        argv = ["--config", config, *argv]
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = cli.main(["--data-dir", server.config.data_dir, *args])
+        rc = cli.main([*argv, *args])
     r = subprocess.CompletedProcess(args, rc, out.getvalue(), err.getvalue())
     if check:
         assert r.returncode == 0, r.stdout + r.stderr
@@ -149,7 +155,7 @@ def test_interrupted_import_resumes(server, tmp_path, monkeypatch):
     parts = [MBOX.replace(b"first", b"m%d-a" % i).replace(b"second", b"m%d-b" % i) for i in range(10)]
     (tmp_path / "big.mbox").write_bytes(b"".join(parts))
     monkeypatch.setattr(importer_module, "BATCH_MESSAGES", 4)
-    store = SQLiteStore(server.config.data_dir, fsync=False)
+    store = open_store(server.config)      # the server's store, SQLite or PostgreSQL
     try:
         real = store.import_messages
         calls = []
@@ -181,7 +187,7 @@ def test_killed_import_resumes(server, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "posthouse", "--data-dir", server.config.data_dir,
                              "import", user[0], str(tmp_path / "kill.mbox"), "--folder", "Kill"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    store = SQLiteStore(server.config.data_dir, fsync=False)
+    store = open_store(server.config)      # the server's store, SQLite or PostgreSQL
     killed = []
     try:
         uid = store.get_user(user[0]).id
@@ -189,7 +195,8 @@ def test_killed_import_resumes(server, tmp_path):
         for _ in range(600):
             if proc.poll() is not None:
                 break
-            n = store.db.execute("SELECT count(*) FROM imported WHERE user_id=?", (uid,)).fetchone()[0]
+            mark = "%s" if type(store).__name__ == "PostgresStore" else "?"
+            n = store.db.execute(f"SELECT count(*) FROM imported WHERE user_id={mark}", (uid,)).fetchone()[0]
             if n:
                 proc.kill()
                 killed.append(n)
@@ -281,7 +288,7 @@ def test_export_round_trip(server, tmp_path, layout):
     r = posthouse(server, "export", a[0], str(out), "--layout", layout)
     assert "exported 0 messages" in r.stdout and "4 unchanged" in r.stdout
     posthouse(server, "import", b[0], str(out))
-    store = SQLiteStore(server.config.data_dir, fsync=False)
+    store = open_store(server.config)      # the server's store, SQLite or PostgreSQL
     try:
         assert _contents(store, a[0]) == _contents(store, b[0])
     finally:

@@ -16,8 +16,8 @@ def _open(path):
     return st
 
 
-def test_append_copy_and_move_each_save_the_message_anew(tmp_path):
-    st = _open(tmp_path)
+def test_append_copy_and_move_each_save_the_message_anew(open_store):
+    st = open_store()
     user = st.create_user("u", "h", [("INBOX", None), ("Other", None)])
     inbox, other = st.get_mailbox(user.id, "INBOX").id, st.get_mailbox(user.id, "Other").id
     st.append_many(inbox, [(RAW, parse_message(RAW), [], 1_000_000_000.0)])

@@ -18,13 +18,25 @@ def message(subject: str) -> bytes:
     return f"From: a@example.com\r\nSubject: {subject}\r\n\r\nbody {subject}\r\n".encode()
 
 
-@pytest.fixture
-def service(tmp_path):
-    store = SQLiteStore(str(tmp_path), fsync=False)
+def _service(store):
     user = store.create_user("u", "h", [("INBOX", None)])
     service = StoreService(store, store_process=True)
     service.inbox = store.get_mailbox(user.id, "INBOX").id
     service.user = user.id
+    return service
+
+
+@pytest.fixture
+def service(open_store):
+    """A store process over each kind of store (see the open_store fixture)."""
+    service = _service(open_store())
+    yield service
+    service.close()
+
+
+@pytest.fixture
+def sqlite_service(tmp_path):
+    service = _service(SQLiteStore(str(tmp_path), fsync=False))
     yield service
     service.close()
 
@@ -110,8 +122,8 @@ def test_garbage_on_the_wire_stops_the_child_not_the_server(service):
     assert asyncio.run(go()) is not None
 
 
-def test_close_stops_the_child(tmp_path):
-    store = SQLiteStore(str(tmp_path), fsync=False)
+def test_close_stops_the_child(open_store):
+    store = open_store()
     service = StoreService(store, store_process=True)
     proc = service._db_process._child.proc
     service.close()
@@ -136,7 +148,8 @@ def test_a_store_that_cannot_be_reopened_uses_a_thread(tmp_path):
         service.close()
 
 
-def test_message_data_is_a_quick_read_only_for_a_few_messages(service):
+def test_message_data_is_a_quick_read_only_for_a_few_messages(sqlite_service):
+    service = sqlite_service
     store = service.store
     few, many = list(range(1, 11)), list(range(1, 12))
     assert store.is_quick("message_data", (service.inbox, few, True))
@@ -210,8 +223,8 @@ def test_a_call_from_another_threads_loop_is_made_on_the_owning_loop(service):
 
 
 @pytest.mark.parametrize("in_process", [True, False])
-def test_a_posted_call_is_made_without_waiting_and_in_order(tmp_path, in_process, caplog):
-    store = SQLiteStore(str(tmp_path), fsync=False)
+def test_a_posted_call_is_made_without_waiting_and_in_order(open_store, in_process, caplog):
+    store = open_store()
     user = store.create_user("u", "h", [("INBOX", None)])
     inbox = store.get_mailbox(user.id, "INBOX").id
     service = StoreService(store, store_process=in_process)

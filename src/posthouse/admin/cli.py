@@ -25,9 +25,20 @@ def _config(args) -> Config:
     return load_config(args.config, args.data_dir)
 
 
+def _store_in_postgresql(config: Config, what: str) -> bool:
+    """A backup or restore copies a SQLite store: say so for one in PostgreSQL."""
+    if (config.database_url or "").startswith(("postgresql://", "postgres://")):
+        print(f"posthouse: the mail store is in PostgreSQL (database_url): {what} it with PostgreSQL's tools "
+              "(pg_dump, pg_restore); `posthouse backup` copies a SQLite store", file=sys.stderr)
+        return True
+    return False
+
+
 def cmd_backup(args) -> int:
     from .backup import BackupError, backup
     config = _config(args)
+    if _store_in_postgresql(config, "back up"):
+        return 1
     try:
         manifest = backup(config.data_dir, args.dest)
     except (BackupError, OSError) as e:
@@ -42,6 +53,8 @@ def cmd_backup(args) -> int:
 def cmd_restore(args) -> int:
     from .backup import BackupError, restore
     config = _config(args)
+    if _store_in_postgresql(config, "restore"):
+        return 1
     try:
         manifest, replaced = restore(args.src, config.data_dir, force=args.force)
     except (BackupError, OSError) as e:

@@ -75,6 +75,12 @@ def _run(args, work) -> int:
         store.close()
 
 
+def _data_dir(args) -> str:
+    """The data directory the server to tell runs on (the store may be elsewhere: PostgreSQL)."""
+    from ..config import load_config
+    return load_config(args.config, args.data_dir).data_dir
+
+
 def _server_told(data_dir: str):
     """notify(mailbox_id) for the importer: a server running on data_dir is
     told (admin socket) which mailbox a batch went into, so its sessions see
@@ -99,7 +105,7 @@ def cmd_import(args) -> int:
         start = time.monotonic()
         try:
             report = run_import(store, args.user, args.paths, args.folder, progress_factory=bar,
-                                jobs=max(1, args.jobs), notify=_server_told(store.open_args["data_dir"]))
+                                jobs=max(1, args.jobs), notify=_server_told(_data_dir(args)))
         finally:
             bar.stop()
         for problem in report.problems:
