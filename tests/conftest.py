@@ -203,6 +203,13 @@ def postgres_database() -> str:
     return pg.new_database()
 
 
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A session-wide database for the CRM side's tests on the private
+    PostgreSQL (skips, saying why, when there can be none here)."""
+    return postgres_database()
+
+
 @pytest.fixture(params=STORE_KINDS)
 def store_kind(request):
     return request.param

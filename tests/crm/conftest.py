@@ -8,7 +8,6 @@ from posthouse.db.engine import make_engine
 from posthouse.db.metadata import load_tables
 from posthouse.db.migrate import upgrade
 
-from .pg import postgres_url  # noqa: F401  (a fixture)
 
 _pg_schema_made = False
 

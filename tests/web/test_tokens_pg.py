@@ -1,21 +1,13 @@
 """The tokens table on PostgreSQL too (the CRM database may be either): the
-private PostgreSQL of the CRM's tests (tests/crm/pg.py), where that is here."""
+tests' private PostgreSQL (tests/pgserver.py)."""
 from __future__ import annotations
 
 from datetime import timezone
 
-import pytest
 
 from posthouse.db.engine import make_engine
 from posthouse.db.migrate import upgrade
 from posthouse.web.tokens import TokenStore
-
-try:
-    from ..crm.pg import postgres_url  # noqa: F401  (a fixture)
-except ImportError:     # the CRM part's tests are not in this tree
-    @pytest.fixture
-    def postgres_url():
-        pytest.skip("tests/crm/pg.py (the private PostgreSQL) is not here")
 
 
 def test_tokens_on_postgresql(postgres_url, tmp_path):
