@@ -209,7 +209,7 @@ async def _start_crm_side(config: Config, ctx: ServerContext, loop, closers: lis
     closers.append(users.close)
     try:
         side = await asyncio.to_thread(open_crm_side, config, local_users=users)
-    except SQLAlchemyError as e:    # one line saying so, as for a port in use
+    except (SQLAlchemyError, OSError) as e:    # one line saying so, as for a port in use
         raise CantListen(f"can't start the tracker and the web app: the CRM database can't be used "
                          f"({e.__class__.__name__}: {str(e).splitlines()[0]}); check database_url") from None
 

@@ -89,9 +89,20 @@ def test_a_web_port_in_use_is_one_clear_line(tmp_path):
     assert "Traceback" not in done.stderr
 
 
-def test_a_crm_database_that_cant_be_used_is_one_clear_line(tmp_path):
+def test_a_database_that_cant_be_used_is_one_clear_line(tmp_path):
+    # (a PostgreSQL database_url holds the mail store and the CRM: the store is opened first)
     dead = _free_port()     # nothing listens there
     done = _posthouse(_config(tmp_path, _free_port(), f'database_url = "postgresql://nobody@127.0.0.1:{dead}/crm"\n'),
+                      "serve")
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if "ERROR" in line or line.startswith("posthouse:")]
+    assert len(errors) == 1 and "database" in errors[0] and f"port {dead}" in errors[0], done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_crm_database_that_cant_be_used_is_one_clear_line(tmp_path):
+    # The mail store on SQLite, the CRM in a database that can't be opened.
+    done = _posthouse(_config(tmp_path, _free_port(), 'database_url = "sqlite:////nonexistent-dir/crm.sqlite3"\n'),
                       "serve")
     assert done.returncode == 1
     errors = [line for line in done.stderr.splitlines() if line.startswith("posthouse:")]
