@@ -27,6 +27,23 @@ def test_lease_claim_rules(tmp_path):
     assert a.claim(1)
 
 
+def test_many_leases_claimed_in_one_go(tmp_path):
+    engine = make_db(tmp_path)
+    store = Store(engine)
+    for n in range(1, 4):
+        store.follow(Account(n, f"x{n}", "y", "127.0.0.1", 1))
+    a = Leases(engine, "a", 60)
+    b = Leases(engine, "b", 60)
+    assert a.claim_many([1, 2]) == {1, 2}
+    assert b.claim_many([1, 2, 3]) == {3}           # 1 and 2 are a's
+    assert a.claim_many([1, 2, 3]) == {1, 2}        # renewed; 3 is b's
+    with engine.begin() as db:                      # a's lease on 2 runs out
+        db.execute(update(accounts_table).where(accounts_table.c.id == 2)
+                   .values(lease_until=datetime.now(timezone.utc) - timedelta(seconds=1)))
+    assert b.claim_many([1, 2, 3]) == {2, 3}
+    assert a.claim_many([]) == set()
+
+
 def test_two_trackers_one_account(server, user, tmp_path):
     c = imap_client(server.host, server.port, *user)
     append(c, "INBOX", message(0, "lease"))

@@ -395,11 +395,11 @@ class Tracker:
             worker, task = self.workers[account_id]
             if account_id not in active or task.done():
                 await self._drop(account_id)
+        held_now = await asyncio.to_thread(self.leases.claim_many, active) if active else set()
         for account_id, account in active.items():
             if self._stop.is_set():
                 break
-            held = await asyncio.to_thread(self.leases.claim, account_id)
-            if not held:
+            if account_id not in held_now:
                 if account_id in self.workers:       # our lease ran out and was taken
                     await self._drop(account_id, release=False)
                 continue
