@@ -88,6 +88,10 @@ class Ingest:
         self._lists: dict = {}
         self._levels: dict = {}
         self._owners: dict = {}
+        # For the CRM's events (crm/events.py), told after the commit:
+        self.new_activities: dict[int, set[int]] = {}     # message row -> contacts newly tied to it
+        self.sorted: dict[int, tuple[str, dict | None]] = {}    # message row -> (kind, classification)
+        self.seen_at: dict[int, object] = {}              # message row -> the fact's place
 
     def owner(self, account_id: int):
         if account_id not in self._owners:
@@ -240,7 +244,13 @@ class Ingest:
                 owners.setdefault(address, set()).add(contact_id)
         pairs = {(c, rows[t[2]].id) for t in todo for a in t[1].addresses() - self.own for c in owners.get(a, ())}
         info = {rows[key].id: (stored[key][1], rows[key].date) for key in stored}
-        link(self.conn, pairs, info)
+        for t in todo:
+            self.seen_at.setdefault(rows[t[2]].id, t[0].place)
+        self._note_new(link(self.conn, pairs, info))
+
+    def _note_new(self, pairs) -> None:
+        for contact_id, message_row in pairs:
+            self.new_activities.setdefault(message_row, set()).add(contact_id)
 
     def _place(self, message_row: int, fact: MessageSeen) -> dict:
         # Seen again (a replay, or a copy that came back): brought up to date and not gone.
@@ -286,6 +296,8 @@ class Ingest:
         if isinstance(answers, str) and answers and not parsed.in_reply_to:
             values["in_reply_to"] = safe_text(answers.strip("<> "))     # the thread: the message it answers
         self.conn.execute(update(messages).where(messages.c.id == message_row).values(**values))
+        if isinstance(kind, str):
+            self.sorted[message_row] = (kind, stored)
         if kind == "bounce":
             pairs = set()
             for recipient in getattr(result, "recipients", None) or ():
@@ -306,7 +318,7 @@ class Ingest:
                 for contact_id in self.conn.execute(select(contact_emails.c.contact_id)
                                                     .where(contact_emails.c.address == address)).scalars():
                     pairs.add((contact_id, message_row))
-            link(self.conn, pairs)        # the bounce on the contact it concerns
+            self._note_new(link(self.conn, pairs))        # the bounce on the contact it concerns
         elif kind == "unsubscribe":
             senders = parsed.addresses(("from", "sender", "reply-to")) - self.own
             if senders:

@@ -17,23 +17,28 @@ _MESSAGE_INFO = select(messages.c.id, messages.c.direction, messages.c.date).whe
     messages.c.id.in_(bindparam("ids", expanding=True)))
 
 
-def link(conn, pairs: set[tuple[int, int]], info: dict | None = None) -> None:
+def link(conn, pairs: set[tuple[int, int]], info: dict | None = None) -> set[tuple[int, int]]:
     """Activities for (contact_id, message row id) pairs, skipping those that
-    exist. info: {message row: (direction, date)} where the caller knows it."""
+    exist. info: {message row: (direction, date)} where the caller knows it.
+    Returns the pairs that were new (for the CRM's events)."""
     if not pairs:
-        return
+        return set()
+    existing = {tuple(row) for row in conn.execute(select(activities.c.contact_id, activities.c.message).where(
+        activities.c.message.in_(bindparam("ids", expanding=True))), {"ids": sorted({m for _, m in pairs})})}
     if info is None:
         info = {row.id: (row.direction, row.date)
                 for row in conn.execute(_MESSAGE_INFO, {"ids": sorted({m for _, m in pairs})})}
     rows = [{"contact_id": c, "message": m, "direction": info[m][0], "date": info[m][1]}
             for c, m in sorted(pairs) if m in info]
     insert_ignore(conn, activities, rows, ["contact_id", "message"])
+    new = {(row["contact_id"], row["message"]) for row in rows} - existing
     latest: dict[int, object] = {}
     for row in rows:
         if row["contact_id"] not in latest or latest[row["contact_id"]] < row["date"]:
             latest[row["contact_id"]] = row["date"]
     for contact_id in sorted(latest):       # one order for every writer: no deadlock between them
         conn.execute(_LAST_CONTACTED, {"cid": contact_id, "latest": latest[contact_id]})
+    return new
 
 
 def touch_last_contacted(conn, contact_ids) -> None:

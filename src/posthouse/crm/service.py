@@ -2,6 +2,7 @@
 the tracker feeds (apply). Contacts are plain dicts (see CONTRACT22)."""
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 from typing import Callable
 
@@ -11,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from .addresses import canonical, canonical_domain, domain_of, split_name
 from .errors import CrmError, NotFound
 from .freemail import company_name, is_free_mail
+from .events import events_of
 from .ingest import Ingest
 from .linking import bounces_earlier, link_earlier, touch_last_contacted
 from .privacy import canonical_entry
@@ -20,6 +22,8 @@ from .tables import (activities, companies, company_domains, contact_emails, con
 
 EDITABLE = {"name", "first_name", "last_name", "phone", "company", "title", "tags", "notes", "opted_out"}
 _LENGTHS = {"name": 300, "first_name": 200, "last_name": 200, "phone": 100, "title": 300}
+
+log = logging.getLogger("posthouse.crm")
 
 
 class Crm:
@@ -34,6 +38,8 @@ class Crm:
         self.classify = classify
         self.account_owner = account_owner
         self.fold_plus = fold_plus
+        # Called after each apply() commits, with the CrmEvents it made (crm/events.py).
+        self.observers: list[Callable[[list], None]] = []
 
     @classmethod
     def for_accounts(cls, engine, accounts, *, classify=None, fold_plus: bool = False) -> "Crm":
@@ -53,7 +59,17 @@ class Crm:
     def apply(self, facts) -> None:
         """The FactSink: all of `facts` in one transaction; replays change nothing."""
         with self.engine.begin() as conn:
-            Ingest(self, conn).apply(facts)
+            ingest = Ingest(self, conn)
+            ingest.apply(facts)
+        if self.observers and (ingest.new_activities or ingest.sorted):
+            self._tell(events_of(self.engine, ingest))
+
+    def _tell(self, events) -> None:
+        for observer in list(self.observers):
+            try:
+                observer(events)
+            except Exception:
+                log.exception("crm: an observer of its events failed (the facts are stored)")
 
     @contextmanager
     def _writing(self):
