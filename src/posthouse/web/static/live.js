@@ -1,0 +1,1 @@
+// live: plain script, no build step (see the issue-23 contract)

@@ -1,0 +1,1 @@
+// mail: plain script, no build step (see the issue-23 contract)
