@@ -3,13 +3,15 @@
 description needs `Authorization: Bearer TOKEN`."""
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import APIRouter, Depends, FastAPI
 
 from .. import __version__
 from . import errors, pages
 from .api import accounts as accounts_api, activities, attachments, classify, companies, contacts, documents, private, send
 from .deps import Services, current_user
-from .limits import BodyLimit
+from .limits import BodyLimit, limit_for
 from .models import Error
 from .tokens import TokenStore
 
@@ -45,5 +47,5 @@ def create_app(config, engine, crm, accounts, *, tokens: TokenStore | None = Non
         api.include_router(module.router)
     app.include_router(api)
     pages.install(app, login=login, open_imap=open_imap)
-    app.add_middleware(BodyLimit)
+    app.add_middleware(BodyLimit, limit_for=partial(limit_for, max_message=getattr(config, "max_message_size", None)))
     return app

@@ -14,9 +14,13 @@ LARGE = 25 * MiB        # mail sent, documents uploaded, messages to classify
 
 # Paths whose bodies may be large: whole messages and files.
 _LARGE = re.compile(r"^/api/v1/(send|classify|documents|contacts/[^/]+/documents)/?$")
+# The compose page's form: a whole message's attachments (the page checks the exact size).
+_COMPOSE = re.compile(r"^/mail/\d+/compose/(send|draft)/?$")
 
 
-def limit_for(path: str) -> int:
+def limit_for(path: str, *, max_message: int | None = None) -> int:
+    if _COMPOSE.match(path):
+        return (max_message or LARGE) + MiB
     return LARGE if _LARGE.match(path) else SMALL
 
 
