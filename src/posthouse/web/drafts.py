@@ -103,8 +103,11 @@ def read(raw: bytes) -> DraftFields:
             text = body.get_content()
     except Exception:
         text = ""
+    text = text.replace("\r\n", "\n")
+    if text.endswith("\n"):    # (the line end the email package adds to a text part)
+        text = text[:-1]
     return DraftFields(from_addr=header("From"), to=header("To"), cc=header("Cc"), bcc=header("Bcc"),
-                       subject=header("Subject"), text=text.replace("\r\n", "\n"),
+                       subject=header("Subject"), text=text,
                        in_reply_to=header("In-Reply-To"), references=header("References"))
 
 
