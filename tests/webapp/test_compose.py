@@ -395,14 +395,32 @@ def test_another_users_draft_is_not_found(mailserver):
             r = bob.post(path, data={"csrf": bob_token, "from": f"bob@{DOMAIN}", "to": f"bob@{DOMAIN}",
                                      "draft": str(uid), "keep": "draft:1", "text": "overwrite"})
             assert r.status_code == 404 and "secret" not in r.text, (path, r.status_code, r.text[:300])
-        # a message that is no draft can't be resumed or replaced as one
-        mailserver.deliver("alice", incoming("Not a draft", "notadraft@client.example"))
-        inbox_uid = uid_of(mailserver, "alice", "INBOX", "notadraft@client.example")
-        assert alice.get(f"/mail/1/compose?draft={inbox_uid + 1000}").status_code == 404
-        r = alice.post("/mail/1/compose/draft", data={"csrf": alice_token, "draft": str(inbox_uid + 1000), "text": "x"})
+        # a message in Drafts that is no draft (no \\Draft flag) can't be resumed, replaced or sent as one
+        imap = imap_login(mailserver, "alice")
+        try:
+            imap.append("Drafts", "(\\Seen)", None, incoming("Not a draft", "notadraft@client.example"))
+        finally:
+            imap.logout()
+        plain = uid_of(mailserver, "alice", "Drafts", "notadraft@client.example")
+        assert alice.get(f"/mail/1/compose?draft={plain}").status_code == 404
+        for path in ("/mail/1/compose/draft", "/mail/1/compose/send"):
+            r = alice.post(path, data={"csrf": alice_token, "from": f"alice@{DOMAIN}", "to": f"bob@{DOMAIN}",
+                                       "draft": str(plain), "keep": "draft:1", "text": "x"})
+            assert r.status_code == 404, (path, r.status_code)
+        r = alice.post("/mail/1/compose/draft", data={"csrf": alice_token, "draft": str(plain), "text": "x"})
         assert r.status_code == 404
-        drafts = drafts_of(mailserver)
-        assert [d[0] for d in drafts] == [uid] and drafts[0][2]["Subject"] == "Alice's secret draft"
+        r = alice.post("/mail/1/compose/send", data={"csrf": alice_token, "from": f"alice@{DOMAIN}", "draft": str(plain),
+                                                     "to": f"bob@{DOMAIN}", "subject": "Sent over a non-draft"})
+        assert r.status_code == 303     # sent, but the message that is no draft was left alone
+        in_drafts = messages_in(mailserver, "alice", "Drafts")
+        assert sorted(d[0] for d in in_drafts if "\\Deleted" not in d[1]) == [uid, plain]
+        assert next(d for d in in_drafts if d[0] == uid)[2]["Subject"] == "Alice's secret draft"
+        # a draft that is gone already (sent from another tab): the next save makes a new one
+        r = alice.post("/mail/1/compose/draft", data={"csrf": alice_token, "draft": "999999", "subject": "Anew"})
+        assert r.status_code == 200 and r.json()["draft"] > uid
+        clear_drafts(mailserver)
+        saved = alice.post("/mail/1/compose/draft", data={"csrf": alice_token, "subject": "Alice's secret draft"})
+        uid = saved.json()["draft"]
         # alice removes her own, by sending it
         r = alice.post("/mail/1/compose/send", data={"csrf": alice_token, "from": f"alice@{DOMAIN}",
                                                      "to": f"bob@{DOMAIN}", "subject": "Alice's secret draft",

@@ -92,10 +92,7 @@ def read(raw: bytes) -> DraftFields:
     msg = email.message_from_bytes(raw, policy=email.policy.default)
 
     def header(name: str) -> str:
-        try:
-            return one_line(str(msg.get(name) or ""))
-        except Exception:
-            return one_line(str(msg.get_all(name, [""])[0]))
+        return header_text(msg, name)
     text = ""
     try:
         body = msg.get_body(preferencelist=("plain",))
@@ -109,6 +106,21 @@ def read(raw: bytes) -> DraftFields:
     return DraftFields(from_addr=header("From"), to=header("To"), cc=header("Cc"), bcc=header("Bcc"),
                        subject=header("Subject"), text=text,
                        in_reply_to=header("In-Reply-To"), references=header("References"))
+
+
+def header_text(msg, name: str) -> str:
+    """A header's decoded value on one line; one the parser chokes on (a
+    half-typed address) is decoded word by word instead of raising."""
+    try:
+        return one_line(str(msg.get(name) or ""))
+    except Exception:
+        pass
+    from email.header import decode_header, make_header
+    raw = next((v for k, v in msg.raw_items() if k.lower() == name.lower()), "")
+    try:
+        return one_line(str(make_header(decode_header(str(raw)))))
+    except Exception:
+        return one_line(str(raw))
 
 
 # ------------------------------------------------------------------ the Drafts folder over IMAP
@@ -177,11 +189,16 @@ async def remove(conn, folder: str, uid: int) -> None:
 
 
 async def save(conn, raw: bytes, message_id: str, *, replaces: int | None = None) -> tuple[str, int | None]:
-    """APPEND the draft, then remove the one it replaces (if it is a draft:
-    DraftNotFound otherwise, after the new one is safely stored). (folder, new UID)."""
+    """APPEND the draft, then remove the one it replaces. That UID must be a
+    draft (DraftNotFound before anything is stored otherwise), or no longer
+    there at all. (folder, new UID)."""
     folder = await drafts_folder(conn)
     if replaces is not None:        # refuse before storing anything when the old UID is no draft
-        await check_draft(conn, folder, replaces)
+        flags = await _flags_of(conn, folder, replaces)
+        if flags is None:
+            replaces = None     # gone already (sent from another tab, deleted in another client): a new draft
+        elif "\\draft" not in flags:
+            raise DraftNotFound(f"no draft {replaces}")
     appended = await conn.append(folder, raw, flags=("\\Draft", "\\Seen"))
     uid = appended[1] if appended else None
     if uid is None:     # no UIDPLUS: found by its own Message-ID

@@ -112,6 +112,17 @@ class _Text(HTMLParser):
             self.out.append(re.sub(r"\s+", " ", data))
 
 
+def attachments_in(raw: bytes, kind: str) -> list[Kept]:
+    """The message's attachments, numbered as reading.py numbers them (its
+    download route and part_at count the same way)."""
+    message = reading.parse(raw)
+    out = []
+    for index, part in reading.attachments_of(message, reading._body_part(message)):
+        data = part.get_payload(decode=True) or b""
+        out.append(Kept(f"{kind}:{index}", reading.part_name(part, index), part.get_content_type(), len(data)))
+    return out
+
+
 def html_to_text(markup: str) -> str:
     parser = _Text()
     try:
@@ -137,7 +148,7 @@ def body_text(message) -> str:
 
 
 def _header(message, name: str) -> str:
-    return drafts.one_line(reading._header(message, name))
+    return drafts.header_text(message, name)
 
 
 def _pairs(*values: str) -> list[tuple[str, str]]:
@@ -200,16 +211,14 @@ def forward_form(account, raw: bytes, folder: str, uid: int) -> ComposeForm:
         if value:
             lines.append(f"{name}: {value}")
     text = "\n".join(lines) + "\n\n" + body_text(message) + "\n"
-    shown = reading.read(raw)
-    kept = [Kept(f"fwd:{a.index}", a.name, a.content_type, a.size) for a in shown.attachments]
+    kept = attachments_in(raw, "fwd")
     return ComposeForm(from_addr=_chosen_identity(account, message), subject=forward_subject(_header(message, "Subject")),
                        text=text, forward_folder=folder, forward_uid=uid, back_folder=folder, kept=kept)
 
 
 def draft_form(raw: bytes, uid: int) -> ComposeForm:
     fields = drafts.read(raw)
-    shown = reading.read(raw)
-    kept = [Kept(f"draft:{a.index}", a.name, a.content_type, a.size) for a in shown.attachments]
+    kept = attachments_in(raw, "draft")
     return ComposeForm(from_addr=fields.from_addr, to=fields.to, cc=fields.cc, bcc=fields.bcc,
                        subject=fields.subject, text=fields.text, in_reply_to=fields.in_reply_to,
                        references=fields.references, draft=uid, kept=kept, show_cc=bool(fields.cc or fields.bcc))
@@ -399,10 +408,13 @@ def _addresses(what: str, value: str) -> list[str]:
     """'Ann <ann@x>, bob@y' -> ['Ann <ann@x>', 'bob@y']; Refused saying what is wrong."""
     if "\r" in value or "\n" in value:
         raise Refused(f"{what} may not contain a line break")
+    value = re.sub(r",(\s*,)+", ",", value).strip().strip(",").strip()     # (empty entries: "a@x, , b@y")
+    if not value:
+        return []
     out = []
     for name, address in getaddresses([value]):
-        if not address and not name:
-            continue
+        if not address and not name:       # (what the parser gives for what it can't read)
+            raise Refused(f"{what}: not an email address in {value[:80]!r}")
         local, at, domain = address.rpartition("@")
         if not at or not local or "." not in domain and domain.lower() != "localhost" \
                 or any(c.isspace() or c in "<>,;\"" for c in address):
@@ -453,8 +465,7 @@ async def _store_draft(conn, account, fields: ComposeForm, attachments) -> tuple
         _, uid = await drafts.save(conn, raw, message_id, replaces=fields.draft)
     except drafts.DraftNotFound:
         raise HTTPException(404, f"no draft {fields.draft}") from None
-    shown = await asyncio.to_thread(reading.read, raw)
-    return uid, [Kept(f"draft:{a.index}", a.name, a.content_type, a.size) for a in shown.attachments]
+    return uid, await asyncio.to_thread(attachments_in, raw, "draft")
 
 
 @router.post("/mail/{account_id}/compose/draft")
@@ -560,7 +571,5 @@ async def _describe_kept(conn, fields: ComposeForm, kept: list[Kept]) -> list[Ke
                 raw = await mailbox.message(conn, folder, uid)
         except (drafts.DraftNotFound, HTTPException):
             continue
-        shown = await asyncio.to_thread(reading.read, raw)
-        out += [Kept(f"{kind}:{a.index}", a.name, a.content_type, a.size) for a in shown.attachments
-                if f"{kind}:{a.index}" in refs]
+        out += [k for k in await asyncio.to_thread(attachments_in, raw, kind) if k.ref in refs]
     return out
