@@ -25,6 +25,7 @@ import pytest
 from .conftest import DOMAIN, PASSWORDS, WebServer, _cli, free_port, stop_server
 
 MAX_MESSAGE = 3 * 1024 * 1024       # the server's max_message_size here: an oversized attachment is cheap
+SALES = f"alice+sales@{DOMAIN}"     # alice's second identity (her subaddress: her submission takes it)
 
 
 # ---------------------------------------------------------------- the server, with submission and a smarthost
@@ -71,8 +72,8 @@ def mailserver(tmp_path_factory, sink):
         while "web listening" not in open(log.name).read():
             assert proc.poll() is None and time.monotonic() < deadline, open(log.name).read()
             time.sleep(0.1)
-        for name in PASSWORDS:
-            _cli(config, "account", "add", name, "--local")
+        _cli(config, "account", "add", "alice", "--local", "--address", SALES)     # a second identity
+        _cli(config, "account", "add", "bob", "--local")
         yield WebServer(f"http://127.0.0.1:{web_port}", config, imap_port, lmtp_port, tmp)
     finally:
         stop_server(proc, log)
@@ -198,7 +199,8 @@ def test_compose_with_an_attachment_and_send(browser, mailserver, sink, tmp_path
     try:
         log_in(page, mailserver, "alice")
         page.goto(mailserver.url + "/mail/1/compose")
-        assert page.locator("select[name=from] option").all_inner_texts() == [f"alice@{DOMAIN}"]
+        assert page.locator("select[name=from] option").all_inner_texts() == [f"alice@{DOMAIN}", SALES]
+        page.select_option("select[name=from]", SALES)
         page.fill("input[name=to]", f"Bob <bob@{DOMAIN}>, dave@client.example")
         page.fill("input[name=subject]", "The plan, attached")
         page.fill("textarea[name=text]", "Hello both,\n\nthe plan is attached.\n\nAlice")
@@ -215,7 +217,7 @@ def test_compose_with_an_attachment_and_send(browser, mailserver, sink, tmp_path
     finally:
         context.close()
     sent = sent_with(mailserver, "The plan, attached")
-    assert sent["From"].addresses[0].addr_spec == f"alice@{DOMAIN}"
+    assert sent["From"].addresses[0].addr_spec == SALES        # the identity chosen
     assert attachments_of(sent) == {"plan.pdf": data}
     assert "the plan is attached" in sent.get_body(("plain",)).get_content()
     # delivered to bob here, relayed to the other domain through the smarthost
@@ -228,7 +230,7 @@ def test_compose_with_an_attachment_and_send(browser, mailserver, sink, tmp_path
 
 
 def test_reply_and_reply_all(browser, mailserver, sink, tmp_path):
-    mailserver.deliver("alice", incoming("Meeting on Tuesday", "meet@client.example", to=f"alice@{DOMAIN}, bob@{DOMAIN}",
+    mailserver.deliver("alice+sales", incoming("Meeting on Tuesday", "meet@client.example", to=f"{SALES}, bob@{DOMAIN}",
                                          cc="Dave <dave@client.example>", references="<earlier@client.example>"))
     uid = uid_of(mailserver, "alice", "INBOX", "meet@client.example")
     context = browser.new_context()
@@ -239,6 +241,7 @@ def test_reply_and_reply_all(browser, mailserver, sink, tmp_path):
         assert page.input_value("input[name=to]") == "Carol Client <carol@client.example>"
         assert page.input_value("input[name=cc]") == ""
         assert page.input_value("input[name=subject]") == "Re: Meeting on Tuesday"
+        assert page.input_value("select[name=from]") == SALES     # the identity it was sent to
         text = page.input_value("textarea[name=text]")
         assert "Carol Client <carol@client.example> wrote:" in text and "> can we meet on Tuesday?" in text
         page.click("textarea[name=text]")
@@ -261,6 +264,7 @@ def test_reply_and_reply_all(browser, mailserver, sink, tmp_path):
     assert reply["In-Reply-To"] == "<meet@client.example>"
     assert reply["References"].split() == ["<earlier@client.example>", "<meet@client.example>"]
     assert [a.addr_spec for a in reply["To"].addresses] == ["carol@client.example"] and reply["Cc"] is None
+    assert reply["From"].addresses[0].addr_spec == SALES
     assert reply.get_body(("plain",)).get_content().startswith("Tuesday suits me.")
     everyone = sent_with(mailserver, "Re: Meeting on Tuesday (all)")
     assert everyone["In-Reply-To"] == "<meet@client.example>"
@@ -482,3 +486,35 @@ def test_too_large_attachment_refused_in_the_browser(browser, mailserver, tmp_pa
         shot(page, tmp_path, "phone")
     finally:
         context.close()
+
+
+def test_drafts_folder_made_when_missing_and_files_kept_when_sending_fails(mailserver):
+    imap = imap_login(mailserver, "bob")
+    try:
+        assert imap.delete("Drafts")[0] == "OK"
+    finally:
+        imap.logout()
+    client, token = http_session(mailserver, "bob")
+    with closing(client):
+        r = client.post("/mail/2/compose/draft", data={"csrf": token, "to": "half-typ", "subject": "First draft"})
+        assert r.status_code == 200, r.text
+        (uid, flags, draft), = drafts_of(mailserver, "bob")
+        assert uid == r.json()["draft"] and "\\Draft" in flags and draft["To"] == "half-typ"
+        # A send that fails (a bad address) with a file: the file is kept in the draft, the page lists it.
+        r = client.post("/mail/2/compose/send", data={"csrf": token, "from": f"bob@{DOMAIN}", "to": "half-typ",
+                                                      "subject": "With a file", "text": "words", "draft": str(uid)},
+                        files={"attachments": ("kept.txt", b"keep me")})
+        assert r.status_code == 400 and "not an email address" in r.text and "words" in r.text
+        kept = re.search(r'name="keep" value="(draft:\d+)"', r.text)[1]
+        new_uid = re.search(r'name="draft" value="(\d+)"', r.text)[1]
+        (uid2, _, draft), = drafts_of(mailserver, "bob")
+        assert str(uid2) == new_uid and attachments_of(draft) == {"kept.txt": b"keep me"}
+        # fixed and sent: the file goes with it, the draft goes
+        r = client.post("/mail/2/compose/send", data={"csrf": token, "from": f"bob@{DOMAIN}", "to": f"alice@{DOMAIN}",
+                                                      "subject": "With a file", "text": "words", "draft": new_uid,
+                                                      "keep": kept})
+        assert r.status_code == 303, r.text[:2000]
+    assert drafts_of(mailserver, "bob") == []
+    got = wait_for(lambda: [m for _, _, m in messages_in(mailserver, "alice", "INBOX") if m["Subject"] == "With a file"],
+                   "bob's mail to alice")
+    assert attachments_of(got[0]) == {"kept.txt": b"keep me"}

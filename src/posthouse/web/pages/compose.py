@@ -73,11 +73,12 @@ class ComposeForm:
 
 
 def identities(account) -> list[str]:
-    """The addresses this account may send as."""
+    """The addresses this account may send as, its login's own first."""
     own = list(account.addresses or ())
-    if not own and "@" in (account.login or ""):
+    login = (account.login or "").lower()
+    if not own and "@" in login:
         own = [account.login]
-    return own
+    return sorted(own, key=lambda a: (a.lower() != login and a.lower().partition("@")[0] != login, a.lower()))
 
 
 def _own(account) -> set[str]:
