@@ -11,6 +11,7 @@ from __future__ import annotations
 import email
 import email.policy
 import imaplib
+import json
 import os
 import re
 import subprocess
@@ -194,6 +195,7 @@ def drafts_of(server, user: str = "alice") -> list[tuple[int, set[str], EmailMes
 
 def test_compose_with_an_attachment_and_send(browser, mailserver, sink, tmp_path):
     data = b"%PDF-1.4\n% the plan\n" + bytes(range(256)) * 40
+    dave = json.loads(_cli(mailserver.config, "contact", "add", "--name", "Dave Client", "--email", "dave@client.example"))
     context = browser.new_context()
     page = context.new_page()
     try:
@@ -214,6 +216,8 @@ def test_compose_with_an_attachment_and_send(browser, mailserver, sink, tmp_path
         page.click("a.sent-copy")       # the copy in Sent, in the reading pane
         page.wait_for_selector("article.reading")
         assert page.inner_text("article.reading .subject") == "The plan, attached"
+        page.goto(f"{mailserver.url}/contacts/{dave['id']}")     # logged on the contact at once
+        assert "The plan, attached" in page.inner_text("ol.timeline")
     finally:
         context.close()
     sent = sent_with(mailserver, "The plan, attached")
@@ -484,6 +488,18 @@ def test_too_large_attachment_refused_in_the_browser(browser, mailserver, tmp_pa
         shot(page, tmp_path, "too-large")
         page.set_viewport_size({"width": 390, "height": 844})
         shot(page, tmp_path, "phone")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390      # nothing wider than a phone
+        page.set_viewport_size({"width": 1280, "height": 900})
+        # A refused address: said on the page, what was typed still there.
+        page.fill("input[name=to]", "bob at example")
+        page.fill("input[name=subject]", "Typo")
+        page.fill("textarea[name=text]", "words worth keeping")
+        page.click("button.send")
+        page.wait_for_selector("p.error")
+        assert "not an email address" in page.inner_text("p.error")
+        assert page.input_value("textarea[name=text]") == "words worth keeping"
+        assert page.input_value("input[name=to]") == "bob at example"
+        shot(page, tmp_path, "error")
     finally:
         context.close()
 
