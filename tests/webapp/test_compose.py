@@ -458,6 +458,11 @@ def test_hostile_input_refused_with_the_text_kept(mailserver):
         # The SMTP server refuses a recipient: said on the page, the text kept.
         r = client.post("/mail/1/compose/send", data={**base, "to": f"nobody-here@{DOMAIN}"})
         assert r.status_code == 502 and "not sent" in r.text and "my precious words" in r.text, r.text[:2000]
+        # One recipient refused, another taken: sent, and the page says which was refused.
+        r = client.post("/mail/1/compose/send", data={**base, "subject": "Half taken",
+                                                      "to": f"bob@{DOMAIN}, nobody-here@{DOMAIN}"})
+        assert r.status_code == 200 and "Message sent" in r.text and "were refused" in r.text, r.text[:3000]
+        assert f"nobody-here@{DOMAIN}" in r.text.split("were refused")[1]
         # A file over the server's message size: refused, saying so, the rest kept.
         big = os.urandom(MAX_MESSAGE * 3 // 4 + 1024)
         r = client.post("/mail/1/compose/send", data=base, files={"attachments": ("big.bin", big)})

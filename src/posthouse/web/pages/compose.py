@@ -285,10 +285,15 @@ async def compose_page(request: Request, account_id: int,
 async def sent_page(request: Request, account_id: int, folder: Folder | None = None, uid: Uid | None = None,
                     back: Folder = "INBOX", session: WebSession = Depends(page_session)):
     account = await mailbox.own_account(request, session.user, account_id)
+    return _sent(request, account, folder, uid, back)
+
+
+def _sent(request, account, folder, uid, back, *, refused=None, note=None):
     return render(request, "compose_sent.html", {
-        "account": account, "sent_url": message_url(account_id, folder, uid) if folder and uid else None,
-        "folder_url": f"/mail/{account_id}?" + urlencode({"folder": folder}) if folder else None,
-        "back_url": f"/mail/{account_id}?" + urlencode({"folder": back}), "back": back})
+        "account": account, "sent_url": message_url(account.id, folder, uid) if folder and uid else None,
+        "folder": folder, "folder_url": f"/mail/{account.id}?" + urlencode({"folder": folder}) if folder else None,
+        "back_url": f"/mail/{account.id}?" + urlencode({"folder": back}), "back": back,
+        "refused": refused or {}, "note": note})
 
 
 # ------------------------------------------------------------------ the posted form
@@ -529,6 +534,10 @@ async def send(request: Request, account_id: int, session: WebSession = Depends(
         query["folder"] = appended["folder"]
         if appended.get("uid"):
             query["uid"] = appended["uid"]
+    if result.get("refused") or result.get("sent_note"):
+        # What only this answer knows (recipients refused while others took it, no copy in Sent): shown now.
+        return _sent(request, account, query.get("folder"), query.get("uid"), fields.back_folder,
+                     refused=result.get("refused") or {}, note=result.get("sent_note"))
     return RedirectResponse(f"/mail/{account.id}/compose/sent?" + urlencode(query), status_code=303)
 
 
