@@ -67,21 +67,33 @@
       dirty = false;
       say("Saving draft…");
       var body = new FormData(form);
-      var hadFiles = files && files.files && files.files.length > 0;
+      var sentFiles = files && files.files && files.files.length > 0 ? files.files : null;
+      // The kept attachments are numbered by the draft this save replaces: frozen until
+      // the answer lists them as the new draft numbers them.
+      var boxes = form.querySelectorAll("ul.kept input[name=keep]");
+      boxes.forEach(function (b) { b.disabled = true; });
       saving = fetch(url, { method: "POST", body: body, credentials: "same-origin" })
         .then(function (r) { return r.json().then(function (j) { return { ok: r.ok, j: j }; }); })
         .then(function (res) {
-          if (!res.ok || !res.j.draft) { say("Draft not saved: " + (res.j.error || "unknown error")); return; }
+          if (!res.ok || !res.j.draft) {
+            boxes.forEach(function (b) { b.disabled = false; });
+            say("Draft not saved: " + (res.j.error || "unknown error"));
+            return;
+          }
           form.elements.draft.value = String(res.j.draft);
           showKept(res.j.attachments || []);
-          // The files are in the draft now (listed above): not uploaded again.
-          if (hadFiles && files) files.value = "";
+          // The files are in the draft now (listed above): not uploaded again
+          // (unless others were chosen meanwhile: those go with the next save).
+          if (sentFiles && files.files === sentFiles) files.value = "";
           // (a forwarded message's parts are in the draft too)
           form.elements.forward_uid.value = "";
           say("Draft saved");
           form.setAttribute("data-draft-saved", String(res.j.draft));
         })
-        .catch(function () { say("Draft not saved: the server could not be reached"); })
+        .catch(function () {
+          boxes.forEach(function (b) { b.disabled = false; });
+          say("Draft not saved: no answer from the server (still logged in?)");
+        })
         .then(function () {
           saving = null;
           if (dirty && !sending) schedule();
