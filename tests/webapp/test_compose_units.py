@@ -120,3 +120,13 @@ def test_the_attachment_budget_fits_the_message_size():
                        attachments=[("a.bin", "application/octet-stream", os.urandom(budget))])
     assert len(composed.message) <= limit
     assert page.encoded_size(budget) >= budget * 4 // 3
+
+
+def test_posted_form_garbage():
+    from starlette.datastructures import FormData
+    form = page.posted_form(FormData([("to", "a@x.example"), ("draft", ""), ("text", "a\r\nb"), ("back_folder", "IN\r\nBOX")]))
+    assert form.text == "a\nb" and form.draft is None and form.back_folder == "IN  BOX"
+    for bad in ([("draft", "-1")], [("draft", "99999999999")], [("forward_uid", "x")],
+                [("forward_folder", "INBOX\r\nA1 DELETE INBOX")], [("subject", "x" * 20_000)]):
+        with pytest.raises(page.Refused):
+            page.posted_form(FormData(bad))

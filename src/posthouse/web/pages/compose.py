@@ -317,6 +317,8 @@ def _int(form, name: str) -> int | None:
 
 
 def posted_form(form) -> ComposeForm:
+    if re.search(r"[\x00-\x1f]", _text(form, "forward_folder", 1000)):
+        raise Refused("forward_folder: not a folder name")
     return ComposeForm(
         from_addr=_text(form, "from").strip(), to=_text(form, "to"), cc=_text(form, "cc"), bcc=_text(form, "bcc"),
         subject=_text(form, "subject"), text=_text(form, "text", 2_000_000).replace("\r\n", "\n"),
