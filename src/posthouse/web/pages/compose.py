@@ -32,7 +32,7 @@ from ...send.compose import reply_subject
 from .. import drafts
 from ..deps import call
 from . import mailbox, reading
-from .common import checked_form, page_session, render
+from .common import checked_form, page_session, render, secure_headers
 from .mail import Folder, Uid, message_url
 from .sessions import WebSession
 
@@ -488,11 +488,17 @@ async def save_draft(request: Request, account_id: int, session: WebSession = De
             attachments = await gather_attachments(conn, form, fields, _max_size(request))
             uid, kept = await _store_draft(conn, account, fields, attachments)
     except Refused as e:
-        return JSONResponse({"error": str(e)}, status_code=400)
+        return _json({"error": str(e)}, 400)
     except HTTPException as e:
-        return JSONResponse({"error": str(e.detail)}, status_code=e.status_code)
-    return JSONResponse({"draft": uid, "attachments": [
+        return _json({"error": str(e.detail)}, e.status_code)
+    return _json({"draft": uid, "attachments": [
         {"ref": k.ref, "name": k.name, "content_type": k.content_type, "size": k.size} for k in kept]})
+
+
+def _json(value: dict, status: int = 200) -> JSONResponse:
+    response = JSONResponse(value, status_code=status)
+    secure_headers(response)
+    return response
 
 
 @router.post("/mail/{account_id}/compose/send")
