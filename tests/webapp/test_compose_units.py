@@ -130,3 +130,12 @@ def test_posted_form_garbage():
                 [("forward_folder", "INBOX\r\nA1 DELETE INBOX")], [("subject", "x" * 20_000)]):
         with pytest.raises(page.Refused):
             page.posted_form(FormData(bad))
+
+
+def test_compose_forms_bounded_by_the_message_size():
+    from posthouse.web.limits import LARGE, MiB, SMALL, limit_for
+    assert limit_for("/mail/1/compose/send", max_message=3 * MiB) == 4 * MiB
+    assert limit_for("/mail/12/compose/draft", max_message=None) == LARGE + MiB
+    assert limit_for("/mail/1/compose", max_message=3 * MiB) == SMALL       # (a GET, or anything else)
+    assert limit_for("/mail/1/sender-contact", max_message=3 * MiB) == SMALL
+    assert limit_for("/api/v1/send") == LARGE
