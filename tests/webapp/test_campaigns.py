@@ -22,7 +22,6 @@ import re
 import subprocess
 import sys
 import time
-from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -310,10 +309,12 @@ def test_campaign_to_twenty_contacts(campaign_server, browser, tmp_path):
                "complaint": "$Complaint", "reply1": "$CampaignReply", "reply2": "$CampaignReply"}
 
     def flags_by_message_id():
-        with closing(imaplib.IMAP4("127.0.0.1", server.imap_port, timeout=30)) as imap:
+        imap = imaplib.IMAP4("127.0.0.1", server.imap_port, timeout=30)
+        try:
             imap.login("alice", PASSWORDS["alice"])
             imap.select("INBOX", readonly=True)
             _, data = imap.fetch("1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+        finally:
             imap.logout()
         out = {}
         for item in data:
