@@ -359,3 +359,56 @@ def test_a_restart_sends_nothing_twice(campaign_server):
     wait_for("the sender's first round", lambda: "campaigns:" in open(running["log"].name).read())
     time.sleep(3)       # (rounds every second: a resend would show by now)
     assert len(sink.messages) == before
+
+
+def http_session(server, user: str) -> tuple[httpx.Client, str]:
+    """A logged-in HTTP client (no browser) and its session's CSRF token."""
+    c = httpx.Client(base_url=server.url, timeout=30)
+    form = c.get("/login")
+    token = re.search(r'name="csrf" value="([^"]+)"', form.text)[1]
+    r = c.post("/login", data={"name": user, "password": PASSWORDS[user], "csrf": token, "next": "/"})
+    assert r.status_code == 303, r.text
+    page = c.get("/campaigns/new")
+    return c, re.search(r'name="csrf" value="([^"]+)"', page.text)[1]
+
+
+def test_forged_requests_and_hostile_input_on_the_campaign_pages(campaign_server):
+    """No CSRF token or another site's Origin: refused. Bob sees alice's
+    campaigns (a team) but can't send one, nor send from her address. A
+    hostile name and template are shown as text, never run."""
+    server, sink, _ = campaign_server
+    crm = crm_of(server)
+    crm.add_contact(name='<img src=x onerror=alert(1)>', emails=["hostile@people.example"], tags=["hostile"])
+    alice, alice_csrf = http_session(server, "alice")
+    bob, bob_csrf = http_session(server, "bob")
+    try:
+        form = {"name": "<script>alert(1)</script>", "tag": "hostile", "subject": "Hi {{name}}",
+                "body": "{{name}} {% raw %}{{ 7*7 }}", "action": "create"}
+        own = re.search(r'<option value="([^"]+)"', alice.get("/campaigns/new").text)[1]
+        assert alice.post("/campaigns/new", data={**form, "sender": own}).status_code == 403     # no token
+        assert alice.post("/campaigns/new", data={**form, "sender": own, "csrf": alice_csrf},
+                          headers={"Origin": "http://evil.example"}).status_code == 403
+        bad = alice.post("/campaigns/new", data={**form, "sender": own, "csrf": alice_csrf})
+        assert bad.status_code == 400 and "malformed merge field" in bad.text      # {{ 7*7 }} is no field
+        # bob can't send from alice's address
+        taken = bob.post("/campaigns/new", data={**form, "body": "Hello {{name}}", "sender": own, "csrf": bob_csrf})
+        assert taken.status_code == 400 and "your own accounts" in taken.text
+        made = alice.post("/campaigns/new", data={**form, "body": "Hello {{name}} {% x %}", "sender": own,
+                                                  "csrf": alice_csrf})
+        assert made.status_code == 303
+        url = made.headers["location"]
+        page = bob.get(url)          # the team sees every campaign
+        assert page.status_code == 200 and "<script>alert(1)</script>" not in page.text
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text and "<img src=x" not in page.text
+        assert 'id="start"' not in page.text        # not bob's to send
+        assert bob.post(url + "/start", data={"csrf": bob_csrf}).status_code == 403
+        assert alice.post(url + "/start", data={}).status_code == 403                    # no token
+        assert bob.get("/campaigns/999999").status_code == 404
+        before = len(sink.messages)
+        assert alice.post(url + "/start", data={"csrf": alice_csrf}).status_code == 303
+        wait_for("the hostile campaign sent", lambda: len(sink.messages) > before)
+        msg = email.message_from_bytes(sink.messages[-1][2], policy=email.policy.default)
+        assert msg.get_content() == "Hello <img src=x onerror=alert(1)> {% x %}\n"      # text, as it was
+    finally:
+        alice.close()
+        bob.close()
