@@ -19,7 +19,7 @@ from posthouse.campaigns.keywords import KeywordWorker
 from posthouse.campaigns.model import Campaigns
 from posthouse.campaigns.results import observe
 from posthouse.campaigns.sending import CampaignSender, compose
-from posthouse.campaigns.tables import campaign_keywords, campaign_recipients, campaign_results
+from posthouse.campaigns.tables import campaign_keywords, campaign_results
 from posthouse.campaigns.unsubscribe import recipient_of, token, unsubscribe
 from posthouse.config import Config
 from posthouse.crm.classify import classify

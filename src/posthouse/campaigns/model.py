@@ -122,27 +122,32 @@ class Campaigns:
             r["total"] = sum(r["states"].values())
         return rows
 
-    def recipients(self, campaign_id: int) -> list[dict]:
+    def recipients(self, campaign_id: int, limit: int | None = None) -> list[dict]:
+        query = select(campaign_recipients).where(campaign_recipients.c.campaign_id == campaign_id) \
+            .order_by(campaign_recipients.c.id)
+        if limit is not None:
+            query = query.limit(limit)
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(
-                select(campaign_recipients).where(campaign_recipients.c.campaign_id == campaign_id)
-                .order_by(campaign_recipients.c.id))]
+            return [dict(r._mapping) for r in conn.execute(query)]
 
     def results(self, campaign_id: int) -> list[dict]:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(
-                select(campaign_results, campaign_recipients.c.address)
+                select(campaign_results, campaign_recipients.c.address, contacts.c.name.label("contact_name"))
                 .join(campaign_recipients, campaign_recipients.c.id == campaign_results.c.recipient_id)
+                .outerjoin(contacts, contacts.c.id == campaign_results.c.contact_id)
                 .where(campaign_results.c.campaign_id == campaign_id).order_by(campaign_results.c.id))]
 
     def summary(self, campaign_id: int) -> dict:
         """The counts of the campaign page."""
-        recipients = self.recipients(campaign_id)
+        with self.engine.connect() as conn:
+            counted = dict(conn.execute(select(campaign_recipients.c.state, func.count())
+                                        .where(campaign_recipients.c.campaign_id == campaign_id)
+                                        .group_by(campaign_recipients.c.state)).all())
         results = self.results(campaign_id)
-        states = {s: sum(1 for r in recipients if r["state"] == s)
-                  for s in ("queued", "sending", "sent", "skipped", "failed")}
+        states = {s: counted.get(s, 0) for s in ("queued", "sending", "sent", "skipped", "failed")}
         kinds = {k: [r for r in results if r["kind"] == k] for k in RESULT_KINDS}
-        return {"recipients": len(recipients), **states,
+        return {"recipients": sum(counted.values()), **states,
                 "bounced": len(kinds["bounce"]),
                 "bounced_hard": sum(1 for r in kinds["bounce"] if r["hard"]),
                 "bounced_soft": sum(1 for r in kinds["bounce"] if not r["hard"]),

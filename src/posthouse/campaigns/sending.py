@@ -55,7 +55,6 @@ def compose(campaign: dict, recipient: dict, contact: dict | None, base_url: str
     msg["List-Unsubscribe"] = list_unsubscribe(base_url, campaign["secret"], recipient["id"],
                                                campaign["from_address"])
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    msg["Auto-Submitted"] = "no"
     msg.set_content(render.render(campaign["body"], values))
     # (lines up to RFC 5322's 998: the unsubscribe URL stays on its header's line)
     return msg.as_bytes(policy=msg.policy.clone(linesep="\r\n", max_line_length=998))

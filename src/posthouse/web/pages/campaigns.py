@@ -26,6 +26,7 @@ from .sessions import WebSession
 router = APIRouter(include_in_schema=False)
 CampaignId = Annotated[int, Path(ge=1, le=2**53)]
 Token = str     # (any text: what is not a valid token is 404 like a forged one)
+SHOWN_RECIPIENTS = 1000        # the campaign page lists the first ones (the counts are of all)
 LIMITS = {"name": 200, "tag": 100, "q": 500, "subject": 1000, "body": 100_000, "sender": 400}
 
 
@@ -118,7 +119,7 @@ async def campaign_page(request: Request, campaign_id: CampaignId, session: WebS
     campaigns = _campaigns(request)
     campaign = await run_in_threadpool(campaigns.require, campaign_id)
     summary = await run_in_threadpool(campaigns.summary, campaign_id)
-    recipients = await run_in_threadpool(campaigns.recipients, campaign_id)
+    recipients = await run_in_threadpool(campaigns.recipients, campaign_id, SHOWN_RECIPIENTS)
     results = await run_in_threadpool(campaigns.results, campaign_id)
     own = {a.id for a in await mailbox.user_accounts(request, session.user)}
     for r in results:       # (the message opens in the mail client of the account's owner)
