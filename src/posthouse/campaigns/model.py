@@ -29,9 +29,9 @@ def new_message_id(domain: str) -> str:
 
 
 class Campaigns:
-    def __init__(self, crm):
+    def __init__(self, crm, engine=None):
         self.crm = crm
-        self.engine = crm.engine
+        self.engine = engine if engine is not None else crm.engine
 
     # -- making ----------------------------------------------------------------------------
     def select_contacts(self, *, tag: str | None = None, q: str | None = None) -> list[dict]:

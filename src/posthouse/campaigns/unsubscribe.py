@@ -58,10 +58,11 @@ def recipient_of(engine, text: str) -> dict | None:
     return out
 
 
-def unsubscribe(crm, text: str) -> dict | None:
+def unsubscribe(crm, text: str, engine=None) -> dict | None:
     """Opt the token's contact out and record a one-click unsubscribe (once).
-    None for a token that is not one."""
-    recipient = recipient_of(crm.engine, text)
+    None for a token that is not one. (engine: the CRM's database, if not crm.engine)"""
+    engine = engine if engine is not None else crm.engine
+    recipient = recipient_of(engine, text)
     if recipient is None:
         return None
     if recipient["contact_id"] is not None:
@@ -69,7 +70,7 @@ def unsubscribe(crm, text: str) -> dict | None:
             crm.edit_contact(recipient["contact_id"], opted_out=True)
         except NotFound:
             pass        # deleted since: nothing to opt out, the result is still recorded
-    with crm.engine.begin() as conn:
+    with engine.begin() as conn:
         exists = conn.execute(select(campaign_results.c.id).where(
             campaign_results.c.recipient_id == recipient["id"], campaign_results.c.kind == "unsubscribe",
             campaign_results.c.via == "one-click")).first()

@@ -31,7 +31,7 @@ LIMITS = {"name": 200, "tag": 100, "q": 500, "subject": 1000, "body": 100_000, "
 
 
 def _campaigns(request: Request) -> Campaigns:
-    return Campaigns(need(request.app.state.services.crm, "the CRM"))
+    return Campaigns(need(request.app.state.services.crm, "the CRM"), request.app.state.engine)
 
 
 async def _identities(request: Request, user: str) -> list[tuple[str, int, str]]:
@@ -152,8 +152,7 @@ def _gone(request: Request):
 
 @router.get("/u/{token}")
 async def unsubscribe_page(request: Request, token: Token):
-    crm = need(request.app.state.services.crm, "the CRM")
-    recipient = await run_in_threadpool(recipient_of, crm.engine, token)
+    recipient = await run_in_threadpool(recipient_of, _campaigns(request).engine, token)
     if recipient is None:
         return _gone(request)
     return render(request, "unsubscribe.html", {"token": token, "address": recipient["address"], "done": False})
@@ -163,13 +162,13 @@ async def unsubscribe_page(request: Request, token: Token):
 async def unsubscribe_post(request: Request, token: Token):
     """RFC 8058: the mail provider POSTs `List-Unsubscribe=One-Click`, with no
     cookie and from no page of ours; the token alone says who."""
-    crm = need(request.app.state.services.crm, "the CRM")
+    campaigns = _campaigns(request)
     form = await request.form()
     if form.get("List-Unsubscribe") != "One-Click":
-        if await run_in_threadpool(recipient_of, crm.engine, token) is None:
+        if await run_in_threadpool(recipient_of, campaigns.engine, token) is None:
             return _gone(request)
         raise HTTPException(400, "expected the body List-Unsubscribe=One-Click (RFC 8058)")
-    recipient = await run_in_threadpool(unsubscribe, crm, token)
+    recipient = await run_in_threadpool(unsubscribe, campaigns.crm, token, campaigns.engine)
     if recipient is None:
         return _gone(request)
     return render(request, "unsubscribe.html", {"token": token, "address": recipient["address"], "done": True})
