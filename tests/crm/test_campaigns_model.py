@@ -281,3 +281,9 @@ def test_keywords_are_retried_and_skipped_when_uidvalidity_changed(crm_engine):
     with crm_engine.connect() as conn:
         states = {r.uid: r.state for r in conn.execute(select(campaign_keywords))}
     assert states == {3: "done", 4: "skipped", 5: "skipped"}
+
+
+def test_without_a_smarthost_a_campaign_is_refused_saying_why():
+    from posthouse.campaigns.model import cant_send
+    assert "[relay]" in cant_send(Config.load(None))
+    assert cant_send(Config.load(None, relay_host="smtp.example.net")) is None

@@ -14,7 +14,7 @@ def served(tmp_path_factory):
     from posthouse.web.tokens import TokenStore
 
     from .conftest import ServedApp
-    config = Config(data_dir=str(tmp_path_factory.mktemp("campaignsapi")))
+    config = Config(data_dir=str(tmp_path_factory.mktemp("campaignsapi")), relay_host="127.0.0.1")
     side = open_crm_side(config, local_users=lambda: ["alice", "bob"])
     side.accounts.add(owner="alice", imap_host="imap.example.net", imap_port=993, login="alice@example.net",
                       addresses=["alice@example.net"], secret={"password": "x"})

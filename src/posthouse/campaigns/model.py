@@ -219,6 +219,13 @@ class Campaigns:
             return True
 
 
+def cant_send(config) -> str | None:
+    """Why no campaign can leave this server (no smarthost), or None."""
+    if config is not None and not getattr(config, "relay_host", ""):
+        return "campaigns go out through the [relay] smarthost, and none is configured on this server"
+    return None
+
+
 def primary_address(contact: dict) -> str | None:
     """The contact's first address (the one it was made with)."""
     for e in contact.get("emails") or ():

@@ -7,7 +7,7 @@ from ..accounts.session import open_session
 from .keywords import KeywordWorker
 from .model import Campaigns
 from .results import observe
-from .sending import CampaignSender
+from .sending import CampaignSender, public_url
 
 
 async def start_campaigns(config, ctx, side, closers: list, started: list) -> None:
@@ -24,6 +24,6 @@ async def start_campaigns(config, ctx, side, closers: list, started: list) -> No
     keywords.start()
     closers.append(sender.close)
     closers.append(keywords.close)
-    started.append(("campaigns: sending at most %s messages a minute each, through %s", config.campaigns_rate,
-                    f"the relay {config.relay_host}:{config.relay_port}" if config.relay_host
-                    else "no relay (set [relay] host to send campaigns)"))
+    started.append(("campaigns: at most %s messages a minute each, through %s; unsubscribe links to %s",
+                    config.campaigns_rate, f"the relay {config.relay_host}:{config.relay_port}" if config.relay_host
+                    else "no relay (set [relay] host to send campaigns)", public_url(config)))

@@ -7,7 +7,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from ...campaigns.model import Campaigns
+from ...campaigns.model import Campaigns, cant_send
 from ..deps import Services, current_user, need, needs_crm, services
 from ..models import Error, Id, Line, Tag, Text, When, _Out
 from .params import IdPath
@@ -124,6 +124,9 @@ def start_campaign(request: Request, campaign_id: IdPath, user: str = Depends(cu
     campaign = campaigns.require(campaign_id)
     if campaign["owner"] != user:
         raise HTTPException(403, "only the campaign's owner can send it")
+    why = cant_send(services(request).config)
+    if why:
+        raise HTTPException(409, why)
     if not campaigns.start(campaign_id):
         raise HTTPException(409, f"campaign {campaign_id} is {campaign['state']}, not a draft")
     return _out(campaigns, campaigns.require(campaign_id))

@@ -13,7 +13,7 @@ from fastapi.responses import RedirectResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from ...campaigns.model import Campaigns, RESULT_KINDS
+from ...campaigns.model import Campaigns, RESULT_KINDS, cant_send
 from ...campaigns.render import FIELDS
 from ...campaigns.unsubscribe import recipient_of, unsubscribe
 from ...crm.errors import CrmError
@@ -127,7 +127,7 @@ async def campaign_page(request: Request, campaign_id: CampaignId, session: WebS
     by_kind = {k: [r for r in results if r["kind"] == k] for k in RESULT_KINDS}
     return render(request, "campaign.html", {
         "campaign": campaign, "summary": summary, "recipients": recipients, "results": by_kind,
-        "mine": campaign["owner"] == session.user})
+        "mine": campaign["owner"] == session.user, "cant_send": cant_send(request.app.state.services.config)})
 
 
 @router.post("/campaigns/{campaign_id}/start")
@@ -137,6 +137,9 @@ async def start(request: Request, campaign_id: CampaignId, session: WebSession =
     campaign = await run_in_threadpool(campaigns.require, campaign_id)
     if campaign["owner"] != session.user:
         raise HTTPException(403, "only the campaign's owner can send it")
+    why = cant_send(request.app.state.services.config)
+    if why:
+        raise HTTPException(409, why)
     await run_in_threadpool(campaigns.start, campaign_id)
     response = RedirectResponse(f"/campaigns/{campaign_id}", status_code=303)
     secure_headers(response)
