@@ -188,22 +188,25 @@ def test_replies_are_tied_to_their_campaign_message_and_keywords_queued(crm_engi
     bounce = bounce.replace(label["recipients"][0]["address"], r1["address"]).encode()
     unsub = message(frm="p2@people.example", to=ME, subject="Re: S", message_id="u1@people.example",
                     extra=f"In-Reply-To: <{r2['message_id']}>", body="UNSUBSCRIBE")
+    mailto = message(frm="p1@people.example", to=ME, subject="unsubscribe", message_id="u2@people.example",
+                     body="")        # (the List-Unsubscribe mailto: answers nothing; p1 also bounced)
     unrelated = message(frm="P0 Person <p0@people.example>", to=ME, subject="Re: other", message_id="x@people.example",
                         extra="In-Reply-To: <not-ours@elsewhere.example>", body="Other thing.")
-    facts = [seen(reply, uid=1), seen(bounce, uid=2), seen(unsub, uid=3), seen(unrelated, uid=4)]
+    facts = [seen(reply, uid=1), seen(bounce, uid=2), seen(unsub, uid=3), seen(unrelated, uid=4), seen(mailto, uid=5)]
     crm.apply(facts)
     crm.apply(facts)        # a replay: nothing twice
     results = campaigns.results(cid)
     assert sorted((r["kind"], r["address"]) for r in results) == [
-        ("bounce", r1["address"]), ("reply", r0["address"]), ("unsubscribe", r2["address"])]
+        ("bounce", r1["address"]), ("reply", r0["address"]), ("unsubscribe", r1["address"]),
+        ("unsubscribe", r2["address"])]
     [b] = [r for r in results if r["kind"] == "bounce"]
     assert b["hard"] is True and b["reason"] == "userunknown" and b["uid"] == 2
     assert crm.get_contact(people[2]["id"])["opted_out"] is True
     with crm_engine.connect() as conn:
         queued = sorted((r.uid, r.keyword) for r in conn.execute(select(campaign_keywords)))
-    assert queued == [(1, "$CampaignReply"), (2, "$Bounce"), (3, "$Unsubscribe")] and woke
+    assert queued == [(1, "$CampaignReply"), (2, "$Bounce"), (3, "$Unsubscribe"), (5, "$Unsubscribe")] and woke
     summary = campaigns.summary(cid)
-    assert (summary["bounced_hard"], summary["replies"], summary["unsubscribes_reply"]) == (1, 1, 1)
+    assert (summary["bounced_hard"], summary["replies"], summary["unsubscribes_reply"]) == (1, 1, 2)
 
 
 def test_a_one_click_token_is_unguessable_and_idempotent(crm_engine):

@@ -4,8 +4,10 @@ unsubscribe, reply) to the campaign message it answers, records it as a
 result, and queues its IMAP keyword (keywords.py).
 
 A sorted message is tied by the Message-ID it answers (In-Reply-To, the
-sorter's original message id, References), and a bounce that names no
-Message-ID by its bounced address's latest campaign message. An unsubscribe
+sorter's original message id, References); a bounce that names no
+Message-ID by its bounced address's latest campaign message, and an
+unsubscribe that answers nothing (the List-Unsubscribe mailto) by its
+sender's. An unsubscribe
 by reply or a complaint opts the contact out (so they are skipped from then
 on). Runs on the CRM's thread after its commit; replays change nothing."""
 from __future__ import annotations
@@ -43,6 +45,13 @@ def _bounced(event) -> list[dict]:
 def _recipient_for(conn, event) -> dict | None:
     for message_id in _answered_ids(conn, event):
         row = conn.execute(select(campaign_recipients).where(campaign_recipients.c.message_id == message_id)).first()
+        if row is not None:
+            return dict(row._mapping)
+    if event.kind == "unsubscribe" and event.contact_ids:
+        # The List-Unsubscribe mailto, as mail clients send it, answers nothing: the sender's latest campaign message
+        row = conn.execute(select(campaign_recipients).where(
+            campaign_recipients.c.contact_id.in_(list(event.contact_ids)), campaign_recipients.c.state == "sent")
+            .order_by(campaign_recipients.c.sent_at.desc(), campaign_recipients.c.id.desc()).limit(1)).first()
         if row is not None:
             return dict(row._mapping)
     if event.kind == "bounce":      # no Message-ID in the report: the address's latest campaign message
