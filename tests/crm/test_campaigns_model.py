@@ -19,7 +19,7 @@ from posthouse.campaigns.keywords import KeywordWorker
 from posthouse.campaigns.model import Campaigns
 from posthouse.campaigns.results import observe
 from posthouse.campaigns.sending import CampaignSender, compose
-from posthouse.campaigns.tables import campaign_keywords, campaign_results
+from posthouse.campaigns.tables import campaign_keywords, campaign_recipients, campaign_results
 from posthouse.campaigns.unsubscribe import recipient_of, token, unsubscribe
 from posthouse.config import Config
 from posthouse.crm.classify import classify
@@ -78,6 +78,7 @@ def test_merge_fields_are_checked_and_inserted_as_text():
     values = {"first_name": "{{email}}", "email": "a@b.example", "name": "X\r\nBcc: evil@x.example"}
     assert render.render("{{first_name}}", values) == "{{email}}"        # one pass: a value is never a template
     assert render.render("Re {{name}}", values, one_line=True) == "Re X Bcc: evil@x.example"
+    assert render.render("{{name}}", {"name": "A\x00B\x1bC\u2028D"}, one_line=True) == "A B C D"
 
 
 def test_a_message_has_its_own_id_and_the_unsubscribe_headers():
@@ -92,6 +93,8 @@ def test_a_message_has_its_own_id_and_the_unsubscribe_headers():
                                        f"<mailto:{ME}?subject=unsubscribe>")
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert msg["To"].addresses[0].addr_spec == "ann@acme.example"
+    with pytest.raises(ValueError, match="internationalised"):
+        compose(campaign, {**recipient, "address": "jürgen@acme.example"}, contact, "https://crm.example/")
 
 
 # -- making -------------------------------------------------------------------------------------
@@ -290,3 +293,18 @@ def test_without_a_smarthost_a_campaign_is_refused_saying_why():
     from posthouse.campaigns.model import cant_send
     assert "[relay]" in cant_send(Config.load(None))
     assert cant_send(Config.load(None, relay_host="smtp.example.net")) is None
+
+
+def test_a_message_that_cant_be_written_fails_alone(crm_engine):
+    crm, campaigns, _ = _setup(crm_engine, 3)
+    cid = campaigns.create(owner="alice", name="N", account_id=1, from_address=ME, subject="S", body="B", tag="t")
+    odd = campaigns.recipients(cid)[1]
+    with crm_engine.begin() as conn:
+        conn.execute(update(campaign_recipients).where(campaign_recipients.c.id == odd["id"])
+                     .values(address="jürgen@people.example"))
+    campaigns.start(cid)
+    sender = _sender(campaigns)
+    asyncio.run(_send_all(sender))
+    assert len(sender.queue.items) == 2
+    states = {r["id"]: (r["state"], r["reason"] or "") for r in campaigns.recipients(cid)}
+    assert states[odd["id"]][0] == "failed" and "internationalised" in states[odd["id"]][1]

@@ -45,8 +45,8 @@ def render(template: str, values: dict[str, str], *, one_line: bool = False) -> 
     header): line breaks in values become spaces, so no value can add a header."""
     def value(match) -> str:
         text = str(values.get(match[1], "") or "")
-        if one_line:
-            text = " ".join(text.split())
+        if one_line:        # (and no control characters in a header)
+            text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
         return text
     out = _FIELD.sub(value, template)
     if one_line:

@@ -40,6 +40,8 @@ def public_url(config) -> str:
 def compose(campaign: dict, recipient: dict, contact: dict | None, base_url: str) -> bytes:
     """The message for one recipient: merge fields as text, its own Message-ID,
     and the unsubscribe headers of RFC 2369 and RFC 8058."""
+    if not recipient["address"].isascii():
+        raise ValueError("an internationalised address (it would need SMTPUTF8, which campaigns don't use yet)")
     values = render.values_of(contact or {}, recipient["address"])
     msg = EmailMessage()
     msg["From"] = campaign["from_address"]
@@ -141,7 +143,11 @@ class CampaignSender:
             return False
         contact = await asyncio.to_thread(self.campaigns.crm.get_contact, recipient["contact_id"]) \
             if recipient["contact_id"] is not None else None
-        data = compose(campaign, recipient, contact, public_url(self.config))
+        try:
+            data = compose(campaign, recipient, contact, public_url(self.config))
+        except (ValueError, TypeError, IndexError, UnicodeError) as e:     # an address email can't write
+            await asyncio.to_thread(self.campaigns.mark, recipient["id"], "failed", f"can't be written: {e}")
+            return False
         user_id = await self.user_id(campaign["owner"])
         if not await asyncio.to_thread(self.campaigns.mark, recipient["id"], "sending", only_from="queued"):
             return False        # taken meanwhile (another node)
