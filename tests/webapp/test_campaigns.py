@@ -213,6 +213,9 @@ def test_campaign_to_twenty_contacts(campaign_server, browser, tmp_path):
     assert counts(page)["count-recipients"] == str(CONTACTS)
     page.click("#start")
     page.wait_for_url(campaign_url)
+    # the counts follow the sending without a reload (htmx polls while it is being sent)
+    from playwright.sync_api import expect
+    expect(page.locator("#count-sent")).to_have_text(str(CONTACTS - 2), timeout=TIMEOUT * 1000)
 
     # -- sent through the queue to the sink: 18 messages, the opted-out and the bouncing skipped
     wait_for("18 messages at the sink", lambda: len(sink.messages) >= CONTACTS - 2)
