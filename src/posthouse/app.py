@@ -231,6 +231,8 @@ async def _start_crm_side(config: Config, ctx: ServerContext, loop, closers: lis
             await asyncio.gather(task, return_exceptions=True)
         closers.append(stop_tracker)
         started.append(("tracker following the accounts in %s", side.engine.url.render_as_string(hide_password=True)))
+    from .campaigns.serve import start_campaigns
+    await start_campaigns(config, ctx, side, closers, started)
     if config.web_port is not None:     # the REST API; stopped first
         from .web.server import WebServer
         from .web.services import build_app

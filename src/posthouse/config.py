@@ -120,6 +120,11 @@ class Config:
     tracker_poll_interval: float = 10.0
     # The CRM matches "ann+news@x" as "ann@x" (plus-detail folding); off: the whole address.
     crm_fold_plus: bool = False
+    # Campaigns ([campaigns]): messages handed to the outbound queue per minute (each
+    # campaign), and the web app's address as recipients reach it, for the one-click
+    # unsubscribe links (unset: http://web_host:web_port).
+    campaigns_rate: float = 60.0
+    campaigns_url: str = ""
     # Documents on contacts (crm/documents.py): bigger files are refused before parsing.
     document_max_size: int = 20 * 1024 * 1024
     default_mailboxes: list = field(default_factory=lambda: [

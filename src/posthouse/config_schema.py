@@ -187,6 +187,12 @@ class Web(_Section):
     port: ListenPort = 8080
 
 
+class Campaigns(_Section):
+    """Campaigns: the sending rate per campaign, and the web app's public address for unsubscribe links."""
+    rate: Annotated[float, Field(gt=0, le=100000)] = 60.0    # messages per minute
+    url: str = ""                                            # e.g. "https://crm.example.com"; unset: http://[web] host:port
+
+
 class Metrics(_Section):
     """Prometheus metrics (admin/metrics.py); no port (or false): off."""
     host: Host = "127.0.0.1"
@@ -197,7 +203,7 @@ class Metrics(_Section):
 SECTIONS: dict[str, type[_Section]] = {
     "imap": Imap, "tls": Tls, "lmtp": Lmtp, "smtp": Smtp, "pop3": Pop3, "submission": Submission,
     "relay": Relay, "managesieve": ManageSieve, "quota": Quota, "metrics": Metrics,
-    "web": Web, "tracker": Tracker}
+    "web": Web, "tracker": Tracker, "campaigns": Campaigns}
 # These sections only group top-level keys.
 GROUPS = ("server", "limits", "storage")
 

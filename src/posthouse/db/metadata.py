@@ -16,7 +16,7 @@ metadata = MetaData(naming_convention={
 # The modules that declare tables; importing them fills `metadata`.
 TABLE_MODULES = ("posthouse.accounts.tables", "posthouse.tracker.tables",
                  "posthouse.crm.tables", "posthouse.web.tables",
-                 "posthouse.crm.documents_tables")
+                 "posthouse.crm.documents_tables", "posthouse.campaigns.tables")
 
 
 def load_tables() -> MetaData:

@@ -18,10 +18,12 @@ def register(subparsers) -> None:
 
 def cmd_tracker(args) -> int:
     from ..config import load_config
+    from ..campaigns.results import observe as campaign_results
     from ..crmside import open_crm_side
     from .engine import Tracker, options_from_config
     config = load_config(args.config, args.data_dir)
     side = open_crm_side(config)
+    side.crm.observers.append(campaign_results(side.crm))   # (serve's keyword worker sets their keywords)
     try:
         asyncio.run(_run_until_signal(Tracker(side.engine, side.accounts, side.crm, name=args.name,
                                                  options=options_from_config(config))))

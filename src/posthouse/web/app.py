@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from .. import __version__
 from . import errors, pages
 from .api import accounts as accounts_api, activities, attachments, classify, companies, contacts, documents, private, send
+from .api import campaigns as campaigns_api
 from .deps import Services, current_user
 from .limits import BodyLimit, limit_for
 from .models import Error
@@ -39,12 +40,14 @@ def create_app(config, engine, crm, accounts, *, tokens: TokenStore | None = Non
                                   tokens=tokens or TokenStore(engine), fetch_original=fetch_original,
                                   account_status=account_status, documents=documents_service, sender=sender,
                                   classify=classifier, user_exists=user_exists)
+    app.state.engine = engine      # (the CRM database: campaigns read it beside the CRM)
     errors.install(app)
     api = APIRouter(prefix=PREFIX, dependencies=[Depends(current_user)],
                     responses={401: {"model": Error, "description": "no token, or not a valid one"},
                                422: {"model": Error, "description": "invalid input"}})
     for module in (contacts, companies, activities, attachments, accounts_api, documents, send, classify, private):
         api.include_router(module.router)
+    api.include_router(campaigns_api.router)
     app.include_router(api)
     pages.install(app, login=login, open_imap=open_imap)
     app.add_middleware(BodyLimit, limit_for=partial(limit_for, max_message=getattr(config, "max_message_size", None)))
