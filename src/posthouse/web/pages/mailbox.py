@@ -1,7 +1,7 @@
 """The mail client's IMAP side: a user's own account (any other is "not
 found"), its folders with unread counts, one page of a folder newest first,
-and one message. Each page asks the account's server over one connection,
-opened for the request and logged out after it."""
+and one message. Each page asks the account's server over a connection
+borrowed from the app's pool (web/imap_pool.py)."""
 from __future__ import annotations
 
 import asyncio
@@ -57,25 +57,29 @@ async def user_accounts(request, user: str) -> list:
 
 @asynccontextmanager
 async def imap(request, account):
-    """A logged-in connection to the account's server; 502 saying why when it can't be had."""
+    """A logged-in connection to the account's server, borrowed from the app's
+    pool (web/imap_pool.py) for the request; 502 saying why when it can't be had."""
     from ...imap_client import ImapError
-    opener = request.app.state.open_imap
-    if opener is None:
+    from ..imap_pool import PoolBusy, pool_of
+    pool = pool_of(request.app)
+    if pool is None:
         raise HTTPException(503, "the mail client is not available on this server")
+    user = getattr(getattr(request.state, "web_session", None), "user", None) or account.owner
+    lent = pool.connection(user, account)
     try:
         async with asyncio.timeout(TIMEOUT):
-            conn = await opener(account)
-    except (ImapError, OSError, TimeoutError) as e:
+            conn = await lent.__aenter__()
+    except (ImapError, OSError, TimeoutError, PoolBusy) as e:
         raise HTTPException(502, f"the mail server of account {account.id} could not be reached: {e}") from None
     try:
         yield conn
-    except ImapError as e:
-        raise HTTPException(502, f"the mail server of account {account.id} failed: {e}") from None
-    finally:
-        try:
-            await asyncio.wait_for(conn.logout(), 5)
-        except Exception:
-            conn.close()
+    except BaseException as e:
+        if not await lent.__aexit__(type(e), e, e.__traceback__):
+            if isinstance(e, ImapError):
+                raise HTTPException(502, f"the mail server of account {account.id} failed: {e}") from None
+            raise
+    else:
+        await lent.__aexit__(None, None, None)
 
 
 async def folders(conn) -> list[FolderRow]:
