@@ -4,6 +4,7 @@ contact from sender"."""
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Annotated
 from urllib.parse import quote, urlencode
 
@@ -119,8 +120,8 @@ async def message_page(request: Request, account_id: int, folder: Folder, uid: U
     account = await mailbox.own_account(request, session.user, account_id)
     accounts = await mailbox.user_accounts(request, session.user)
     async with mailbox.imap(request, account) as conn:
-        folders = await mailbox.folders(conn)
         raw, flags = await mailbox.message_and_flags(conn, folder, uid, mark_seen=True)
+        folders = await mailbox.folders(conn)       # (after: the unread counts count this one read)
     shown = await asyncio.to_thread(reading.read, raw, images=False)
     sender_allowed = image_senders.of(request.app).allowed(session.user, shown.from_address)
     show_images = bool(images) or sender_allowed
@@ -245,7 +246,7 @@ def _form_uid(form: dict) -> int:
 def _back(form: dict, account_id: int, fallback: str) -> str:
     """Where the form says to go back to: only a page of this account's mail here (no open redirect)."""
     back = form.get("back")
-    if isinstance(back, str) and back.startswith(f"/mail/{account_id}") and "\\" not in back \
+    if isinstance(back, str) and re.match(rf"/mail/{account_id}(?:[/?]|$)", back) and "\\" not in back \
             and not any(ord(c) < 33 for c in back):
         return back
     return fallback

@@ -9,10 +9,13 @@
   function rows() { return Array.prototype.slice.call(document.querySelectorAll("#message-list tr[data-uid]")); }
   function selected() { return document.querySelector("#message-list tr.selected"); }
 
+  var selectedUid = null;     // kept across htmx swaps (a flagged row, a refreshed list)
+
   function select(row) {
     var old = selected();
     if (old) old.classList.remove("selected");
-    if (!row) return;
+    if (!row) { selectedUid = null; return; }
+    selectedUid = row.dataset.uid;
     row.classList.add("selected");
     row.scrollIntoView({ block: "nearest" });
     var link = row.querySelector("td.subject a");
@@ -110,6 +113,12 @@
       default: handled = false;
     }
     if (handled) event.preventDefault();
+  });
+
+  document.addEventListener("htmx:afterSettle", function () {
+    if (selectedUid === null || selected()) return;
+    var row = document.getElementById("msg-" + selectedUid);
+    if (row) row.classList.add("selected");
   });
 
   // A click anywhere in a row (not on its star) opens the message.
