@@ -50,7 +50,7 @@ async def folder_page(request: Request, account_id: int, folder: Folder = "INBOX
     account = await mailbox.own_account(request, session.user, account_id)
     accounts = await mailbox.user_accounts(request, session.user)
     async with mailbox.imap(request, account) as conn:
-        folders = await mailbox.folders(conn)
+        folders = await mailbox.folders(conn, counts=False)
         rows, total = await mailbox.page(conn, folder, page)
     return render(request, "folder.html", _list_context(account, folder, rows, total, page, {}) | {
         "accounts": accounts, "folders": folders})
@@ -107,7 +107,7 @@ async def search_page(request: Request, account_id: int, folder: Folder = "INBOX
     if not fields:
         return RedirectResponse(folder_url(account_id, folder), status_code=303)
     async with mailbox.imap(request, account) as conn:
-        folders = await mailbox.folders(conn)
+        folders = await mailbox.folders(conn, counts=False)
         rows, total = await mailbox.page(conn, folder, page, search.criteria(fields))
     return render(request, "folder.html", _list_context(account, folder, rows, total, page, fields) | {
         "accounts": accounts, "folders": folders})
@@ -121,7 +121,7 @@ async def message_page(request: Request, account_id: int, folder: Folder, uid: U
     accounts = await mailbox.user_accounts(request, session.user)
     async with mailbox.imap(request, account) as conn:
         raw, flags = await mailbox.message_and_flags(conn, folder, uid, mark_seen=True)
-        folders = await mailbox.folders(conn)       # (after: the unread counts count this one read)
+        folders = await mailbox.folders(conn, counts=False)
     shown = await asyncio.to_thread(reading.read, raw, images=False)
     sender_allowed = image_senders.of(request.app).allowed(session.user, shown.from_address)
     show_images = bool(images) or sender_allowed
@@ -353,7 +353,7 @@ async def thread_page(request: Request, account_id: int, folder: Folder, uid: Ui
     account = await mailbox.own_account(request, session.user, account_id)
     accounts = await mailbox.user_accounts(request, session.user)
     async with mailbox.imap(request, account) as conn:
-        folders = await mailbox.folders(conn)
+        folders = await mailbox.folders(conn, counts=False)
         raw = await mailbox.message(conn, folder, uid)
         items = await conversation.gather(conn, raw, [f.name for f in folders])
     return render(request, "thread.html", {
