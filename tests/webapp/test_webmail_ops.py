@@ -91,3 +91,21 @@ def test_flags_and_move_without_move_extension(server, user):
         finally:
             await conn.logout()
     run(scenario())
+
+
+def test_conversation_search_bounded_by_time(server, user):
+    from posthouse.web.pages import conversation
+    fill(server, user, 3)
+    raw = b"Message-ID: <m9@example.org>\r\nReferences: <m1@example.org>\r\n\r\nbody\r\n"
+
+    async def scenario():
+        conn = await connect(server, user)
+        try:
+            thread = await conversation.gather(conn, raw, ["INBOX", "Sent"])
+            assert [t.subject for t in thread.items] == ["message 1"] and thread.skipped == []
+            cut = await conversation.gather(conn, raw, ["INBOX", "Sent"], budget=0)
+            assert cut.items == [] and cut.skipped == ["INBOX", "Sent"]
+            assert conn.broken      # cut off mid-command: never lent again by the pool
+        finally:
+            await conn.logout()
+    run(scenario())

@@ -355,7 +355,7 @@ async def thread_page(request: Request, account_id: int, folder: Folder, uid: Ui
     async with mailbox.imap(request, account) as conn:
         folders = await mailbox.folders(conn, counts=False)
         raw = await mailbox.message(conn, folder, uid)
-        items = await conversation.gather(conn, raw, [f.name for f in folders])
+        thread = await conversation.gather(conn, raw, conversation.search_order(folder, folders))
     return render(request, "thread.html", {
         "account": account, "accounts": accounts, "folders": folders, "folder": folder, "uid": uid,
-        "items": items, "message_url": message_url, "quote": quote, "back_url": message_url(account_id, folder, uid)})
+        "items": thread.items, "skipped": thread.skipped, "message_url": message_url, "quote": quote, "back_url": message_url(account_id, folder, uid)})
