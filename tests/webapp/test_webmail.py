@@ -26,6 +26,7 @@ SCREENSHOTS = os.environ.get("POSTHOUSE_SCREENSHOTS")
 
 def shot(page, tmp_path, name: str) -> None:
     target = SCREENSHOTS or str(tmp_path)
+    page.wait_for_load_state("networkidle")     # (the folder counts come after the page)
     page.screenshot(path=os.path.join(target, f"webmail-{name}.png"), full_page=True)
 
 
@@ -437,5 +438,41 @@ def test_keyboard_shortcuts_and_phone_layout(browser, webserver, tmp_path):
         assert page.locator("button.delete").bounding_box()["x"] + 10 < 390
         shot(page, tmp_path, "message-phone")
         assert errors == [], errors
+    finally:
+        context.close()
+
+
+def test_reading_pane_attachments_and_conversation_in_the_browser(browser, webserver, tmp_path):
+    first = append(webserver, "alice", "INBOX", message(
+        "Budget 2027", "budget@client.example", date="Tue, 01 Dec 2026 09:00:00 +0000",
+        attachments=[(b"col1,col2\n1,2\n", "text", "csv", "budget.csv"),
+                     (b"\x89PNG\r\n\x1a\n" + b"\x00" * 16, "image", "png", "chart.png")]), T0)
+    append(webserver, "alice", "Sent", message("Re: Budget 2027", "budget-re@example.test",
+                                               sender=f"Alice <alice@{DOMAIN}>", in_reply_to="budget@client.example",
+                                               references="<budget@client.example>",
+                                               date="Tue, 01 Dec 2026 10:00:00 +0000"), T0, r"(\Seen)")
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    try:
+        log_in(page, webserver, "alice")
+        page.goto(f"{webserver.url}/mail/1/message?folder=INBOX&uid={first}")
+        assert page.locator("ul.attachments a.preview").count() == 2
+        shot(page, tmp_path, "attachments")
+        with context.expect_page() as preview:
+            page.click("ul.attachments a.preview >> nth=0")
+        preview.value.wait_for_load_state()
+        assert "col1,col2" in preview.value.inner_text("body")     # text shown as text, in a tab of its own
+        preview.value.close()
+        page.click("a.thread-link")
+        page.wait_for_selector("ol.thread")
+        assert page.locator("ol.thread li").count() == 2
+        assert page.locator("ol.thread .folder").all_inner_texts() == ["INBOX", "Sent"]
+        shot(page, tmp_path, "conversation")
+        page.set_viewport_size({"width": 390, "height": 844})
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        shot(page, tmp_path, "conversation-phone")
+        page.goto(f"{webserver.url}/mail/1/message?folder=INBOX&uid={first}")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        shot(page, tmp_path, "attachments-phone")
     finally:
         context.close()

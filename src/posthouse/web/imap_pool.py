@@ -209,14 +209,16 @@ async def _log_out(conn) -> None:
 
 
 def install(app) -> None:
-    """The app's pool over app.state.open_imap, logged out at shutdown."""
+    """The app's pool (made at its first use, over app.state.open_imap)."""
     app.state.imap_pool = None
 
-    async def shut() -> None:
-        pool = app.state.imap_pool
-        if pool is not None:
-            await pool.close()
-    app.router.add_event_handler("shutdown", shut)
+
+async def close_pool(app) -> None:
+    """Log the app's idle connections out (the web server's close calls it)."""
+    pool = getattr(app.state, "imap_pool", None)
+    if pool is not None:
+        app.state.imap_pool = None
+        await pool.close()
 
 
 def pool_of(app) -> ImapPool | None:
