@@ -109,3 +109,18 @@ def test_conversation_search_bounded_by_time(server, user):
         finally:
             await conn.logout()
     run(scenario())
+
+
+def test_esort_partial_window_parsed_in_order():
+    from posthouse.imap.protocol.responses import ESearch, ResponseReader
+
+    def one(data: bytes):
+        reader = ResponseReader()
+        reader.feed(data)
+        return reader.next_response()
+    e = one(b'* ESEARCH (TAG "P3") UID COUNT 120 PARTIAL (1:4 120,118:117,3)\r\n')
+    assert isinstance(e, ESearch) and e.count == 120 and e.partial == [120, 118, 117, 3]
+    assert one(b'* ESEARCH (TAG "P4") UID COUNT 2 PARTIAL (51:100 NIL)\r\n').partial == []
+    assert one(b'* ESEARCH (TAG "P5") UID COUNT 2\r\n').partial is None
+    with pytest.raises(ResponseError):
+        one(b'* ESEARCH (TAG "P6") UID PARTIAL (1:4 x,y)\r\n')
