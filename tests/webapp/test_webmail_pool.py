@@ -71,6 +71,9 @@ def test_reused_across_requests_and_bounded(server):
             async with pool.connection(other_name, Account(8, other_name, other_password)):
                 pass
             assert len(opened) == 3 and pool.idle_count(other_name) == 1 and pool.idle_count(name) == 2
+            # The same account id, now logging in elsewhere (edited, or its id reused): not the old connection.
+            async with pool.connection(name, Account(7, other_name, other_password)) as conn:
+                assert conn is opened[-1] and len(opened) == 4
         finally:
             await pool.close()
         assert all(c.broken for c in opened)    # logged out at close

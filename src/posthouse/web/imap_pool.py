@@ -59,7 +59,9 @@ class ImapPool:
         """`async with pool.connection(user, account) as conn:` a logged-in
         connection, given back afterwards unless it broke or the body failed
         at the connection level."""
-        key = (user, account.id)
+        # (where it logs in too: an account edited, or removed and its id reused, gets new connections)
+        key = (user, account.id, getattr(account, "imap_host", None), getattr(account, "imap_port", None),
+               getattr(account, "login", None))
         slot = self._slots.setdefault(key, _Slot())
         conn = await self._take(slot, account)
         healthy = False
@@ -163,7 +165,7 @@ class ImapPool:
         return len(old)
 
     def idle_count(self, user: str | None = None, account_id: int | None = None) -> int:
-        return sum(len(slot.idle) for (u, a), slot in self._slots.items()
+        return sum(len(slot.idle) for (u, a, *_), slot in self._slots.items()
                    if (user is None or u == user) and (account_id is None or a == account_id))
 
     def _start_reaper(self) -> None:
