@@ -98,9 +98,13 @@ T0 = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
 # ---------------------------------------------------------------- the list
 
 def test_list_sorted_paged_with_stable_ids(webserver):
-    for i in range(55):
-        append(webserver, "bob", "INBOX", message(f"Bulk {i:02d}", f"bulk{i}@client.example"),
-               T0 + timedelta(minutes=i))
+    imap = imap_login(webserver, "bob")
+    try:
+        for i in range(55):
+            imap.append("INBOX", "", imaplib.Time2Internaldate(T0 + timedelta(minutes=i)),
+                        message(f"Bulk {i:02d}", f"bulk{i}@client.example"))
+    finally:
+        imap.logout()
     client, _ = http_session(webserver, "bob")
     with closing(client):
         first = client.get("/mail/2?folder=INBOX")
