@@ -61,21 +61,16 @@
     var after = row.nextElementSibling || row.previousElementSibling;
     form.elements.uid.value = row.dataset.uid;
     form.elements["do"].value = what;
-    if (window.htmx) {     // htmx: the row goes, the selection moves on, no reload
-      window.htmx.ajax("POST", form.getAttribute("action"), { source: form, values: htmxValues(form), swap: "none" })
-        .then(function () {
-          row.remove();
-          if (after && after.dataset && after.dataset.uid) select(after);
-        });
-    } else {
-      form.submit();
-    }
-  }
-
-  function htmxValues(form) {
-    var out = {};
-    Array.prototype.forEach.call(form.elements, function (el) { if (el.name) out[el.name] = el.value; });
-    return out;
+    // In place: the row goes and the selection moves on once the server has done it;
+    // if it refused, the plain form is sent so that its answer (why) is shown.
+    fetch(form.getAttribute("action"), { method: "POST", body: new FormData(form), credentials: "same-origin",
+                                         headers: { "HX-Request": "true" } })
+      .then(function (response) {
+        if (!response.ok) { form.submit(); return; }
+        row.remove();
+        if (after && after.dataset && after.dataset.uid) select(after);
+      })
+      .catch(function () { form.submit(); });
   }
 
   function help(show) {
