@@ -478,5 +478,15 @@ def test_reading_pane_attachments_and_conversation_in_the_browser(browser, webse
         page.goto(f"{webserver.url}/mail/1/message?folder=INBOX&uid={first}")
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
         shot(page, tmp_path, "attachments-phone")
+        # "Always show images from" this sender, from inside the blocked-images note.
+        promo = append(webserver, "alice", "INBOX", message(
+            "Promo", "promo@shop.example", sender="Shop <shop@shop.example>",
+            html='<p>Deals</p><img src="https://127.0.0.1:9/none.png">'), T0)
+        page.set_viewport_size({"width": 1280, "height": 800})
+        page.goto(f"{webserver.url}/mail/1/message?folder=INBOX&uid={promo}")
+        shot(page, tmp_path, "images-blocked")
+        page.click("p.notice button:has-text('Always show images from shop@shop.example')")
+        page.wait_for_selector("form.notice:has-text('are always shown')")
+        shot(page, tmp_path, "images-sender-allowed")
     finally:
         context.close()
