@@ -12,7 +12,7 @@ from contextlib import closing
 import imaplib
 import re
 import threading
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -147,7 +147,9 @@ def test_login_folders_reading_pane_and_attachment(browser, webserver, tmp_path)
     webserver.deliver("alice", plain_message("Quarterly figures", "figures@client.example", attachment=pdf))
     imap = imap_login(webserver, "alice")
     try:
-        imap.append("INBOX", "", imaplib.Time2Internaldate(datetime.now(timezone.utc)),
+        # (the list sorts by arrival, the INTERNALDATE: APPEND's is whole seconds, so a second later than
+        # the delivery just before it, or the two could tie and sort either way)
+        imap.append("INBOX", "", imaplib.Time2Internaldate(datetime.now(timezone.utc) + timedelta(seconds=2)),
                     plain_message("Appended over IMAP", "appended@client.example"))
     finally:
         imap.logout()
@@ -172,10 +174,10 @@ def test_login_folders_reading_pane_and_attachment(browser, webserver, tmp_path)
         assert "INBOX" in folders and "Sent" in folders and "Trash" in folders
         unread = page.inner_text("aside.folders li:has(a.current) .unread")
         assert int(unread) >= 2
-        subjects = page.locator("ul.messages .subject").all_inner_texts()
+        subjects = page.locator("table.messages .subject").all_inner_texts()
         assert subjects[:2] == ["Appended over IMAP", "Quarterly figures"]     # newest first
         shot(page, tmp_path, "folder")
-        page.click("ul.messages a:has-text('Quarterly figures')")
+        page.click("table.messages a:has-text('Quarterly figures')")
         page.wait_for_selector("article.reading")
         assert page.inner_text("article.reading .subject") == "Quarterly figures"
         assert "carol@client.example" in page.inner_text("dl.headers")
@@ -204,7 +206,7 @@ def test_hostile_html_runs_nothing_and_loads_nothing_until_allowed(browser, webs
     try:
         log_in(page, webserver, "alice")
         page.goto(webserver.url + "/mail/1?folder=INBOX")
-        page.click("ul.messages a:has-text('Hostile HTML')")
+        page.click("table.messages a:has-text('Hostile HTML')")
         frame = page.frame_locator("iframe.body")
         assert frame.locator("h2").inner_text() == "A special offer"
         page.wait_for_timeout(1500)     # time for anything that would load or run (none should)
@@ -272,7 +274,7 @@ def test_contact_from_sender_timeline_and_original(browser, webserver, tmp_path)
     try:
         log_in(page, webserver, "alice")
         page.goto(webserver.url + "/mail/1?folder=INBOX")
-        page.click("ul.messages a:has-text('Lunch on Friday?')")
+        page.click("table.messages a:has-text('Lunch on Friday?')")
         page.click("button:has-text('Create contact from sender')")
         page.wait_for_url(re.compile(r"/contacts/\d+$"))
         assert page.inner_text("section.records h1") == "Carol Client"

@@ -90,3 +90,5 @@ class WebServer:
         except Exception as e:      # stopping goes on whatever the web part's trouble
             log.warning("web server stopped with an error: %r", e)
         self._task = None
+        from .imap_pool import close_pool
+        await close_pool(self.app)      # (lifespan is off: no shutdown event does it)

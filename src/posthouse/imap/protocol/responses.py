@@ -99,6 +99,7 @@ class ESearch:
     max: int | None = None
     count: int | None = None
     modseq: int | None = None
+    partial: "list[int] | None" = None     # PARTIAL's window (RFC 5267), in the order sent (a SORT's)
 
 
 @dataclass(slots=True)
@@ -172,6 +173,21 @@ class UidSet:
 
     def __repr__(self):
         return f"UidSet({self.ranges!r})"
+
+
+def ordered_set(text: str) -> list[int]:
+    """A sequence set in the order sent, 5:3 descending (a SORT's answer keeps
+    its order; UidSet does not). Bounded: garbage or a huge range is an error."""
+    out: list[int] = []
+    for part in text.split(","):
+        a, sep, b = part.partition(":")
+        if not _NUMBER.fullmatch(a) or (sep and not _NUMBER.fullmatch(b)):
+            raise ResponseError(f"bad sequence set {text[:40]!r}")
+        lo, hi = int(a), int(b) if sep else int(a)
+        if abs(hi - lo) + len(out) > 10_000_000:
+            raise ResponseError("sequence set too large")
+        out.extend(range(lo, hi + 1) if lo <= hi else range(lo, hi - 1, -1))
+    return out
 
 
 # ---------------------------------------------------------------- the reader
@@ -410,6 +426,10 @@ def _esearch(args):
             out.all = UidSet.parse(_atom_text(value))
         elif key in ("MIN", "MAX", "COUNT", "MODSEQ"):
             setattr(out, key.lower(), as_number(value))
+        elif key == "PARTIAL" and isinstance(value, ParenList) and len(value.items) == 2:
+            window = value.items[1]
+            out.partial = [] if isinstance(window, Atom) and window.upper == "NIL" else \
+                ordered_set(_atom_text(window))
         i += 2
     return out
 

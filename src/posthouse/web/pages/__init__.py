@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 from ...crm.errors import CrmError, NotFound
+from .. import imap_pool
 from . import auth, campaigns, compose, contacts, mail
 from .common import HERE, LoginRequired, login_url, render, secure_headers
 from .sessions import SessionStore
@@ -26,6 +27,7 @@ def install(app: FastAPI, *, login=None, open_imap=None) -> None:
     logged-in ImapConnection."""
     app.state.web_login = login
     app.state.open_imap = open_imap
+    imap_pool.install(app)
     app.state.web_sessions = SessionStore()
     app.mount("/static", StaticFiles(directory=os.path.join(HERE, "static")), name="static")
     for module in (auth, mail, compose, contacts, campaigns):
