@@ -67,3 +67,9 @@ def test_attachments_listed_with_their_names():
     assert [(a.name, a.content_type, a.size) for a in shown.attachments] == [(".._.._etc_passwd.pdf",
                                                                              "application/pdf", 8)]
     assert shown.text.strip() == "see attached"
+
+
+def test_headers_the_parser_chokes_on_are_shown_raw():
+    # "To: <" made the email package raise twice (get and get_all): a 500 before.
+    reading = read(b"From: a@b.example\r\nTo: <\r\nCc: <<<@>\r\nSubject: x\r\n\r\nbody")
+    assert reading.to == "<"

@@ -60,8 +60,11 @@ def _header(message, name: str) -> str:
         value = message.get(name)
         return "" if value is None else str(value)
     except Exception:       # a header the parser chokes on: shown raw, not a crash
-        raw = message.get_all(name, failobj=[None])[0] if hasattr(message, "get_all") else None
-        return str(raw or "")
+        # (get_all would parse it again and fail the same way: read the raw pair)
+        for key, raw in getattr(message, "_headers", ()):
+            if key.lower() == name.lower():
+                return str(raw).replace("\r", " ").replace("\n", " ").strip()
+        return ""
 
 
 def _content(part) -> str:
