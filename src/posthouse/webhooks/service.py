@@ -1,0 +1,17 @@
+"""Webhooks in `posthouse serve`: the observer on the CRM's events and the
+sender task (one line in app._start_crm_side calls start_webhooks)."""
+from __future__ import annotations
+
+from .events import make_observer
+from .sender import WebhookSender
+from .store import WebhookStore
+
+
+def start_webhooks(config, side, closers: list) -> WebhookSender:
+    store = WebhookStore(side.engine)
+    sender = WebhookSender(store, attempts=config.webhooks_attempts, retry_base=config.webhooks_retry_base,
+                           timeout=config.webhooks_timeout)
+    sender.start()
+    side.crm.observers.append(make_observer(store, side.crm.account_owner, sender.wake))
+    closers.append(sender.close)
+    return sender
