@@ -13,7 +13,7 @@ SMALL = 1 * MiB         # JSON requests
 LARGE = 25 * MiB        # mail sent, documents uploaded, messages to classify
 
 # Paths whose bodies may be large: whole messages and files.
-_LARGE = re.compile(r"^/api/v1/(send|classify|documents|contacts/[^/]+/documents)/?$")
+_LARGE = re.compile(r"^(/api/v1/(send|classify|documents|contacts/[^/]+/documents)|/contacts/\d+/documents)/?$")
 
 
 def limit_for(path: str) -> int:

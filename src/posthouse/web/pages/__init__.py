@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 from ...crm.errors import CrmError, NotFound
-from . import auth, contacts, mail
+from . import auth, companies, contacts, mail, settings, webhooks
 from .common import HERE, LoginRequired, login_url, render, secure_headers
 from .sessions import SessionStore
 
@@ -28,7 +28,7 @@ def install(app: FastAPI, *, login=None, open_imap=None) -> None:
     app.state.open_imap = open_imap
     app.state.web_sessions = SessionStore()
     app.mount("/static", StaticFiles(directory=os.path.join(HERE, "static")), name="static")
-    for module in (auth, mail, contacts):
+    for module in (auth, mail, contacts, companies, settings, webhooks):
         app.include_router(module.router)
     _html_errors(app)
 
