@@ -82,6 +82,16 @@ async def contacts(request: Request, q: Text = "", tag: Text = "", company: Anno
     return render(request, "contacts.html", context)
 
 
+@router.post("/contacts")
+async def new_contact(request: Request, session: WebSession = Depends(page_session)):
+    """A contact by hand: a name and/or an address (its earlier mail linked)."""
+    form = await checked_form(request)
+    name, email = _text(form, "name", 300).strip(), _text(form, "email", 320).strip()
+    made = await run_in_threadpool(lambda: _crm(request).add_contact(name=name or None,
+                                                                     emails=[email] if email else []))
+    return _back(made["id"])
+
+
 async def _contact_or_404(request: Request, contact_id: int) -> dict:
     found = await run_in_threadpool(_crm(request).get_contact, contact_id)
     if found is None:

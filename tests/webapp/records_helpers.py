@@ -1,0 +1,54 @@
+"""Shared by the records tests: a `posthouse serve` with the tracker on (and
+fast webhook retries), reading its CRM database, and waiting for the tracker."""
+from __future__ import annotations
+
+import re
+import time
+
+import httpx
+from sqlalchemy import create_engine, select
+
+from .conftest import PASSWORDS
+
+
+def crm_engine_of(server):
+    return create_engine(f"sqlite:///{server.tmp}/data/crm.sqlite3")
+
+
+def wait_until(what, timeout: float = 60.0, every: float = 0.2):
+    """what() until truthy (its value), else AssertionError after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = what()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {getattr(what, '__name__', what)}")
+        time.sleep(every)
+
+
+def tracked_place(server, message_id: str, folder: str | None = None):
+    """The CRM's live place of a message (the tracker has logged it there), or None."""
+    from posthouse.crm.tables import message_places, messages
+    engine = crm_engine_of(server)
+    try:
+        with engine.connect() as conn:
+            query = (select(message_places.c.folder, message_places.c.uid)
+                     .join(messages, messages.c.id == message_places.c.message)
+                     .where(messages.c.message_id == message_id, message_places.c.gone_at.is_(None)))
+            if folder is not None:
+                query = query.where(message_places.c.folder == folder)
+            return conn.execute(query).first()
+    finally:
+        engine.dispose()
+
+
+def http_session(server, user: str) -> tuple[httpx.Client, str]:
+    """A logged-in HTTP client (no browser) and its session's CSRF token."""
+    c = httpx.Client(base_url=server.url, timeout=60)
+    form = c.get("/login")
+    token = re.search(r'name="csrf" value="([^"]+)"', form.text)[1]
+    r = c.post("/login", data={"name": user, "password": PASSWORDS[user], "csrf": token, "next": "/"})
+    assert r.status_code == 303, r.text
+    page = c.get("/contacts")
+    return c, re.search(r'name="csrf" value="([^"]+)"', page.text)[1]
