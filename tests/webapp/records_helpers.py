@@ -2,13 +2,34 @@
 fast webhook retries), reading its CRM database, and waiting for the tracker."""
 from __future__ import annotations
 
+import os
 import re
 import time
 
 import httpx
+import pytest
 from sqlalchemy import create_engine, select
 
-from .conftest import PASSWORDS
+from .conftest import PASSWORDS, start_server, stop_server
+
+
+@pytest.fixture(scope="module")
+def tracked(tmp_path_factory):
+    """serve with the tracker on, webhook retries 0.2 s apart."""
+    tmp = str(tmp_path_factory.mktemp("records"))
+    server, proc, log = start_server(tmp, tracker=True,
+                                     extra_config="[webhooks]\nattempts = 4\nretry_base = 0.2\ntimeout = 5\n")
+    yield server
+    stop_server(proc, log)
+    text = open(log.name).read()
+    assert "Traceback" not in text, text[-5000:]
+
+
+def shot(page, tmp_path, name: str) -> None:
+    """A screenshot: to $POSTHOUSE_SCREENSHOTS if set, else the test's tmp_path."""
+    folder = os.environ.get("POSTHOUSE_SCREENSHOTS") or str(tmp_path)
+    os.makedirs(folder, exist_ok=True)
+    page.screenshot(path=os.path.join(folder, f"records-{name}.png"), full_page=True)
 
 
 def crm_engine_of(server):

@@ -55,10 +55,11 @@ def _yes_no(text: str) -> bool | None:
 
 
 @router.get("/contacts")
-async def contacts(request: Request, q: Text = "", tag: Text = "", company: Annotated[int, Query(ge=0, le=2**53)] = 0,
+async def contacts(request: Request, q: Text = "", tag: Text = "", company: Annotated[str, Query(max_length=16, pattern=r"^\d*$")] = "",
                    contacted_from: Day = "", contacted_to: Day = "", bouncing: YesNo = "", opted_out: YesNo = "",
                    page: PageNo = 1, session: WebSession = Depends(page_session)):
     crm = _crm(request)
+    company = int(company) if company else 0      # ("" from the form's "any company")
     since, until = _day(contacted_from, "last contacted from"), _day(contacted_to, "last contacted to")
     if since and until and since > until:
         raise HTTPException(422, "last contacted: the first date is after the second")
@@ -86,7 +87,7 @@ async def contacts(request: Request, q: Text = "", tag: Text = "", company: Anno
 async def new_contact(request: Request, session: WebSession = Depends(page_session)):
     """A contact by hand: a name and/or an address (its earlier mail linked)."""
     form = await checked_form(request)
-    name, email = _text(form, "name", 300).strip(), _text(form, "email", 320).strip()
+    name, email = _text(form, "name", 300, "").strip(), _text(form, "email", 320, "").strip()
     made = await run_in_threadpool(lambda: _crm(request).add_contact(name=name or None,
                                                                      emails=[email] if email else []))
     return _back(made["id"])
@@ -123,8 +124,8 @@ def _back(contact_id: int, anchor: str = "") -> RedirectResponse:
     return RedirectResponse(f"/contacts/{contact_id}" + (f"#{anchor}" if anchor else ""), status_code=303)
 
 
-def _text(form: dict, name: str, limit: int) -> str:
-    value = form.get(name)
+def _text(form: dict, name: str, limit: int, default: str | None = None) -> str:
+    value = form.get(name, default)
     if not isinstance(value, str):
         raise HTTPException(422, f"the form needs {name}")
     if len(value) > limit:
