@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from .. import __version__
 from . import errors, pages
 from .api import accounts as accounts_api, activities, attachments, classify, companies, contacts, documents, private, send
+from .api import webhooks as webhooks_api
 from .deps import Services, current_user
 from .limits import BodyLimit
 from .models import Error
@@ -43,6 +44,7 @@ def create_app(config, engine, crm, accounts, *, tokens: TokenStore | None = Non
                                422: {"model": Error, "description": "invalid input"}})
     for module in (contacts, companies, activities, attachments, accounts_api, documents, send, classify, private):
         api.include_router(module.router)
+    api.include_router(webhooks_api.router)
     app.include_router(api)
     pages.install(app, login=login, open_imap=open_imap)
     app.add_middleware(BodyLimit)
