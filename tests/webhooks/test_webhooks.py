@@ -165,3 +165,33 @@ def test_backoff_doubles_with_jitter_and_is_capped():
     assert backoff(3, 30, jitter=lambda: 0.0) == 60           # 120 * 0.5
     assert backoff(3, 30, jitter=lambda: 1.0) == 180          # 120 * 1.5
     assert backoff(40, 30, jitter=lambda: 0.5) == 6 * 3600    # capped
+
+
+def test_a_process_that_only_queues_leaves_deliveries_for_the_sender(crm_engine):
+    """`posthouse tracker` on its own queues; serve's sender (here: a new one,
+    as after a restart) finds the queued rows in the database and posts them."""
+    from types import SimpleNamespace
+
+    from posthouse.crm.service import Crm
+    from posthouse.webhooks.service import queue_webhooks
+    store = WebhookStore(crm_engine)
+    receiver = Receiver()
+    try:
+        hook, secret = store.create("bob", receiver.url, ["complaint"])
+        crm = Crm(crm_engine, account_owner=OWNERS.get)
+        queue_webhooks(SimpleNamespace(crm=crm, engine=crm_engine))
+        crm._tell([event("complaint", account_id=2)])
+        assert store.deliveries("bob", hook["id"])[0]["status"] == "queued" and receiver.received == []
+
+        async def go():
+            sender = WebhookSender(store, attempts=2, retry_base=0.05, timeout=5)
+            sender.start()
+            try:
+                return await _deliver_until(sender, store, "bob", hook["id"], "delivered")
+            finally:
+                await sender.close()
+        assert run(go())["attempts"] == 1
+        headers, body = receiver.received[0]
+        assert verify(secret, headers["x-posthouse-timestamp"], body, headers["x-posthouse-signature"])
+    finally:
+        receiver.close()

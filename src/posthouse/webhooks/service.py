@@ -15,3 +15,10 @@ def start_webhooks(config, side, closers: list) -> WebhookSender:
     side.crm.observers.append(make_observer(store, side.crm.account_owner, sender.wake))
     closers.append(sender.close)
     return sender
+
+
+def queue_webhooks(side) -> None:
+    """For a process that applies facts but sends nothing (`posthouse
+    tracker` on its own): deliveries are queued in the database, and the
+    sender of `posthouse serve` (which looks every 30 s) posts them."""
+    side.crm.observers.append(make_observer(WebhookStore(side.engine), side.crm.account_owner))
