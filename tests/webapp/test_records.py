@@ -129,6 +129,11 @@ def test_contact_from_email_timeline_and_the_original_moved_then_deleted(browser
         shot(page, tmp_path, "original-gone")
         page.click("text=Back to the contact")
         page.wait_for_url(contact_url)
+        # once the tracker has seen it go, the timeline says so too (the activity stays)
+        wait_until(lambda: not tracked_place(tracked, "proposal@prospect.example"))
+        page.reload()
+        assert "no longer on the server" in page.inner_text("ol.timeline li.received")
+        assert "no longer on the server" not in page.inner_text("ol.timeline li.sent")
         page.set_viewport_size({"width": 390, "height": 844})
         shot(page, tmp_path, "contact-phone")
     finally:

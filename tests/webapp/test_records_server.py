@@ -37,6 +37,20 @@ def test_settings_accounts_private_list_and_connection_test(tracked):
         page = client.get("/settings")
         assert page.status_code == 200
         assert f"alice@{DOMAIN}" in page.text and "this server" in page.text
+        # an account the tracker can't log in to: "needs attention", and why
+        from posthouse.accounts.store import AccountStore
+        from posthouse.config import load_config
+        from .records_helpers import crm_engine_of
+        engine = crm_engine_of(tracked)
+        try:
+            store = AccountStore(engine, load_config(tracked.config).data_dir)
+            store.set_state(1, "needs_attention", "login refused: NO [AUTHENTICATIONFAILED] <b>bad</b> password")
+            page = client.get("/settings").text
+            store.set_state(1, "active", "")
+        finally:
+            engine.dispose()
+        assert '<span class="badge warn">needs attention</span>' in page
+        assert "login refused: NO [AUTHENTICATIONFAILED] &lt;b&gt;bad&lt;/b&gt; password" in page
         # the privacy level
         r = client.post("/settings/accounts/1/privacy", data={"csrf": token, "privacy": "full"})
         assert r.status_code == 303
