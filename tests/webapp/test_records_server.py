@@ -196,6 +196,9 @@ def test_pages_answer_bad_input_with_a_clear_error(tracked):
                     "/companies/abc", "/documents/0/preview", "/settings/webhooks/0"):
             r = client.get(url)
             assert r.status_code in (404, 422) and "text/html" in r.headers["content-type"], (url, r.status_code)
+        for edge in ("contacted_from=0001-01-01&contacted_to=9999-12-31", "contacted_from=9999-12-31",
+                     "company=9999999999999999", "page=1000000&q=%25_"):
+            assert client.get("/contacts?" + edge).status_code == 200, edge
         r = client.get("/contacts?contacted_from=2026-05-01&contacted_to=2026-01-01")
         assert r.status_code == 422 and "after" in r.text
         for url in ("/contacts/424242", "/companies/424242", "/documents/424242/preview"):

@@ -32,11 +32,11 @@ class Notes:
     def __init__(self, engine):
         self.engine = engine
 
-    def list(self, contact_id: int) -> list[dict]:
-        """Newest first."""
+    def list(self, contact_id: int, limit: int = 500) -> list[dict]:
+        """Newest first (the latest `limit`)."""
         with self.engine.connect() as conn:
             rows = conn.execute(select(contact_notes).where(contact_notes.c.contact_id == contact_id)
-                                .order_by(contact_notes.c.id.desc())).all()
+                                .order_by(contact_notes.c.id.desc()).limit(max(1, int(limit)))).all()
         return [_out(r) for r in rows]
 
     def get(self, note_id: int) -> dict | None:

@@ -35,6 +35,7 @@ Id = Annotated[int, Path(ge=1, le=2**53)]
 Day = Annotated[str, Query(max_length=10, pattern=r"^(\d{4}-\d{2}-\d{2})?$")]
 YesNo = Annotated[str, Query(pattern=r"^(|yes|no)$")]
 PageNo = Annotated[int, Query(ge=1, le=10**6)]
+Digits = Annotated[str, Query(max_length=16, pattern=r"^\d*$")]      # an id, or "" from a form's "any"
 
 
 def _crm(request: Request):
@@ -55,7 +56,7 @@ def _yes_no(text: str) -> bool | None:
 
 
 @router.get("/contacts")
-async def contacts(request: Request, q: Text = "", tag: Text = "", company: Annotated[str, Query(max_length=16, pattern=r"^\d*$")] = "",
+async def contacts(request: Request, q: Text = "", tag: Text = "", company: Digits = "",
                    contacted_from: Day = "", contacted_to: Day = "", bouncing: YesNo = "", opted_out: YesNo = "",
                    page: PageNo = 1, session: WebSession = Depends(page_session)):
     crm = _crm(request)
@@ -63,10 +64,11 @@ async def contacts(request: Request, q: Text = "", tag: Text = "", company: Anno
     since, until = _day(contacted_from, "last contacted from"), _day(contacted_to, "last contacted to")
     if since and until and since > until:
         raise HTTPException(422, "last contacted: the first date is after the second")
+    # (the "to" day is included: until the start of the next day; after 9999-12-31 there is none)
+    next_day = until + timedelta(days=1) if until and until < date.max else None
     filters = dict(q=q.strip() or None, tag=tag.strip() or None, company_id=company or None,
                    contacted_since=datetime.combine(since, time(), timezone.utc) if since else None,
-                   # (the "to" day is included: until the start of the next day)
-                   contacted_until=datetime.combine(until + timedelta(days=1), time(), timezone.utc) if until else None,
+                   contacted_until=datetime.combine(next_day, time(), timezone.utc) if next_day else None,
                    bouncing=_yes_no(bouncing), opted_out=_yes_no(opted_out))
 
     def load():
