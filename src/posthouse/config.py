@@ -123,6 +123,8 @@ class Config:
     webhooks_attempts: int = 8
     webhooks_retry_base: float = 30.0
     webhooks_timeout: float = 10.0
+    # Webhook URLs that are (or resolve to) loopback, private or link-local addresses: refused unless true.
+    webhooks_allow_private: bool = False
     # The CRM matches "ann+news@x" as "ann@x" (plus-detail folding); off: the whole address.
     crm_fold_plus: bool = False
     # Documents on contacts (crm/documents.py): bigger files are refused before parsing.

@@ -186,6 +186,7 @@ class Webhooks(_Section):
     attempts: Annotated[int, Field(ge=1, le=100)] = 8
     retry_base: Annotated[Seconds, Field(gt=0)] = 30.0
     timeout: Annotated[Seconds, Field(gt=0)] = 10.0
+    allow_private: bool = False      # URLs at loopback/private/link-local addresses (refused by default)
 
 
 class Web(_Section):

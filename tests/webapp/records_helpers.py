@@ -15,10 +15,11 @@ from .conftest import PASSWORDS, start_server, stop_server
 
 @pytest.fixture(scope="module")
 def tracked(tmp_path_factory):
-    """serve with the tracker on, webhook retries 0.2 s apart."""
+    """serve with the tracker on, webhook retries 0.2 s apart, loopback receivers allowed."""
     tmp = str(tmp_path_factory.mktemp("records"))
-    server, proc, log = start_server(tmp, tracker=True,
-                                     extra_config="[webhooks]\nattempts = 4\nretry_base = 0.2\ntimeout = 5\n")
+    server, proc, log = start_server(tmp, tracker=True, extra_config=(
+        "[webhooks]\nattempts = 4\nretry_base = 0.2\ntimeout = 5\n"
+        "allow_private = true\n"))      # (the test's receivers are on 127.0.0.1)
     yield server
     stop_server(proc, log)
     text = open(log.name).read()

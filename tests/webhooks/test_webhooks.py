@@ -108,7 +108,7 @@ def test_signed_delivery_retried_with_backoff_until_it_succeeds(crm_engine):
         make_observer(store, OWNERS.get)([event("reply", account_id=1)])
 
         async def go():
-            sender = WebhookSender(store, attempts=5, retry_base=0.05, timeout=10)
+            sender = WebhookSender(store, attempts=5, retry_base=0.05, timeout=10, allow_private=True)
             sender.start()
             try:
                 return await _deliver_until(sender, store, "alice", hook["id"], "delivered")
@@ -144,7 +144,7 @@ def test_delivery_marked_failed_after_the_last_attempt(crm_engine):
         make_observer(store, OWNERS.get)([event("bounce", account_id=1)])
 
         async def go():
-            sender = WebhookSender(store, attempts=3, retry_base=0.02, timeout=5)
+            sender = WebhookSender(store, attempts=3, retry_base=0.02, timeout=5, allow_private=True)
             sender.start()
             try:
                 return (await _deliver_until(sender, store, "alice", hook["id"], "failed"),
@@ -184,7 +184,7 @@ def test_a_process_that_only_queues_leaves_deliveries_for_the_sender(crm_engine)
         assert store.deliveries("bob", hook["id"])[0]["status"] == "queued" and receiver.received == []
 
         async def go():
-            sender = WebhookSender(store, attempts=2, retry_base=0.05, timeout=5)
+            sender = WebhookSender(store, attempts=2, retry_base=0.05, timeout=5, allow_private=True)
             sender.start()
             try:
                 return await _deliver_until(sender, store, "bob", hook["id"], "delivered")
@@ -193,5 +193,34 @@ def test_a_process_that_only_queues_leaves_deliveries_for_the_sender(crm_engine)
         assert run(go())["attempts"] == 1
         headers, body = receiver.received[0]
         assert verify(secret, headers["x-posthouse-timestamp"], body, headers["x-posthouse-signature"])
+    finally:
+        receiver.close()
+
+
+def test_private_destinations_refused_unless_allowed(crm_engine):
+    from posthouse.webhooks.sender import _is_private
+    for address in ("127.0.0.1", "10.1.2.3", "192.168.0.1", "172.16.0.1", "169.254.169.254", "::1", "fc00::1",
+                    "fe80::1", "::ffff:127.0.0.1", "0.0.0.0", "100.64.0.1", "224.0.0.1"):
+        assert _is_private(address), address
+    for address in ("8.8.8.8", "2001:4860:4860::8888", "93.184.215.14"):
+        assert not _is_private(address), address
+    store = WebhookStore(crm_engine)
+    receiver = Receiver()
+    try:
+        hook, _ = store.create("alice", receiver.url, ["reply"])
+        named, _ = store.create("alice", receiver.url.replace("127.0.0.1", "localhost"), ["reply"])
+        make_observer(store, OWNERS.get)([event("reply", account_id=1)])
+
+        async def go():
+            sender = WebhookSender(store, attempts=5, retry_base=0.02, timeout=5)     # the default: refused
+            sender.start()
+            try:
+                return (await _deliver_until(sender, store, "alice", hook["id"], "failed"),
+                        await _deliver_until(sender, store, "alice", named["id"], "failed"))
+            finally:
+                await sender.close()
+        for refused in run(go()):
+            assert refused["attempts"] == 1 and "not a public address" in refused["error"]     # no retry
+        assert receiver.received == []
     finally:
         receiver.close()

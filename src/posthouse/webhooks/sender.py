@@ -4,8 +4,10 @@ marked failed. The queue is in the database, so a restart resumes it."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import random
+import socket
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -28,8 +30,11 @@ def backoff(attempt: int, base: float, *, jitter=random.random) -> float:
 
 class WebhookSender:
     def __init__(self, store: WebhookStore, *, attempts: int = 8, retry_base: float = 30.0,
-                 timeout: float = 10.0, poll: float = 30.0):
+                 timeout: float = 10.0, poll: float = 30.0, allow_private: bool = False):
         self.store = store
+        # Users name the URLs: by default none may point the server at its own
+        # loopback, the LAN or a cloud metadata address.
+        self.allow_private = allow_private
         self.attempts = attempts
         self.retry_base = retry_base
         self.timeout = timeout
@@ -90,6 +95,13 @@ class WebhookSender:
             await asyncio.gather(*(self._deliver(d) for d in batch))
             tried += len(batch)
 
+    async def _private_destination(self, url: str) -> str | None:
+        try:
+            return await private_destination(url, self.timeout)
+        except Exception as e:      # a URL httpx can't parse: the POST will fail and say so
+            log.debug("webhook URL %r: %s", url, e)
+            return None
+
     async def _deliver(self, delivery: dict) -> None:
         body = delivery["body"].encode()
         timestamp = int(time.time())
@@ -97,6 +109,11 @@ class WebhookSender:
                    "X-Posthouse-Delivery": delivery["delivery_id"], "X-Posthouse-Timestamp": str(timestamp),
                    "X-Posthouse-Signature": signature(delivery["secret"], timestamp, body)}
         status_code, error = None, None
+        refused = None if self.allow_private else await self._private_destination(delivery["url"])
+        if refused:     # a permanent refusal: no retry
+            await asyncio.to_thread(self.store.record, delivery["id"], ok=False, status_code=None,
+                                    error=refused, retry_at=None)
+            return
         try:
             response = await self._client.post(delivery["url"], content=body, headers=headers)
             status_code = response.status_code
@@ -118,3 +135,32 @@ class WebhookSender:
                      delivery["url"], attempt, self.attempts, error)
         await asyncio.to_thread(self.store.record, delivery["id"], ok=ok, status_code=status_code,
                                 error=error, retry_at=retry_at)
+
+
+def _is_private(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not ip.is_global or ip.is_multicast
+
+
+async def _resolve(host: str, port: int) -> list[str]:
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [info[4][0] for info in infos]
+
+
+async def private_destination(url: str, timeout: float = 10.0) -> str | None:
+    """Why url may not be posted to (it is, or resolves to, a loopback,
+    private, link-local or otherwise non-public address), or None."""
+    parts = httpx.URL(url)
+    host = parts.host
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        addresses = await asyncio.wait_for(_resolve(host, port), timeout)
+    except (OSError, asyncio.TimeoutError, UnicodeError) as e:
+        return None if isinstance(e, OSError) else f"can't resolve {host}"     # (the POST says why)
+    bad = [a for a in addresses if _is_private(a)]
+    if bad:
+        return (f"refused: {host} is {bad[0]}, not a public address (an administrator may allow that: "
+                f"[webhooks] allow_private = true)")
+    return None

@@ -10,7 +10,7 @@ from .store import WebhookStore
 def start_webhooks(config, side, closers: list) -> WebhookSender:
     store = WebhookStore(side.engine)
     sender = WebhookSender(store, attempts=config.webhooks_attempts, retry_base=config.webhooks_retry_base,
-                           timeout=config.webhooks_timeout)
+                           timeout=config.webhooks_timeout, allow_private=config.webhooks_allow_private)
     sender.start()
     side.crm.observers.append(make_observer(store, side.crm.account_owner, sender.wake))
     closers.append(sender.close)
