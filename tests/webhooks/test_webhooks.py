@@ -155,6 +155,9 @@ def test_delivery_marked_failed_after_the_last_attempt(crm_engine):
         assert failed["attempts"] == 3 and failed["status_code"] == 500 and "HTTP 500" in failed["error"]
         assert failed["next_try"] is None and len(receiver.received) == 3
         assert refused["attempts"] == 3 and refused["status_code"] is None and refused["error"]
+        # the log keeps finished deliveries for a while, then lets them go
+        assert store.prune(3600) == 0 and len(store.deliveries("alice", hook["id"])) == 1
+        assert store.prune(-1) == 2 and store.deliveries("alice", hook["id"]) == []
     finally:
         receiver.close()
 

@@ -4,4 +4,5 @@ accounts, as signed JSON, delivered in the background with retries.
 
 tables.py the rows; store.py subscriptions and the delivery queue;
 signing.py the signature scheme; events.py CrmEvents -> queued deliveries;
-sender.py the background task that posts them."""
+sender.py the background task that posts them; service.py the wiring in
+`posthouse serve` (and `posthouse tracker`)."""

@@ -20,6 +20,8 @@ from .store import WebhookStore
 log = logging.getLogger("posthouse.webhooks")
 MAX_DELAY = 6 * 3600.0        # the longest wait between two attempts
 PARALLEL = 8                  # deliveries posted at once
+KEEP_LOG = 30 * 86400.0       # finished deliveries stay in the log this long
+PRUNE_EVERY = 3600.0
 
 
 def backoff(attempt: int, base: float, *, jitter=random.random) -> float:
@@ -64,9 +66,13 @@ class WebhookSender:
             await self._client.aclose()
 
     async def _run(self) -> None:
+        pruned_at = float("-inf")
         while True:
             self._wake.clear()
             try:
+                if time.monotonic() - pruned_at > PRUNE_EVERY:
+                    pruned_at = time.monotonic()
+                    await asyncio.to_thread(self.store.prune, KEEP_LOG)
                 await self.run_once()
                 wait = await self._until_next()
             except asyncio.CancelledError:

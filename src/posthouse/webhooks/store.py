@@ -186,3 +186,11 @@ class WebhookStore:
             values.update(status="failed", next_try=None, finished_at=utcnow())
         with self.engine.begin() as conn:
             conn.execute(update(webhook_deliveries).where(webhook_deliveries.c.id == delivery_id).values(**values))
+
+    def prune(self, older_than: float) -> int:
+        """Finished deliveries (delivered or failed) older than `older_than`
+        seconds leave the log; how many."""
+        before = utcnow() - timedelta(seconds=older_than)
+        with self.engine.begin() as conn:
+            return conn.execute(delete(webhook_deliveries).where(
+                webhook_deliveries.c.status != "queued", webhook_deliveries.c.finished_at < before)).rowcount
