@@ -113,6 +113,15 @@ def test_settings_accounts_private_list_and_connection_test(tracked):
         for url, form in (("/settings/accounts/1/privacy", {"privacy": "metadata"}),
                           ("/settings/accounts/1/remove", {})):
             assert bob.post(url, data={"csrf": bob_token, **form}).status_code == 404
+        # bob's own Posthouse mailbox: removed, then connected again from the page
+        assert "Connect my Posthouse mailbox" not in page
+        assert bob.post("/settings/accounts/2/remove", data={"csrf": bob_token}).status_code == 303
+        assert "Connect my Posthouse mailbox" in bob.get("/settings").text
+        r = bob.post("/settings/accounts/local", data={"csrf": bob_token, "privacy": "metadata"})
+        assert r.status_code == 303, r.text[-2000:]
+        page = bob.get("/settings").text
+        assert f"bob@{DOMAIN}" in page and "this server" in page and "Connect my Posthouse mailbox" not in page
+        assert bob.post("/settings/accounts/local", data={"csrf": bob_token}).status_code == 409
     client, _ = http_session(tracked, "alice")
     with closing(client):
         assert re.search(r'<option value="full" selected>', client.get("/settings").text)    # unchanged by bob

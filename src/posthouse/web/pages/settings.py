@@ -5,6 +5,7 @@ words), and the user's private list. Webhooks: pages/webhooks.py."""
 from __future__ import annotations
 
 import logging
+from datetime import date, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request
@@ -51,7 +52,8 @@ async def settings_page(request: Request, session: WebSession, *, status: int = 
     accounts, private, webhooks = await run_in_threadpool(load)
     context = {"section": "settings", "accounts": accounts, "private": private, "webhooks": webhooks,
                "privacy_levels": PRIVACY, "tls_modes": TLS_MODES, "events": EVENTS, "add": {}, "probe": None,
-               "tracker_on": svc.account_status is not None}
+               "tracker_on": svc.account_status is not None,
+               "has_local": any(a.kind == "local" for a, _ in accounts)}
     context.update(extra)
     return render(request, "settings.html", context, status=status)
 
@@ -137,6 +139,31 @@ async def add_account(request: Request, session: WebSession = Depends(page_sessi
         await run_in_threadpool(lambda: store.add(**fields, secret=secret))
     except AccountError as e:
         return await settings_page(request, session, status=422, add=shown, add_error=str(e))
+    return RedirectResponse("/settings#accounts", status_code=303)
+
+
+@router.post("/settings/accounts/local")
+async def connect_local(request: Request, session: WebSession = Depends(page_session)):
+    """The user's own Posthouse mailbox, through this server's IMAP with the
+    service identity (as `posthouse account add USER --local`), after the test."""
+    from types import SimpleNamespace
+
+    from ...accounts.cli import DEFAULT_SINCE_DAYS, _local_fields
+    from ...accounts.probe import probe
+    form = await checked_form(request)
+    svc = request.app.state.services
+    store = need(svc.accounts, "the account store")
+    if svc.config is None:
+        raise HTTPException(503, "connecting the local mailbox needs the server's configuration")
+    if any(a.kind == "local" for a in await run_in_threadpool(store.list, session.user)):
+        return await settings_page(request, session, status=409, add_error="your Posthouse mailbox is already connected")
+    privacy = form.get("privacy") if form.get("privacy") in PRIVACY else "snippet"
+    fields = await run_in_threadpool(_local_fields, SimpleNamespace(owner=session.user), svc.config)
+    fields.update(owner=session.user, privacy=privacy, since=date.today() - timedelta(days=DEFAULT_SINCE_DAYS))
+    result = await probe(store, Account(id=None, **{**_BLANK, **fields}), None, timeout=PROBE_TIMEOUT)
+    if not result.ok:
+        return await settings_page(request, session, status=422, probe=result)
+    await run_in_threadpool(lambda: store.add(**fields))
     return RedirectResponse("/settings#accounts", status_code=303)
 
 
