@@ -236,6 +236,9 @@ def test_contacts_filters(browser, tracked, tmp_path):
         page.select_option("select[name=company]", label="Filterco")
         wait_until(lambda: names() == {"Fay Filter", "Gus Filter"}, timeout=15)
         shot(page, tmp_path, "contacts-filtered")
+        page.set_viewport_size({"width": 390, "height": 844})
+        shot(page, tmp_path, "contacts-phone")
+        page.set_viewport_size({"width": 1280, "height": 720})
         # last contacted: from/to, the "to" day included
         page.goto(tracked.url + "/contacts?q=filter&contacted_from=2026-02-01&contacted_to=2026-03-01")
         assert names() == {"Fay Filter"}
