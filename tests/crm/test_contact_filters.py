@@ -36,3 +36,15 @@ def test_filters_by_last_contacted_bouncing_and_opted_out(crm_engine):
     assert ids(crm.find_contacts(tag="lead", bouncing=False)) == [early["id"]]
     assert ids(crm.find_contacts(q="acme", opted_out=False, limit=1, offset=1)) == [late["id"]]
     assert ids(crm.find_contacts(company_id=early["company"]["id"], contacted_since="2026-03-01")) == [late["id"]]
+
+
+def test_companies_listed_a_page_at_a_time(crm_engine):
+    crm = Crm(crm_engine)
+    for name in ("Delta", "Alpha", "Charlie", "Bravo"):
+        crm.add_company(name, [name.lower() + ".example"])
+    names = lambda found: [c["name"] for c in found]      # noqa: E731
+    assert names(crm.list_companies()) == ["Alpha", "Bravo", "Charlie", "Delta"]
+    assert names(crm.list_companies(limit=2)) == ["Alpha", "Bravo"]
+    assert names(crm.list_companies(limit=2, offset=2)) == ["Charlie", "Delta"]
+    assert names(crm.list_companies("a", limit=1, offset=1)) == ["Bravo"]     # (all four have an a)
+    assert crm.list_companies(limit=2, offset=4) == []

@@ -202,7 +202,7 @@ def test_pages_answer_bad_input_with_a_clear_error(tracked):
     with closing(client):
         for url in ("/contacts?contacted_from=yesterday", "/contacts?bouncing=maybe", "/contacts?page=0",
                     "/contacts?company=-1", "/contacts?company=x", "/contacts?q=%00", "/contacts/0", "/contacts/99999999999999999999",
-                    "/companies/abc", "/documents/0/preview", "/settings/webhooks/0"):
+                    "/companies/abc", "/companies?page=0", "/documents/0/preview", "/settings/webhooks/0"):
             r = client.get(url)
             assert r.status_code in (404, 422) and "text/html" in r.headers["content-type"], (url, r.status_code)
         for edge in ("contacted_from=0001-01-01&contacted_to=9999-12-31", "contacted_from=9999-12-31",

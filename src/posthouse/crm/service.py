@@ -181,9 +181,12 @@ class Crm:
         with self.engine.connect() as conn:
             return self._company(conn, id)
 
-    def list_companies(self, q=None) -> list[dict]:
+    def list_companies(self, q=None, *, limit=None, offset=0) -> list[dict]:
+        """By name; limit/offset: one page of them (None: all)."""
         with self.engine.connect() as conn:
             query = select(companies.c.id).order_by(companies.c.name, companies.c.id)
+            if limit is not None:
+                query = query.limit(max(0, min(int(limit), 1000))).offset(max(0, int(offset)))
             if q:
                 domains = select(company_domains.c.company_id).where(
                     company_domains.c.domain.icontains(q, autoescape=True))

@@ -15,16 +15,20 @@ from .common import page_session, render
 from .sessions import WebSession
 
 router = APIRouter(include_in_schema=False)
+PAGE = 100
 CONTACTS = 200
 ACTIVITIES = 50
 Text = Annotated[str, Query(max_length=500, pattern=r"^[^\x00]*$")]
 
 
 @router.get("/companies")
-async def companies(request: Request, q: Text = "", session: WebSession = Depends(page_session)):
+async def companies(request: Request, q: Text = "", page: Annotated[int, Query(ge=1, le=10**6)] = 1,
+                    session: WebSession = Depends(page_session)):
     crm = need(request.app.state.services.crm, "the CRM")
-    found = await run_in_threadpool(crm.list_companies, q.strip() or None)
-    return render(request, "companies.html", {"companies": found[:500], "more": len(found) > 500, "q": q})
+    found = await run_in_threadpool(lambda: crm.list_companies(q.strip() or None, limit=PAGE + 1,
+                                                               offset=(page - 1) * PAGE))
+    return render(request, "companies.html", {"companies": found[:PAGE], "more": len(found) > PAGE, "q": q,
+                                              "page": page, "quote": quote})
 
 
 @router.get("/companies/{company_id}")
