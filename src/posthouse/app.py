@@ -216,6 +216,7 @@ async def _start_crm_side(config: Config, ctx: ServerContext, loop, closers: lis
     async def close_side():
         await asyncio.to_thread(side.close)
     closers.append(close_side)
+    from .webhooks.service import start_webhooks; start_webhooks(config, side, closers)  # noqa: E702
     before, now = side.migrated
     if before != now:
         started.append(("CRM database %s: schema %s", side.engine.url.render_as_string(hide_password=True),

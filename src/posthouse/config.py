@@ -118,6 +118,13 @@ class Config:
     tracker_sweep_interval: float = 5 * 60
     tracker_batch_size: int = 100
     tracker_poll_interval: float = 10.0
+    # Webhooks ([webhooks]): attempts per delivery before it is marked failed, the
+    # first retry's delay (doubled each time, with jitter), each POST's timeout (seconds).
+    webhooks_attempts: int = 8
+    webhooks_retry_base: float = 30.0
+    webhooks_timeout: float = 10.0
+    # Webhook URLs that are (or resolve to) loopback, private or link-local addresses: refused unless true.
+    webhooks_allow_private: bool = False
     # The CRM matches "ann+news@x" as "ann@x" (plus-detail folding); off: the whole address.
     crm_fold_plus: bool = False
     # Campaigns ([campaigns]): messages handed to the outbound queue per minute (each

@@ -181,6 +181,14 @@ class Tracker(_Section):
     poll_interval: Annotated[Seconds, Field(gt=0)] = 10.0      # leases renewed, new accounts looked for
 
 
+class Webhooks(_Section):
+    """Webhook deliveries (webhooks/sender.py): attempts, first retry delay (doubled each time), POST timeout."""
+    attempts: Annotated[int, Field(ge=1, le=100)] = 8
+    retry_base: Annotated[Seconds, Field(gt=0)] = 30.0
+    timeout: Annotated[Seconds, Field(gt=0)] = 10.0
+    allow_private: bool = False      # URLs at loopback/private/link-local addresses (refused by default)
+
+
 class Web(_Section):
     """The web app and REST API; port false: off."""
     host: Host = "127.0.0.1"
@@ -203,7 +211,7 @@ class Metrics(_Section):
 SECTIONS: dict[str, type[_Section]] = {
     "imap": Imap, "tls": Tls, "lmtp": Lmtp, "smtp": Smtp, "pop3": Pop3, "submission": Submission,
     "relay": Relay, "managesieve": ManageSieve, "quota": Quota, "metrics": Metrics,
-    "web": Web, "tracker": Tracker, "campaigns": Campaigns}
+    "web": Web, "tracker": Tracker, "campaigns": Campaigns, "webhooks": Webhooks}
 # These sections only group top-level keys.
 GROUPS = ("server", "limits", "storage")
 

@@ -30,6 +30,8 @@ ROUTES = [("GET", "/api/v1/contacts"), ("POST", "/api/v1/contacts"), ("GET", "/a
           ("DELETE", "/api/v1/documents/1"), ("POST", "/api/v1/contacts/1/documents"),
           ("GET", "/api/v1/contacts/1/documents"), ("POST", "/api/v1/send"), ("POST", "/api/v1/classify"),
           ("GET", "/api/v1/private"), ("POST", "/api/v1/private"), ("DELETE", "/api/v1/private")]
+ROUTES += [("GET", "/api/v1/webhooks"), ("POST", "/api/v1/webhooks"), ("GET", "/api/v1/webhooks/1"),
+           ("DELETE", "/api/v1/webhooks/1"), ("GET", "/api/v1/webhooks/1/deliveries")]
 
 
 def test_every_route_wants_a_token(api):

@@ -47,7 +47,9 @@ def _cli(config: str, *args: str, stdin: str | None = None) -> str:
     return done.stdout
 
 
-def start_server(tmp: str) -> tuple[WebServer, subprocess.Popen, object]:
+def start_server(tmp: str, *, tracker: bool = False, extra_config: str = "") -> tuple[WebServer, subprocess.Popen, object]:
+    """tracker: the activity tracker on (following the accounts every second);
+    extra_config: more TOML sections, appended."""
     web_port, imap_port, lmtp_port = free_port(), free_port(), free_port()
     config = os.path.join(tmp, "posthouse.toml")
     with open(config, "w") as f:
@@ -55,7 +57,9 @@ def start_server(tmp: str) -> tuple[WebServer, subprocess.Popen, object]:
                 f'failure_delay = 0.2\ndomains = ["{DOMAIN}"]\n'
                 f'[imap]\nport = {imap_port}\ntls_port = false\n[lmtp]\nport = {lmtp_port}\n[smtp]\nport = false\n'
                 '[pop3]\nport = false\ntls_port = false\n[managesieve]\nport = false\n'
-                f'[submission]\nport = false\ntls_port = false\n[web]\nport = {web_port}\n[tracker]\nenabled = false\n')
+                f'[submission]\nport = false\ntls_port = false\n[web]\nport = {web_port}\n'
+                + ('[tracker]\nenabled = true\npoll_interval = 1\nsweep_interval = 2\n' if tracker
+                   else '[tracker]\nenabled = false\n') + extra_config)
     for name, password in PASSWORDS.items():
         _cli(config, "user", "add", name, "--password-stdin", stdin=password + "\n")
     log = open(os.path.join(tmp, "serve.log"), "w+")

@@ -181,9 +181,12 @@ class Crm:
         with self.engine.connect() as conn:
             return self._company(conn, id)
 
-    def list_companies(self, q=None) -> list[dict]:
+    def list_companies(self, q=None, *, limit=None, offset=0) -> list[dict]:
+        """By name; limit/offset: one page of them (None: all)."""
         with self.engine.connect() as conn:
             query = select(companies.c.id).order_by(companies.c.name, companies.c.id)
+            if limit is not None:
+                query = query.limit(max(0, min(int(limit), 1000))).offset(max(0, int(offset)))
             if q:
                 domains = select(company_domains.c.company_id).where(
                     company_domains.c.domain.icontains(q, autoescape=True))
@@ -260,8 +263,21 @@ class Crm:
         if conn.execute(select(contacts.c.id).where(contacts.c.id == id)).scalar() is None:
             raise NotFound(f"no contact {id}")
 
-    def find_contacts(self, *, email=None, q=None, tag=None, company_id=None, limit=100, offset=0) -> list[dict]:
+    def find_contacts(self, *, email=None, q=None, tag=None, company_id=None, limit=100, offset=0,
+                      contacted_since=None, contacted_until=None, bouncing=None, opted_out=None) -> list[dict]:
+        """contacted_since/until: last_contacted in [since, until); bouncing /
+        opted_out: True or False to keep only those that are (or aren't); None: either."""
         query = select(contacts.c.id).order_by(contacts.c.id)
+        if contacted_since is not None:
+            query = query.where(contacts.c.last_contacted >= as_utc(contacted_since))
+        if contacted_until is not None:
+            query = query.where(contacts.c.last_contacted < as_utc(contacted_until))
+        if bouncing is not None:
+            has_bouncing = contacts.c.id.in_(select(contact_emails.c.contact_id)
+                                             .where(contact_emails.c.bouncing.is_(True)))
+            query = query.where(has_bouncing if bouncing else ~has_bouncing)
+        if opted_out is not None:
+            query = query.where(contacts.c.opted_out.is_(bool(opted_out)))
         if email is not None:
             try:
                 address = self._canonical(email)

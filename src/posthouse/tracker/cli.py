@@ -24,6 +24,7 @@ def cmd_tracker(args) -> int:
     config = load_config(args.config, args.data_dir)
     side = open_crm_side(config)
     side.crm.observers.append(campaign_results(side.crm))   # (serve's keyword worker sets their keywords)
+    from ..webhooks.service import queue_webhooks; queue_webhooks(side)  # noqa: E702  (events -> webhook queue)
     try:
         asyncio.run(_run_until_signal(Tracker(side.engine, side.accounts, side.crm, name=args.name,
                                                  options=options_from_config(config))))

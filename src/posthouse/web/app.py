@@ -11,6 +11,7 @@ from .. import __version__
 from . import errors, pages
 from .api import accounts as accounts_api, activities, attachments, classify, companies, contacts, documents, private, send
 from .api import campaigns as campaigns_api
+from .api import webhooks as webhooks_api
 from .deps import Services, current_user
 from .limits import BodyLimit, limit_for
 from .models import Error
@@ -48,6 +49,7 @@ def create_app(config, engine, crm, accounts, *, tokens: TokenStore | None = Non
     for module in (contacts, companies, activities, attachments, accounts_api, documents, send, classify, private):
         api.include_router(module.router)
     api.include_router(campaigns_api.router)
+    api.include_router(webhooks_api.router)
     app.include_router(api)
     pages.install(app, login=login, open_imap=open_imap)
     app.add_middleware(BodyLimit, limit_for=partial(limit_for, max_message=getattr(config, "max_message_size", None)))

@@ -13,7 +13,7 @@ SMALL = 1 * MiB         # JSON requests
 LARGE = 25 * MiB        # mail sent, documents uploaded, messages to classify
 
 # Paths whose bodies may be large: whole messages and files.
-_LARGE = re.compile(r"^/api/v1/(send|classify|documents|contacts/[^/]+/documents)/?$")
+_LARGE = re.compile(r"^(/api/v1/(send|classify|documents|contacts/[^/]+/documents)|/contacts/\d+/documents)/?$")
 # The compose page's form: a whole message's attachments (the page checks the exact size).
 _COMPOSE = re.compile(r"^/mail/\d+/compose/(send|draft)/?$")
 

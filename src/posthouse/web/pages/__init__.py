@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 
 from ...crm.errors import CrmError, NotFound
 from .. import imap_pool
-from . import auth, campaigns, compose, contacts, mail
+from . import auth, campaigns, companies, compose, contacts, mail, settings, webhooks
 from .common import HERE, LoginRequired, login_url, render, secure_headers
 from .sessions import SessionStore
 
@@ -30,7 +30,7 @@ def install(app: FastAPI, *, login=None, open_imap=None) -> None:
     imap_pool.install(app)
     app.state.web_sessions = SessionStore()
     app.mount("/static", StaticFiles(directory=os.path.join(HERE, "static")), name="static")
-    for module in (auth, mail, compose, contacts, campaigns):
+    for module in (auth, mail, compose, contacts, companies, settings, webhooks, campaigns):
         app.include_router(module.router)
     _html_errors(app)
 
