@@ -32,6 +32,8 @@ ROUTES = [("GET", "/api/v1/contacts"), ("POST", "/api/v1/contacts"), ("GET", "/a
           ("GET", "/api/v1/private"), ("POST", "/api/v1/private"), ("DELETE", "/api/v1/private")]
 ROUTES += [("GET", "/api/v1/webhooks"), ("POST", "/api/v1/webhooks"), ("GET", "/api/v1/webhooks/1"),
            ("DELETE", "/api/v1/webhooks/1"), ("GET", "/api/v1/webhooks/1/deliveries")]
+ROUTES += [("GET", "/api/v1/campaigns"), ("POST", "/api/v1/campaigns"), ("GET", "/api/v1/campaigns/1"),
+           ("POST", "/api/v1/campaigns/1/start")]
 
 
 def test_every_route_wants_a_token(api):

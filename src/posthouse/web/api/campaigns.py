@@ -92,9 +92,10 @@ def list_campaigns(request: Request):
     return [{**c, "sent": c["states"].get("sent", 0), "recipients": c["total"]} for c in _campaigns(request).list()]
 
 
-@router.get("/{campaign_id}", response_model=CampaignDetail, responses={404: {"model": Error}},
+@router.get("/{id}", response_model=CampaignDetail, responses={404: {"model": Error}},
             summary="A campaign with its counts and what came back")
-def get_campaign(request: Request, campaign_id: IdPath):
+def get_campaign(request: Request, id: IdPath):
+    campaign_id = id
     campaigns = _campaigns(request)
     campaign = campaigns.require(campaign_id)
     summary = campaigns.summary(campaign_id)
@@ -116,10 +117,11 @@ def create_campaign(request: Request, body: CampaignIn, svc: Services = Depends(
     return _out(campaigns, campaigns.require(campaign_id))
 
 
-@router.post("/{campaign_id}/start", response_model=CampaignOut,
+@router.post("/{id}/start", response_model=CampaignOut,
              responses={403: {"model": Error}, 404: {"model": Error}, 409: {"model": Error}},
              summary="Send a draft campaign (its owner only)")
-def start_campaign(request: Request, campaign_id: IdPath, user: str = Depends(current_user)):
+def start_campaign(request: Request, id: IdPath, user: str = Depends(current_user)):
+    campaign_id = id
     campaigns = _campaigns(request)
     campaign = campaigns.require(campaign_id)
     if campaign["owner"] != user:

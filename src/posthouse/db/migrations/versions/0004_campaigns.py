@@ -1,7 +1,7 @@
 """campaigns: campaigns, their recipients, results and IMAP keywords to set
 
 Revision ID: 0004
-Revises: 0001
+Revises: 0003
 Create Date: 2026-12-04 23:59:05.364750
 """
 from alembic import op
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 
 revision = '0004'
-down_revision = '0001'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 
