@@ -156,3 +156,34 @@ def test_broken_connection_discarded_refused_command_kept(server):
         finally:
             await pool.close()
     run(scenario())
+
+
+def test_idle_connection_survives_its_folder_deleted_elsewhere(server):
+    # A connection given back with a folder selected that another client then
+    # deletes would get a BYE at its next command (a 502 for the next page):
+    # idle connections wait with nothing selected, so it stays good.
+    import imaplib
+    name, password = server.add_user()
+    account = Account(1, name, password)
+    opened: list = []
+
+    async def scenario():
+        pool = ImapPool(opener_for(server, opened), check_after=3600)
+        try:
+            async with pool.connection(name, account) as conn:
+                await conn._run([b"CREATE", conn._mailbox("Doomed")])
+                await conn.select("Doomed")
+
+            def delete_elsewhere():
+                other = imaplib.IMAP4("127.0.0.1", server.port)
+                other.login(name, password)
+                assert other.delete("Doomed")[0] == "OK"
+                other.logout()
+            await asyncio.to_thread(delete_elsewhere)
+            await asyncio.sleep(0.5)
+            async with pool.connection(name, account) as conn:
+                assert (await conn.select("INBOX")).exists == 0
+            assert len(opened) == 1 and pool.discarded == 0
+        finally:
+            await pool.close()
+    run(scenario())

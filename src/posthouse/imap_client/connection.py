@@ -340,6 +340,16 @@ class ImapConnection:
         out, self.updates = self.updates, []
         return out
 
+    def closed_by_server(self) -> bool:
+        """Without waiting: has the server hung up (or said BYE) while nobody
+        was reading? (A pooled connection whose selected mailbox another
+        client deleted gets a BYE and is closed; it must not be lent again.)"""
+        if self.broken or self.bye:
+            return True
+        reader = self._reader
+        # StreamReader keeps the end-of-file mark even while unread bytes (the BYE) wait.
+        return reader is None or reader.at_eof() or bool(getattr(reader, "_eof", False))
+
     async def wait_updates(self, timeout: float) -> list:
         """Between commands (NOTIFY active): wait up to timeout for news."""
         async with self._lock:

@@ -82,7 +82,7 @@ class ImapPool:
             while True:
                 while slot.idle:
                     conn, since = slot.idle.pop()
-                    if conn.broken or conn.bye:
+                    if conn.closed_by_server():
                         self._discard(conn)
                         continue
                     slot.lent += 1
@@ -122,9 +122,10 @@ class ImapPool:
         return conn
 
     async def _give_back(self, key, slot: _Slot, conn, healthy: bool) -> None:
-        keep = healthy and not conn.broken and not conn.bye
+        keep = healthy and not conn.closed_by_server()
         if keep:
             conn.take_updates()     # (news queued while lent: nobody reads it, don't let it pile up)
+            keep = await _leave_mailbox(conn)
         async with slot.freed:
             slot.lent -= 1
             if keep:
@@ -193,6 +194,27 @@ def _is_http_error(e: BaseException) -> bool:
     """A page's own 404/400 raised while the connection was fine."""
     from starlette.exceptions import HTTPException
     return isinstance(e, HTTPException) and e.status_code < 500
+
+
+async def _leave_mailbox(conn) -> bool:
+    """Idle connections wait with no mailbox selected: one left selected would
+    be hung up on (BYE) at its next command if another client deleted or
+    renamed that mailbox meanwhile, failing the next page. Whether it was
+    selected is not tracked everywhere (pages send SELECT/EXAMINE themselves),
+    so this always asks. False: the connection is not fit to keep."""
+    from ..imap_client import BadResponse, NoResponse
+    try:
+        async with asyncio.timeout(10):
+            if "UNSELECT" in conn.capabilities:
+                await conn._run([b"UNSELECT"])
+            else:   # (a failed EXAMINE leaves no mailbox selected; CLOSE would expunge)
+                await conn._run([b'EXAMINE "\x20"'])
+    except (NoResponse, BadResponse):
+        pass        # nothing was selected
+    except Exception:
+        return False
+    conn.selected = None
+    return not conn.closed_by_server()
 
 
 async def _still_there(conn) -> bool:
