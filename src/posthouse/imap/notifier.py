@@ -17,7 +17,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from ..store.api import FlagsChanged, MailboxGone, MailboxListChanged, MessageAdded, MessagesExpunged
+from ..store.api import FlagsChanged, MailboxChanged, MailboxGone, MailboxListChanged, MessageAdded, MessagesExpunged
 
 log = logging.getLogger("posthouse.imap")
 
@@ -171,9 +171,14 @@ class Notifier:
         if isinstance(event, MailboxGone):
             self._soon(self._resolve())
             return
-        wanted = (isinstance(event, MessageAdded) and "MESSAGENEW" in events
-                  or isinstance(event, MessagesExpunged) and "MESSAGEEXPUNGE" in events
-                  or isinstance(event, FlagsChanged) and "FLAGCHANGE" in events)
+        if isinstance(event, MailboxChanged):       # another node's changes, of these kinds
+            kinds = event.kinds.replace("?", "afx")
+            wanted = any(kind in kinds for kind, name in (("a", "MESSAGENEW"), ("x", "MESSAGEEXPUNGE"),
+                                                          ("f", "FLAGCHANGE")) if name in events)
+        else:
+            wanted = (isinstance(event, MessageAdded) and "MESSAGENEW" in events
+                      or isinstance(event, MessagesExpunged) and "MESSAGEEXPUNGE" in events
+                      or isinstance(event, FlagsChanged) and "FLAGCHANGE" in events)
         if wanted:
             self.pending_status[event.mailbox_id] = None
             self._kick()
