@@ -329,3 +329,27 @@ def test_the_outbound_queue_on_three_nodes_sends_each_message_once(cluster):
     assert left == 0
     assert sorted(sent) == sorted({f"queued-{i}@cluster.test".encode() for i in range(QUEUED)}), \
         f"{len(sent)} sent for {QUEUED} queued"
+
+
+def test_a_qresync_select_on_a_node_behind_the_client_reads_what_the_client_knows_first(cluster):
+    """The client comes from a node that showed it MODSEQ m; this node's open
+    index has not heard of it yet (the deaf node hears nothing until its
+    check): SELECT reads the change log first, so HIGHESTMODSEQ doesn't go
+    back and the client's messages are there."""
+    n0 = cluster.nodes[0]
+    keeper = cluster.deaf.login("dan")          # keeps Drafts open on the deaf node
+    assert keeper.cmd("S", "SELECT Drafts")[-1].startswith(b"S OK")
+    writer = Mirror(n0.imap_port, "dan", PASSWORD, "dan@n0")
+    try:
+        writer.select("Drafts")
+        uid = int(re.search(rb"APPENDUID \d+ (\d+)", writer.cmd("APPEND Drafts ()", message("behind-1"))[-1])[1])
+        writer.cmd(f"UID STORE {uid} +FLAGS (\\Seen)")
+        known = max(writer.modseq.values())
+        back = Mirror(cluster.deaf.imap_port, "dan", PASSWORD, "dan@deaf")
+        back.highest = known
+        back.select("Drafts", qresync=(writer.uidvalidity, known, [uid]))    # Broken if HIGHESTMODSEQ < known
+        assert back.uids[-1] == uid and back.highest >= known
+        back.close()
+    finally:
+        writer.close()
+        keeper.close()
