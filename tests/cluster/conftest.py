@@ -94,13 +94,15 @@ class Node:
     env: dict = field(default_factory=dict)
     imap_port: int = 0
     lmtp_port: int = 0
+    metrics_port: int = 0
+    config: str = ""
     proc: subprocess.Popen | None = None
     log: object = None
     since: int = 0
     killed_at: int | None = None
 
     def write_config(self) -> str:
-        self.imap_port, self.lmtp_port = free_port(), free_port()
+        self.imap_port, self.lmtp_port, self.metrics_port = free_port(), free_port(), free_port()
         config = os.path.join(self.dir, "posthouse.toml")
         with open(config, "w") as f:
             f.write(f'data_dir = "{self.dir}/data"\ndatabase_url = "{self.url}"\nfsync = false\n'
@@ -109,7 +111,9 @@ class Node:
                     '[smtp]\nport = false\n[pop3]\nport = false\ntls_port = false\n[managesieve]\nport = false\n'
                     '[submission]\nport = false\ntls_port = false\n[web]\nport = false\n'
                     f'[relay]\nhost = "127.0.0.1"\nport = {self.sink_port}\ntls = "none"\nretry_base = 1\n'
-                    '[limits]\nauth_throttle_max = 0\n[tracker]\nenabled = false\n')
+                    '[limits]\nauth_throttle_max = 0\n[tracker]\nenabled = false\n'
+                    f'[metrics]\nport = {self.metrics_port}\n')
+        self.config = config
         return config
 
     def start(self) -> None:

@@ -353,3 +353,31 @@ def test_a_qresync_select_on_a_node_behind_the_client_reads_what_the_client_know
     finally:
         writer.close()
         keeper.close()
+
+
+def test_status_and_metrics_of_a_node_tell_of_the_database_and_the_other_nodes(cluster):
+    import json
+    import subprocess
+    import sys
+    import urllib.request
+    n0 = cluster.nodes[0]
+    Mirror(cluster.nodes[1].imap_port, "ann", PASSWORD, "ann@n1").append(message("status-1"))
+    shown = subprocess.run([sys.executable, "-m", "posthouse", "--config", n0.config, "status"],
+                           capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    lines = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in shown.stdout.splitlines())
+    assert re.match(r"PostgreSQL: \d+ messages \(.*\) in \d+ mailboxes, 4 users; database ", lines["store"]), lines
+    assert re.match(r"node \w+, listening for other nodes: [1-9]\d* notifications heard", lines["cluster"]), lines
+    doc = json.loads(subprocess.run([sys.executable, "-m", "posthouse", "--config", n0.config, "status", "--json"],
+                                    capture_output=True, text=True, timeout=60).stdout)
+    store = cluster.store()
+    try:
+        assert doc["store"]["messages"] == store.db.execute("SELECT count(*) FROM messages").fetchone()[0]
+    finally:
+        store.close()
+    with urllib.request.urlopen(f"http://127.0.0.1:{n0.metrics_port}/metrics", timeout=30) as response:
+        text = response.read().decode()
+    figures = dict(re.findall(r"^(posthouse_(?:store|cluster|queue)_\w+) (\S+)$", text, re.M))
+    assert float(figures["posthouse_store_messages"]) == doc["store"]["messages"]
+    assert float(figures["posthouse_cluster_notifications_total"]) > 0
+    assert figures["posthouse_cluster_listening"] == "1.0" and "posthouse_queue_length" in figures

@@ -384,6 +384,19 @@ class PostgresStore(Store):
                                 "last_error=%s, leased_by=NULL WHERE id=%s",
                                 (json.dumps(remaining), next_attempt, _text(error), item_id))
 
+    def figures(self) -> dict:
+        """For `posthouse status` and the metrics: counts from the database
+        (shared by every node), the outbound queue, and the database's size."""
+        users, mailboxes = self.db.execute(
+            "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM mailboxes WHERE noselect = 0)").fetchone()
+        # Every user's usage, kept with each change (the quota rows): no scan of the messages.
+        messages, storage = self.db.execute(
+            "SELECT coalesce(sum(messages), 0), coalesce(sum(storage), 0) FROM quota").fetchone()
+        length, oldest = self.db.execute("SELECT count(*), min(created) FROM outbound").fetchone()
+        size = self.db.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+        return {"kind": "postgresql", "users": users, "mailboxes": mailboxes, "messages": int(messages),
+                "message_bytes": int(storage), "bytes": size, "queue": {"length": length, "oldest": oldest}}
+
     def next_outbound_time(self):
         return self.db.execute("SELECT min(next_attempt) FROM outbound").fetchone()[0]
 

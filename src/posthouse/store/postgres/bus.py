@@ -81,6 +81,11 @@ class ChangeBus:
         self.heard = 0          # notifications received (for status)
         self.woken = 0          # wake-ups handed to the service
 
+    @property
+    def listening(self) -> bool:
+        conn = self._conn
+        return conn is not None and not conn.closed and not conn.broken
+
     async def start(self) -> None:
         """Listening once this returns (so no change committed after is missed)."""
         await self._connect()
