@@ -381,3 +381,29 @@ def test_status_and_metrics_of_a_node_tell_of_the_database_and_the_other_nodes(c
     assert float(figures["posthouse_store_messages"]) == doc["store"]["messages"]
     assert float(figures["posthouse_cluster_notifications_total"]) > 0
     assert figures["posthouse_cluster_listening"] == "1.0" and "posthouse_queue_length" in figures
+
+
+def test_a_node_whose_listening_connection_is_cut_connects_again_and_misses_nothing(cluster):
+    import psycopg
+    n0, n1, _ = cluster.nodes
+    watcher, exists = idle(n1, "bob", "Sent")
+    with psycopg.connect(cluster.url, autocommit=True) as db:
+        # Every node's LISTEN connection is cut (as by a restart of the database's side of it).
+        cut = db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                         "WHERE query ILIKE 'LISTEN %%' AND pid <> pg_backend_pid()").fetchall()
+    assert cut
+    writer = n0.login("bob")
+    try:
+        raw = message("after-cut")
+        assert writer.cmd("A", b"APPEND Sent {%d+}\r\n" % len(raw) + raw)[-1].startswith(b"A OK")
+        wait_for(watcher, rb"^\* %d EXISTS" % (exists + 1))
+        # Listening again: the next change comes by notification.
+        deadline = time.monotonic() + BOUND
+        while "listening for other nodes' changes again" not in n1.text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "listening for other nodes' changes again" in n1.text()
+        assert writer.cmd("B", b"APPEND Sent {%d+}\r\n" % len(raw) + raw)[-1].startswith(b"B OK")
+        wait_for(watcher, rb"^\* %d EXISTS" % (exists + 2))
+    finally:
+        writer.close()
+        watcher.close()
