@@ -407,3 +407,21 @@ def test_a_node_whose_listening_connection_is_cut_connects_again_and_misses_noth
     finally:
         writer.close()
         watcher.close()
+
+
+def test_a_node_that_hears_no_notification_follows_a_mailbox_made_elsewhere_after_its_check(cluster):
+    """NOTIFY on the deaf node: the mailbox made on another node is not told
+    of, but its check of the user's list finds it, and then its mail is."""
+    watcher = cluster.deaf.login("ann")
+    assert watcher.cmd("N", "NOTIFY SET (personal (MessageNew MessageExpunge MailboxName))")[-1] \
+        .startswith(b"N OK")
+    maker = cluster.nodes[0].login("ann")
+    try:
+        assert maker.cmd("C", "CREATE Later")[-1].startswith(b"C OK")
+        time.sleep(2.5)       # (the deaf node's checks, every second, find the list changed)
+        raw = message("later-1")
+        assert maker.cmd("A", b"APPEND Later {%d+}\r\n" % len(raw) + raw)[-1].startswith(b"A OK")
+        wait_for(watcher, rb"^\* STATUS Later \(MESSAGES 1 ")
+    finally:
+        maker.close()
+        watcher.close()

@@ -53,6 +53,10 @@ class ChangeHub:
         """The ids of the mailboxes someone follows here (not users' lists)."""
         return {key for key in self._followers if isinstance(key, int)}
 
+    def followed_users(self) -> set[int]:
+        """The ids of the users whose list of mailboxes someone follows here."""
+        return {key[1] for key in self._followers if isinstance(key, tuple) and key[0] == "user"}
+
     def publish(self, events) -> None:
         for event in events:
             # Events about a user's list of mailboxes are followed by ("user", id).

@@ -74,6 +74,8 @@ class ChangeBus:
         # Per followed mailbox: the highest MODSEQ heard of (told or checked), and its name and UIDVALIDITY.
         self._known: dict[int, int] = {}
         self._names: dict[int, tuple[str, int]] = {}
+        # Per user whose list someone follows: a summary of the list and the subscriptions.
+        self._lists: dict[int, tuple] = {}
         self._pending: list = []
         self._flush_soon = False
         self._task: asyncio.Task | None = None
@@ -178,6 +180,35 @@ class ChangeBus:
             log.exception("handing other nodes' changes to the sessions")
 
     async def _check(self) -> None:
+        await self._check_mailboxes()
+        await self._check_lists()
+
+    async def _check_lists(self) -> None:
+        """Each followed user's list of mailboxes and subscriptions, summed up
+        (a mailbox made, deleted or renamed changes it): one that changed
+        since the last check is read again by its followers (NOTIFY)."""
+        users = self.service.hub.followed_users()
+        for gone in set(self._lists) - users:
+            del self._lists[gone]
+        if not users:
+            return
+        rows = await (await self._conn.execute(
+            "SELECT u.id, (SELECT row(count(*), max(id), sum(uidvalidity))::text FROM mailboxes m "
+            "WHERE m.user_id = u.id), (SELECT row(count(*), sum(hashtext(name)))::text FROM subscriptions s "
+            "WHERE s.user_id = u.id) "
+            "FROM unnest(%s::bigint[]) AS u(id)", (sorted(users),))).fetchall()
+        wakes = []
+        for user_id, mailboxes, subscriptions in rows:
+            summary = (mailboxes, subscriptions)
+            before = self._lists.get(user_id)
+            self._lists[user_id] = summary
+            if before is not None and before != summary:
+                wakes.append(MailboxListChanged(user_id, "changed", ""))
+        if wakes:
+            self.woken += len(wakes)
+            self.service.remote_wake(wakes)
+
+    async def _check_mailboxes(self) -> None:
         """Each followed mailbox's MODSEQ, name and UIDVALIDITY, against what we heard."""
         followed = self.service.hub.followed_mailboxes()
         for gone in set(self._known) - followed:
