@@ -103,7 +103,8 @@ class ChangeBus:
             self._conn = None
 
     async def _connect(self) -> None:
-        conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+        # (Named, so that pg_stat_activity tells it from the store's connections.)
+        conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, application_name="posthouse-listen")
         await conn.execute(psycopg.sql.SQL("SET search_path TO {}").format(psycopg.sql.Identifier(self.schema)))
         await conn.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(CHANNEL)))
         self._conn = conn
@@ -202,7 +203,8 @@ class ChangeBus:
             summary = (mailboxes, subscriptions)
             before = self._lists.get(user_id)
             self._lists[user_id] = summary
-            if before is not None and before != summary:
+            # (Newly followed: whoever follows it read the list before this check; once more.)
+            if before != summary:
                 wakes.append(MailboxListChanged(user_id, "changed", ""))
         if wakes:
             self.woken += len(wakes)
