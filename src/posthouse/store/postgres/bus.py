@@ -16,7 +16,8 @@ So that a lost one (a dropped connection, a node that was busy reconnecting)
 delays nothing beyond the next check, every CHECK_EVERY seconds the node
 reads the highestmodseq of every mailbox it follows in one query and wakes
 those that moved beyond what it heard of; mailboxes gone or renamed are
-told so. $POSTHOUSE_TEST_DROP_NOTIFY=1 drops every notification received
+told so, and a followed user's list of mailboxes that changed is read again
+by its followers (NOTIFY). $POSTHOUSE_TEST_DROP_NOTIFY=1 drops every notification received
 (the tests' proof that the check alone suffices).
 """
 from __future__ import annotations
