@@ -138,6 +138,9 @@ async def serve(config: Config, ready=None, config_file: str | None = None) -> N
     try:
         await start_arrivals(ctx)
         closers.append(lambda: stop_arrivals(ctx))
+        if hasattr(ctx.service.store, "origin"):      # PostgreSQL: other nodes' changes (LISTEN/NOTIFY)
+            from .store.postgres.bus import start_bus
+            closers.append((await start_bus(ctx.service)).close)
         from .admin.service import start_admin
         admin = await start_admin(ctx)      # admin.sock for status and backup; metrics if configured
         server = ImapServer(ctx)

@@ -195,3 +195,94 @@ def test_changes_lost_while_the_index_loads_are_read_before_it_is_shown():
         await shared.caught_up()
         assert list(shared.uids) == [1, 2, 3]
     asyncio.run(run())
+
+
+class _Log:
+    """A change log (Store.changes_since) over messages kept here, each with its MODSEQ."""
+
+    def __init__(self, uids, modseq=1):
+        self.rows = {u: entry(u, modseq) for u in uids}
+        self.expunged: dict[int, int] = {}
+        self.modseq = modseq
+        self.uidnext = max(uids, default=0) + 1
+        self.reads = []
+
+    def change(self, **kw):
+        self.modseq += 1
+        for uid in kw.get("add", ()):
+            self.rows[uid] = entry(uid, self.modseq)
+            self.uidnext = uid + 1
+        for uid in kw.get("flag", ()):
+            self.rows[uid] = IndexEntry(uid, frozenset({"\\Seen"}), self.modseq, 100, 0.0)
+        for uid in kw.get("expunge", ()):
+            del self.rows[uid]
+            self.expunged[uid] = self.modseq
+        return self.modseq
+
+    async def read(self, mailbox_id, from_uid):
+        raise AssertionError("a whole read where the change log would do")
+
+    async def changes(self, mailbox_id, since, from_uid):
+        self.reads.append((since, from_uid))
+        info = MailboxInfo(mailbox_id, 1, "INBOX", 7, self.uidnext, self.modseq, None)
+        rows = [self.rows[u] for u in sorted(self.rows) if u >= from_uid or self.rows[u].modseq > since]
+        return info, rows, sorted(u for u, m in self.expunged.items() if m > since)
+
+
+def test_another_nodes_changes_are_read_from_the_last_modseq_not_the_whole_mailbox():
+    from posthouse.store.api import FlagsChanged, MailboxChanged
+
+    async def run():
+        log = _Log([1, 2, 3, 4])
+        shared = SharedMailbox(1, log.read, log.changes)
+        shared.load(MailboxInfo(1, 1, "INBOX", 7, 5, 1, None), [entry(u) for u in (1, 2, 3, 4)])
+        view = select(shared)
+        # Another node: a flag change, an expunge, a new message; then its wake-up.
+        log.change(flag=[2])
+        log.change(expunge=[3])
+        top = log.change(add=[5])
+        shared.apply(MailboxChanged(1, top, "afx"))
+        await shared.caught_up()
+        assert log.reads == [(1, 5)]
+        assert shared.entries[2].flags == {"\\Seen"} and 2 in view.flag_changes
+        assert view.take_expunged() == [3] and view.take_added() == [5]
+        assert shared.synced == shared.info.highestmodseq == 4 and shared.next_uid == 6
+        # Told again (or by the check) of what it has: nothing read.
+        shared.apply(MailboxChanged(1, 4, "?"))
+        assert shared.loaded.is_set() and log.reads == [(1, 5)]
+        # Our own change numbered 6 comes while another's (5) is unheard of: 5 is read first.
+        log.change(flag=[1])
+        own = log.change(add=[6])
+        shared.apply(MessageAdded(1, entry(6, own)))
+        assert not shared.loaded.is_set() and 6 not in shared.entries     # held
+        await shared.caught_up()
+        assert log.reads[-1] == (4, 6)
+        assert shared.entries[1].flags == {"\\Seen"} and view.take_added() == [6]
+        assert shared.synced == 6
+        # Our own next change follows on: no read.
+        nxt = log.change(flag=[6])
+        shared.apply(FlagsChanged(1, 6, frozenset({"\\Seen"}), nxt))
+        assert shared.loaded.is_set() and len(log.reads) == 2 and shared.synced == nxt
+    asyncio.run(run())
+
+
+def test_a_forgotten_expunge_history_makes_the_catch_up_read_everything():
+    from posthouse.store.api import MailboxChanged
+
+    async def run():
+        reads = []
+
+        async def read(mailbox_id, from_uid):
+            reads.append(from_uid)
+            return MailboxInfo(1, 1, "INBOX", 7, 4, 9, None), [entry(1), entry(3)]
+
+        async def changes(mailbox_id, since, from_uid):
+            return MailboxInfo(1, 1, "INBOX", 7, 4, 9, None), [], None
+        shared = SharedMailbox(1, read, changes)
+        shared.load(MailboxInfo(1, 1, "INBOX", 7, 3, 1, None), [entry(1), entry(2)])
+        view = select(shared)
+        shared.apply(MailboxChanged(1, 9, "?"))
+        await shared.caught_up()
+        assert reads == [0] and view.take_expunged() == [2] and view.take_added() == [3]
+        assert shared.synced == 9
+    asyncio.run(run())

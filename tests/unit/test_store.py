@@ -503,3 +503,87 @@ def test_postgresql_leases_a_queued_message_to_one_node_and_a_restart_takes_its_
         for st in (a, b, a_again):
             if st is not None:
                 st.close()
+
+
+def test_changes_since_reads_new_messages_flag_changes_and_expunges_from_a_modseq(store):
+    add(store, *[message(f"m{n}") for n in range(4)])            # UIDs 1-4, one MODSEQ
+    info, _entries = store.load_index(store.inbox)
+    since, next_uid = info.highestmodseq, info.uidnext
+    store.store_flags(store.inbox, [2], "add", frozenset({"\\Seen"}))
+    store.expunge(store.inbox, [3])
+    add(store, message("m4"), message("m5"))                       # UIDs 5, 6
+    store.expunge(store.inbox, [6])                                # came and went
+    now, entries, expunged = store.changes_since(store.inbox, since, next_uid)
+    assert now.highestmodseq == since + 4 and now.uidnext == 7
+    assert [(e.uid, sorted(e.flags)) for e in entries] == [(2, ["\\Seen"]), (5, [])]
+    assert all(e.modseq > since for e in entries)
+    assert expunged == [3, 6]
+    # From now: nothing; from before every change: all of it; unknown mailbox: said so.
+    assert store.changes_since(store.inbox, now.highestmodseq, now.uidnext)[1:] == ([], [])
+    assert [e.uid for e in store.changes_since(store.inbox, 0, 1)[1]] == [1, 2, 4, 5]
+    with pytest.raises(NoSuchMailbox):
+        store.changes_since(999999, 0, 1)
+
+
+def test_changes_since_says_when_the_expunge_history_from_there_was_forgotten(store):
+    store.EXPUNGE_HISTORY_MAX, store.EXPUNGE_HISTORY_KEEP, store.EXPUNGE_CHECK_EVERY = 2, 1, 1
+    add(store, *[message(f"m{n}") for n in range(4)])
+    for uid in (1, 2, 3):
+        store.expunge(store.inbox, [uid])
+    while store.idle_work():
+        pass
+    info, entries, expunged = store.changes_since(store.inbox, 0, 1)
+    assert expunged is None and [e.uid for e in entries] == [4]      # the caller reads the whole mailbox
+
+
+def _notifications(listener) -> list[str]:
+    return [n.payload for n in listener.notifies(timeout=0.5)]
+
+
+def test_postgresql_notifies_other_nodes_of_each_change_at_commit_only():
+    """Every change NOTIFYs (mailbox, MODSEQ, kind) in its own transaction: a
+    listener hears of it once committed, never of one undone."""
+    import psycopg
+    from posthouse.store.postgres.backend import PostgresStore
+    from posthouse.store.postgres.bus import parse
+    from posthouse.store.api import MailboxChanged, MailboxGone, MailboxListChanged
+    from tests.conftest import postgres_database
+    url = postgres_database()
+    st = _with_user(PostgresStore(url, synchronous=False))
+    listener = psycopg.connect(url, autocommit=True)
+    try:
+        listener.execute("LISTEN posthouse_changes")
+        add(st, message("one"), message("two"))
+        st.store_flags(st.inbox, [1], "add", frozenset({"\\Flagged"}))
+        st.expunge(st.inbox, [2])
+        st.copy(st.inbox, [1], st.get_mailbox(st.get_user("u").id, "Other").id, move=True)
+        heard = [parse(p, "someone else")[0] for p in _notifications(listener)]
+        other = st.get_mailbox(st.get_user("u").id, "Other").id
+        assert heard == [[MailboxChanged(st.inbox, 2, "a")], [MailboxChanged(st.inbox, 3, "f")],
+                         [MailboxChanged(st.inbox, 4, "x")], [MailboxChanged(other, 2, "a")],
+                         [MailboxChanged(st.inbox, 5, "x")]]
+        # Our own are news of a MODSEQ, not wake-ups.
+        assert parse(f"M {st.origin} {st.inbox} 5 x", st.origin) == ([], (st.inbox, 5))
+        # A batch's call that fails is undone, its NOTIFY with it.
+        results = st.run_batch([lambda: add(st, message("kept")),
+                                lambda: (add(st, message("undone")), st.copy(st.inbox, [1], 999999))])
+        assert [ok for ok, _ in results] == [True, False]
+        assert [parse(p, "x")[0] for p in _notifications(listener)] == [[MailboxChanged(st.inbox, 6, "a")]]
+        # The list of mailboxes: made, renamed, subscribed, deleted.
+        uid = st.get_user("u").id
+        made = st.create_mailbox(uid, "New")
+        st.rename_mailbox(uid, "New", "Newer")
+        st.set_subscribed(uid, "Newer", True)
+        st.delete_mailbox(uid, "Newer")
+        heard = [parse(p, "x")[0] for p in _notifications(listener)]
+        assert heard == [[MailboxListChanged(uid, "created", "New", None, mailbox_id=made.id)],
+                         [MailboxListChanged(uid, "renamed", "Newer", "New", mailbox_id=made.id),
+                          MailboxGone(made.id)],
+                         [MailboxListChanged(uid, "subscribed", "Newer", None)],
+                         [MailboxListChanged(uid, "deleted", "Newer", None), MailboxGone(made.id)]]
+        # Garbage in a payload is ignored, not a crash.
+        for junk in ["", "M", "M x y z w", "L a {", "L a []", "Q a b", "M a 1 2"]:
+            assert parse(junk, "me") == ([], None)
+    finally:
+        listener.close()
+        st.close()

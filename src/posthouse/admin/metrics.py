@@ -103,6 +103,10 @@ class _Figures:
                                 value=arrivals.backlog if arrivals is not None else 0)
         yield GaugeMetricFamily("posthouse_uptime_seconds", "Seconds since the server started",
                                 value=time.time() - self.started)
+        store = ctx.service.store
+        if hasattr(store, "figures"):       # PostgreSQL: the database's figures, and the other nodes'
+            yield from _postgres(ctx)
+            return
         try:
             length, oldest = _queue(ctx.config.data_dir)
         except sqlite3.Error as e:
@@ -111,6 +115,33 @@ class _Figures:
         yield GaugeMetricFamily("posthouse_queue_length", "Messages in the outbound queue", value=length)
         yield GaugeMetricFamily("posthouse_queue_oldest_seconds", "Age of the oldest message in the outbound queue",
                                 value=time.time() - oldest if oldest is not None else 0)
+
+
+def _postgres(ctx):
+    """The queue, the store's counts and the cluster's notifications, from a PostgreSQL store."""
+    try:
+        figures = ctx.service.store.reading().figures()
+    except Exception as e:
+        log.warning("metrics: the PostgreSQL store could not be read: %s", e)
+        return
+    queue = figures["queue"]
+    yield GaugeMetricFamily("posthouse_queue_length", "Messages in the outbound queue", value=queue["length"])
+    yield GaugeMetricFamily("posthouse_queue_oldest_seconds", "Age of the oldest message in the outbound queue",
+                            value=time.time() - queue["oldest"] if queue["oldest"] is not None else 0)
+    yield GaugeMetricFamily("posthouse_store_messages", "Messages in the store (every node's)",
+                            value=figures["messages"])
+    yield GaugeMetricFamily("posthouse_store_mailboxes", "Mailboxes in the store", value=figures["mailboxes"])
+    yield GaugeMetricFamily("posthouse_store_users", "Users in the store", value=figures["users"])
+    yield GaugeMetricFamily("posthouse_store_database_bytes", "Size of the PostgreSQL database",
+                            value=figures["bytes"])
+    bus = getattr(ctx.service, "bus", None)
+    if bus is not None:
+        yield CounterMetricFamily("posthouse_cluster_notifications", "Change notifications heard from the nodes",
+                                  value=bus.heard)
+        yield CounterMetricFamily("posthouse_cluster_wakes", "Wake-ups for other nodes' changes handed to sessions",
+                                  value=bus.woken)
+        yield GaugeMetricFamily("posthouse_cluster_listening", "1 while listening for other nodes' changes",
+                                value=1 if bus.listening else 0)
 
 
 def _queue(data_dir: str) -> tuple[int, float | None]:

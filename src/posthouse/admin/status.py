@@ -125,7 +125,10 @@ async def status_document(ctx, started: float) -> dict:
     sessions.update(getattr(limits, "sessions", {}) if limits is not None else {})
     arrivals = getattr(ctx.deliverer, "arrivals", None)
     loop = asyncio.get_running_loop()
-    store = await loop.run_in_executor(None, store_figures, ctx.config.data_dir)
+    if hasattr(ctx.service.store, "figures"):       # PostgreSQL: the figures of the database
+        store = await loop.run_in_executor(None, postgres_figures, ctx.service)
+    else:
+        store = await loop.run_in_executor(None, store_figures, ctx.config.data_dir)
     return {
         "pid": os.getpid(), "data_dir": os.path.abspath(ctx.config.data_dir),
         "uptime": round(time.time() - started, 1), "started": started,
@@ -153,6 +156,19 @@ def store_figures(data_dir: str, with_size: bool = True) -> dict:
                          "oldest_age": round(time.time() - oldest, 1) if oldest is not None else None}}
     if with_size:
         figures["bytes"] = directory_size(data_dir)
+    return figures
+
+
+def postgres_figures(service) -> dict:
+    """store_figures' counterpart for a PostgreSQL store (a thread's work,
+    on that thread's own connection), and what this node heard of the others."""
+    figures = service.store.reading().figures()
+    oldest = figures["queue"]["oldest"]
+    figures["queue"]["oldest_age"] = round(time.time() - oldest, 1) if oldest is not None else None
+    bus = getattr(service, "bus", None)
+    if bus is not None:
+        figures["cluster"] = {"origin": bus.origin, "notifications": bus.heard, "wakes": bus.woken,
+                              "listening": bus.listening}
     return figures
 
 
@@ -215,7 +231,17 @@ def format_status(doc: dict) -> str:
     rows.append(("journal backlog", f"{journal['backlog']} not yet filed ({journal['segments']} segments)"
                  if journal["enabled"] else "journal off"))
     store = doc["store"]
-    rows.append(("store", f"{store['messages']} messages, {store['users']} users, {_size(store['bytes'])}"))
+    if store.get("kind") == "postgresql":
+        rows.append(("store", f"PostgreSQL: {store['messages']} messages ({_size(store['message_bytes'])}) in "
+                              f"{store['mailboxes']} mailboxes, {store['users']} users; database "
+                              f"{_size(store['bytes'])}"))
+        cluster = store.get("cluster")
+        if cluster:
+            rows.append(("cluster", f"node {cluster['origin']}, "
+                                    f"{'listening' if cluster['listening'] else 'NOT listening'} for other nodes: "
+                                    f"{cluster['notifications']} notifications heard, {cluster['wakes']} wake-ups"))
+    else:
+        rows.append(("store", f"{store['messages']} messages, {store['users']} users, {_size(store['bytes'])}"))
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
 

@@ -24,6 +24,15 @@ next_uid on, and holds every event until it has. After a store process
 died, changes may have committed whose events were lost: the index reads
 the whole mailbox again (new messages, flags, expunges). Meanwhile
 (loaded is clear) events wait, and sessions wait before their next command.
+
+MODSEQs are taken the same way (given a changes reader): the store numbers
+each change to a mailbox with the next MODSEQ, so every change up to synced
+is in the index, and an event numbered beyond synced + 1 means another's
+change (another node's: store/postgres/bus.py) came in between. The index
+then reads the change log from synced on (new messages, flags, expunges:
+not the whole mailbox) and holds the event until it has, so no session is
+shown a MODSEQ before one below it. Another node's change announced
+(MailboxChanged) is read the same way.
 """
 from __future__ import annotations
 
@@ -32,7 +41,8 @@ import logging
 from array import array
 from bisect import bisect_left, bisect_right
 
-from ..store.api import FlagsChanged, IndexEntry, MailboxGone, MessageAdded, MessagesExpunged, NoSuchMailbox
+from ..store.api import (FlagsChanged, IndexEntry, MailboxChanged, MailboxGone, MessageAdded, MessagesExpunged,
+                         NoSuchMailbox)
 
 log = logging.getLogger("posthouse.imap")
 
@@ -42,11 +52,15 @@ SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 class SharedMailbox:
     CAUGHT_UP_TIMEOUT = 10.0    # the longest a session waits for a catch-up before its command
 
-    def __init__(self, mailbox_id: int, reader=None):
+    def __init__(self, mailbox_id: int, reader=None, changes=None):
         self.id = mailbox_id
         # reader(mailbox_id, from_uid) -> (info, entries from that UID on), read
         # from the database (not the store process): what a catch-up reads.
         self._reader = reader
+        # changes(mailbox_id, modseq, from_uid) -> (info, entries changed since
+        # or from that UID on, UIDs expunged since or None): Store.changes_since.
+        self._changes = changes
+        self.synced = 0             # every change up to this MODSEQ is in the index
         self.next_uid = 1           # every UID below it is in entries or gone for good
         self._catch_up_wanted = False
         self._catch_up_all = False  # the next catch-up reads every message, not just new ones
@@ -83,6 +97,7 @@ class SharedMailbox:
         self.unseen = {e.uid for e in entries if "\\Seen" not in e.flags}
         # (info was read before the messages: every UID below its uidnext is among them or gone.)
         self.next_uid = max(info.uidnext, entries[-1].uid + 1 if entries else 1)
+        self.synced = info.highestmodseq
         if self._catch_up_wanted:
             # Changes were lost while we were loading: read again before anyone sees it.
             self._start_catching_up()
@@ -118,6 +133,13 @@ class SharedMailbox:
                 everything = self._catch_up_all
                 self._catch_up_wanted = self._catch_up_all = False
                 try:
+                    if not everything and self._changes is not None:
+                        info, entries, expunged = await self._changes(self.id, self.synced, self.next_uid)
+                        if expunged is None:        # that history was forgotten: read it all
+                            self._catch_up_wanted = self._catch_up_all = True
+                        elif not self.gone:
+                            self._merge_changes(info, entries, expunged)
+                        continue
                     info, entries = await self._reader(self.id, 0 if everything else self.next_uid)
                 except NoSuchMailbox:
                     self._mark_gone()
@@ -130,6 +152,8 @@ class SharedMailbox:
                     delay = min(2 * delay, 2.0)
                     continue
                 self._merge(info, entries, everything)
+                if everything:
+                    self.synced = max(self.synced, info.highestmodseq)
         finally:
             self._catching_up = None
             self._ready()
@@ -175,6 +199,42 @@ class SharedMailbox:
         self.next_uid = max(self.next_uid, info.uidnext)
         self.info.uidnext = max(self.info.uidnext, self.next_uid)
         self.info.highestmodseq = highest
+
+    def _merge_changes(self, info, entries, expunged: list[int]) -> None:
+        """Take in the change log since synced: flags of known messages,
+        expunges, and new messages (entries ascending by UID)."""
+        if info.uidvalidity != self.info.uidvalidity or info.name != self.info.name:
+            self._mark_gone()       # renamed or deleted and made again
+            return
+        highest = max(self.info.highestmodseq, info.highestmodseq)
+        vanished = set(expunged)
+        new = []
+        for e in entries:
+            highest = max(highest, e.modseq)
+            known = self.entries.get(e.uid)
+            if known is None:
+                if e.uid not in vanished:
+                    new.append(e)
+            elif e.modseq > known.modseq and not self._ahead.get(e.uid):
+                known.flags = self._intern(e.flags)
+                known.modseq = e.modseq
+                self._note_seen(known)
+                for view in self.views:
+                    view.on_flags(e.uid)
+        gone = [u for u in expunged if u in self.entries]
+        if gone:
+            self._expunged(gone)
+        missed = [e.uid for e in new if e.uid < self.next_uid]
+        if missed:
+            log.error("mailbox %s: UIDs %s were never announced and are below UID %d, taken in already",
+                      self.id, missed[:10], self.next_uid - 1)
+        for e in new:
+            self._add(e)
+        self.next_uid = max(self.next_uid, info.uidnext)
+        self.info.uidnext = max(self.info.uidnext, self.next_uid)
+        self.info.highestmodseq = highest
+        # (Changes read past info's MODSEQ may have others below them still unseen: not counted.)
+        self.synced = max(self.synced, info.highestmodseq)
 
     def flags_responses(self, readonly: bool) -> bytes:
         """The FLAGS and PERMANENTFLAGS responses, made again only when a keyword is new."""
@@ -280,6 +340,19 @@ class SharedMailbox:
         if not self.loaded.is_set():
             self._early.append(event)
             return
+        if self._changes is not None:
+            if isinstance(event, MailboxChanged):
+                if event.modseq > self.synced:
+                    self.catch_up()     # read what another node did
+                return
+            modseq = event.entry.modseq if isinstance(event, MessageAdded) else getattr(event, "modseq", None)
+            if modseq is not None:
+                if modseq > self.synced + 1:
+                    # A change numbered between, not heard of yet: read it first.
+                    self._early.append(event)
+                    self.catch_up()
+                    return
+                self.synced = max(self.synced, modseq)
         if isinstance(event, MessageAdded):
             e = event.entry
             if e.uid in self.entries or e.uid < self.next_uid:

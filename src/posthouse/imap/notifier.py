@@ -17,7 +17,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from ..store.api import FlagsChanged, MailboxGone, MailboxListChanged, MessageAdded, MessagesExpunged
+from ..store.api import FlagsChanged, MailboxChanged, MailboxGone, MailboxListChanged, MessageAdded, MessagesExpunged
 
 log = logging.getLogger("posthouse.imap")
 
@@ -59,6 +59,9 @@ class Notifier:
         self.session = session
         self.groups = groups
         self.followed: dict[int, tuple[str, EventGroup]] = {}   # mailbox id -> (name, its group)
+        # The highest MODSEQ of each followed mailbox known to this session's
+        # news: another node's changes (MailboxChanged) below it are old news.
+        self.modseqs: dict[int, int] = {}
         self.pending_status: dict[int, None] = {}                # mailbox ids, in order of change
         self.pending_lines: list[bytes] = []
         self.subscribed: set[str] = set()
@@ -97,6 +100,7 @@ class Notifier:
         for mailbox_id in self.followed:
             hub.unfollow(mailbox_id, self._on_mailbox_event)
         self.followed.clear()
+        self.modseqs.clear()
         self.pending_status.clear()
         self.pending_lines.clear()
 
@@ -129,6 +133,7 @@ class Notifier:
             group = self._group_for(info.name)
             if group is not None:
                 wanted[info.id] = (info.name, group)
+                self.modseqs[info.id] = max(self.modseqs.get(info.id, 0), info.highestmodseq)
         for mailbox_id in self._fresh & set(self.followed):
             wanted[mailbox_id] = self.followed[mailbox_id]     # newer than the list just read
         for mailbox_id in set(self.followed) - set(wanted):
@@ -136,6 +141,8 @@ class Notifier:
         for mailbox_id in set(wanted) - set(self.followed):
             service.hub.follow(mailbox_id, self._on_mailbox_event)
         self.followed = wanted
+        for mailbox_id in set(self.modseqs) - set(wanted):
+            del self.modseqs[mailbox_id]
 
     def _follow_new(self, mailbox_id: int, name: str) -> None:
         """A mailbox just made: followed now, so its first message is not missed
@@ -149,6 +156,7 @@ class Notifier:
         if self._resolving:
             self._again = True
         if group is not None:
+            self.modseqs[mailbox_id] = 1    # (a new mailbox's)
             self._fresh.add(mailbox_id)
             self.followed[mailbox_id] = (name, group)
             hub.follow(mailbox_id, self._on_mailbox_event)
@@ -171,9 +179,20 @@ class Notifier:
         if isinstance(event, MailboxGone):
             self._soon(self._resolve())
             return
-        wanted = (isinstance(event, MessageAdded) and "MESSAGENEW" in events
-                  or isinstance(event, MessagesExpunged) and "MESSAGEEXPUNGE" in events
-                  or isinstance(event, FlagsChanged) and "FLAGCHANGE" in events)
+        modseq = event.entry.modseq if isinstance(event, MessageAdded) else getattr(event, "modseq", 0)
+        known = self.modseqs.get(event.mailbox_id, 0)
+        if modseq > known:
+            self.modseqs[event.mailbox_id] = modseq
+        if isinstance(event, MailboxChanged):       # another node's changes, of these kinds
+            if modseq <= known:
+                return      # told already (or from before this session followed it)
+            kinds = event.kinds if event.kinds not in ("", "?") else "afx"
+            wanted = any(kind in kinds for kind, name in (("a", "MESSAGENEW"), ("x", "MESSAGEEXPUNGE"),
+                                                          ("f", "FLAGCHANGE")) if name in events)
+        else:
+            wanted = (isinstance(event, MessageAdded) and "MESSAGENEW" in events
+                      or isinstance(event, MessagesExpunged) and "MESSAGEEXPUNGE" in events
+                      or isinstance(event, FlagsChanged) and "FLAGCHANGE" in events)
         if wanted:
             self.pending_status[event.mailbox_id] = None
             self._kick()

@@ -40,6 +40,9 @@ class MailboxRegistry:
     async def _read_index(self, mailbox_id: int, from_uid: int):
         return await self.service.call("load_index", mailbox_id, from_uid)
 
+    async def _read_changes(self, mailbox_id: int, modseq: int, from_uid: int):
+        return await self.service.call("changes_since", mailbox_id, modseq, from_uid)
+
     async def acquire(self, mailbox_id: int) -> SharedMailbox:
         shared = self.open.get(mailbox_id)
         if shared is not None and shared.gone:
@@ -48,7 +51,8 @@ class MailboxRegistry:
         if shared is not None and self._unused.pop(mailbox_id, None) is not None:
             self._unused_messages -= shared.cached_size
         if shared is None:
-            shared = SharedMailbox(mailbox_id, self._read_index)
+            changes = self._read_changes if hasattr(getattr(self.service, "store", None), "changes_since") else None
+            shared = SharedMailbox(mailbox_id, self._read_index, changes)
             self.open[mailbox_id] = shared
             # Follow changes before loading, so nothing committed meanwhile is missed.
             self.service.hub.follow(mailbox_id, shared.apply)

@@ -193,6 +193,17 @@ class MailboxGone:
 
 
 @dataclass(slots=True)
+class MailboxChanged:
+    """Changes up to MODSEQ modseq were committed to a mailbox elsewhere (by
+    another node): what they are is read from the store's change log.
+    kinds: "a" messages added, "f" flags changed, "x" expunged; "?" unknown
+    (found by a check, not told); "" none known (only: check you are current)."""
+    mailbox_id: int
+    modseq: int
+    kinds: str = "?"
+
+
+@dataclass(slots=True)
 class MailboxListChanged:
     """A user's mailbox was created, deleted or renamed, or (un)subscribed:
     what NOTIFY's MailboxName and SubscriptionChange events tell (RFC 5465)."""

@@ -49,6 +49,14 @@ class ChangeHub:
             if not followers:
                 del self._followers[mailbox_id]
 
+    def followed_mailboxes(self) -> set[int]:
+        """The ids of the mailboxes someone follows here (not users' lists)."""
+        return {key for key in self._followers if isinstance(key, int)}
+
+    def followed_users(self) -> set[int]:
+        """The ids of the users whose list of mailboxes someone follows here."""
+        return {key[1] for key in self._followers if isinstance(key, tuple) and key[0] == "user"}
+
     def publish(self, events) -> None:
         for event in events:
             # Events about a user's list of mailboxes are followed by ("user", id).
@@ -153,6 +161,13 @@ class StoreService:
                 callback(mailbox_ids)
             except Exception:
                 log.exception("reading state again after lost changes")
+
+    def remote_wake(self, wakes) -> None:
+        """Changes committed by another node (store/postgres/bus.py): wakes are
+        MailboxChanged (an open mailbox reads the change log from its last
+        MODSEQ; NOTIFY followers send STATUS), MailboxListChanged and
+        MailboxGone, published to this server's followers."""
+        self.hub.publish(wakes)
 
     async def call(self, method: str, *args):
         store = self.store

@@ -43,6 +43,13 @@ async def _open(session, cmd, readonly: bool):
         mailbox_id = known.id
     else:
         mailbox_id = (await session.ctx.service.call("get_mailbox", user_id, name)).id
+    if params.qresync is not None:
+        # The client may know changes this server has not heard of yet (made on
+        # another node): read them before its state is compared with them.
+        shared = registry.open.get(mailbox_id)
+        if shared is not None and shared.loaded.is_set() and shared.synced < params.qresync.modseq:
+            shared.catch_up()
+            await shared.caught_up()
     view = await session.select(mailbox_id, name, readonly)
     if known is None:
         registry.remember_name(view.shared, user_id, name)

@@ -41,6 +41,11 @@ from .schema import CHUNK, upgrade
 log = logging.getLogger("posthouse.store")
 
 _MB_COLS = "id, user_id, name, uidvalidity, uidnext, highestmodseq, special_use, first_recent_uid, noselect"
+# Other nodes are told of each change at its commit (store/postgres/bus.py):
+# NOTIFY from the statement that numbers it, so it costs no round trip. The
+# payload: "M <origin> <mailbox id> <MODSEQ> <kind>", from a mailbox's row.
+CHANNEL = "posthouse_changes"
+_NOTIFY_CHANGE = f"pg_notify('{CHANNEL}', concat_ws(' ', 'M', %s::text, id, highestmodseq, %s::text))"
 _MB_COLS_OF_M = ", ".join("m." + c.strip() for c in _MB_COLS.split(","))
 
 
@@ -77,10 +82,10 @@ class PostgresStore(Store):
                        "search_field", "thread_data", "vanished_since", "urlauth_key",
                        "read_blob", "get_quota", "active_script", "delivery_facts", "get_script",
                        "list_scripts", "next_outbound_time", "filed_arrivals",
-                       "last_filed_arrival", "save_dates"})
+                       "last_filed_arrival", "save_dates", "changes_since"})
     # Reads that may scan a whole mailbox: on reader threads with connections of their own.
     LONG_READS = frozenset({"load_index", "search_fields", "search_field", "search_body", "sort_data",
-                            "thread_data", "vanished_since", "message_data", "save_dates"})
+                            "thread_data", "vanished_since", "message_data", "save_dates", "changes_since"})
     # A queued message being sent is leased to one node for this long (a node
     # that dies while sending leaves it to another after the lease).
     OUTBOUND_LEASE = 300.0
@@ -91,14 +96,18 @@ class PostgresStore(Store):
 
     def __init__(self, url: str, quota_storage: int | None = None, quota_messages: int | None = None,
                  node: str | None = None, synchronous: bool = True, schema: str = "mail",
-                 lessee: str | None = None):
+                 lessee: str | None = None, origin: str | None = None):
         self.node = node or default_node()
         # Who leases queued messages to send: this server, the same in its
         # store process (open_args) and new when the server starts again.
         self.lessee = lessee or f"{self.node}#{os.getpid()}.{time.time_ns()}"
+        # Who made a change, in its NOTIFY: a server hears its own and skips
+        # them (it told its sessions already); the same in its store process.
+        self.origin = origin or os.urandom(6).hex()
         # How to open this store again elsewhere (the store process does).
         self.open_args = {"url": url, "quota_storage": quota_storage, "quota_messages": quota_messages,
-                          "node": node, "synchronous": synchronous, "schema": schema, "lessee": self.lessee}
+                          "node": node, "synchronous": synchronous, "schema": schema, "lessee": self.lessee,
+                          "origin": self.origin}
         self.url = url
         # Its own PostgreSQL schema: the CRM's tables may share the database.
         self.schema = schema
@@ -375,6 +384,19 @@ class PostgresStore(Store):
                                 "last_error=%s, leased_by=NULL WHERE id=%s",
                                 (json.dumps(remaining), next_attempt, _text(error), item_id))
 
+    def figures(self) -> dict:
+        """For `posthouse status` and the metrics: counts from the database
+        (shared by every node), the outbound queue, and the database's size."""
+        users, mailboxes = self.db.execute(
+            "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM mailboxes WHERE noselect = 0)").fetchone()
+        # Every user's usage, kept with each change (the quota rows): no scan of the messages.
+        messages, storage = self.db.execute(
+            "SELECT coalesce(sum(messages), 0), coalesce(sum(storage), 0) FROM quota").fetchone()
+        length, oldest = self.db.execute("SELECT count(*), min(created) FROM outbound").fetchone()
+        size = self.db.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+        return {"kind": "postgresql", "users": users, "mailboxes": mailboxes, "messages": int(messages),
+                "message_bytes": int(storage), "bytes": size, "queue": {"length": length, "oldest": oldest}}
+
     def next_outbound_time(self):
         return self.db.execute("SELECT min(next_attempt) FROM outbound").fetchone()[0]
 
@@ -412,9 +434,11 @@ class PostgresStore(Store):
         """Lock mailbox rows, lowest id first (every writer locks in this order)."""
         return {i: self._mailbox_by_id(i, lock=True) for i in sorted(set(mailbox_ids))}
 
-    def _bump_modseq(self, mailbox_id: int) -> int:
+    def _bump_modseq(self, mailbox_id: int, kind: str) -> int:
+        """The next MODSEQ of a mailbox (its row locked), and other nodes told
+        of it at commit (kind: "a" messages added, "f" flags, "x" expunged)."""
         row = self.db.execute("UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id=%s "
-                              "RETURNING highestmodseq", (mailbox_id,)).fetchone()
+                              "RETURNING highestmodseq, " + _NOTIFY_CHANGE, (mailbox_id, self.origin, kind)).fetchone()
         if row is None:
             raise NoSuchMailbox("Mailbox doesn't exist")
         return row[0]
@@ -424,11 +448,23 @@ class PostgresStore(Store):
         from the mailbox's row, which stays locked until the transaction ends."""
         row = self.db.execute(
             "UPDATE mailboxes SET uidnext = uidnext + %s, highestmodseq = highestmodseq + 1 WHERE id=%s "
-            "RETURNING user_id, uidvalidity, uidnext - %s, highestmodseq",
-            (count, mailbox_id, count)).fetchone()
+            "RETURNING user_id, uidvalidity, uidnext - %s, highestmodseq, " + _NOTIFY_CHANGE,
+            (count, mailbox_id, count, self.origin, "a")).fetchone()
         if row is None:
             raise NoSuchMailbox("Mailbox doesn't exist")
-        return row
+        return row[:4]
+
+    def _notify_list(self, user_id: int, kind: str, name: str, old_name: str | None = None,
+                     mailbox_id: int | None = None, gone=()) -> None:
+        """Tell other nodes at commit that a user's list of mailboxes changed
+        (NOTIFY's MailboxName, SubscriptionChange), and which mailboxes are
+        gone: "L <origin> <json>". A name too long for a payload is left out:
+        the nodes then only read the list again."""
+        change = {"u": user_id, "k": kind, "n": name, "o": old_name, "m": mailbox_id, "g": list(gone)}
+        payload = "L " + self.origin + " " + json.dumps(change, separators=(",", ":"))
+        if len(payload.encode()) > 7000:
+            payload = "L " + self.origin + " " + json.dumps({"u": user_id, "k": "changed", "g": list(gone)[:500]})
+        self.db.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
 
     def _take_uids(self, mailbox_id: int, count: int) -> int:
         return self.db.execute("UPDATE mailboxes SET uidnext = uidnext + %s WHERE id=%s RETURNING uidnext - %s",
@@ -519,6 +555,7 @@ class PostgresStore(Store):
                 self._drop_mailbox(mbox_id)
                 events.append(MailboxGone(mbox_id))
             self.db.execute("DELETE FROM users WHERE id=%s", (user.id,))
+            self._notify_list(user.id, "changed", "", gone=ids)
         return events
 
     def list_users(self):
@@ -559,7 +596,9 @@ class PostgresStore(Store):
                         pass
             self.db.execute("DELETE FROM mailboxes WHERE user_id=%s AND name=%s AND noselect <> 0",
                             (user_id, name))
-            return self._insert_mailbox(user_id, name, special_use)
+            info = self._insert_mailbox(user_id, name, special_use)
+            self._notify_list(user_id, "created", name, mailbox_id=info.id)
+            return info
 
     def _drop_mailbox(self, mailbox_id) -> None:
         """Delete a mailbox and its messages (its row locked by the caller)."""
@@ -582,6 +621,7 @@ class PostgresStore(Store):
             if children:
                 self.db.execute("UPDATE mailboxes SET noselect=1 WHERE id=%s",
                                 (self._insert_mailbox(user_id, name).id,))
+            self._notify_list(user_id, "deleted", name, gone=[info.id])
         return [MailboxGone(info.id)]
 
     def rename_mailbox(self, user_id, old, new):
@@ -597,6 +637,7 @@ class PostgresStore(Store):
                     "SELECT uid FROM messages WHERE mailbox_id=%s ORDER BY uid", (info.id,))]
                 if uids:
                     events += self._copy_in_tx(info.id, uids, target.id, move=True).events
+                self._notify_list(user_id, "renamed", new, old, mailbox_id=target.id)
                 return events
             parts = new.split("/")
             for i in range(1, len(parts)):
@@ -620,6 +661,7 @@ class PostgresStore(Store):
                     self.db.execute("INSERT INTO subscriptions VALUES (%s,%s) ON CONFLICT DO NOTHING",
                                     (user_id, renamed))
                 events.append(MailboxGone(mb.id))
+            self._notify_list(user_id, "renamed", new, old, mailbox_id=info.id, gone=[mb.id for mb in moving])
         return events
 
     def _children(self, user_id, name) -> list[MailboxInfo]:
@@ -637,6 +679,7 @@ class PostgresStore(Store):
                 self.db.execute("INSERT INTO subscriptions VALUES (%s,%s) ON CONFLICT DO NOTHING", (user_id, name))
             else:
                 self.db.execute("DELETE FROM subscriptions WHERE user_id=%s AND name=%s", (user_id, name))
+            self._notify_list(user_id, "subscribed" if subscribed else "unsubscribed", name)
 
     def mailbox_counts(self, mailbox_id):
         info = self._mailbox_by_id(mailbox_id)
@@ -675,6 +718,20 @@ class PostgresStore(Store):
                 flags = flagsets[fl] = _flags_set(fl)
             out.append(IndexEntry(uid, flags, ms, size, idate, sent))
         return info, out
+
+    def changes_since(self, mailbox_id, modseq: int, from_uid: int):
+        """See SQLiteStore.changes_since: the change log read from a MODSEQ on
+        (what a node woken by another's NOTIFY reads). The mailbox's row is
+        read first: every change numbered up to its highestmodseq committed
+        before, so the reads after it see them all."""
+        info = self._mailbox_by_id(mailbox_id)
+        rows = self.db.execute(
+            """SELECT m.uid, m.flags, m.modseq, b.size, m.internaldate, b.sent_date
+               FROM messages m JOIN blobs b ON b.id = m.blob_id
+               WHERE m.mailbox_id=%s AND (m.uid >= %s OR m.modseq > %s) ORDER BY m.uid""",
+            (mailbox_id, from_uid, modseq))
+        entries = [IndexEntry(uid, _flags_set(fl), ms, size, idate, sent) for uid, fl, ms, size, idate, sent in rows]
+        return info, entries, self.vanished_since(mailbox_id, modseq)
 
     def append(self, mailbox_id, raw, parsed, flags, internaldate):
         return self.append_many(mailbox_id, [(raw, parsed, flags, internaldate)])[0]
@@ -779,7 +836,7 @@ class PostgresStore(Store):
                 if new_flags is None:
                     continue
                 if modseq is None:
-                    modseq = self._bump_modseq(mailbox_id)
+                    modseq = self._bump_modseq(mailbox_id, "f")
                 updates.append((_flags_text(new_flags), modseq, mailbox_id, uid))
                 events.append(FlagsChanged(mailbox_id, uid, new_flags, modseq))
             if updates:
@@ -810,7 +867,7 @@ class PostgresStore(Store):
             if not rows:
                 return []
             self._charge(info.user_id, -sum(r[2] for r in rows), -len(rows))
-            modseq = self._bump_modseq(mailbox_id)
+            modseq = self._bump_modseq(mailbox_id, "x")
             gone = [r[0] for r in rows]
             self._remove_messages(mailbox_id, gone, modseq)
             self._release_blobs([r[1] for r in rows])
@@ -838,7 +895,7 @@ class PostgresStore(Store):
             if move:
                 self._charge(src.user_id, -sum(r[4] for r in rows), -len(rows))
         first = self._take_uids(dst_id, len(rows))
-        modseq = self._bump_modseq(dst_id)
+        modseq = self._bump_modseq(dst_id, "a")
         events, src_uids, dst_uids, inserts = [], [], [], []
         now = time.time()
         for i, (uid, blob_id, flags, idate, size, sent) in enumerate(rows):
@@ -851,7 +908,7 @@ class PostgresStore(Store):
             cur.executemany("INSERT INTO messages VALUES (%s,%s,%s,%s,%s,%s,%s)", inserts)
         self._add_refs([r[1] for r in rows], 1)
         if move:
-            src_modseq = self._bump_modseq(src_id)
+            src_modseq = self._bump_modseq(src_id, "x")
             self._remove_messages(src_id, src_uids, src_modseq)
             self._release_blobs([r[1] for r in rows])
             events.append(MessagesExpunged(src_id, src_uids, src_modseq))

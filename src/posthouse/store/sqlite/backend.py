@@ -51,7 +51,7 @@ class SQLiteStore(Store):
                        "search_field", "thread_data", "vanished_since", "urlauth_key",
                        "read_blob", "get_quota", "active_script", "delivery_facts", "get_script",
                        "list_scripts", "due_outbound", "next_outbound_time", "filed_arrivals",
-                       "last_filed_arrival", "save_dates"})
+                       "last_filed_arrival", "save_dates", "changes_since"})
     # Reads by a unique key, cheaper than the hop to the database thread and
     # back (~100 us): the caller runs them on a read connection of its own.
     QUICK = frozenset({"get_user", "user_by_id", "get_mailbox", "get_quota", "active_script", "delivery_facts"})
@@ -60,7 +60,7 @@ class SQLiteStore(Store):
     # database thread: handing results back from more threads costs more in
     # GIL waits than it saves, measured on the mixed load.)
     LONG_READS = frozenset({"load_index", "search_fields", "search_field", "search_body", "sort_data",
-                            "thread_data", "vanished_since", "message_data", "save_dates"})
+                            "thread_data", "vanished_since", "message_data", "save_dates", "changes_since"})
 
     def __init__(self, data_dir: str, fsync: bool = True, inline_max: int = 128 * 1024,
                  quota_storage: int | None = None, quota_messages: int | None = None):
@@ -750,6 +750,22 @@ class SQLiteStore(Store):
                 flags = flagsets[fl] = _flags_set(fl)
             out.append(IndexEntry(uid, flags, ms, size, idate, sent))
         return info, out
+
+    def changes_since(self, mailbox_id, modseq: int, from_uid: int):
+        """What changed in a mailbox after MODSEQ modseq, for an index that
+        knows it up to there and every UID below from_uid: (info, entries of
+        the messages from from_uid on or changed since, ascending by UID, UIDs
+        expunged since, ascending). The expunged are None if that history was
+        forgotten (the caller reads the whole mailbox). info is read first:
+        everything up to its highestmodseq is in what follows."""
+        info = self._mailbox_by_id(mailbox_id)
+        rows = self.db.execute(
+            """SELECT m.uid, m.flags, m.modseq, b.size, m.internaldate, b.sent_date
+               FROM messages m JOIN blobs b ON b.id = m.blob_id
+               WHERE m.mailbox_id=? AND (m.uid >= ? OR m.modseq > ?) ORDER BY m.uid""",
+            (mailbox_id, from_uid, modseq))
+        entries = [IndexEntry(uid, _flags_set(fl), ms, size, idate, sent) for uid, fl, ms, size, idate, sent in rows]
+        return info, entries, self.vanished_since(mailbox_id, modseq)
 
     def wants_file(self, raw: bytes) -> bool:
         return len(raw) > self.inline_max
