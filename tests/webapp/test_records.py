@@ -84,7 +84,7 @@ def test_contact_from_email_timeline_and_the_original_moved_then_deleted(browser
     try:
         log_in(page, tracked, "alice")
         page.goto(tracked.url + "/mail/1?folder=INBOX")
-        page.click("ul.messages a:has-text('Proposal for Q1')")
+        page.click("table.messages a:has-text('Proposal for Q1')")
         page.click("button:has-text('Create contact from sender')")
         page.wait_for_url(re.compile(r"/contacts/\d+$"))
         contact_url = page.url
