@@ -47,7 +47,7 @@ def _cli(config: str, *args: str, stdin: str | None = None) -> str:
     return done.stdout
 
 
-def start_server(tmp: str) -> tuple[WebServer, subprocess.Popen, object]:
+def start_server(tmp: str, *, web: str = "", tracker: str = "enabled = false\n") -> tuple[WebServer, subprocess.Popen, object]:
     web_port, imap_port, lmtp_port = free_port(), free_port(), free_port()
     config = os.path.join(tmp, "posthouse.toml")
     with open(config, "w") as f:
@@ -55,7 +55,7 @@ def start_server(tmp: str) -> tuple[WebServer, subprocess.Popen, object]:
                 f'failure_delay = 0.2\ndomains = ["{DOMAIN}"]\n'
                 f'[imap]\nport = {imap_port}\ntls_port = false\n[lmtp]\nport = {lmtp_port}\n[smtp]\nport = false\n'
                 '[pop3]\nport = false\ntls_port = false\n[managesieve]\nport = false\n'
-                f'[submission]\nport = false\ntls_port = false\n[web]\nport = {web_port}\n[tracker]\nenabled = false\n')
+                f'[submission]\nport = false\ntls_port = false\n[web]\nport = {web_port}\n{web}[tracker]\n{tracker}')
     for name, password in PASSWORDS.items():
         _cli(config, "user", "add", name, "--password-stdin", stdin=password + "\n")
     log = open(os.path.join(tmp, "serve.log"), "w+")
@@ -108,3 +108,36 @@ def browser():
             pytest.skip(f"chromium could not be started: {e}")
         yield browser
         browser.close()
+
+
+def serve_again(server: WebServer) -> tuple[subprocess.Popen, object]:
+    """`posthouse serve` once more on a stopped server's config and data (a restart)."""
+    log = open(os.path.join(server.tmp, "serve.log"), "a+")
+    start = log.tell()
+    proc = subprocess.Popen([sys.executable, "-m", "posthouse", "--config", server.config, "serve"],
+                            stdout=subprocess.DEVNULL, stderr=log, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    deadline = time.monotonic() + 60
+    while True:
+        with open(log.name) as f:
+            f.seek(start)
+            if "web listening" in f.read():
+                break
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_server(proc, log)
+            raise AssertionError(open(log.name).read()[-3000:])
+        time.sleep(0.1)
+    return proc, log
+
+
+# The tracker on, with short timings: live updates fed by its facts.
+LIVE_TRACKER = "enabled = true\npoll_interval = 0.5\nsweep_interval = 3\n"
+
+
+@pytest.fixture(scope="module")
+def live_webserver(tmp_path_factory):
+    tmp = str(tmp_path_factory.mktemp("webapp-live"))
+    server, proc, log = start_server(tmp, tracker=LIVE_TRACKER)
+    yield server
+    stop_server(proc, log)
+    text = open(log.name).read()
+    assert "Traceback" not in text, text[-5000:]
