@@ -16,7 +16,8 @@ metadata = MetaData(naming_convention={
 # The modules that declare tables; importing them fills `metadata`.
 TABLE_MODULES = ("posthouse.accounts.tables", "posthouse.tracker.tables",
                  "posthouse.crm.tables", "posthouse.web.tables",
-                 "posthouse.crm.documents_tables")
+                 "posthouse.crm.documents_tables",
+                 "posthouse.web.session_tables")
 
 
 def load_tables() -> MetaData:

@@ -44,6 +44,6 @@ def create_app(config, engine, crm, accounts, *, tokens: TokenStore | None = Non
     for module in (contacts, companies, activities, attachments, accounts_api, documents, send, classify, private):
         api.include_router(module.router)
     app.include_router(api)
-    pages.install(app, login=login, open_imap=open_imap)
+    pages.install(app, login=login, open_imap=open_imap, engine=engine)
     app.add_middleware(BodyLimit)
     return app
