@@ -235,11 +235,12 @@ async def _start_crm_side(config: Config, ctx: ServerContext, loop, closers: lis
         closers.append(stop_tracker)
         started.append(("tracker following the accounts in %s", side.engine.url.render_as_string(hide_password=True)))
     if config.web_port is not None:     # the REST API; stopped first
-        from .web.server import WebServer
+        from .web.server import WebServer, tls_context
         from .web.services import build_app
         web_app = build_app(config, side, account_status=tracker.status if tracker is not None else None,
                             user_exists=_user_exists(ctx, loop), login=_web_login(ctx), live=hub)
-        web = WebServer(web_app, config.web_host, config.web_port)
+        web = WebServer(web_app, config.web_host, config.web_port,
+                        ssl=tls_context(config) if config.web_tls else None)
         await _listen("Web", config.web_host, web)
         closers.append(web.close)
         closers.append(hub.close)       # (before web.close: the event streams end, the server stops at once)
