@@ -121,3 +121,52 @@ def test_watcher_runs_only_while_someone_listens_and_the_tracker_does_not_follow
         await hub.close()
         assert not hub._watchers and b.closed
     asyncio.run(run())
+
+
+@pytest.mark.parametrize("push", ["NOTIFY", "IDLE"])
+def test_watcher_reports_new_mail_and_flags_from_a_real_server(server, user, push):
+    """The fallback watcher on a real Posthouse: NOTIFY, and IDLE as on a
+    server without NOTIFY; an APPEND and a flag set by another client (imaplib)."""
+    import imaplib
+    from posthouse.imap_client.connection import ImapConnection
+    from posthouse.imap_client.transport import Endpoint
+
+    async def open_imap(acct):
+        conn = await ImapConnection.open(Endpoint(server.host, server.port, tls="none", timeout=10))
+        await conn.login(*user)
+        if push == "IDLE":
+            conn.capabilities = frozenset(c for c in conn.capabilities if c != "NOTIFY")
+        return conn
+
+    other = imaplib.IMAP4(server.host, server.port)
+    other.login(*user)
+
+    async def wait_for(listener, what: str) -> None:
+        for _ in range(100):        # (the watcher connects, then waits: append until it reports)
+            if what == "new":
+                await asyncio.to_thread(other.append, "INBOX", None, None, b"Subject: hi\r\n\r\nhello\r\n")
+            else:
+                await asyncio.to_thread(lambda: (other.select("INBOX"), other.store("1:*", "-FLAGS", r"\Flagged"),
+                                                 other.store("1:*", "+FLAGS", r"\Flagged")))
+            try:
+                await asyncio.wait_for(listener.wake.wait(), 0.5)
+            except TimeoutError:
+                continue
+            assert "INBOX" in listener.take()
+            return
+        raise AssertionError(f"no {what} reported")
+
+    async def run():
+        hub = Hub(asyncio.get_running_loop(), open_imap=open_imap, watch_check=0.5)
+        listener = hub.listen(user[0], account(1), ("INBOX",))
+        try:
+            await wait_for(listener, "new")
+            await asyncio.sleep(0.5)
+            listener.take()
+            await wait_for(listener, "flags")
+        finally:
+            await hub.close()
+    try:
+        asyncio.run(run())
+    finally:
+        other.logout()
