@@ -9,9 +9,11 @@ import json
 import re
 import threading
 import time
-from contextlib import closing
+from contextlib import ExitStack, closing
 
 import httpx
+
+from posthouse.web.live import MAX_LISTENERS_PER_USER
 
 from .conftest import DOMAIN
 from .test_pages import http_session, imap_login, log_in, plain_message, shot
@@ -91,6 +93,28 @@ def test_event_stream_is_the_users_own(live_webserver):
             assert stream.headers["content-type"].startswith("text/event-stream")
             first = _events(stream.iter_lines(), lambda e: True)
             assert first[0] == {"event": "hello", "data": {"account": 2}}
+
+
+def test_streams_bounded_per_user_and_freed_when_closed(live_webserver):
+    client, _csrf = http_session(live_webserver, "bob")
+    with closing(client):
+        client.timeout = httpx.Timeout(30, pool=30)
+        with ExitStack() as streams:
+            readers = []    # (kept: an abandoned line iterator closes its connection when collected)
+            for _ in range(MAX_LISTENERS_PER_USER):
+                stream = streams.enter_context(client.stream("GET", "/events?account=2"))
+                assert stream.status_code == 200
+                readers.append(stream.iter_lines())
+                assert _events(readers[-1], lambda e: True)[0]["event"] == "hello"
+            with client.stream("GET", "/events?account=2") as refused:
+                assert refused.status_code == 429
+        # The streams closed, their places are free again (once the server has seen them go).
+        for _ in range(100):
+            with client.stream("GET", "/events?account=2") as stream:
+                if stream.status_code == 200:
+                    break
+            time.sleep(0.1)
+        assert stream.status_code == 200
 
 
 def test_watcher_feeds_the_stream_when_the_tracker_is_off(webserver):
