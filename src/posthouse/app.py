@@ -225,9 +225,12 @@ async def _start_crm_side(config: Config, ctx: ServerContext, loop, closers: lis
         started.append(("CRM database %s: schema %s", side.engine.url.render_as_string(hide_password=True),
                          f"upgraded from {before} to {now}" if before else f"made (revision {now})"))
     tracker = None
+    from .web.live import Hub
+    hub = Hub.for_serve(side, loop)     # live updates for the pages, fed by the tracker's facts
     if config.tracker_enabled:
         from .tracker.engine import Tracker, options_from_config
-        tracker = Tracker(side.engine, side.accounts, side.crm, options=options_from_config(config))
+        tracker = Tracker(side.engine, side.accounts, hub.sink(side.crm), options=options_from_config(config))
+        hub.follow(tracker)
         task = loop.create_task(tracker.run(), name="tracker")
 
         async def stop_tracker():
@@ -238,13 +241,15 @@ async def _start_crm_side(config: Config, ctx: ServerContext, loop, closers: lis
     from .campaigns.serve import start_campaigns
     await start_campaigns(config, ctx, side, closers, started)
     if config.web_port is not None:     # the REST API; stopped first
-        from .web.server import WebServer
+        from .web.server import WebServer, tls_context
         from .web.services import build_app
         web_app = build_app(config, side, account_status=tracker.status if tracker is not None else None,
-                            user_exists=_user_exists(ctx, loop), login=_web_login(ctx))
-        web = WebServer(web_app, config.web_host, config.web_port)
+                            user_exists=_user_exists(ctx, loop), login=_web_login(ctx), live=hub)
+        web = WebServer(web_app, config.web_host, config.web_port,
+                        ssl=tls_context(config) if config.web_tls else None)
         await _listen("Web", config.web_host, web)
         closers.append(web.close)
+        closers.append(hub.close)       # (before web.close: the event streams end, the server stops at once)
         started.append(("web listening on %s", web.url))
 
 

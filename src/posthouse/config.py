@@ -110,6 +110,8 @@ class Config:
     # The web app and the REST API (/api/v1); None: off.
     web_host: str = "127.0.0.1"
     web_port: int | None = 8080
+    # https with the IMAP certificate (tls_cert/tls_key, else the generated one); cookies then Secure.
+    web_tls: bool = False
     # The activity tracker ([tracker]): inside `posthouse serve` unless off (then run
     # `posthouse tracker`); IDLE re-issued, other folders swept, batch size, how
     # often leases are renewed and new accounts looked for (seconds).

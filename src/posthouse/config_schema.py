@@ -193,6 +193,7 @@ class Web(_Section):
     """The web app and REST API; port false: off."""
     host: Host = "127.0.0.1"
     port: ListenPort = 8080
+    tls: bool = False       # https, with the certificate of [tls] (else the generated one)
 
 
 class Campaigns(_Section):

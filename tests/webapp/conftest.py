@@ -47,9 +47,15 @@ def _cli(config: str, *args: str, stdin: str | None = None) -> str:
     return done.stdout
 
 
-def start_server(tmp: str, *, tracker: bool = False, extra_config: str = "") -> tuple[WebServer, subprocess.Popen, object]:
-    """tracker: the activity tracker on (following the accounts every second);
-    extra_config: more TOML sections, appended."""
+def start_server(tmp: str, *, tracker: bool | str = False, extra_config: str = "",
+                 web: str = "") -> tuple[WebServer, subprocess.Popen, object]:
+    """tracker: True: the activity tracker on (following the accounts every
+    second); a string: the [tracker] section's body; extra_config: more TOML
+    sections, appended; web: more keys for the [web] section."""
+    if tracker is True:
+        tracker = "enabled = true\npoll_interval = 1\nsweep_interval = 2\n"
+    elif not tracker:
+        tracker = "enabled = false\n"
     web_port, imap_port, lmtp_port = free_port(), free_port(), free_port()
     config = os.path.join(tmp, "posthouse.toml")
     with open(config, "w") as f:
@@ -57,9 +63,8 @@ def start_server(tmp: str, *, tracker: bool = False, extra_config: str = "") -> 
                 f'failure_delay = 0.2\ndomains = ["{DOMAIN}"]\n'
                 f'[imap]\nport = {imap_port}\ntls_port = false\n[lmtp]\nport = {lmtp_port}\n[smtp]\nport = false\n'
                 '[pop3]\nport = false\ntls_port = false\n[managesieve]\nport = false\n'
-                f'[submission]\nport = false\ntls_port = false\n[web]\nport = {web_port}\n'
-                + ('[tracker]\nenabled = true\npoll_interval = 1\nsweep_interval = 2\n' if tracker
-                   else '[tracker]\nenabled = false\n') + extra_config)
+                f'[submission]\nport = false\ntls_port = false\n[web]\nport = {web_port}\n{web}[tracker]\n{tracker}'
+                + extra_config)
     for name, password in PASSWORDS.items():
         _cli(config, "user", "add", name, "--password-stdin", stdin=password + "\n")
     log = open(os.path.join(tmp, "serve.log"), "w+")
@@ -112,3 +117,36 @@ def browser():
             pytest.skip(f"chromium could not be started: {e}")
         yield browser
         browser.close()
+
+
+def serve_again(server: WebServer) -> tuple[subprocess.Popen, object]:
+    """`posthouse serve` once more on a stopped server's config and data (a restart)."""
+    log = open(os.path.join(server.tmp, "serve.log"), "a+")
+    start = log.tell()
+    proc = subprocess.Popen([sys.executable, "-m", "posthouse", "--config", server.config, "serve"],
+                            stdout=subprocess.DEVNULL, stderr=log, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    deadline = time.monotonic() + 60
+    while True:
+        with open(log.name) as f:
+            f.seek(start)
+            if "web listening" in f.read():
+                break
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_server(proc, log)
+            raise AssertionError(open(log.name).read()[-3000:])
+        time.sleep(0.1)
+    return proc, log
+
+
+# The tracker on, with short timings: live updates fed by its facts.
+LIVE_TRACKER = "enabled = true\npoll_interval = 0.5\nsweep_interval = 3\n"
+
+
+@pytest.fixture(scope="module")
+def live_webserver(tmp_path_factory):
+    tmp = str(tmp_path_factory.mktemp("webapp-live"))
+    server, proc, log = start_server(tmp, tracker=LIVE_TRACKER)
+    yield server
+    stop_server(proc, log)
+    text = open(log.name).read()
+    assert "Traceback" not in text, text[-5000:]

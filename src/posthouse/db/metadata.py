@@ -17,7 +17,7 @@ metadata = MetaData(naming_convention={
 TABLE_MODULES = ("posthouse.accounts.tables", "posthouse.tracker.tables",
                  "posthouse.crm.tables", "posthouse.web.tables",
                  "posthouse.crm.documents_tables", "posthouse.campaigns.tables",
-                 "posthouse.crm.notes_tables", "posthouse.webhooks.tables")
+                 "posthouse.crm.notes_tables", "posthouse.webhooks.tables", "posthouse.web.session_tables")
 
 
 def load_tables() -> MetaData:

@@ -51,6 +51,6 @@ def create_app(config, engine, crm, accounts, *, tokens: TokenStore | None = Non
     api.include_router(campaigns_api.router)
     api.include_router(webhooks_api.router)
     app.include_router(api)
-    pages.install(app, login=login, open_imap=open_imap)
+    pages.install(app, login=login, open_imap=open_imap, engine=engine)
     app.add_middleware(BodyLimit, limit_for=partial(limit_for, max_message=getattr(config, "max_message_size", None)))
     return app

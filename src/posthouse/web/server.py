@@ -40,12 +40,26 @@ def bind(host: str, port: int) -> list[socket.socket]:
     return sockets
 
 
+def tls_context(config):
+    """The web server's TLS: the certificate IMAP uses (tls_cert/tls_key, else
+    the one made in data_dir), HTTP/1.1 offered by ALPN."""
+    from ..tls import ensure_self_signed, server_context, server_name
+    cert, key = config.tls_cert, config.tls_key
+    if not cert:
+        cert, key = config.path("tls/cert.pem"), config.path("tls/key.pem")
+        ensure_self_signed(cert, key, server_name(config.hostname))
+    context = server_context(cert, key)
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
 class WebServer:
     """start() binds and serves; close() stops taking connections, lets the
     requests under way finish (a few seconds at most) and returns."""
 
-    def __init__(self, app, host: str, port: int, *, graceful: float = 5.0):
+    def __init__(self, app, host: str, port: int, *, graceful: float = 5.0, ssl=None):
         self.app, self.host, self.port = app, host, port
+        self.ssl = ssl      # an ssl.SSLContext: https
         self.graceful = graceful
         self.ports: list[int] = []
         self._server = None
@@ -55,7 +69,7 @@ class WebServer:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.ports[0] if self.ports else self.port}"
+        return f"{'https' if self.ssl else 'http'}://{host}:{self.ports[0] if self.ports else self.port}"
 
     async def start(self) -> None:
         import uvicorn
@@ -65,6 +79,7 @@ class WebServer:
                                 server_header=False, proxy_headers=False,
                                 timeout_graceful_shutdown=self.graceful, timeout_keep_alive=30)
         config.load()
+        config.ssl = self.ssl       # (uvicorn serves TLS with this context; requests then say https)
         self._server = server = uvicorn.Server(config)
         server.lifespan = config.lifespan_class(config)
         try:

@@ -20,16 +20,20 @@ from .originals import make_fetch_original
 log = logging.getLogger("posthouse.web")
 
 
-def build_app(config, side, *, account_status=None, user_exists=None, login=None):
+def build_app(config, side, *, account_status=None, user_exists=None, login=None, live=None):
     """The app for config over side (a crmside.CrmSide). login: async (name,
-    password, peer) -> user name or None, the mail protocols' check."""
-    return create_app(config, side.engine, side.crm, side.accounts,
+    password, peer) -> user name or None, the mail protocols' check; live: the
+    web/live.py hub behind GET /events."""
+    app = create_app(config, side.engine, side.crm, side.accounts,
                       fetch_original=make_fetch_original(side.accounts, open_session),
                       account_status=account_status,
                       documents_service=Documents.from_config(side.engine, config),
                       sender=make_sender(config, side.accounts, compose, send, crm=side.crm),
                       classifier=classify, user_exists=user_exists, login=login,
                       open_imap=lambda account: open_session(side.accounts, account))
+    from .pages import events
+    events.install(app, live)
+    return app
 
 
 def make_sender(config, accounts, compose, send, *, crm=None):

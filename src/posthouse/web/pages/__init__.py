@@ -21,14 +21,14 @@ from .sessions import SessionStore
 log = logging.getLogger("posthouse.web")
 
 
-def install(app: FastAPI, *, login=None, open_imap=None) -> None:
+def install(app: FastAPI, *, login=None, open_imap=None, engine=None) -> None:
     """login: async (name, password, peer) -> the user's name, or None (the
     mail protocols' check and throttle); open_imap: async (account) -> a
-    logged-in ImapConnection."""
+    logged-in ImapConnection; engine: the database keeping the login sessions."""
     app.state.web_login = login
     app.state.open_imap = open_imap
     imap_pool.install(app)
-    app.state.web_sessions = SessionStore()
+    app.state.web_sessions = SessionStore(engine)
     app.mount("/static", StaticFiles(directory=os.path.join(HERE, "static")), name="static")
     for module in (auth, mail, compose, contacts, companies, settings, webhooks, campaigns):
         app.include_router(module.router)

@@ -6,6 +6,7 @@ import secrets
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from ...logfmt import LoginLog
@@ -63,7 +64,7 @@ async def login(request: Request):
         lines.failed(name[:256], _secure(request))
         return _login_page(request, next_url=next_url, error="Wrong user name or password.", name=name[:256],
                            status=401)
-    session = request.app.state.web_sessions.create(user)
+    session = await run_in_threadpool(request.app.state.web_sessions.create, user)
     lines.login(user, _secure(request))
     response = RedirectResponse(next_url, status_code=303)
     response.set_cookie(COOKIE, session.id, httponly=True, samesite="lax", secure=_secure(request), path="/")
@@ -75,7 +76,7 @@ async def login(request: Request):
 @router.post("/logout")
 async def logout(request: Request):
     await checked_form(request)
-    request.app.state.web_sessions.end(request.cookies.get(COOKIE))
+    await run_in_threadpool(request.app.state.web_sessions.end, request.cookies.get(COOKIE))
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE, path="/")
     secure_headers(response)

@@ -47,11 +47,11 @@ def own_origin(request: Request) -> str:
 async def page_session(request: Request) -> WebSession:
     """The request's session, its user still in the mail store; else to the login page."""
     store = request.app.state.web_sessions
-    session = store.get(request.cookies.get(COOKIE))
+    session = await run_in_threadpool(store.get, request.cookies.get(COOKIE))
     if session is not None:
         exists = services(request).user_exists
         if exists is not None and not await run_in_threadpool(exists, session.user):
-            store.end(session.id)
+            await run_in_threadpool(store.end, session.id)
             session = None
     if session is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
