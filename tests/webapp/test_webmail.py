@@ -115,7 +115,7 @@ def test_list_sorted_paged_with_stable_ids(webserver):
         assert re.search(r'<tbody id="message-list" hx-get="/mail/2/list\?folder=INBOX&amp;page=1" '
                          r'hx-trigger="posthouse:refresh from:body"', first.text)
         assert re.search(r'<nav id="folders" hx-get="/mail/2/folders\?folder=INBOX"\s+'
-                         r'hx-trigger="load, posthouse:refresh from:body"', first.text)
+                         r'hx-trigger="load, posthouse:folders from:body"', first.text)
         rows = re.findall(r'<tr id="msg-(\d+)" data-uid="(\d+)" [^>]*class="(unseen|seen)', first.text)
         assert len(rows) == 50 and all(a == b and c == "unseen" for a, b, c in rows)
         second = client.get("/mail/2/list?folder=INBOX&page=2")      # the fragment: rows only
