@@ -9,6 +9,8 @@ sessions are not locked out.
 """
 from __future__ import annotations
 
+import os
+
 from ..store.api import NoSuchMailbox
 
 # Who holds a maildrop now (user ids), in this server process.
@@ -28,10 +30,16 @@ class Maildrop:
         self.messages: list[tuple[int, int]] = []     # (uid, size), message n at index n-1
         self.deleted: set[int] = set()                # message numbers
         self.locked = False
+        self._lock_fd: int | None = None     # several workers: the lock across them (workers.py)
 
     async def open(self) -> None:
         if self.user.id in _locked:
             raise InUse()
+        if getattr(self.ctx.service, "shared", False):
+            from ..workers import pop3_file_lock
+            self._lock_fd = pop3_file_lock(self.ctx.config.data_dir, self.user.id)
+            if self._lock_fd is None:
+                raise InUse()
         _locked.add(self.user.id)
         self.locked = True
         try:
@@ -51,6 +59,9 @@ class Maildrop:
         if self.locked:
             _locked.discard(self.user.id)
             self.locked = False
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     # -- what the commands ask -------------------------------------------------
     def message(self, number: int) -> tuple[int, int] | None:
