@@ -82,6 +82,8 @@ def build_context(config: Config, worker=None) -> ServerContext:
     # leaves; each needs the other (bounces are delivered, vacation replies queued).
     deliverer = Deliverer(service, config)
     number = worker.number if worker is not None else 0
+    if worker is not None:
+        service.worker_number = number
     many_journals = getattr(service.store, "ARRIVAL_JOURNALS", False)
     if config.delivery_journal and hasattr(service.store, "file_arrival") and (number == 0 or many_journals):
         # One journal per worker (worker 0's is a single process's); a store
