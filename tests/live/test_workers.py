@@ -324,31 +324,27 @@ def guarded(tmp_path_factory):
     srv.stop()
 
 
+def unauthenticated_on(srv, number: int) -> RawClient:
+    for _ in range(80):
+        c = RawClient(srv.host, srv.port)
+        if worker_of(c) == number:
+            return c
+        c.close()
+    raise AssertionError(f"no connection served by worker {number}")
+
+
 def test_login_throttle_counts_failures_of_every_worker(guarded):
     name, password = guarded.add_user()
-    (other,) = on_workers(guarded, (name, password), [1])
-    # Guesses on worker 0 (an unauthenticated session: ID says which worker).
-    guesser = None
-    for _ in range(40):
-        c = RawClient(guarded.host, guarded.port)
-        if worker_of(c) == 0:
-            guesser = c
-            break
-        c.close()
-    assert guesser is not None
+    # Guesses on worker 0 (a connection each: ID says which worker serves it).
     for i in range(6):
-        assert guesser.cmd("g", f"LOGIN {name} wrong{i}")[-1].startswith(b"g NO")
-    guesser.close()
+        c = unauthenticated_on(guarded, 0)
+        assert c.cmd("g", f"LOGIN {name} wrong{i}")[-1].startswith(b"g NO")
+        c.close()
     # A guess on worker 1 right after waits for its slot there too: the
     # failures made on worker 0 count (delay_after(6) = the 1 s maximum).
-    c = None
-    for _ in range(40):
-        c = RawClient(guarded.host, guarded.port)
-        if worker_of(c) == 1:
-            break
-        c.close()
+    # (Without them, a clean address is answered at once.)
+    c = unauthenticated_on(guarded, 1)
     started = time.monotonic()
     assert c.cmd("g", f"LOGIN {name} wrong-again")[-1].startswith(b"g NO")
     assert time.monotonic() - started >= 0.5
     c.close()
-    other.close()
