@@ -171,10 +171,7 @@ async def serve(config: Config, ready=None, config_file: str | None = None, work
         except (NotImplementedError, RuntimeError):
             pass    # not the main thread (the tests run the server on one): stopped by server.close()
     if worker is not None:
-        def store_lost():
-            reason.append("the store process")
-            stop.set()
-        ctx.service._db_process.on_lost = store_lost
+        worker.follow_store(ctx.service, loop)
     try:
         await start_arrivals(ctx)
         closers.append(lambda: stop_arrivals(ctx))
@@ -241,7 +238,7 @@ async def serve(config: Config, ready=None, config_file: str | None = None, work
         ctx.authenticator.close()
         ctx.service.close()
         if worker is not None:      # the supervisor says it, once, for all of them
-            worker.ended_well = bool(reason) and reason[0] != "the store process"
+            worker.ended_well = bool(reason)
             worker.report(f"stopped {worker.number} {sessions} {unfiled}")
         elif reason:
             log.info("posthouse stopped (%s): %d connection%s closed, %d message%s left to file at the next start",

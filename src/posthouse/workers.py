@@ -60,6 +60,33 @@ class WorkerRole:
     report_fd: int          # lines to the supervisor: "ready N", "stopped N sessions unfiled"
     ended_well: bool = False    # stopped by a signal (not by the loss of the store)
 
+    control: socket.socket | None = None     # new store connections come here (a new store process)
+
+    def follow_store(self, service, loop) -> None:
+        """Take the connections to a new store process the supervisor sends when
+        one died: the calls work again, and every open mailbox is read again
+        (what was committed while this worker had no connection was not heard)."""
+        connection = service._db_process
+
+        def readable():
+            try:
+                msg, fds, _flags, _addr = socket.recv_fds(self.control, 16, 4)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                msg, fds = b"", []
+            if not msg and not fds:
+                loop.remove_reader(self.control.fileno())
+                return
+            for fd in fds[:-1]:
+                os.close(fd)
+            if fds:
+                connection.attach(socket.socket(fileno=fds[-1]))
+                log.info("worker %d: connected to the new store process", self.number)
+                service.changes_lost(None, why="a new store process", tell_others=False)
+        self.control.setblocking(False)
+        loop.add_reader(self.control.fileno(), readable)
+
     def report(self, line: str) -> None:
         try:
             os.write(self.report_fd, (line + "\n").encode())
@@ -68,9 +95,10 @@ class WorkerRole:
 
 
 class _Child:
-    def __init__(self, number: int, pid: int):
+    def __init__(self, number: int, pid: int, control: socket.socket):
         self.number = number
         self.pid = pid
+        self.control = control      # to send it a connection to a new store process
         self.started = time.monotonic()
         self.ready = False
 
@@ -161,19 +189,34 @@ class Supervisor:
             self.restart_at[number] = time.monotonic() + 1.0
             return
         theirs.close()
+        control, worker_control = socket.socketpair()
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
-                code = self._worker_main(number, mine)
+                control.close()
+                code = self._worker_main(number, mine, worker_control)
             except BaseException:
                 traceback.print_exc()
             finally:
                 os._exit(code)
         mine.close()
-        self.workers[pid] = _Child(number, pid)
+        worker_control.close()
+        self.workers[pid] = _Child(number, pid, control)
 
-    def _worker_main(self, number: int, store_sock: socket.socket) -> int:
+    def _reconnect(self, child: _Child) -> None:
+        """Give a running worker a connection to the new store process."""
+        mine, theirs = socket.socketpair()
+        try:
+            socket.send_fds(self.control, [str(child.number).encode()], [theirs.fileno()])
+            socket.send_fds(child.control, [b"store"], [mine.fileno()])
+        except OSError as e:
+            log.error("worker %d can't be connected to the new store process: %s", child.number, e)
+        finally:
+            mine.close()
+            theirs.close()
+
+    def _worker_main(self, number: int, store_sock: socket.socket, control: socket.socket) -> int:
         # The kernel ends us with the supervisor, however it ends.
         try:
             ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)
@@ -188,6 +231,8 @@ class Supervisor:
         os.close(self._wake_w)
         os.close(self._report_r)
         self.control.close()
+        for other in self.workers.values():
+            other.control.close()
         for sock in self.reserved:
             sock.close()
         config = self.config
@@ -201,7 +246,7 @@ class Supervisor:
         from . import net
         net.REUSE_PORT = True
         from .app import CantListen, serve
-        role = WorkerRole(number, self.count, store_sock, self._report_w)
+        role = WorkerRole(number, self.count, store_sock, self._report_w, control=control)
         try:
             import uvloop
             uvloop.install()
@@ -285,16 +330,19 @@ class Supervisor:
             if pid == self.store_proc.pid:
                 self.store_proc.returncode = os.waitstatus_to_exitcode(status)
                 if self.stop_reason is None:
-                    # Every worker loses its connection and ends; each is started
-                    # again over a new store process.
+                    # The workers' calls fail meanwhile (as with one process's
+                    # store process); each is given a connection to the new one.
                     log.error("the store process ended (exit status %s); starting a new one",
                               self.store_proc.returncode)
                     self.control.close()
                     self._start_store()
+                    for other in self.workers.values():
+                        self._reconnect(other)
                 continue
             child = self.workers.pop(pid, None)
             if child is None:
                 continue
+            child.control.close()
             code = os.waitstatus_to_exitcode(status)
             if self.stop_reason is not None:
                 continue

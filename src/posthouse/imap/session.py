@@ -214,11 +214,20 @@ class Session:
             shared.info.first_recent_uid = shared.info.uidnext
             if self.ctx.service.shared:
                 # Several workers: the store says which of them are this session's.
-                got = await self.ctx.service.call("take_recent", mailbox_id, shared.info.uidnext)
+                got = await self._take_recent(mailbox_id, shared.info.uidnext)
                 view.recent = {u for u in view.recent if u >= got}
             else:
                 self.ctx.service.post("claim_recent", mailbox_id, shared.info.uidnext)
         return view
+
+    async def _take_recent(self, mailbox_id: int, upto_uid: int) -> int:
+        """With several workers: the first UID below upto_uid that is \\Recent for
+        this session (the store gives each to one session of any process)."""
+        try:
+            return await self.ctx.service.call("take_recent", mailbox_id, upto_uid)
+        except Exception as e:      # (the store process died): \Recent is a hint; none this time
+            log.warning("\\Recent not claimed in mailbox %s: %r", mailbox_id, e)
+            return upto_uid
 
     def unselect(self) -> None:
         if self.view is not None:
@@ -282,7 +291,7 @@ class Session:
                     if claim:
                         shared.info.first_recent_uid = max(claim) + 1
                         if self.ctx.service.shared:
-                            got = await self.ctx.service.call("take_recent", shared.id, max(claim) + 1)
+                            got = await self._take_recent(shared.id, max(claim) + 1)
                             claim = [u for u in claim if u >= got]
                         else:
                             self.ctx.service.post("claim_recent", shared.id, shared.info.first_recent_uid)

@@ -404,13 +404,28 @@ class _Attached:
 
 class SharedStoreConnection(StoreProcess):
     """A worker's connection to the shared store process: as StoreProcess,
-    but never starts one; when the connection ends, on_lost() is called (the
-    worker stops, and the supervisor starts it again with a new connection)."""
+    but never starts one. When the store process dies, the calls under way
+    fail as with StoreProcess, and so do new ones until the supervisor has
+    started another and hands us our connection to it (attach())."""
 
     def __init__(self, sock: socket.socket):
         self._sock = sock
-        self.on_lost = None
+        self.on_lost = None         # called when the connection ends
+        self.on_attached = None     # called when a new one is in place
         super().__init__(object, {})
+
+    def attach(self, sock: socket.socket) -> None:
+        """A connection to the new store process, from the supervisor."""
+        old = self._child
+        if not old.ended:
+            self._ended(old, "the store process was replaced")
+        old.stop(0)
+        self._child = _Attached(sock)
+        self._started_at = time.monotonic()
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.add_reader(self._child.sock.fileno(), self._readable, self._child)
+        if self.on_attached is not None:
+            self.on_attached()
 
     def _first_child(self):
         return _Attached(self._sock)

@@ -151,10 +151,11 @@ class StoreService:
         were never published (mailbox_ids: those concerned, or None: any)."""
         self._lost_followers.append(callback)
 
-    def changes_lost(self, mailbox_ids=None, why: str | None = None) -> None:
+    def changes_lost(self, mailbox_ids=None, why: str | None = None, tell_others: bool = True) -> None:
         """Changes (to those mailboxes, or to any) may have committed unheard of
-        (why: said so by another process, such as `posthouse import`)."""
-        if why and self.shared:
+        (why: said so by another process, such as `posthouse import`; with
+        several workers, the others are told too unless tell_others is false)."""
+        if why and self.shared and tell_others:
             self.relay("lost", sorted(mailbox_ids) if mailbox_ids is not None else None, why)
         which = "" if mailbox_ids is None else f" (mailboxes {sorted(mailbox_ids)})"
         if why:
@@ -197,7 +198,7 @@ class StoreService:
             return
         if name == "lost":
             ids, why = payload
-            self.changes_lost(None if ids is None else set(ids), why=f"{why} (in another worker)")
+            self.changes_lost(None if ids is None else set(ids), why=f"{why} (in another worker)", tell_others=False)
             return
         handler = self.relay_handlers.get(name)
         if handler is not None:
