@@ -265,6 +265,11 @@ class WorkersServer:
             store.close()
         return name, password
 
+    def __getattr__(self, name):
+        if name in ("ctx", "call", "loop", "server", "queue", "lmtp", "pop3", "smtp", "sieve", "submission"):
+            pytest.skip(f"reaches into the server's process (server.{name}): not with --workers")
+        raise AttributeError(name)
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -344,6 +349,14 @@ def pytest_addoption(parser):
     parser.addoption("--workers", type=int, default=int(os.environ.get("POSTHOUSE_TEST_WORKERS") or 1),
                      help="run the `server` fixture as `posthouse serve` with workers = N (issue 24); "
                           "tests that reach into the server's process then don't apply")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--workers") > 1:
+        skip = pytest.mark.skip(reason="patches the server's modules in the test's process: not with --workers")
+        for item in items:
+            if "server" in getattr(item, "fixturenames", ()) and "monkeypatch" in item.fixturenames:
+                item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

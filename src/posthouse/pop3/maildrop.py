@@ -9,6 +9,7 @@ sessions are not locked out.
 """
 from __future__ import annotations
 
+import asyncio
 import os
 
 from ..store.api import NoSuchMailbox
@@ -22,6 +23,7 @@ class InUse(Exception):
 
 
 class Maildrop:
+    LOCK_WAIT = 0.5     # seconds a login waits for the lock held by another worker's session
     def __init__(self, ctx, user):
         self.ctx = ctx
         self.user = user
@@ -37,9 +39,14 @@ class Maildrop:
             raise InUse()
         if getattr(self.ctx.service, "shared", False):
             from ..workers import pop3_file_lock
-            self._lock_fd = pop3_file_lock(self.ctx.config.data_dir, self.user.id)
-            if self._lock_fd is None:
-                raise InUse()
+            # A session just dropped, in another worker, may not have heard of
+            # its end yet: the lock is waited for a moment before IN-USE.
+            deadline = asyncio.get_running_loop().time() + self.LOCK_WAIT
+            while (fd := pop3_file_lock(self.ctx.config.data_dir, self.user.id)) is None:
+                if asyncio.get_running_loop().time() >= deadline:
+                    raise InUse()
+                await asyncio.sleep(0.02)
+            self._lock_fd = fd
         _locked.add(self.user.id)
         self.locked = True
         try:
