@@ -353,9 +353,10 @@ def pytest_addoption(parser):
 
 def pytest_collection_modifyitems(config, items):
     if config.getoption("--workers") > 1:
-        skip = pytest.mark.skip(reason="patches the server's modules in the test's process: not with --workers")
+        skip = pytest.mark.skip(reason="patches or hears the server's modules in the test's process: not with --workers")
         for item in items:
-            if "server" in getattr(item, "fixturenames", ()) and "monkeypatch" in item.fixturenames:
+            names = getattr(item, "fixturenames", ())
+            if "server" in names and ("monkeypatch" in names or "caplog" in names):
                 item.add_marker(skip)
 
 
