@@ -84,6 +84,7 @@ def build_context(config: Config, worker=None) -> ServerContext:
     number = worker.number if worker is not None else 0
     if worker is not None:
         service.worker_number = number
+        service.server_pid = os.getppid()      # `posthouse serve`, the supervisor
     many_journals = getattr(service.store, "ARRIVAL_JOURNALS", False)
     if config.delivery_journal and hasattr(service.store, "file_arrival") and (number == 0 or many_journals):
         # One journal per worker (worker 0's is a single process's); a store
@@ -217,6 +218,8 @@ async def serve(config: Config, ready=None, config_file: str | None = None, work
         if sieve.ports:
             started.append(("ManageSieve listening on %s port %s", config.managesieve_host, sieve.ports))
         started.append(("mail domains: %s", ", ".join(config.domains) or "none"))
+        if worker is not None:
+            started.append(("%d session processes (workers) over one store process", worker.count))
         if config.web_port is not None or config.tracker_enabled:
             await _start_crm_side(config, ctx, loop, closers, started)
         if first:

@@ -190,16 +190,24 @@ class Supervisor:
             return
         theirs.close()
         control, worker_control = socket.socketpair()
+        # A stop signal that comes meanwhile must not be taken by the child
+        # with the supervisor's handler (it would then never stop): held over
+        # the fork, it reaches the child once its handlers are the default.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+                    signal.signal(sig, signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
                 control.close()
                 code = self._worker_main(number, mine, worker_control)
             except BaseException:
                 traceback.print_exc()
             finally:
                 os._exit(code)
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
         mine.close()
         worker_control.close()
         self.workers[pid] = _Child(number, pid, control)
@@ -273,14 +281,20 @@ class Supervisor:
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.set_wakeup_fd(self._wake_w)
         self._start_store()
-        log.info("posthouse: %d session processes (workers) over one store process (pid %d)",
-                 self.count, self.store_proc.pid)
-        for number in range(self.count):
-            self._start_worker(number)
+        # Worker 0 first (it runs what one process runs: the admin socket, the
+        # web app...), the others once it is ready: a port that answers is then
+        # a server that does everything.
+        self._start_worker(0)
+        later = list(range(1, self.count))
         while self.stop_reason is None and not self.failed:
             select.select([self._wake_r, self._report_r], [], [], 0.5)
             self._drain()
             self._reap()
+            first_ready = any(c.number == 0 and c.ready for c in self.workers.values())
+            if later and self.stop_reason is None and first_ready:
+                for number in later:
+                    self._start_worker(number)
+                later = []
             now = time.monotonic()
             for number, when in list(self.restart_at.items()):
                 if now >= when and self.stop_reason is None:
