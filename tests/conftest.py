@@ -240,9 +240,12 @@ class WorkersServer:
             return f.read().decode(errors="replace")
 
     def worker_pids(self) -> dict[int, int]:
-        """worker number -> pid of its latest start that said it was ready."""
-        import re
-        return {int(n): int(p) for n, p in re.findall(r"worker (\d+) \(pid (\d+)\) ready", self.log())}
+        """worker number -> pid of each worker that is ready (data_dir/workers.pids)."""
+        try:
+            with open(os.path.join(self.data_dir, "workers.pids")) as f:
+                return {int(n): int(p) for n, p in (line.split() for line in f if line.strip())}
+        except (OSError, ValueError):
+            return {}
 
     def wait_ready(self, numbers: set, besides: dict | None = None, timeout: float = 60) -> None:
         """Until every worker numbered so says it is ready (with a pid not in besides)."""

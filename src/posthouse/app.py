@@ -226,8 +226,7 @@ async def serve(config: Config, ready=None, config_file: str | None = None, work
             for line in started:
                 log.info(*line)
         if worker is not None:
-            log.info("worker %d (pid %d) ready", worker.number, os.getpid())
-            worker.report(f"ready {worker.number}")
+            worker.report(f"ready {worker.number}")     # (the supervisor says so)
         if ready is not None:
             ready(server)
         await stop.wait()

@@ -329,9 +329,27 @@ class Supervisor:
                 for child in self.workers.values():
                     if child.number == int(words[1]):
                         child.ready = True
+                        # (at the first start, after worker 0's lines, which end with what it listens on)
+                        log.log(logging.INFO if child.number in self.delays else logging.DEBUG,
+                                "worker %d (pid %d) ready", child.number, child.pid)
+                self._write_pids()
             elif len(words) == 4 and words[0] == "stopped":
                 self.stopped["sessions"] += int(words[2])
                 self.stopped["unfiled"] += int(words[3])
+
+    PIDS_FILE = "workers.pids"
+
+    def _write_pids(self) -> None:
+        """data_dir/workers.pids: "number pid" of each worker that is ready, a line each."""
+        path = self.config.path(self.PIDS_FILE)
+        try:
+            with open(path + ".new", "w") as f:
+                for child in sorted(self.workers.values(), key=lambda c: c.number):
+                    if child.ready:
+                        f.write(f"{child.number} {child.pid}\n")
+            os.replace(path + ".new", path)
+        except OSError as e:
+            log.warning("can't write %s: %s", path, e)
 
     def _reap(self) -> None:
         while True:
@@ -357,6 +375,8 @@ class Supervisor:
             if child is None:
                 continue
             child.control.close()
+            if self.stop_reason is None:
+                self._write_pids()
             code = os.waitstatus_to_exitcode(status)
             if self.stop_reason is not None:
                 continue
