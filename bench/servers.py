@@ -151,7 +151,10 @@ class PosthouseServer(Server):
         with open(self.config_path, "w") as f:
             f.write(f'data_dir = "{self.dir}/data"\nfsync = {str(fsync).lower()}\nlog_level = "WARNING"\n'
                     f'default_mailboxes = []\n'
-                    f'[imap]\nhost = "{HOST}"\nport = {self.port}\ntls_port = false\n'
+                    # Session processes (issue 24): $POSTHOUSE_BENCH_WORKERS, else the server's default (cores).
+                    + (f'workers = {int(os.environ["POSTHOUSE_BENCH_WORKERS"])}\n'
+                       if os.environ.get("POSTHOUSE_BENCH_WORKERS") else '')
+                    + f'[imap]\nhost = "{HOST}"\nport = {self.port}\ntls_port = false\n'
                     f'[lmtp]\nhost = "{HOST}"\nport = {self.lmtp_port}\n[smtp]\nport = false\n[pop3]\nport = false\ntls_port = false\n[managesieve]\nport = false\n[submission]\nport = false\ntls_port = false\n'
                     + (f'[web]\nhost = "{HOST}"\nport = {self.web_port}\n' if web else '[web]\nport = false\n')
                     # The tracker benchmarks run their own tracker process.

@@ -182,6 +182,123 @@ class RunningServer:
         self.ctx.service.close()
 
 
+def free_ports(n: int) -> list[int]:
+    """n TCP ports free on 127.0.0.1 now (held together while chosen, so they differ)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+class WorkersServer:
+    """`posthouse serve` with `workers = N` (issue 24), in a process of its own
+    (the supervisor, its store process and N session processes), on free
+    ports: the attributes a test reads of RunningServer (ports, add_user,
+    stop), plus the workers' pids and which worker served a connection."""
+
+    PORT_KEYS = ["imap_port", "imap_tls_port", "lmtp_port", "smtp_port", "pop3_port", "pop3_tls_port",
+                 "managesieve_port", "submission_port", "submission_tls_port"]
+
+    def __init__(self, data_dir: str, workers: int = 2, **overrides):
+        import dataclasses
+        import subprocess
+        from posthouse import config_schema
+        self.data_dir = data_dir
+        self.workers = workers
+        ports = dict(zip(self.PORT_KEYS, free_ports(len(self.PORT_KEYS))))
+        opts = dict(data_dir=data_dir, **ports, web_port=None, tracker_enabled=False, fsync=False,
+                    domains=["example.com", "mail.test"], failure_delay=0.05, max_message_size=1024 * 1024,
+                    hostname="mx.test", auth_throttle_max=0, workers=workers, parse_processes=1)
+        opts.update(overrides)
+        self.config = Config(**opts)
+        os.makedirs(data_dir, exist_ok=True)
+        self.config_path = os.path.join(data_dir, "..", os.path.basename(data_dir) + ".toml")
+        with open(self.config_path, "w") as f:
+            f.write(config_schema.render(dataclasses.asdict(self.config)))
+        self.log_path = self.config_path + ".log"
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "posthouse", "--config", self.config_path, "serve"],
+                                     stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.host = "127.0.0.1"
+        c = self.config
+        self.port, self.tls_port = c.imap_port, c.imap_tls_port
+        self.lmtp_port, self.smtp_port = c.lmtp_port, c.smtp_port
+        self.pop3_port, self.pop3_tls_port = c.pop3_port, c.pop3_tls_port
+        self.sieve_port = c.managesieve_port
+        self.submission_port, self.submission_tls_port = c.submission_port, c.submission_tls_port
+        self._names = itertools.count(1)
+        self.wait_ready(set(range(workers)))
+
+    def log(self) -> str:
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def worker_pids(self) -> dict[int, int]:
+        """worker number -> pid of each worker that is ready (data_dir/workers.pids)."""
+        try:
+            with open(os.path.join(self.data_dir, "workers.pids")) as f:
+                return {int(n): int(p) for n, p in (line.split() for line in f if line.strip())}
+        except (OSError, ValueError):
+            return {}
+
+    def wait_ready(self, numbers: set, besides: dict | None = None, timeout: float = 60) -> None:
+        """Until every worker numbered so says it is ready (with a pid not in besides)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            pids = self.worker_pids()
+            if all(n in pids and (besides is None or pids[n] != besides.get(n)) for n in numbers):
+                return
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the workers did not start:\n" + self.log()[-4000:])
+            time.sleep(0.05)
+
+    def add_user(self, name: str | None = None, password: str = "pw-secret") -> tuple[str, str]:
+        from posthouse.store.sqlite.backend import SQLiteStore
+        name = name or f"user{next(self._names)}"
+        store = SQLiteStore(self.data_dir, fsync=False)
+        try:
+            store.create_user(name, hash_password(password), DEFAULT_BOXES)
+        finally:
+            store.close()
+        return name, password
+
+    def __getattr__(self, name):
+        if name in ("ctx", "call", "loop", "server", "queue", "lmtp", "pop3", "smtp", "sieve", "submission"):
+            pytest.skip(f"reaches into the server's process (server.{name}): not with --workers")
+        raise AttributeError(name)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+def worker_of(client) -> int:
+    """Which worker serves an IMAP connection (its ID response says), for a
+    RawClient or an imaplib client."""
+    if isinstance(client, RawClient):
+        lines = client.cmd("WID", "ID NIL")
+        text = b"".join(lines).decode()
+    else:
+        typ, _ = client.xatom("ID", "NIL")
+        text = str(client.untagged_responses.pop("ID", [b""])[-1])
+    import re
+    found = re.search(r'"x-posthouse-worker" "(\d+)"', text)
+    assert found, text
+    return int(found[1])
+
+
 # -- the mail store the tests run on: SQLite, or PostgreSQL (tests/pgserver.py) --------
 STORE_KINDS = ["sqlite", "postgresql"]
 _PG_DATABASES: dict[str, str] = {}     # a test server's data directory -> its database's URL
@@ -231,8 +348,29 @@ def open_store(store_kind, tmp_path):
     return opener
 
 
+def pytest_addoption(parser):
+    parser.addoption("--workers", type=int, default=int(os.environ.get("POSTHOUSE_TEST_WORKERS") or 1),
+                     help="run the `server` fixture as `posthouse serve` with workers = N (issue 24); "
+                          "tests that reach into the server's process then don't apply")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--workers") > 1:
+        skip = pytest.mark.skip(reason="patches or hears the server's modules in the test's process: not with --workers")
+        for item in items:
+            names = getattr(item, "fixturenames", ())
+            if "server" in names and ("monkeypatch" in names or "caplog" in names):
+                item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
-def server(tmp_path_factory):
+def server(tmp_path_factory, request):
+    workers = request.config.getoption("--workers")
+    if workers > 1:
+        srv = WorkersServer(str(tmp_path_factory.mktemp("posthouse")), workers=workers)
+        yield srv
+        srv.stop()
+        return
     srv = RunningServer(str(tmp_path_factory.mktemp("posthouse")))
     yield srv
     srv.stop()

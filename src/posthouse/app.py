@@ -66,9 +66,11 @@ def store_node(config: Config) -> str:
     return f"{socket.gethostname()}:{os.path.abspath(config.data_dir)}"
 
 
-def build_context(config: Config) -> ServerContext:
+def build_context(config: Config, worker=None) -> ServerContext:
+    """worker: a workers.WorkerRole when this is one of several session processes."""
     os.makedirs(config.data_dir, exist_ok=True)
-    service = StoreService(open_store(config), config.parse_processes, config.store_process)
+    service = StoreService(open_store(config), config.parse_processes, config.store_process,
+                           store_connection=worker.store_sock if worker is not None else None)
     service.space = FreeSpace(config.data_dir, config.min_free_space)
     service.space.room_for()     # logs a WARNING now if there is too little room for new mail
     cert, key = config.tls_cert, config.tls_key
@@ -79,14 +81,27 @@ def build_context(config: Config) -> ServerContext:
     # One deliverer for every way mail arrives, and the queue for mail that
     # leaves; each needs the other (bounces are delivered, vacation replies queued).
     deliverer = Deliverer(service, config)
-    if config.delivery_journal and hasattr(service.store, "file_arrival"):
-        deliverer.arrivals = Arrivals(deliverer, Journal(config.path("arrivals"), fsync=config.fsync))
+    number = worker.number if worker is not None else 0
+    if worker is not None:
+        service.worker_number = number
+        service.server_pid = os.getppid()      # `posthouse serve`, the supervisor
+    many_journals = getattr(service.store, "ARRIVAL_JOURNALS", False)
+    if config.delivery_journal and hasattr(service.store, "file_arrival") and (number == 0 or many_journals):
+        # One journal per worker (worker 0's is a single process's); a store
+        # that keeps one journal's filings only: worker 0's, the others file at once.
+        path = config.path("arrivals" if number == 0 else f"arrivals.{number}")
+        deliverer.arrivals = Arrivals(deliverer, Journal(path, fsync=config.fsync))
+        if number:
+            deliverer.arrivals.journal_key = (number,)
     queue = OutboundQueue(service, config, deliverer)
     deliverer.queue = queue
+    throttle = Throttle(config.failure_delay, config.auth_throttle_max, config.auth_throttle_forget)
+    if worker is not None:
+        throttle = SharedThrottle(service, config.failure_delay, config.auth_throttle_max,
+                                  config.auth_throttle_forget)
     return ServerContext(config, service, MailboxRegistry(service),
                          Authenticator(service, config.failure_delay, cache_ttl=config.auth_cache_ttl,
-                                       throttle=Throttle(config.failure_delay, config.auth_throttle_max,
-                                                         config.auth_throttle_forget),
+                                       throttle=throttle,
                                        service_identity=ServiceIdentity(config.data_dir)), tls, deliverer, queue,
                          ConnectionLimits(config.max_connections, config.max_connections_per_ip))
 
@@ -120,8 +135,29 @@ async def _listen(name: str, host: str, listener) -> None:
                          f"or choose another port (or false) in the config's [{name.lower()}] section") from None
 
 
-async def serve(config: Config, ready=None, config_file: str | None = None) -> None:
-    ctx = build_context(config)
+class SharedThrottle(Throttle):
+    """The login throttle of one of several workers: each outcome is counted
+    here and relayed to every other worker, where it is counted too."""
+
+    def __init__(self, service: StoreService, *args):
+        super().__init__(*args)
+        self._service = service
+        service.relay_handlers["login"] = self._heard
+
+    def done(self, address: str, account: str, ok: bool, slotted: bool = False) -> None:
+        super().done(address, account, ok, slotted)
+        if self.max_delay:
+            self._service.relay("login", address, account, ok)
+
+    def _heard(self, address: str, account: str, ok: bool) -> None:
+        super().done(address, account, ok)
+
+
+async def serve(config: Config, ready=None, config_file: str | None = None, worker=None) -> None:
+    """worker: a workers.WorkerRole when this is one of several session processes
+    (workers.py); None: the one process, as ever."""
+    ctx = build_context(config, worker)
+    first = worker is None or worker.number == 0
     started = [("posthouse %s: data directory %s, config %s", __version__, config.data_dir,
                 config_file or "none (the defaults)")]     # logged once every listener is up
     closers: list = []      # what is started, stopped in the reverse order
@@ -135,14 +171,17 @@ async def serve(config: Config, ready=None, config_file: str | None = None) -> N
             loop.add_signal_handler(sig, lambda sig=sig: (reason.append(signal.Signals(sig).name), stop.set()))
         except (NotImplementedError, RuntimeError):
             pass    # not the main thread (the tests run the server on one): stopped by server.close()
+    if worker is not None:
+        worker.follow_store(ctx.service, loop)
     try:
         await start_arrivals(ctx)
         closers.append(lambda: stop_arrivals(ctx))
         if hasattr(ctx.service.store, "origin"):      # PostgreSQL: other nodes' changes (LISTEN/NOTIFY)
             from .store.postgres.bus import start_bus
             closers.append((await start_bus(ctx.service)).close)
-        from .admin.service import start_admin
-        admin = await start_admin(ctx)      # admin.sock for status and backup; metrics if configured
+        if first:
+            from .admin.service import start_admin
+            admin = await start_admin(ctx)      # admin.sock for status and backup; metrics if configured
         server = ImapServer(ctx)
         await _listen("IMAP", config.imap_host, server)
         closers.insert(0, server.close)     # (stopped last: after the arrivals are filed)
@@ -165,7 +204,9 @@ async def serve(config: Config, ready=None, config_file: str | None = None) -> N
         if pop3.ports:
             started.append(("POP3 listening on %s ports %s", config.pop3_host, pop3.ports))
         queue = ctx.queue
-        queue.start()
+        if first:       # (one sender of queued mail: worker 0's; the others wake it, see queue.enqueue)
+            queue.start()
+            ctx.service.relay_handlers["outbound"] = queue.wake
         closers.append(queue.close)
         submission = SubmissionServer(ctx)
         await _listen("Submission", config.submission_host, submission)
@@ -180,10 +221,15 @@ async def serve(config: Config, ready=None, config_file: str | None = None) -> N
         if sieve.ports:
             started.append(("ManageSieve listening on %s port %s", config.managesieve_host, sieve.ports))
         started.append(("mail domains: %s", ", ".join(config.domains) or "none"))
+        if worker is not None:
+            started.append(("%d session processes (workers) over one store process", worker.count))
         if config.web_port is not None or config.tracker_enabled:
             await _start_crm_side(config, ctx, loop, closers, started)
-        for line in started:
-            log.info(*line)
+        if first:
+            for line in started:
+                log.info(*line)
+        if worker is not None:
+            worker.report(f"ready {worker.number}")     # (the supervisor says so)
         if ready is not None:
             ready(server)
         await stop.wait()
@@ -196,7 +242,10 @@ async def serve(config: Config, ready=None, config_file: str | None = None) -> N
         unfiled = len(ctx.deliverer.arrivals._unfiled) if ctx.deliverer.arrivals is not None else 0
         ctx.authenticator.close()
         ctx.service.close()
-        if reason:
+        if worker is not None:      # the supervisor says it, once, for all of them
+            worker.ended_well = bool(reason)
+            worker.report(f"stopped {worker.number} {sessions} {unfiled}")
+        elif reason:
             log.info("posthouse stopped (%s): %d connection%s closed, %d message%s left to file at the next start",
                      reason[0], sessions, "" if sessions == 1 else "s", unfiled, "" if unfiled == 1 else "s")
 
@@ -318,12 +367,16 @@ def check_data_dir(data_dir: str) -> None:
                               "permission or choose another (data_dir, $POSTHOUSE_DATA_DIR, --data-dir)")
 
 
-def run(config: Config, config_file: str | None = None) -> None:
+def run(config: Config, config_file: str | None = None) -> int:
     check_data_dir(config.data_dir)
     lock_data_dir(config.data_dir)      # (held until the process ends)
+    if config.workers > 1:
+        from .workers import run_workers
+        return run_workers(config, config_file)
     try:
         import uvloop
         uvloop.install()
     except ImportError:
         pass
     asyncio.run(serve(config, config_file=config_file))
+    return 0

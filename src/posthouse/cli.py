@@ -46,7 +46,7 @@ def cmd_serve(args) -> int:
     configure_logging(config.log_level, config.log_format)
     from .app import CantListen, DataDirInUse, DataDirUnusable, run
     try:
-        run(config, args.config_file)
+        code = run(config, args.config_file)
     except (DataDirInUse, DataDirUnusable, CantListen) as e:
         print(f"posthouse: {e}", file=sys.stderr)
         return 1
@@ -56,7 +56,7 @@ def cmd_serve(args) -> int:
     except OSError as e:        # the data directory's files (a read-only file system, say)
         print(f"posthouse: can't run on data directory {config.data_dir}: {e}", file=sys.stderr)
         return 1
-    return 0
+    return code or 0
 
 
 def _with_store(command):

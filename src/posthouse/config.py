@@ -97,6 +97,7 @@ class Config:
     parse_processes: int = min(4, os.cpu_count() or 1)
     # Database writes in a process of their own (else on a thread of the server's).
     store_process: bool = True
+    workers: int = os.cpu_count() or 1     # session processes over one store (workers.py); 1: one process
     log_level: str = "INFO"
     # "json": each log line one JSON object (time, level, logger, message, fields), for log shippers.
     log_format: str = "text"           # text | json

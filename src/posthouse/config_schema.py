@@ -98,6 +98,7 @@ class TopLevel(_Section):
     delivery_journal: bool = True
     parse_processes: Annotated[int, Field(ge=0, le=64)] = min(4, os.cpu_count() or 1)
     store_process: bool = True
+    workers: Annotated[int, Field(ge=1, le=256)] = os.cpu_count() or 1
     log_level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
                          BeforeValidator(_upper)] = "INFO"
     log_format: Literal["text", "json"] = "text"   # json: one object per line, for log shippers

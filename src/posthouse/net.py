@@ -140,12 +140,20 @@ class _Handshaken(asyncio.Protocol):
         pass        # a handshake that failed: nothing was made
 
 
+# Several session processes (workers.py) listen on the same ports: the kernel
+# spreads new connections over them (SO_REUSEPORT), and a worker that ends
+# takes only the connections it had.
+REUSE_PORT = False
+
+
 async def listen_tcp(factory, host: str, port: int, ssl=None, name: str = "TLS"):
     """loop.create_server, with implicit TLS done by ImplicitTls when ssl is given."""
     loop = asyncio.get_running_loop()
+    reuse = True if REUSE_PORT else None
     if ssl is None:
-        return await loop.create_server(factory, host, port, backlog=LISTEN_BACKLOG)
-    return await loop.create_server(lambda: ImplicitTls(factory, ssl, name), host, port, backlog=LISTEN_BACKLOG)
+        return await loop.create_server(factory, host, port, backlog=LISTEN_BACKLOG, reuse_port=reuse)
+    return await loop.create_server(lambda: ImplicitTls(factory, ssl, name), host, port, backlog=LISTEN_BACKLOG,
+                                    reuse_port=reuse)
 
 
 class StreamServers:

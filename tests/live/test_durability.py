@@ -19,10 +19,32 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _wait_for_the_last_server(data_dir, timeout: float = 10) -> None:
+    """Until no process of a server killed before holds the data directory:
+    with several workers (issue 24), a killed supervisor's workers end a
+    moment after it, and until then they still answer on its ports."""
+    import fcntl
+    path = os.path.join(data_dir, "serve.lock")
+    if not os.path.exists(path):
+        return
+    deadline = time.time() + timeout
+    with open(path, "rb") as f:
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(f, fcntl.LOCK_UN)
+                return
+            except BlockingIOError:
+                if time.time() > deadline:
+                    return
+                time.sleep(0.01)
+
+
 def _start(data_dir, port, tls_port, lmtp_port=None, log=None):
     """`posthouse serve` on data_dir, IMAP (and LMTP if lmtp_port) on 127.0.0.1;
     its log to the file log, if given."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    _wait_for_the_last_server(data_dir)
     cfg = os.path.join(data_dir, "..", "posthouse.toml")
     with open(cfg, "w") as f:
         f.write(f'data_dir = "{data_dir}"\nfsync = true\n[imap]\nport = {port}\ntls_port = {tls_port}\n'

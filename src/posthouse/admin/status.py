@@ -130,7 +130,7 @@ async def status_document(ctx, started: float) -> dict:
     else:
         store = await loop.run_in_executor(None, store_figures, ctx.config.data_dir)
     return {
-        "pid": os.getpid(), "data_dir": os.path.abspath(ctx.config.data_dir),
+        "pid": getattr(ctx.service, "server_pid", None) or os.getpid(), "data_dir": os.path.abspath(ctx.config.data_dir),
         "uptime": round(time.time() - started, 1), "started": started,
         "sessions": sessions,
         "queue": store.pop("queue"),

@@ -85,6 +85,9 @@ class Arrivals:
         self.deliverer = deliverer
         self.service = deliverer.service
         self.journal = journal
+        # With several workers, each has a journal (worker 0's is the one of a
+        # single process): its number is passed with every call about filings.
+        self.journal_key: tuple = ()
         self.pending: dict[int, int] = {}           # user id -> their arrivals not yet filed
         self._pending_bytes: dict[int, int] = {}    # user id -> the size of those
         self._unfiled: set[int] = set()             # sequence numbers written or being written
@@ -107,9 +110,9 @@ class Arrivals:
     # -- starting and stopping ------------------------------------------------------
     async def start(self) -> None:
         """Read the journal and queue whatever in it is not filed yet."""
-        known = await self.service.call("last_filed_arrival")
+        known = await self.service.call("last_filed_arrival", *self.journal_key)
         records = self.journal.recover(known)
-        filed = await self.service.call("filed_arrivals", self.journal.oldest_seq) if records else set()
+        filed = await self.service.call("filed_arrivals", self.journal.oldest_seq, *self.journal_key) if records else set()
         replayed = 0
         for record in records:
             if record.seq in filed:
@@ -294,7 +297,7 @@ class Arrivals:
             return
         try:
             filed = await self.service.call("file_arrivals", [
-                (a.seq, r.raw, r.parsed, r.targets, a.time) for a, r in routed])
+                (a.seq, r.raw, r.parsed, r.targets, a.time) for a, r in routed], *self.journal_key)
         except Exception as e:
             if len(routed) == 1:
                 routed[0][0].failed = True
@@ -391,7 +394,7 @@ class Arrivals:
             segments = self.journal.retirable(unfiled_from, include_current=final)
             if not segments:
                 return
-            await self.service.call("prune_arrivals", segments[0].first)
+            await self.service.call("prune_arrivals", segments[0].first, *self.journal_key)
             for segment in segments:
                 self.journal.remove(segment)
         except Exception:

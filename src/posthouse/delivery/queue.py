@@ -62,8 +62,14 @@ class OutboundQueue:
 
     async def enqueue(self, user_id, sender: str, recipients: list[str], data: bytes) -> int:
         item_id = await self.service.call("enqueue", user_id, sender, recipients, data, time.time())
-        self._wake.set()
+        self.wake()
+        relay = getattr(self.service, "relay", None)
+        if relay is not None:
+            relay("outbound")       # several workers: worker 0's queue sends it (workers.py)
         return item_id
+
+    def wake(self) -> None:
+        self._wake.set()
 
     async def _run(self) -> None:
         while not self._stopping:

@@ -155,6 +155,8 @@ class Session:
             self.tagged(cmd.tag, "BAD", f"{cmd.name} not allowed in the {self.state} state")
             return
         expunge_ok = spec.expunge_ok or cmd.uid
+        # Several workers: what the others committed before this command came is applied first.
+        self.ctx.service.take_remote()
         if self.arrivals is not None and self.arrivals.pending and self.user is not None:
             # Mail answered "250" to its sender is there for the command that comes after.
             await self.arrivals.settled(self.user.id)
@@ -210,8 +212,22 @@ class Session:
             # The claim is made in memory, where every session sees it; the
             # store is told without waiting (its max() makes order no matter).
             shared.info.first_recent_uid = shared.info.uidnext
-            self.ctx.service.post("claim_recent", mailbox_id, shared.info.uidnext)
+            if self.ctx.service.shared:
+                # Several workers: the store says which of them are this session's.
+                got = await self._take_recent(mailbox_id, shared.info.uidnext)
+                view.recent = {u for u in view.recent if u >= got}
+            else:
+                self.ctx.service.post("claim_recent", mailbox_id, shared.info.uidnext)
         return view
+
+    async def _take_recent(self, mailbox_id: int, upto_uid: int) -> int:
+        """With several workers: the first UID below upto_uid that is \\Recent for
+        this session (the store gives each to one session of any process)."""
+        try:
+            return await self.ctx.service.call("take_recent", mailbox_id, upto_uid)
+        except Exception as e:      # (the store process died): \Recent is a hint; none this time
+            log.warning("\\Recent not claimed in mailbox %s: %r", mailbox_id, e)
+            return upto_uid
 
     def unselect(self) -> None:
         if self.view is not None:
@@ -273,9 +289,13 @@ class Session:
                     shared = view.shared
                     claim = [u for u in new if u >= shared.info.first_recent_uid]
                     if claim:
-                        view.recent.update(claim)
                         shared.info.first_recent_uid = max(claim) + 1
-                        self.ctx.service.post("claim_recent", shared.id, shared.info.first_recent_uid)
+                        if self.ctx.service.shared:
+                            got = await self._take_recent(shared.id, max(claim) + 1)
+                            claim = [u for u in claim if u >= got]
+                        else:
+                            self.ctx.service.post("claim_recent", shared.id, shared.info.first_recent_uid)
+                        view.recent.update(claim)
                 self.untagged(f"{view.exists} EXISTS")
                 if not self.rev2:
                     self.untagged(f"{len(view.recent)} RECENT")

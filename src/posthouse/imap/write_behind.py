@@ -42,6 +42,10 @@ _rereads: set[asyncio.Task] = set()     # running tasks, kept from the garbage c
 
 
 def can_write_behind(session, unchanged_since) -> bool:
+    # Several workers (store/shared_writer.py): a session of another process
+    # could not wait for the change a client was told is done; the STORE waits.
+    if getattr(session.ctx.service, "shared", False):
+        return False
     return unchanged_since is None and not session.condstore and not session.view.track_changes
 
 

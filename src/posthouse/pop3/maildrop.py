@@ -9,6 +9,9 @@ sessions are not locked out.
 """
 from __future__ import annotations
 
+import asyncio
+import os
+
 from ..store.api import NoSuchMailbox
 
 # Who holds a maildrop now (user ids), in this server process.
@@ -20,6 +23,7 @@ class InUse(Exception):
 
 
 class Maildrop:
+    LOCK_WAIT = 0.5     # seconds a login waits for the lock held by another worker's session
     def __init__(self, ctx, user):
         self.ctx = ctx
         self.user = user
@@ -28,10 +32,21 @@ class Maildrop:
         self.messages: list[tuple[int, int]] = []     # (uid, size), message n at index n-1
         self.deleted: set[int] = set()                # message numbers
         self.locked = False
+        self._lock_fd: int | None = None     # several workers: the lock across them (workers.py)
 
     async def open(self) -> None:
         if self.user.id in _locked:
             raise InUse()
+        if getattr(self.ctx.service, "shared", False):
+            from ..workers import pop3_file_lock
+            # A session just dropped, in another worker, may not have heard of
+            # its end yet: the lock is waited for a moment before IN-USE.
+            deadline = asyncio.get_running_loop().time() + self.LOCK_WAIT
+            while (fd := pop3_file_lock(self.ctx.config.data_dir, self.user.id)) is None:
+                if asyncio.get_running_loop().time() >= deadline:
+                    raise InUse()
+                await asyncio.sleep(0.02)
+            self._lock_fd = fd
         _locked.add(self.user.id)
         self.locked = True
         try:
@@ -51,6 +66,9 @@ class Maildrop:
         if self.locked:
             _locked.discard(self.user.id)
             self.locked = False
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     # -- what the commands ask -------------------------------------------------
     def message(self, number: int) -> tuple[int, int] | None:

@@ -154,7 +154,12 @@ class StoreProcess:
         self._restart_at = 0.0          # a dead child is replaced from then on
         self._restart_delay = 0.0
         self.on_death = None            # called when a child dies (see the class's notes)
-        self._child = _Child(self._spec)
+        # Shared by workers (store/shared_writer.py): what the others committed,
+        # on_remote(kind, value), in order with our replies; and per call, a
+        # publisher called with its result as it comes, before anything after it.
+        self.on_remote = None
+        self._publishers: dict[int, object] = {}
+        self._child = self._first_child()
         # recv() into one buffer kept for the purpose: recv(n) would allocate n bytes every time.
         self._recv_buf = memoryview(bytearray(RECV_CHUNK))
 
@@ -164,7 +169,11 @@ class StoreProcess:
 
     POST_DELAY = 0.02   # seconds a posted call may wait for company before it is sent alone
 
-    def submit(self, method: str, args: tuple, durable: bool = True, soon: bool = True) -> asyncio.Future:
+    def _first_child(self):
+        return _Child(self._spec)
+
+    def submit(self, method: str, args: tuple, durable: bool = True, soon: bool = True,
+               publish=None) -> asyncio.Future:
         """Send a call; its future settles with the reply. soon=False: the call
         may wait up to POST_DELAY to leave with the next one (it costs the
         loop and the child no wake-up of its own)."""
@@ -173,7 +182,7 @@ class StoreProcess:
             if self._loop is not None and self._loop.is_running():
                 # Another thread's loop owns the socket: the call is made there.
                 return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(
-                    self._submit_there(method, args, durable, soon), self._loop))
+                    self._submit_there(method, args, durable, soon, publish), self._loop))
             self._bind(loop)
         future = loop.create_future()
         child = self._live_child()
@@ -183,6 +192,8 @@ class StoreProcess:
         call_id = next(self._ids)
         child.outbox += _frame((call_id, method, args, durable))    # an argument that won't pickle raises here
         self._waiting[call_id] = future
+        if publish is not None:
+            self._publishers[call_id] = publish
         if not soon:
             if not self._flush_scheduled and not self._late_flush_scheduled:
                 self._late_flush_scheduled = True
@@ -193,8 +204,8 @@ class StoreProcess:
             loop.call_soon(self._flush)
         return future
 
-    async def _submit_there(self, method, args, durable, soon):
-        return await self.submit(method, args, durable, soon)
+    async def _submit_there(self, method, args, durable, soon, publish=None):
+        return await self.submit(method, args, durable, soon, publish)
 
     def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
         old = self._loop
@@ -286,6 +297,15 @@ class StoreProcess:
             del inbox[:_HEADER.size + n]
             child.answered = True
             for call_id, ok, value in replies:
+                if call_id < 0:
+                    self._remote(call_id, value)
+                    continue
+                publish = self._publishers.pop(call_id, None) if self._publishers else None
+                if publish is not None and ok:
+                    try:
+                        publish(value)
+                    except Exception:
+                        log.exception("publishing the events of a store call")
                 future = self._waiting.pop(call_id, None)
                 if future is not None:
                     settle(future, ok, value)
@@ -316,8 +336,23 @@ class StoreProcess:
             except Exception:
                 log.exception("after the store process died")
         waiting, self._waiting = self._waiting, {}
+        self._publishers.clear()
         for future in waiting.values():
             settle(future, False, StoreProcessDied(why))
+
+    def _remote(self, kind: int, value) -> None:
+        if self.on_remote is not None:
+            try:
+                self.on_remote(kind, value)
+            except Exception:
+                log.exception("applying what another worker committed")
+
+    def poll(self) -> None:
+        """Take at once what has come from the store (a session is about to run
+        a command: changes committed before it was sent are applied first)."""
+        child = self._child
+        if self._loop is not None and not child.ended:
+            self._readable(child)
 
     def stop(self) -> None:
         self._stopping = True
@@ -326,6 +361,89 @@ class StoreProcess:
             self._loop.remove_reader(child.sock.fileno())
             self._loop.remove_writer(child.sock.fileno())
         child.stop()
+
+
+class _NoProcess:
+    """What _Child.proc is asked, for a store process this worker did not start."""
+    pid = None
+    returncode = None
+
+    def poll(self):
+        return None
+
+
+class _Attached:
+    """Our end of a connection to the store process shared by the workers
+    (store/shared_writer.py), which the supervisor started and owns."""
+
+    def __init__(self, sock: socket.socket):
+        for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+            sock.setsockopt(socket.SOL_SOCKET, opt, 4 << 20)
+        sock.setblocking(False)
+        self.sock = sock
+        self.proc = _NoProcess()
+        self.ended = False
+        self.inbox = bytearray()
+        self.outbox = bytearray()
+        self.waiting_to_write = False
+        self.answered = False
+
+    def kill(self) -> None:
+        pass        # not ours to kill: the supervisor restarts it (and us)
+
+    def stop(self, timeout: float = 30) -> None:
+        try:
+            if self.outbox and not self.ended:
+                self.sock.setblocking(True)
+                self.sock.settimeout(timeout)
+                self.sock.sendall(self.outbox)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+class SharedStoreConnection(StoreProcess):
+    """A worker's connection to the shared store process: as StoreProcess,
+    but never starts one. When the store process dies, the calls under way
+    fail as with StoreProcess, and so do new ones until the supervisor has
+    started another and hands us our connection to it (attach())."""
+
+    def __init__(self, sock: socket.socket):
+        self._sock = sock
+        self.on_lost = None         # called when the connection ends
+        self.on_attached = None     # called when a new one is in place
+        super().__init__(object, {})
+
+    def attach(self, sock: socket.socket) -> None:
+        """A connection to the new store process, from the supervisor."""
+        old = self._child
+        if not old.ended:
+            self._ended(old, "the store process was replaced")
+        old.stop(0)
+        self._child = _Attached(sock)
+        self._started_at = time.monotonic()
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.add_reader(self._child.sock.fileno(), self._readable, self._child)
+        if self.on_attached is not None:
+            self.on_attached()
+
+    def _first_child(self):
+        return _Attached(self._sock)
+
+    @property
+    def pid(self) -> int:
+        return 0
+
+    def _live_child(self):
+        if self._stopping or self._child.ended:
+            return None
+        return self._child
+
+    def _ended(self, child, why: str) -> None:
+        was = child.ended
+        super()._ended(child, why)
+        if not was and not self._stopping and self.on_lost is not None:
+            self.on_lost()
 
 
 # -- the child ------------------------------------------------------------------
@@ -422,6 +540,9 @@ def _call(store, method: str, args: tuple):
 
 
 def main(argv: list[str]) -> None:
+    shared = bool(argv) and argv[0] == "--shared"     # one store process for several workers (shared_writer.py)
+    if shared:
+        argv = argv[1:]
     if len(argv) > 2:
         die_with_parent(int(argv[2]))   # (the end of input may come late: a long batch, deferred work)
     ignore_stop_signals()       # the server stops us by closing the socket (see lifeline)
@@ -443,7 +564,11 @@ def main(argv: list[str]) -> None:
     store = getattr(module, spec["class"])(**spec["args"])
     sock = socket.socket(fileno=fd)
     try:
-        _serve(sock, store)
+        if shared:
+            from .shared_writer import serve_shared
+            serve_shared(sock, store)
+        else:
+            _serve(sock, store)
     finally:
         store.close()
         sock.close()

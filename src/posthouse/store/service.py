@@ -29,7 +29,7 @@ from ..mime.message import ParsedMessage
 from .api import DiskFull, Store
 from .batches import BatchRunner, settle
 from .parsing import PROCESS_FROM, ParsePool
-from .process import StoreProcess
+from .process import SharedStoreConnection, StoreProcess
 from .space import FreeSpace, is_disk_full
 
 log = logging.getLogger("posthouse.store")
@@ -118,7 +118,8 @@ class _DatabaseThread:
 
 
 class StoreService:
-    def __init__(self, store: Store, parse_processes: int = 0, store_process: bool = False):
+    def __init__(self, store: Store, parse_processes: int = 0, store_process: bool = False,
+                 store_connection=None):
         self.store = store
         self.hub = ChangeHub()
         # Room on the disk for new mail (store/space.py); the server sets where and how much.
@@ -128,7 +129,17 @@ class StoreService:
         # their own where the store can be opened again there, else on a thread.
         open_args = getattr(store, "open_args", None)
         self._lost_followers: list[Callable] = []
-        if store_process and open_args is not None:
+        # One of several workers (app_workers.py): the store process is shared,
+        # reached over store_connection, and tells us what the others commit.
+        self.shared = store_connection is not None
+        self.relay_handlers: dict[str, Callable] = {}   # kind -> handler(*payload), for relay()
+        self.relay_handlers["events"] = self.remote_events   # (mailbox list changes made by sessions)
+        if self.shared:
+            self._db_thread = None
+            self._db_process = SharedStoreConnection(store_connection)
+            self._db_process.on_death = self.changes_lost
+            self._db_process.on_remote = self._on_remote
+        elif store_process and open_args is not None:
             self._db_thread = None
             self._db_process = StoreProcess(type(store), open_args)
             self._db_process.on_death = self.changes_lost
@@ -148,9 +159,12 @@ class StoreService:
         were never published (mailbox_ids: those concerned, or None: any)."""
         self._lost_followers.append(callback)
 
-    def changes_lost(self, mailbox_ids=None, why: str | None = None) -> None:
+    def changes_lost(self, mailbox_ids=None, why: str | None = None, tell_others: bool = True) -> None:
         """Changes (to those mailboxes, or to any) may have committed unheard of
-        (why: said so by another process, such as `posthouse import`)."""
+        (why: said so by another process, such as `posthouse import`; with
+        several workers, the others are told too unless tell_others is false)."""
+        if why and self.shared and tell_others:
+            self.relay("lost", sorted(mailbox_ids) if mailbox_ids is not None else None, why)
         which = "" if mailbox_ids is None else f" (mailboxes {sorted(mailbox_ids)})"
         if why:
             log.info("%s%s: open mailboxes are read again", why, which)
@@ -168,6 +182,42 @@ class StoreService:
         MODSEQ; NOTIFY followers send STATUS), MailboxListChanged and
         MailboxGone, published to this server's followers."""
         self.hub.publish(wakes)
+
+    # -- several workers over one store (store/shared_writer.py) -------------------
+    def remote_events(self, events) -> None:
+        """Events committed by another process, published to this one's followers
+        as if committed here (in the order the store committed them)."""
+        if events:
+            self.hub.publish(events)
+
+    def relay(self, kind: str, *payload) -> None:
+        """Pass (kind, payload) to every other worker, in order with the changes
+        committed meanwhile; there, relay_handlers[kind](*payload) runs.
+        Nothing happens with one worker."""
+        if self.shared:
+            self._db_process.submit("@relay", ((kind, payload),), False, soon=False).add_done_callback(
+                functools.partial(_log_failure, "relay"))
+
+    def take_remote(self) -> None:
+        """Apply at once what the other workers committed and is here already."""
+        if self.shared:
+            self._db_process.poll()
+
+    def _on_remote(self, kind: int, value) -> None:
+        if kind == -1:      # shared_writer.EVENTS
+            self.remote_events(value)
+            return
+        try:
+            name, payload = value
+        except (TypeError, ValueError):
+            return
+        if name == "lost":
+            ids, why = payload
+            self.changes_lost(None if ids is None else set(ids), why=f"{why} (in another worker)", tell_others=False)
+            return
+        handler = self.relay_handlers.get(name)
+        if handler is not None:
+            handler(*payload)
 
     async def call(self, method: str, *args):
         store = self.store
@@ -220,13 +270,15 @@ class StoreService:
 
     async def change(self, method: str, *args):
         """Call a method that returns events (or an object with .events); publish them."""
-        return await self._publishing(self._submit(method, args), self._publish_result)
+        return await self._publishing(self._submit(method, args, self._publish_result), self._publish_result)
 
-    def _submit(self, method: str, args: tuple) -> asyncio.Future:
-        """A call sent to the store in order; its future settles after its commit."""
+    def _submit(self, method: str, args: tuple, publish: Callable | None = None) -> asyncio.Future:
+        """A call sent to the store in order; its future settles after its commit.
+        publish: with several workers, called with the result the moment it
+        comes, in order with the other workers' changes (see _publishing)."""
         durable = method not in getattr(self.store, "LAZY", ()) and method not in getattr(self.store, "READS", ())
         if self._db_process is not None:
-            return self._db_process.submit(method, args, durable)
+            return self._db_process.submit(method, args, durable, publish=publish if self.shared else None)
         return self._db_thread.submit(functools.partial(_call, self.store, method, args), durable)
 
     async def _publishing(self, future: asyncio.Future, publish: Callable):
@@ -236,7 +288,8 @@ class StoreService:
         def published(done: asyncio.Future) -> None:
             if not done.cancelled() and done.exception() is None:
                 publish(done.result())
-        future.add_done_callback(published)
+        if not self.shared:     # (shared: published by the connection, as the reply came)
+            future.add_done_callback(published)
         return await self._outcome(asyncio.shield(future))
 
     def _publish_result(self, result) -> None:
@@ -275,7 +328,8 @@ class StoreService:
             # A bulk MULTIAPPEND is parsed here, while the store commits the last.
             return await self._publishing(self._submit(
                 "append_raw", (mailbox_id, [(raw, flags, idate, bool(binary and binary[0]))
-                                            for raw, flags, idate, *binary in items])), self._published)
+                                            for raw, flags, idate, *binary in items]), self._published),
+                self._published)
         parsed = await asyncio.gather(*(self.parse(raw, bool(binary and binary[0]))
                                         for raw, _flags, _idate, *binary in items))
         prepared = [(raw, p, flags, idate) for (raw, p), (_r, flags, idate, *_b) in zip(parsed, items)]
@@ -288,7 +342,8 @@ class StoreService:
 
     async def append_parsed(self, mailbox_id: int, prepared: list) -> list:
         """prepared: (raw, parsed, flags, internaldate) from parse(); committed together."""
-        return await self._publishing(self._submit("append_many", (mailbox_id, prepared)), self._published)
+        return await self._publishing(self._submit("append_many", (mailbox_id, prepared), self._published),
+                                      self._published)
 
     def _published(self, results: list) -> None:
         for r in results:

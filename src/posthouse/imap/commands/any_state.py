@@ -36,6 +36,9 @@ async def id_command(session, cmd):
         raise bad("ID takes a list or NIL")
     args.end()
     fields = [("name", "Posthouse"), ("version", __version__), ("vendor", "Posthouse")]
+    worker = getattr(session.ctx.service, "worker_number", None)
+    if worker is not None:      # several session processes (workers.py): which one this is
+        fields.append(("x-posthouse-worker", str(worker)))
     body = " ".join(nstring(k).decode() + " " + nstring(v).decode() for k, v in fields)
     session.untagged(f"ID ({body})")
 

@@ -2,6 +2,7 @@
 NAMESPACE, STATUS."""
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from ...store.api import MailboxListChanged
@@ -21,6 +22,7 @@ def _announce(session, kind: str, name: str, old: str | None = None, mailbox_id:
     """Tell the user's other sessions (NOTIFY's MailboxName, SubscriptionChange)."""
     event = MailboxListChanged(_user_id(session), kind, name, old, origin=session, mailbox_id=mailbox_id)
     session.ctx.service.hub.publish([event])
+    session.ctx.service.relay("events", [dataclasses.replace(event, origin=None)])    # other workers' sessions
 
 
 # -- SELECT / EXAMINE ---------------------------------------------------------

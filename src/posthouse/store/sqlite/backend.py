@@ -44,7 +44,7 @@ class SQLiteStore(Store):
     # moves and mailbox changes always commit with fsync.
     # Filing an arrival is lazy too: its record in the arrivals journal is
     # durable already, and files it again after a crash (delivery/journal.py).
-    LAZY = frozenset({"store_flags", "expunge", "claim_recent", "file_arrivals"})
+    LAZY = frozenset({"store_flags", "expunge", "claim_recent", "file_arrivals", "take_recent"})
     # Calls that only read: they ask for no fsync either.
     READS = frozenset({"get_user", "user_by_id", "list_users", "list_mailboxes", "get_mailbox", "subscriptions",
                        "mailbox_counts", "load_index", "message_data", "search_fields", "search_body", "sort_data",
@@ -727,6 +727,17 @@ class SQLiteStore(Store):
                 "RECENT": row[4], "DELETED-STORAGE": (row[5] + 1023) // 1024, "UIDNEXT": info.uidnext, "UIDVALIDITY": info.uidvalidity,
                 "HIGHESTMODSEQ": info.highestmodseq}
 
+    def take_recent(self, mailbox_id, upto_uid) -> int:
+        """Claim \\Recent for the UIDs below upto_uid, for one session of any
+        process: the first UID it gets (those from it on, below upto_uid)."""
+        with self._tx():
+            row = self.db.execute("SELECT first_recent_uid FROM mailboxes WHERE id=?", (mailbox_id,)).fetchone()
+            if row is None:
+                return upto_uid
+            if upto_uid > row[0]:
+                self.db.execute("UPDATE mailboxes SET first_recent_uid=? WHERE id=?", (upto_uid, mailbox_id))
+            return row[0]
+
     def claim_recent(self, mailbox_id, first_recent_uid):
         with self._tx():
             self.db.execute("UPDATE mailboxes SET first_recent_uid=max(first_recent_uid, ?) WHERE id=?",
@@ -851,14 +862,25 @@ class SQLiteStore(Store):
                                 [(user_id, item[0]) for item in new])
         return results
 
-    def file_arrival(self, seq, raw, parsed, targets, internaldate) -> list[AppendResult]:
+    # Arrivals from several journals (one per worker), each with its own
+    # sequence numbers: the journal is the last argument of these calls.
+    ARRIVAL_JOURNALS = True
+
+    @staticmethod
+    def _filed_where(journal: int) -> tuple[str, tuple]:
+        if journal:
+            return "arrivals_filed_by WHERE journal=? AND", (journal,)
+        return "arrivals_filed WHERE", ()
+
+    def file_arrival(self, seq, raw, parsed, targets, internaldate, journal: int = 0) -> list[AppendResult]:
         """File a message accepted through the arrivals journal: into each
         (user_id, mailbox_id, flags) of targets, with the record's sequence
         number, in one transaction. Filed already: nothing (a replay). A
         mailbox gone meanwhile: its user's INBOX; the user gone: nowhere.
         Quotas were checked when the mail was accepted: not again."""
         with self._tx():
-            if self.db.execute("SELECT 1 FROM arrivals_filed WHERE seq=?", (seq,)).fetchone():
+            table, key = self._filed_where(journal)
+            if self.db.execute(f"SELECT 1 FROM {table} seq=?", (*key, seq)).fetchone():
                 return []
             if parsed is None and targets:
                 raw, parsed = normalize_and_parse(raw)
@@ -874,27 +896,33 @@ class SQLiteStore(Store):
                         continue
                     mailbox_id = row[0]
                 results += self.append_many(mailbox_id, [(raw, parsed, flags, internaldate)], enforce_quota=False)
-            self.db.execute("INSERT INTO arrivals_filed(seq) VALUES (?)", (seq,))
+            if journal:
+                self.db.execute("INSERT INTO arrivals_filed_by(journal, seq) VALUES (?, ?)", (journal, seq))
+            else:
+                self.db.execute("INSERT INTO arrivals_filed(seq) VALUES (?)", (seq,))
         return results
 
-    def file_arrivals(self, arrivals) -> list[list[AppendResult]]:
+    def file_arrivals(self, arrivals, journal: int = 0) -> list[list[AppendResult]]:
         """file_arrival of each (seq, raw, parsed, targets, internaldate), in one transaction."""
         with self._tx():
-            return [self.file_arrival(*arrival) for arrival in arrivals]
+            return [self.file_arrival(*arrival, journal=journal) for arrival in arrivals]
 
-    def filed_arrivals(self, first_seq: int) -> set[int]:
+    def filed_arrivals(self, first_seq: int, journal: int = 0) -> set[int]:
         """The sequence numbers from first_seq on that are filed."""
-        return {r[0] for r in self.db.execute("SELECT seq FROM arrivals_filed WHERE seq >= ?", (first_seq,))}
+        table, key = self._filed_where(journal)
+        return {r[0] for r in self.db.execute(f"SELECT seq FROM {table} seq >= ?", (*key, first_seq))}
 
-    def last_filed_arrival(self) -> int:
-        return self.db.execute("SELECT coalesce(max(seq), 0) FROM arrivals_filed").fetchone()[0]
+    def last_filed_arrival(self, journal: int = 0) -> int:
+        table, key = self._filed_where(journal)
+        return self.db.execute(f"SELECT coalesce(max(seq), 0) FROM {table} 1", key).fetchone()[0]
 
-    def prune_arrivals(self, below_seq: int) -> None:
+    def prune_arrivals(self, below_seq: int, journal: int = 0) -> None:
         """Forget the filing of records the journal no longer holds. Durable:
         its commit makes every filing before it durable too, so the journal
         may then drop their records."""
+        table, key = self._filed_where(journal)
         with self._tx():
-            self.db.execute("DELETE FROM arrivals_filed WHERE seq < ?", (below_seq,))
+            self.db.execute(f"DELETE FROM {table} seq < ?", (*key, below_seq))
 
     def store_flags(self, mailbox_id, uids, mode, flags, unchanged_since=None):
         """Change flags; returns (events, uids refused by UNCHANGEDSINCE)."""

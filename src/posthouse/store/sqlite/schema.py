@@ -167,6 +167,13 @@ CREATE TABLE IF NOT EXISTS imported (
     source BLOB NOT NULL,
     PRIMARY KEY (user_id, source)
 ) WITHOUT ROWID;
+-- The same for the journals of workers 1.. (`workers = N`: one journal each;
+-- worker 0's is the table above, as with one process).
+CREATE TABLE IF NOT EXISTS arrivals_filed_by (
+    journal INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (journal, seq)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS expunge_floor (
     mailbox_id INTEGER PRIMARY KEY REFERENCES mailboxes(id) ON DELETE CASCADE,
     modseq INTEGER NOT NULL
