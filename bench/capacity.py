@@ -136,7 +136,7 @@ class Session(Conn):
         while self.running and not self.barrier:
             if not self.plan:
                 self.cycles += 1
-                self.plan = list(EXAMINE_CYCLE if self.cycles % 4 == 0 else SELECT_CYCLE)
+                self.plan = list(EXAMINE_CYCLE if self.cycles % 4 == 2 else SELECT_CYCLE)
             kind = self.plan[0]
             if kind in ("SELECT", "EXAMINE"):
                 if self.inflight:
@@ -224,7 +224,8 @@ async def generate(job: dict, ready) -> dict:
     counts = [b - a for a, b in zip(first, final)]
     return {"counts": {KINDS[k]: counts[k * 3:k * 3 + 3] for k in range(len(KINDS))},
             "timeline": timeline, "cpu": cpu, "failures": stats.failures,
-            "gone": sum(1 for s in sessions if s.closed.done())}
+            "gone": sum(1 for s in sessions if s.closed.done()),
+            "whole_run": {KINDS[k]: stats.counts[k * 3:k * 3 + 3] for k in range(len(KINDS))}}
 
 
 # -- the servers -------------------------------------------------------------------
@@ -260,7 +261,7 @@ def postgres_pid(pg) -> int:
 
 
 def start_servers(names: list[str], workdir: str, users: list[str], cores: int, notes: list[str],
-                  pg_holder: list) -> list[Target]:
+                  pg_holder: list, dovecot_sessions: int = 400) -> list[Target]:
     from servers import DovecotServer, PosthouseServer
     has_workers = workers_key()
     one = "workers = 1\n" if has_workers else ""
@@ -276,7 +277,7 @@ def start_servers(names: list[str], workdir: str, users: list[str], cores: int, 
             targets.append(Target(name, [PosthouseServer(workdir, users, top_level=f"workers = {cores}\n",
                                                          subdir=name)], note=f"workers = {cores}"))
         elif name == "dovecot":
-            targets.append(Target(name, [DovecotServer(workdir, users, 400)], note="Debian's, sdbox"))
+            targets.append(Target(name, [DovecotServer(workdir, users, dovecot_sessions)], note="Debian's, sdbox"))
         elif name in ("posthouse-pg", "posthouse-pg3"):
             pg = pg_holder[0] if pg_holder else start_postgres(notes)
             if pg is None:
@@ -350,7 +351,9 @@ def measure(target: Target, clients: int, args, users: list[str]) -> dict:
             "gen_max": max(r["cpu"] for r in results) / seconds, "procs": procs,
             "timeline": (min(timeline), max(timeline)) if timeline else (0, 0),
             "failures": [f for r in results for f in r["failures"]][:5],
-            "gone": sum(r["gone"] for r in results), "load": os.getloadavg()[0]}
+            "gone": sum(r["gone"] for r in results), "load": os.getloadavg()[0],
+            # Warm-up, window and the commands let finish after it: what was answered how.
+            "whole_run": {k: [sum(r["whole_run"][k][i] for r in results) for i in range(3)] for k in KINDS}}
 
 
 def row_text(r: dict, dovecot: dict | None) -> str:
@@ -398,6 +401,7 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=float, default=3, help="unmeasured seconds before each point")
     parser.add_argument("--procs", type=int, default=2, help="generator processes")
     parser.add_argument("--results", help="also write the table (Markdown) here")
+    parser.add_argument("--json", help="also write every point's figures (JSON) here")
     args = parser.parse_args(argv)
     if args.quick:
         args.users, args.messages, args.seconds, args.warmup = 4, 8, 1, 0.5
@@ -469,6 +473,9 @@ def main(argv=None) -> int:
         print("note:", n)
     elapsed = time.monotonic() - started
     print(f"capacity done in {elapsed:.0f} s", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"rows": rows, "notes": notes}, f, indent=1)
     if args.results:
         header = (f"# Capacity (pipelined sessions)\n\nMachine: {machine()}\n\n"
                   f"Run: `python3 bench/capacity.py {' '.join(argv if argv is not None else sys.argv[1:])}`, "

@@ -145,47 +145,67 @@ def own_cpu() -> float:
 
 class Generators:
     """Generator processes, each running `script --worker` with one job (a
-    JSON-able dict) on its standard input."""
+    JSON-able dict) on its standard input; what they print is read by a
+    thread each (a buffered pipe can't be waited on with select)."""
 
     def __init__(self, script: str, jobs: list[dict]):
-        env = dict(os.environ)
+        import queue
+        import threading
         self.procs = [subprocess.Popen([sys.executable, script, "--worker"], stdin=subprocess.PIPE,
-                                       stdout=subprocess.PIPE, text=True, env=env) for _ in jobs]
+                                       stdout=subprocess.PIPE, text=True) for _ in jobs]
+        self.queues = []
         for proc, job in zip(self.procs, jobs):
             proc.stdin.write(json.dumps(job) + "\n")
             proc.stdin.flush()
+            q: queue.Queue = queue.Queue()
+            threading.Thread(target=self._read, args=(proc, q), daemon=True).start()
+            self.queues.append(q)
+
+    @staticmethod
+    def _read(proc, q) -> None:
+        for line in proc.stdout:
+            q.put(line)
+        q.put("")           # the end
+
+    def _next(self, deadline: float, what: str) -> list[str]:
+        import queue
+        out = []
+        for q in self.queues:
+            try:
+                out.append(q.get(timeout=max(0.01, deadline - time.monotonic())))
+            except queue.Empty:
+                raise TimeoutError(f"a generator process: no {what} in time") from None
+        return out
 
     def ready(self, timeout: float) -> None:
         """Wait until every process has made its connections."""
-        import selectors
-        deadline = time.monotonic() + timeout
-        for proc in self.procs:
-            sel = selectors.DefaultSelector()
-            sel.register(proc.stdout, selectors.EVENT_READ)
-            if not sel.select(max(0.0, deadline - time.monotonic())):
-                raise TimeoutError(f"a generator process was not ready after {timeout:.0f} s")
-            line = proc.stdout.readline()
+        for line in self._next(time.monotonic() + timeout, "ready"):
             if line.strip() != "ready":
-                raise RuntimeError(f"a generator process failed: {line.strip() or 'no answer'}")
+                raise RuntimeError(f"a generator process failed: {line.strip() or 'it ended'}")
 
     def go(self, at: float) -> None:
         for proc in self.procs:
             proc.stdin.write(f"go {at!r}\n")
             proc.stdin.flush()
 
-    def results(self, timeout: float) -> list[dict]:
+    def lines(self, timeout: float) -> list[dict]:
+        """One JSON line from each process."""
         out = []
-        deadline = time.monotonic() + timeout
+        for line in self._next(time.monotonic() + timeout, "result"):
+            if not line.startswith("{"):
+                raise RuntimeError(f"a generator process failed: {line.strip() or 'it ended'}")
+            out.append(json.loads(line))
+        return out
+
+    def results(self, timeout: float) -> list[dict]:
+        """The last line of each, which then ends."""
         try:
+            out = self.lines(timeout)
             for proc in self.procs:
-                stdout, _ = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
-                lines = stdout.strip().splitlines()
-                if proc.returncode != 0 or not lines:
-                    raise RuntimeError(f"a generator process ended with {proc.returncode}")
-                out.append(json.loads(lines[-1]))
+                proc.wait(max(1.0, timeout))
+            return out
         finally:
             self.stop()
-        return out
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -215,8 +235,13 @@ def worker_main(job_coroutine) -> int:
         return float(line.split()[1])
 
     result = asyncio.run(job_coroutine(job, ready))
-    print(json.dumps(result), flush=True)
+    emit(result)
     return 0
+
+
+def emit(result: dict) -> None:
+    """In a generator process: one JSON line to the benchmark."""
+    print(json.dumps(result), flush=True)
 
 
 async def sleep_until(at: float) -> None:
