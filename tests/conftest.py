@@ -62,9 +62,36 @@ def _running_children() -> list[tuple[int, str]]:
     return out
 
 
+def _xdist_controller(config) -> bool:
+    """The process that hands tests to pytest-xdist's workers (`-n N`): its
+    children are the workers; each checks its own."""
+    return bool(getattr(config.option, "numprocesses", None)) and not hasattr(config, "workerinput")
+
+
+def pytest_testnodedown(node, error):
+    """(xdist) What a worker found left running, reported by the controller."""
+    left = getattr(node, "workeroutput", {}).get("left_running")
+    if left:
+        node.config._left_by_workers = getattr(node.config, "_left_by_workers", []) + [left]
+
+
+def _fail_the_run(session, text: str) -> None:
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.ensure_newline()
+        reporter.write_line(text, red=True)
+    else:
+        print(text, file=sys.stderr)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 def pytest_sessionfinish(session, exitstatus):
     """Any child process still running once every test and fixture is done
     is killed, named, and fails the run."""
+    if _xdist_controller(session.config):
+        for text in getattr(session.config, "_left_by_workers", []):
+            _fail_the_run(session, text)
+        return
     from tests import pgserver
     pgserver.stop_shared()      # the private PostgreSQL, if a test started it
     deadline = time.monotonic() + 3      # (a moment for ones on their way out)
@@ -80,13 +107,9 @@ def pytest_sessionfinish(session, exitstatus):
         except OSError:
             pass
     text = "processes left running by the tests (killed now):\n" + "\n".join(f"  {p} {c}" for p, c in left)
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.ensure_newline()
-        reporter.write_line(text, red=True)
-    else:
-        print(text, file=sys.stderr)
-    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if hasattr(session.config, "workerinput"):
+        session.config.workeroutput["left_running"] = text      # (for the controller to report)
+    _fail_the_run(session, text)
 
 
 def shared_path(*parts) -> str:
