@@ -169,7 +169,8 @@ async def fan_out(target, args) -> dict:
         await asyncio.to_thread(gens.results, 60)
     finally:
         gens.stop()
-    delays = sorted(d for r in rounds for d in r["delays"])
+    # A session that never saw it counts as infinitely late (so a p99 can say "never").
+    delays = sorted([d for r in rounds for d in r["delays"]] + [float("inf")] * sum(r["missed"] for r in rounds))
     return {"server": target.name, "note": target.note, "sessions": n, "setup_s": setup,
             "memory_mib": memory, "processes": len(pids), "rounds": rounds,
             "p50": percentile(delays, 50), "p99": percentile(delays, 99), "max": delays[-1] if delays else float("nan"),
@@ -177,9 +178,13 @@ async def fan_out(target, args) -> dict:
             "missed": sum(r["missed"] for r in rounds), "load": os.getloadavg()[0]}
 
 
+def ms(value: float) -> str:
+    return "never" if value == float("inf") else f"{value:,.0f} ms"
+
+
 def row_text(r: dict) -> str:
-    return (f"{r['server']:<18} {r['sessions']:>6,} IDLE sessions: EXISTS p50 {r['p50']:,.0f} ms, "
-            f"p99 {r['p99']:,.0f} ms, max {r['max']:,.0f} ms; {r['within_1s'] * 100:.1f}% within 1 s, "
+    return (f"{r['server']:<18} {r['sessions']:>6,} IDLE sessions: EXISTS p50 {ms(r['p50'])}, "
+            f"p99 {ms(r['p99'])}, max {ms(r['max'])}; {r['within_1s'] * 100:.1f}% within 1 s, "
             f"{r['missed']} missed over {len(r['rounds'])} rounds  (set up in {r['setup_s']:.1f} s; "
             f"{r['processes']} server processes, {r['memory_mib']:,.0f} MiB PSS; load {r['load']:.1f})")
 
