@@ -139,8 +139,12 @@ class PosthouseServer(Server):
     name = "posthouse"
 
     def __init__(self, workdir: str, users: list[str], fsync: bool = True, web: bool = False,
-                 mailboxes: list[tuple[str, str | None]] = (("INBOX", None),)):
-        self.dir = os.path.join(workdir, "posthouse")
+                 mailboxes: list[tuple[str, str | None]] = (("INBOX", None),),
+                 top_level: str = "", subdir: str = "posthouse"):
+        # top_level: more top-level config lines (workers = N, database_url = "..."),
+        # subdir: this server's own directory (several nodes over one database).
+        self.dir = os.path.join(workdir, subdir)
+        self.database_url = "database_url" in top_level
         os.makedirs(self.dir, exist_ok=True)
         self.port = free_port()
         self.lmtp_port = free_port()
@@ -150,10 +154,10 @@ class PosthouseServer(Server):
         self.config_path = os.path.join(self.dir, "posthouse.toml")
         with open(self.config_path, "w") as f:
             f.write(f'data_dir = "{self.dir}/data"\nfsync = {str(fsync).lower()}\nlog_level = "WARNING"\n'
-                    f'default_mailboxes = []\n'
+                    f'default_mailboxes = []\n' + top_level
                     # Session processes (issue 24): $POSTHOUSE_BENCH_WORKERS, else the server's default (cores).
                     + (f'workers = {int(os.environ["POSTHOUSE_BENCH_WORKERS"])}\n'
-                       if os.environ.get("POSTHOUSE_BENCH_WORKERS") else '')
+                       if os.environ.get("POSTHOUSE_BENCH_WORKERS") and "workers" not in top_level else '')
                     + f'[imap]\nhost = "{HOST}"\nport = {self.port}\ntls_port = false\n'
                     f'[lmtp]\nhost = "{HOST}"\nport = {self.lmtp_port}\n[smtp]\nport = false\n[pop3]\nport = false\ntls_port = false\n[managesieve]\nport = false\n[submission]\nport = false\ntls_port = false\n'
                     + (f'[web]\nhost = "{HOST}"\nport = {self.web_port}\n' if web else '[web]\nport = false\n')
@@ -170,6 +174,8 @@ class PosthouseServer(Server):
         backlog builds: wait until none waits, so the next workload doesn't pay
         for the last one's indexing (and the load figure includes it)."""
         import sqlite3
+        if self.database_url:
+            return 0.0      # (the PostgreSQL store indexes text as it stores it)
         t0 = time.monotonic()
         db = sqlite3.connect(f"file:{self.dir}/data/index.sqlite3?mode=ro", uri=True)
         try:
@@ -185,6 +191,8 @@ class PosthouseServer(Server):
         from posthouse.app import open_store
         from posthouse.auth.passwords import hash_password
         from posthouse.config import Config
+        if not users:
+            return
         store = open_store(Config.load(self.config_path))
         try:
             hashed = hash_password(PASSWORD)    # one scrypt for all: the salt doesn't matter here
@@ -227,7 +235,9 @@ def _mail_user() -> str:
     try:
         pwd.getpwnam("phbench")
     except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "phbench"], check=True)
+        made = subprocess.run(["useradd", "--system", "--no-create-home", "phbench"])
+        if made.returncode != 0:
+            pwd.getpwnam("phbench")     # (made meanwhile by a benchmark run beside this one, or fail)
     return "phbench"
 
 

@@ -62,9 +62,36 @@ def _running_children() -> list[tuple[int, str]]:
     return out
 
 
+def _xdist_controller(config) -> bool:
+    """The process that hands tests to pytest-xdist's workers (`-n N`): its
+    children are the workers; each checks its own."""
+    return bool(getattr(config.option, "numprocesses", None)) and not hasattr(config, "workerinput")
+
+
+def pytest_testnodedown(node, error):
+    """(xdist) What a worker found left running, reported by the controller."""
+    left = getattr(node, "workeroutput", {}).get("left_running")
+    if left:
+        node.config._left_by_workers = getattr(node.config, "_left_by_workers", []) + [left]
+
+
+def _fail_the_run(session, text: str) -> None:
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.ensure_newline()
+        reporter.write_line(text, red=True)
+    else:
+        print(text, file=sys.stderr)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 def pytest_sessionfinish(session, exitstatus):
     """Any child process still running once every test and fixture is done
     is killed, named, and fails the run."""
+    if _xdist_controller(session.config):
+        for text in getattr(session.config, "_left_by_workers", []):
+            _fail_the_run(session, text)
+        return
     from tests import pgserver
     pgserver.stop_shared()      # the private PostgreSQL, if a test started it
     deadline = time.monotonic() + 3      # (a moment for ones on their way out)
@@ -80,13 +107,9 @@ def pytest_sessionfinish(session, exitstatus):
         except OSError:
             pass
     text = "processes left running by the tests (killed now):\n" + "\n".join(f"  {p} {c}" for p, c in left)
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.ensure_newline()
-        reporter.write_line(text, red=True)
-    else:
-        print(text, file=sys.stderr)
-    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if hasattr(session.config, "workerinput"):
+        session.config.workeroutput["left_running"] = text      # (for the controller to report)
+    _fail_the_run(session, text)
 
 
 def shared_path(*parts) -> str:
@@ -99,7 +122,9 @@ def shared_path(*parts) -> str:
 class RunningServer:
     """A Posthouse server on its own event loop in a background thread."""
 
-    def __init__(self, data_dir: str, **overrides):
+    def __init__(self, data_dir: str, store: str | None = None, **overrides):
+        """store: "sqlite" or "postgresql"; by default the kind the running
+        test is parametrized with (live_store), else $POSTHOUSE_TEST_STORE."""
         from posthouse.app import build_context, start_arrivals, stop_arrivals
         self._stop_arrivals = stop_arrivals
         from posthouse.delivery.lmtp import LmtpServer
@@ -117,7 +142,7 @@ class RunningServer:
                     # Every test logs in from 127.0.0.1, some with wrong passwords on purpose:
                     # the guessing throttle is off here (tests/live/test_throttle.py turns it on).
                     auth_throttle_max=0)
-        if os.environ.get("POSTHOUSE_TEST_STORE") == "postgresql" and "database_url" not in overrides:
+        if (store or current_store()) == "postgresql" and "database_url" not in overrides:
             # The mail store in PostgreSQL (issue 24): one database per data
             # directory, so a server started again over it finds its mail.
             key = os.path.abspath(data_dir)
@@ -302,13 +327,73 @@ def worker_of(client) -> int:
 # -- the mail store the tests run on: SQLite, or PostgreSQL (tests/pgserver.py) --------
 STORE_KINDS = ["sqlite", "postgresql"]
 _PG_DATABASES: dict[str, str] = {}     # a test server's data directory -> its database's URL
+# The live tests (tests/live, tests/conformance) that run a test server run
+# once on each store: live_store is their parameter. $POSTHOUSE_TEST_STORE
+# (sqlite or postgresql) narrows them to one.
+LIVE_DIRS = ("live", "conformance")
+_live_store: str | None = None        # the kind of the live_store now set up
 
+
+def wanted_stores() -> list[str]:
+    only = os.environ.get("POSTHOUSE_TEST_STORE")
+    return [only] if only in STORE_KINDS else list(STORE_KINDS)
+
+
+def current_store() -> str:
+    """The store kind test servers start on now."""
+    return _live_store or wanted_stores()[0]
 
 
 def sqlite_only(reason: str):
-    """A live test of what only the SQLite store has, skipped in a run on PostgreSQL (and why)."""
-    return pytest.mark.skipif(os.environ.get("POSTHOUSE_TEST_STORE") == "postgresql",
-                              reason=f"SQLite store only: {reason}")
+    """A live test of what only the SQLite store has: it runs on SQLite only (and says why)."""
+    return pytest.mark.sqlite_only(reason=f"SQLite store only: {reason}")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "sqlite_only(reason): a live test that runs on the SQLite store only")
+    config.addinivalue_line("markers", "own_store: a live module that picks the stores of its servers itself")
+
+
+def _runs_a_test_server(metafunc) -> bool:
+    """A test of tests/live or tests/conformance that uses the session's test
+    server, or is in a module that starts RunningServers of its own; not one
+    that only runs `posthouse serve` programs (they have their own config)."""
+    path = str(metafunc.definition.path)
+    here = os.path.dirname(os.path.abspath(__file__))
+    if not any(path.startswith(os.path.join(here, d) + os.sep) for d in LIVE_DIRS):
+        return False
+    if metafunc.definition.get_closest_marker("own_store"):
+        return False
+    if "server" in metafunc.fixturenames:
+        return True
+    try:
+        with open(path, encoding="utf-8") as f:
+            return "RunningServer(" in f.read()
+    except OSError:
+        return False
+
+
+def pytest_generate_tests(metafunc):
+    if "live_store" not in metafunc.fixturenames or not _runs_a_test_server(metafunc):
+        return
+    kinds = wanted_stores()
+    only = metafunc.definition.get_closest_marker("sqlite_only")
+    if only is not None:
+        kinds = [k for k in kinds if k == "sqlite"] or [
+            pytest.param("postgresql", marks=pytest.mark.skip(reason=only.kwargs.get("reason", "SQLite only")))]
+    metafunc.parametrize("live_store", kinds, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def live_store(request):
+    """The mail store this test's servers run on (see pytest_generate_tests):
+    the session's `server`, the module-scoped ones and those a test starts.
+    Session-scoped and first of all fixtures, so it is set before any server
+    starts; one parameter's servers are all stopped before the next's start."""
+    global _live_store
+    _live_store = getattr(request, "param", None) or wanted_stores()[0]
+    yield _live_store
+    _live_store = None
 
 
 def postgres_database() -> str:
@@ -364,14 +449,16 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory, request):
+def server(live_store, tmp_path_factory, request):
     workers = request.config.getoption("--workers")
     if workers > 1:
+        if live_store != "sqlite":
+            pytest.skip("--workers runs the live tests on the SQLite store")
         srv = WorkersServer(str(tmp_path_factory.mktemp("posthouse")), workers=workers)
         yield srv
         srv.stop()
         return
-    srv = RunningServer(str(tmp_path_factory.mktemp("posthouse")))
+    srv = RunningServer(str(tmp_path_factory.mktemp("posthouse")), store=live_store)
     yield srv
     srv.stop()
 

@@ -37,7 +37,8 @@ def _free_port() -> int:
 
 
 class PrivatePostgres:
-    def __init__(self):
+    def __init__(self, fsync: bool = False):
+        self.fsync = fsync          # (the benchmarks want a durable one, as their other servers are)
         self.dir: str | None = None
         self.port: int | None = None
         self._as_user: list[str] = []
@@ -77,8 +78,9 @@ class PrivatePostgres:
         self._run(os.path.join(PG_BIN, "initdb"), "-D", data, "-A", "trust", "-U", "postgres",
                   "-E", "UTF8", "--no-sync")
         self.port = _free_port()
-        options = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-                   "-c full_page_writes=off -c max_connections=300")
+        durability = "" if self.fsync else "-c fsync=off -c full_page_writes=off "
+        options = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 {durability}"
+                   "-c max_connections=300")
         self._run(os.path.join(PG_BIN, "pg_ctl"), "-D", data, "-l", os.path.join(self.dir, "log"),
                   "-o", options, "-w", "-t", "60", "start")
         atexit.register(self.stop)     # even if the session is cut short

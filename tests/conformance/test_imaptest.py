@@ -17,7 +17,7 @@ from .imaptest_runner import Account, load, run_script
 
 SCRIPTS_DIR = os.path.join(SHARED, "conformance", "imaptest", "scripts")
 HERE = os.path.dirname(__file__)
-RESULTS: dict[str, tuple[str, str]] = {}
+RESULTS: dict[tuple[str, str], tuple[str, str]] = {}     # (store, script) -> (status, detail)
 
 
 def _known_failures() -> dict[str, str]:
@@ -44,16 +44,18 @@ def accounts(server):
 @pytest.mark.parametrize("name", [
     pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=KNOWN[n])) if n in KNOWN else n
     for n in NAMES])
-def test_script(name, server, accounts):
+def test_script(name, server, accounts, live_store, record_property):
     if not os.path.isdir(SCRIPTS_DIR):
         pytest.skip(f"../shared is absent here ({SCRIPTS_DIR} not found)")
     try:
         script = load(SCRIPTS_DIR, name)
     except ScriptError as e:
-        RESULTS[name] = ("failed", f"script error: {e}")
-        pytest.fail(RESULTS[name][1])
-    RESULTS[name] = asyncio.run(run_script(script, server.host, server.port, accounts))
-    status, detail = RESULTS[name]
+        RESULTS[(live_store, name)] = ("failed", f"script error: {e}")
+    else:
+        RESULTS[(live_store, name)] = asyncio.run(run_script(script, server.host, server.port, accounts))
+    status, detail = RESULTS[(live_store, name)]
+    # (in the test's report, so the summary line has it under pytest-xdist too: conftest.py)
+    record_property("imaptest", [live_store, name, status, detail])
     if status == "skipped":
         pytest.skip(detail)
     if status == "failed":

@@ -116,7 +116,10 @@ def _fetchmail(tmp_path, server, user, ssl_options: str):
                   f'mda "cat >> {out}"\n')
     rc.chmod(0o600)
     env = dict(os.environ, HOME=str(tmp_path), FETCHMAILHOME=str(tmp_path))
-    r = subprocess.run(["fetchmail", "-f", str(rc), "--nodetach", "--nosyslog", "-i", str(tmp_path / "ids")],
+    # Its own lock file: as root, fetchmail's default is one for the whole machine
+    # (/var/run/fetchmail.pid), and tests run in parallel.
+    r = subprocess.run(["fetchmail", "-f", str(rc), "--nodetach", "--nosyslog", "-i", str(tmp_path / "ids"),
+                        "--pidfile", str(tmp_path / "fetchmail.pid")],
                        env=env, capture_output=True, text=True, timeout=60)
     got = out.read_bytes().count(b"Subject: ") if out.exists() else 0
     return r, got

@@ -39,7 +39,7 @@ def last_line(data: bytes) -> bytes:
 # -- connection limits ----------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def limited(tmp_path_factory):
+def limited(live_store, tmp_path_factory):
     srv = RunningServer(str(tmp_path_factory.mktemp("limited")), max_connections_per_ip=3, max_connections=5)
     yield srv
     srv.stop()
@@ -116,7 +116,7 @@ def test_the_connection_past_the_global_limit_is_refused(limited):
 # -- timeouts ---------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def impatient(tmp_path_factory):
+def impatient(live_store, tmp_path_factory):
     srv = RunningServer(str(tmp_path_factory.mktemp("impatient")), login_timeout=3, line_timeout=0.3,
                         idle_timeout=4, pop3_timeout=4)     # past the login deadline: it comes first
     yield srv

@@ -234,8 +234,10 @@ def test_fetchmail_keeps_mail_and_tracks_uidls(server, user, tmp_path):
     env = dict(os.environ, HOME=str(tmp_path), FETCHMAILHOME=str(tmp_path))
 
     def run():
+        # (its own lock file: as root the default is one for the whole machine, and tests run in parallel)
         return subprocess.run(["fetchmail", "-f", str(rc), "--nodetach", "--nosyslog",
-                               "-i", str(tmp_path / "ids")], env=env, capture_output=True,
+                               "-i", str(tmp_path / "ids"), "--pidfile", str(tmp_path / "fetchmail.pid")],
+                              env=env, capture_output=True,
                               text=True, timeout=60)
     first = run()
     assert first.returncode == 0, first.stdout + first.stderr

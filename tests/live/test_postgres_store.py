@@ -1,25 +1,21 @@
-"""The server on the PostgreSQL mail store (issue 24): the imaptest scripts, and
-clients appending to one mailbox at once, through one server and through two
-servers (nodes) over one database.
+"""The server on the PostgreSQL mail store (issue 24): clients appending to one
+mailbox at once, through one server and through two servers (nodes) over one
+database.
 
-The rest of tests/live runs on PostgreSQL with POSTHOUSE_TEST_STORE=postgresql;
-this module alone runs in the default suite, so CI runs the server on both
-stores without running everything twice.
+The rest of tests/live and the imaptest scripts (tests/conformance) run on
+both stores (the live_store parameter, tests/conftest.py); this module picks
+its servers' store itself (PostgreSQL).
 """
 from __future__ import annotations
 
-import asyncio
-import os
 import re
 import threading
 
 import pytest
 
 from tests.conftest import RunningServer, postgres_database, raw_login
-from tests.conformance.imaptest_format import ScriptError
-from tests.conformance.imaptest_runner import Account, load, run_script
-from tests.conformance.test_imaptest import KNOWN, NAMES, SCRIPTS_DIR
 
+pytestmark = pytest.mark.own_store
 CLIENTS, PER_CLIENT = 3, 15
 
 
@@ -34,29 +30,6 @@ def pg_server(pg_url, tmp_path_factory):
     assert type(srv.ctx.service.store).__name__ == "PostgresStore"
     yield srv
     srv.stop()
-
-
-@pytest.fixture(scope="module")
-def accounts(pg_server):
-    return [Account(*pg_server.add_user("imaptest1", "imaptest-pw")),
-            Account(*pg_server.add_user("imaptest2", "imaptest-pw"))]
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=KNOWN[n])) if n in KNOWN else n
-    for n in NAMES])
-def test_imaptest_script_on_postgresql(name, pg_server, accounts):
-    if not os.path.isdir(SCRIPTS_DIR):
-        pytest.skip(f"../shared is absent here ({SCRIPTS_DIR} not found)")
-    try:
-        script = load(SCRIPTS_DIR, name)
-    except ScriptError as e:
-        pytest.fail(f"script error: {e}")
-    status, detail = asyncio.run(run_script(script, pg_server.host, pg_server.port, accounts))
-    if status == "skipped":
-        pytest.skip(detail)
-    if status == "failed":
-        pytest.fail(f"{name}: {detail}", pytrace=False)
 
 
 def _append(c, tag: str, raw: bytes) -> list[bytes]:

@@ -12,7 +12,7 @@ from tests.conftest import RawClient, RunningServer
 
 
 @pytest.fixture(scope="module")
-def guarded(tmp_path_factory):
+def guarded(live_store, tmp_path_factory):
     srv = RunningServer(str(tmp_path_factory.mktemp("guarded")), failure_delay=0.05, auth_throttle_max=1.0)
     yield srv
     srv.stop()
