@@ -93,7 +93,7 @@ async def sort_order(session, criteria, uids: list[int]) -> list[int]:
 SORT_ORDERS_KEPT = 8     # criteria whose whole-mailbox order one mailbox keeps
 
 
-def _whole_mailbox_order(session, criteria, uids: list[int]) -> list[int] | None:
+def _whole_mailbox_order(session, criteria, uids: list[int]) -> tuple[list[int], list[int]] | None:
     """The order of every message of the mailbox by index keys (ARRIVAL, DATE,
     SIZE), kept in the shared index until a message comes or goes: a web
     client pages through a big folder with the same SORT again and again, and
@@ -109,14 +109,15 @@ def _whole_mailbox_order(session, criteria, uids: list[int]) -> list[int] | None
     kept = shared.sort_orders.get(key)
     # Messages only ever join an array in place (longer) or leave it by a new one.
     if kept is not None and kept[0] is current and kept[1] == len(current):
-        return kept[2]
+        return kept[2], kept[3]
     order = list(range(len(uids)))
     for name, reverse in reversed(criteria):
         order.sort(key=_index_keys(name, shared.entries, uids).__getitem__, reverse=reverse)
     if len(shared.sort_orders) >= SORT_ORDERS_KEPT:
         shared.sort_orders.pop(next(iter(shared.sort_orders)))
-    shared.sort_orders[key] = (current, len(current), order)
-    return order
+    ordered_uids = list(map(uids.__getitem__, order))
+    shared.sort_orders[key] = (current, len(current), order, ordered_uids)
+    return order, ordered_uids
 
 
 async def sort_matches(session, criteria, matches: list[int]) -> list[int]:
@@ -137,11 +138,13 @@ async def sort(session, cmd):
     matched = uids_at(session.view.uids, seqs)
     # Every message matched (the sequence numbers ascending and distinct, as
     # many as the view has): the mailbox's kept order, if its keys are the index's.
-    order = _whole_mailbox_order(session, criteria, matched) if len(seqs) == len(session.view.uids) else None
-    if order is None:
+    whole = _whole_mailbox_order(session, criteria, matched) if len(seqs) == len(session.view.uids) else None
+    if whole is not None:
+        order, uids = whole
+    else:
         order = await sort_order(session, criteria, matched)
-    # The sorted UIDs: a plain SORT by sequence numbers needs none of them.
-    uids = list(map(matched.__getitem__, order)) if cmd.uid or with_modseq or returns is not None else None
+        # The sorted UIDs: a plain SORT by sequence numbers needs none of them.
+        uids = list(map(matched.__getitem__, order)) if cmd.uid or with_modseq or returns is not None else None
     numbers = uids if cmd.uid else list(map(seqs.__getitem__, order))
     if returns is not None:
         if returns.save:      # RFC 5182 with ESORT: the saved set, order aside
