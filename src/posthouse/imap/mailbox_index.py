@@ -76,6 +76,9 @@ class SharedMailbox:
         self.views: set[SelectedView] = set()
         self.refs = 0
         self.cached_size = 0        # messages, while kept loaded with no session (registry)
+        # SORT orders of the whole mailbox by index keys (commands/sort.py), by criteria:
+        # (the uids array they were made from, its length, the order).
+        self.sort_orders: dict[tuple, tuple] = {}
         self.gone = False
         self.names: set[tuple[int, str]] = set()    # (user id, name) the registry knows it by
         self.loaded = asyncio.Event()

@@ -290,13 +290,15 @@ class Notifier:
             self.session.untagged(line)
 
     async def _status_line(self, mailbox_id: int, name: str, group: EventGroup) -> bytes | None:
-        try:
-            counts = await self.session.ctx.service.call("mailbox_counts", mailbox_id)
-        except Exception:
-            return None     # deleted meanwhile: MailboxName tells of that
         items = ["MESSAGES", "UIDNEXT", "UIDVALIDITY"]
         if "FLAGCHANGE" in group.events:
             items.append("HIGHESTMODSEQ")
+        counts = self.session.ctx.registry.counts(mailbox_id, items)
+        if counts is None:
+            try:
+                counts = await self.session.ctx.service.call("mailbox_counts", mailbox_id)
+            except Exception:
+                return None     # deleted meanwhile: MailboxName tells of that
         body = " ".join(f"{i} {counts[i]}" for i in items)
         return b"STATUS " + self.session.wire_name(name) + f" ({body})".encode()
 

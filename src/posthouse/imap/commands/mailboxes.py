@@ -367,7 +367,9 @@ def _status_item(tok) -> str:
 
 
 async def _send_status(session, mailbox_id, name, items):
-    counts = await session.ctx.service.call("mailbox_counts", mailbox_id)
+    counts = session.ctx.registry.counts(mailbox_id, items)
+    if counts is None:
+        counts = await session.ctx.service.call("mailbox_counts", mailbox_id)
     body = " ".join(f"{i} {counts[i]}" for i in items)
     session.untagged(b"STATUS " + session.wire_name(name) + f" ({body})".encode())
 

@@ -90,6 +90,36 @@ async def sort_order(session, criteria, uids: list[int]) -> list[int]:
     return order if positions is None else [positions[i] for i in order]
 
 
+SORT_ORDERS_KEPT = 8     # criteria whose whole-mailbox order one mailbox keeps
+
+
+def _whole_mailbox_order(session, criteria, uids: list[int]) -> tuple[list[int], list[int]] | None:
+    """The order of every message of the mailbox by index keys (ARRIVAL, DATE,
+    SIZE), kept in the shared index until a message comes or goes: a web
+    client pages through a big folder with the same SORT again and again, and
+    building 100,000 keys costs ~30-150 ms each time. None where uids are
+    not the shared index's (the view is behind it) or a key needs the store.
+    uids: the view's every UID."""
+    shared = session.view.shared
+    current = shared.uids
+    if (session.view.uids is not current or len(uids) != len(current)
+            or any(key in _PARSED for key, _ in criteria)):
+        return None
+    key = tuple(criteria)
+    kept = shared.sort_orders.get(key)
+    # Messages only ever join an array in place (longer) or leave it by a new one.
+    if kept is not None and kept[0] is current and kept[1] == len(current):
+        return kept[2], kept[3]
+    order = list(range(len(uids)))
+    for name, reverse in reversed(criteria):
+        order.sort(key=_index_keys(name, shared.entries, uids).__getitem__, reverse=reverse)
+    if len(shared.sort_orders) >= SORT_ORDERS_KEPT:
+        shared.sort_orders.pop(next(iter(shared.sort_orders)))
+    ordered_uids = list(map(uids.__getitem__, order))
+    shared.sort_orders[key] = (current, len(current), order, ordered_uids)
+    return order, ordered_uids
+
+
 async def sort_matches(session, criteria, matches: list[int]) -> list[int]:
     """UIDs (in mailbox order) in the order the criteria give."""
     return list(map(matches.__getitem__, await sort_order(session, criteria, matches)))
@@ -106,9 +136,15 @@ async def sort(session, cmd):
         await session.start_condstore()
     seqs = await Evaluator(session, program).run()
     matched = uids_at(session.view.uids, seqs)
-    order = await sort_order(session, criteria, matched)
-    # The sorted UIDs: a plain SORT by sequence numbers needs none of them.
-    uids = list(map(matched.__getitem__, order)) if cmd.uid or with_modseq or returns is not None else None
+    # Every message matched (the sequence numbers ascending and distinct, as
+    # many as the view has): the mailbox's kept order, if its keys are the index's.
+    whole = _whole_mailbox_order(session, criteria, matched) if len(seqs) == len(session.view.uids) else None
+    if whole is not None:
+        order, uids = whole
+    else:
+        order = await sort_order(session, criteria, matched)
+        # The sorted UIDs: a plain SORT by sequence numbers needs none of them.
+        uids = list(map(matched.__getitem__, order)) if cmd.uid or with_modseq or returns is not None else None
     numbers = uids if cmd.uid else list(map(seqs.__getitem__, order))
     if returns is not None:
         if returns.save:      # RFC 5182 with ESORT: the saved set, order aside

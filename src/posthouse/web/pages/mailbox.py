@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import re
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -131,14 +132,32 @@ async def rows_of(conn, uids: list[int]) -> list[ListRow]:
     return [rows[uid] for uid in uids if uid in rows]
 
 
+_FOLD = re.compile(r"\r?\n[ \t]+")
+_LINE_BREAK = re.compile(r"\r?\n(?=[ \t])")
+
+
+def list_headers(raw: bytes) -> tuple[str, str]:
+    """(Subject, From) of a message's header block as the list shows them.
+    Plain ASCII headers with no encoded word (most mail) need no more than
+    unfolding; the email package's full header parsing (policy.default) costs
+    ~0.3 ms a message, a third of a 50-row page's time: kept for the rest."""
+    try:
+        if raw.isascii() and b"=?" not in raw:
+            headers = email.message_from_bytes(raw, policy=email.policy.compat32)
+            # (Unfolded as policy.default does: the Subject keeps the folding
+            # whitespace, an address list's runs of it are one space.)
+            subject = _LINE_BREAK.sub("", str(headers.get("Subject") or "")).strip()
+            return subject, _FOLD.sub(" ", str(headers.get("From") or "")).strip()
+        headers = email.message_from_bytes(raw, policy=email.policy.default)
+        return str(headers.get("Subject") or ""), str(headers.get("From") or "")
+    except Exception:
+        return "", ""
+
+
 def _row(item) -> ListRow:
     attrs = item.attrs
     raw = next((v for k, v in attrs.items() if k.startswith("BODY[HEADER")), None) or b""
-    try:
-        headers = email.message_from_bytes(bytes(raw), policy=email.policy.default)
-        subject, sender = str(headers.get("Subject") or ""), str(headers.get("From") or "")
-    except Exception:
-        subject, sender = "", ""
+    subject, sender = list_headers(bytes(raw))
     name, address = parseaddr(sender)
     flags = {f.lower() for f in attrs.get("FLAGS", ())}
     return ListRow(item.uid, subject.strip() or "(no subject)", name or address or sender or "(unknown sender)",
