@@ -36,14 +36,21 @@ from .tls import ensure_self_signed, server_context, server_name
 log = logging.getLogger("posthouse")
 
 
-def open_store(config: Config) -> Store:
+def open_store(config: Config, same_as: dict | None = None) -> Store:
+    """same_as: the open_args of the store another process of this server
+    opened (workers: the shared store process's), whose identity in the
+    database this one takes (PostgreSQL: the origin of its NOTIFYs, the
+    lessee of queued messages): so the node's own changes, committed there,
+    are not taken for another node's."""
     if (config.database_url or "").startswith(("postgresql://", "postgres://")):
         # The mail store in PostgreSQL (a cluster): the node's journal of
         # arrivals is its own, named by this host and its data directory.
         from .store.postgres.backend import PostgresStore
         log.info("mail store: PostgreSQL at %s", config.database_url.rpartition("@")[2])
+        same_as = same_as or {}
         return PostgresStore(config.database_url, quota_storage=config.quota_storage,
-                             quota_messages=config.quota_messages, node=store_node(config), synchronous=config.fsync)
+                             quota_messages=config.quota_messages, node=store_node(config), synchronous=config.fsync,
+                             lessee=same_as.get("lessee"), origin=same_as.get("origin"))
     try:
         return SQLiteStore(config.data_dir, fsync=config.fsync, quota_storage=config.quota_storage,
                            quota_messages=config.quota_messages)
@@ -69,7 +76,8 @@ def store_node(config: Config) -> str:
 def build_context(config: Config, worker=None) -> ServerContext:
     """worker: a workers.WorkerRole when this is one of several session processes."""
     os.makedirs(config.data_dir, exist_ok=True)
-    service = StoreService(open_store(config), config.parse_processes, config.store_process,
+    service = StoreService(open_store(config, worker.store_args if worker is not None else None),
+                           config.parse_processes, config.store_process,
                            store_connection=worker.store_sock if worker is not None else None)
     service.space = FreeSpace(config.data_dir, config.min_free_space)
     service.space.room_for()     # logs a WARNING now if there is too little room for new mail

@@ -61,6 +61,9 @@ class WorkerRole:
     ended_well: bool = False    # stopped by a signal (not by the loss of the store)
 
     control: socket.socket | None = None     # new store connections come here (a new store process)
+    # How the store process opened the store: the worker's own store (its
+    # reads, its LISTEN) is the same one to the database (app.open_store's same_as).
+    store_args: dict | None = None
 
     def follow_store(self, service, loop) -> None:
         """Take the connections to a new store process the supervisor sends when
@@ -108,6 +111,7 @@ class Supervisor:
         self.config = config
         self.config_file = config_file
         self.count = config.workers
+        self.store_args: dict | None = None     # the store process's open_args (see WorkerRole)
         self.workers: dict[int, _Child] = {}       # pid -> worker
         self.restart_at: dict[int, float] = {}     # worker number -> when to start it again
         self.delays: dict[int, float] = {}
@@ -161,7 +165,11 @@ class Supervisor:
 
     def _start_store(self) -> None:
         from .app import open_store
-        store = open_store(self.config)         # makes or upgrades the schema, once, before anyone uses it
+        # Makes or upgrades the schema, once, before anyone uses it. A store
+        # process started again keeps the first one's identity (PostgreSQL's
+        # NOTIFY origin): the workers running on have it too.
+        store = open_store(self.config, self.store_args)
+        self.store_args = store.open_args
         spec = json.dumps({"module": type(store).__module__, "class": type(store).__qualname__,
                            "args": store.open_args})
         store.close()
@@ -254,7 +262,8 @@ class Supervisor:
         from . import net
         net.REUSE_PORT = True
         from .app import CantListen, serve
-        role = WorkerRole(number, self.count, store_sock, self._report_w, control=control)
+        role = WorkerRole(number, self.count, store_sock, self._report_w, control=control,
+                          store_args=self.store_args)
         try:
             import uvloop
             uvloop.install()

@@ -196,6 +196,12 @@ class Session:
             return
         if self.state == LOGOUT or result is ANSWERED:
             return
+        if self.view is not None and not self.view.shared.loaded.is_set():
+            # A catch-up began meanwhile (another node's change, read from the
+            # change log) and holds this command's own events until it ends:
+            # the response tells of them (an APPEND's EXISTS, so that a UID
+            # STORE on the UID it gave finds the message).
+            await self.view.shared.caught_up()
         await self.flush_updates(expunge_ok)
         code, text = result if isinstance(result, tuple) else (None, result or f"{cmd.name} completed")
         self.tagged(cmd.tag, "OK", text, code)

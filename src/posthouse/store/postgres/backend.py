@@ -76,7 +76,7 @@ def default_node() -> str:
 
 
 class PostgresStore(Store):
-    LAZY = frozenset({"store_flags", "expunge", "claim_recent", "file_arrivals"})
+    LAZY = frozenset({"store_flags", "expunge", "claim_recent", "file_arrivals", "take_recent"})
     READS = frozenset({"get_user", "user_by_id", "list_users", "list_mailboxes", "get_mailbox", "subscriptions",
                        "mailbox_counts", "load_index", "message_data", "search_fields", "search_body", "sort_data",
                        "search_field", "thread_data", "vanished_since", "urlauth_key",
@@ -695,6 +695,17 @@ class PostgresStore(Store):
         return {"MESSAGES": row[0], "SIZE": int(row[1]), "UNSEEN": row[2], "DELETED": row[3],
                 "RECENT": row[4], "DELETED-STORAGE": (int(row[5]) + 1023) // 1024, "UIDNEXT": info.uidnext,
                 "UIDVALIDITY": info.uidvalidity, "HIGHESTMODSEQ": info.highestmodseq}
+
+    def take_recent(self, mailbox_id, upto_uid) -> int:
+        """See SQLiteStore.take_recent (several workers: one session of any gets each)."""
+        with self._tx():
+            row = self.db.execute("SELECT first_recent_uid FROM mailboxes WHERE id=%s FOR UPDATE",
+                                  (mailbox_id,)).fetchone()
+            if row is None:
+                return upto_uid
+            if upto_uid > row[0]:
+                self.db.execute("UPDATE mailboxes SET first_recent_uid=%s WHERE id=%s", (upto_uid, mailbox_id))
+            return row[0]
 
     def claim_recent(self, mailbox_id, first_recent_uid):
         with self._tx():
