@@ -31,15 +31,16 @@ def posthouse(*args, data_dir=None, config=None, input=None, timeout=120):
 class Server:
     """`posthouse serve` in a subprocess: IMAP and LMTP on free ports (and metrics, if asked)."""
 
-    def __init__(self, tmp_path, data_dir: str, metrics: bool = False, name: str = "server"):
+    def __init__(self, tmp_path, data_dir: str, metrics: bool = False, name: str = "server",
+                 workers: int | None = None):
         self.data_dir = data_dir
         self.imap_port, self.lmtp_port = _free_port(), _free_port()
         self.metrics_port = _free_port() if metrics else None
         self.config = str(tmp_path / f"{name}.toml")
         with open(self.config, "w") as f:
             f.write(f'data_dir = "{data_dir}"\nfsync = false\nparse_processes = 0\nfailure_delay = 0.05\n'
-                    'auth_throttle_max = 0\n'
-                    f'[imap]\nport = {self.imap_port}\ntls_port = false\n[lmtp]\nport = {self.lmtp_port}\n'
+                    'auth_throttle_max = 0\n' + (f'workers = {workers}\n' if workers else '')
+                    + f'[imap]\nport = {self.imap_port}\ntls_port = false\n[lmtp]\nport = {self.lmtp_port}\n'
                     '[smtp]\nport = false\n[pop3]\nport = false\ntls_port = false\n[managesieve]\nport = false\n'
                     '[submission]\nport = false\ntls_port = false\n[web]\nport = false\n'
                     + (f'[metrics]\nport = {self.metrics_port}\n' if metrics else ""))
