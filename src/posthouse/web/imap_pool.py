@@ -199,21 +199,17 @@ def _is_http_error(e: BaseException) -> bool:
 async def _leave_mailbox(conn) -> bool:
     """Idle connections wait with no mailbox selected: one left selected would
     be hung up on (BYE) at its next command if another client deleted or
-    renamed that mailbox meanwhile, failing the next page. Whether it was
-    selected is not tracked everywhere (pages send SELECT/EXAMINE themselves),
-    so this always asks. False: the connection is not fit to keep."""
+    renamed that mailbox meanwhile, failing the next page. (Every page selects
+    through conn.select, so conn.selected says whether there is one to leave.)
+    False: the connection is not fit to keep."""
     from ..imap_client import BadResponse, NoResponse
     try:
         async with asyncio.timeout(10):
-            if "UNSELECT" in conn.capabilities:
-                await conn._run([b"UNSELECT"])
-            else:   # (a failed EXAMINE leaves no mailbox selected; CLOSE would expunge)
-                await conn._run([b'EXAMINE "\x20"'])
+            await conn.unselect()
     except (NoResponse, BadResponse):
-        pass        # nothing was selected
+        conn.selected = None    # (refused: the server had none selected)
     except Exception:
         return False
-    conn.selected = None
     return not conn.closed_by_server()
 
 
