@@ -1034,27 +1034,39 @@ class SQLiteStore(Store):
                           "b.message_id, b.in_reply_to, b.refs_header", True)
         return {r[0]: SearchFields(*r) for r in rows}
 
+    # A mailbox of at most this many messages (or a search among at most this
+    # many UIDs) reads its own texts instead of asking the trigram index,
+    # whose hits span every mailbox of the store (a common word in a small
+    # mailbox of a big store would read thousands of other users' hits).
+    SCAN_TEXTS_UP_TO = 2000
+
     def search_body(self, mailbox_id, uids, needle):
         """UIDs (among uids; None: the whole mailbox) whose decoded body text
         holds needle, case-insensitively.
 
         Case folding is the simple, per-character one (as i;unicode-casemap's
         titlecase mapping, RFC 5051): ß matches ẞ, not "ss". The text is kept
-        lower-cased, and GLOB on it uses the trigram index for needles of three
-        characters or more (shorter ones scan the text, in C)."""
+        lower-cased. A small mailbox (or a short UID list) has its own texts
+        read by rowid and scanned with instr(), in C; a big one asks the
+        trigram index with GLOB (needles of three characters or more)."""
         folded = needle.lower()
-        if len(folded) >= 3:
-            pattern = "*" + "".join(f"[{c}]" if c in "*?[" else c for c in folded) + "*"
-            condition = "t.text GLOB ?"
-        else:
-            # Too short for a trigram (and SQLite 3.40's GLOB misses a short
-            # non-ASCII pattern): instr() over the text.
-            pattern, condition = folded, "instr(t.text, ?) > 0"
+        limit = self.SCAN_TEXTS_UP_TO
+        if uids is not None and len(uids) <= limit:
+            return self._scan_texts(mailbox_id, folded, sorted(uids))
+        small = self.db.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM messages WHERE mailbox_id = ? LIMIT ?)",
+            (mailbox_id, limit + 1)).fetchone()[0] <= limit
+        if small or len(folded) < 3:
+            # (Short needles have no trigram; SQLite 3.40's GLOB also misses a
+            # short non-ASCII pattern.)
+            found = self._scan_texts(mailbox_id, folded, None)
+            return found if uids is None else found.intersection(uids)
+        pattern = "*" + "".join(f"[{c}]" if c in "*?[" else c for c in folded) + "*"
         # CROSS JOIN fixes the order: the text index first, then its few messages
         # (the other way round reads every text of the mailbox).
         rows = self.db.execute(
             "SELECT m.uid FROM body_text t CROSS JOIN messages m ON m.blob_id = t.rowid "
-            f"WHERE {condition} AND m.mailbox_id = ?", (pattern, mailbox_id))
+            "WHERE t.text GLOB ? AND m.mailbox_id = ?", (pattern, mailbox_id))
         found = {uid for (uid,) in rows}
         # And the texts not yet in the index (few: see text_pending in the schema).
         rows = self.db.execute(
@@ -1062,6 +1074,22 @@ class SQLiteStore(Store):
             "WHERE instr(p.text, ?) > 0 AND m.mailbox_id = ?", (folded, mailbox_id))
         found.update(uid for (uid,) in rows)
         return found if uids is None else found.intersection(uids)
+
+    def _scan_texts(self, mailbox_id, folded, uids):
+        """UIDs of the mailbox (all, or those of the sorted list uids) whose
+        text, indexed or still pending, holds folded."""
+        # A text is in body_text or in text_pending, never both (the move from
+        # one to the other is one transaction).
+        query = ("SELECT m.uid FROM messages m "
+                 "LEFT JOIN text_pending p ON p.id = m.blob_id "
+                 "LEFT JOIN body_text t ON t.rowid = m.blob_id AND p.id IS NULL "
+                 "WHERE m.mailbox_id = ? {} AND instr(coalesce(p.text, t.text), ?) > 0")
+        if uids is None:
+            rows = self.db.execute(query.format(""), (mailbox_id, folded))
+        else:
+            rows = self.db.execute(query.format("AND m.uid IN (SELECT value FROM json_each(?))"),
+                                   (mailbox_id, json.dumps(uids), folded))
+        return {uid for (uid,) in rows}
 
     _FIELD_COLUMNS = {"from_": "from_", "to": "to_", "cc": "cc", "bcc": "bcc", "subject": "subject"}
 
