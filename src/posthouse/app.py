@@ -76,9 +76,14 @@ def store_node(config: Config) -> str:
 def build_context(config: Config, worker=None) -> ServerContext:
     """worker: a workers.WorkerRole when this is one of several session processes."""
     os.makedirs(config.data_dir, exist_ok=True)
+    wake_watch = None
+    if worker is not None and worker.wake_counters is not None:
+        from .store.wake_counters import WakeWatch
+        wake_watch = WakeWatch(worker.wake_counters, worker.number)
     service = StoreService(open_store(config, worker.store_args if worker is not None else None),
                            config.parse_processes, config.store_process,
-                           store_connection=worker.store_sock if worker is not None else None)
+                           store_connection=worker.store_sock if worker is not None else None,
+                           wake_watch=wake_watch)
     service.space = FreeSpace(config.data_dir, config.min_free_space)
     service.space.room_for()     # logs a WARNING now if there is too little room for new mail
     cert, key = config.tls_cert, config.tls_key

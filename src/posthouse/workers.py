@@ -64,6 +64,8 @@ class WorkerRole:
     # How the store process opened the store: the worker's own store (its
     # reads, its LISTEN) is the same one to the database (app.open_store's same_as).
     store_args: dict | None = None
+    # Shared with the store process: when to read what the others committed (store/wake_counters.py).
+    wake_counters: object = None
 
     def follow_store(self, service, loop) -> None:
         """Take the connections to a new store process the supervisor sends when
@@ -118,6 +120,10 @@ class Supervisor:
         self.reserved: list[socket.socket] = []
         self.stop_reason: str | None = None
         self.failed = False
+        # The store process counts here the frames of others' changes it sends
+        # each worker (store/wake_counters.py); None: workers ask their socket.
+        from .store.wake_counters import WakeCounters
+        self.wake_counters = WakeCounters.create()
         self.reports = bytearray()
         self.stopped = {"sessions": 0, "unfiled": 0}
 
@@ -178,11 +184,14 @@ class Supervisor:
         here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [here, env.get("PYTHONPATH")]))
         from .lifeline import stop_signals_held
+        wake = self.wake_counters
+        argv = [sys.executable, "-m", "posthouse.store.process", "--shared", str(child.fileno()), spec,
+                str(os.getpid())] + ([str(wake.fd)] if wake is not None else [])
         try:
             with stop_signals_held():
                 self.store_proc = subprocess.Popen(
-                    [sys.executable, "-m", "posthouse.store.process", "--shared", str(child.fileno()), spec,
-                     str(os.getpid())], pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, env=env)
+                    argv, pass_fds=(child.fileno(),) + ((wake.fd,) if wake is not None else ()),
+                    stdin=subprocess.DEVNULL, env=env)
         finally:
             child.close()
 
@@ -263,7 +272,7 @@ class Supervisor:
         net.REUSE_PORT = True
         from .app import CantListen, serve
         role = WorkerRole(number, self.count, store_sock, self._report_w, control=control,
-                          store_args=self.store_args)
+                          store_args=self.store_args, wake_counters=self.wake_counters)
         try:
             import uvloop
             uvloop.install()

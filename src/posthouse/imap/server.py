@@ -19,6 +19,9 @@ from .session import LOGOUT, NOT_AUTH, Session
 log = logging.getLogger("posthouse.imap")
 
 _FLUSH_AT = 64 * 1024
+# drain() leaves less than this for the moment the session next waits: a
+# client's pipelined commands are then answered in one write, not one each.
+_FLUSH_SOON = 16 * 1024
 _READ_AHEAD = 2 * 1024 * 1024     # unread bytes from a client before its socket is paused
 # Before login a client needs a few KB of literals (LOGIN's, ID's): one that
 # may send more could make the server hold 64 MiB a literal for nobody.
@@ -63,10 +66,11 @@ class Connection(asyncio.Protocol):
         self._paused_reading = False
         self._write_paused = False
         self._drain_waiter: asyncio.Future | None = None
-        # Responses are gathered and sent in one write at drain(): one system
-        # call per command instead of one per response line.
+        # Responses are gathered and sent in one write when the session next
+        # waits (see drain()): one system call per burst of pipelined commands.
         self._out: list[bytes] = []
         self._out_size = 0
+        self._flush_scheduled = False
         # Timeouts: log in by login_deadline; a command begun at _command_began
         # (or a literal last fed at _literal_fed) must be here line_timeout later.
         self.login_deadline = time.monotonic() + config.login_timeout if config.login_timeout else None
@@ -204,6 +208,13 @@ class Connection(asyncio.Protocol):
     async def drain(self) -> None:
         if self.closed:
             return
+        if self._out_size < _FLUSH_SOON and not self._write_paused:
+            # A little output: sent once this session's task waits for
+            # anything (a loop turn later), with whatever it writes until then.
+            if self._out and not self._flush_scheduled:
+                self._flush_scheduled = True
+                asyncio.get_running_loop().call_soon(self._scheduled_flush)
+            return
         try:
             self._flush()
         except (ConnectionError, OSError, RuntimeError):
@@ -223,6 +234,14 @@ class Connection(asyncio.Protocol):
             finally:
                 if timer is not None:
                     timer.cancel()
+
+    def _scheduled_flush(self) -> None:
+        self._flush_scheduled = False
+        if not self.closed:
+            try:
+                self._flush()
+            except (ConnectionError, OSError, RuntimeError):
+                self.close()
 
     def close(self) -> None:
         if not self.closed:

@@ -408,8 +408,11 @@ class SharedStoreConnection(StoreProcess):
     fail as with StoreProcess, and so do new ones until the supervisor has
     started another and hands us our connection to it (attach())."""
 
-    def __init__(self, sock: socket.socket):
+    def __init__(self, sock: socket.socket, wake_watch=None):
         self._sock = sock
+        # store/wake_counters.py: poll() reads the socket only when frames of
+        # others' changes came since the last look (None: always).
+        self._wake_watch = wake_watch
         self.on_lost = None         # called when the connection ends
         self.on_attached = None     # called when a new one is in place
         super().__init__(object, {})
@@ -429,6 +432,11 @@ class SharedStoreConnection(StoreProcess):
 
     def _first_child(self):
         return _Attached(self._sock)
+
+    def poll(self) -> None:
+        watch = self._wake_watch
+        if watch is None or watch.changed():
+            super().poll()
 
     @property
     def pid(self) -> int:
@@ -566,7 +574,8 @@ def main(argv: list[str]) -> None:
     try:
         if shared:
             from .shared_writer import serve_shared
-            serve_shared(sock, store)
+            from .wake_counters import WakeCounters
+            serve_shared(sock, store, WakeCounters(int(argv[3])) if len(argv) > 3 else None)
         else:
             _serve(sock, store)
     finally:

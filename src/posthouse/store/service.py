@@ -119,7 +119,7 @@ class _DatabaseThread:
 
 class StoreService:
     def __init__(self, store: Store, parse_processes: int = 0, store_process: bool = False,
-                 store_connection=None):
+                 store_connection=None, wake_watch=None):
         self.store = store
         self.hub = ChangeHub()
         # Room on the disk for new mail (store/space.py); the server sets where and how much.
@@ -136,7 +136,7 @@ class StoreService:
         self.relay_handlers["events"] = self.remote_events   # (mailbox list changes made by sessions)
         if self.shared:
             self._db_thread = None
-            self._db_process = SharedStoreConnection(store_connection)
+            self._db_process = SharedStoreConnection(store_connection, wake_watch)
             self._db_process.on_death = self.changes_lost
             self._db_process.on_remote = self._on_remote
         elif store_process and open_args is not None:

@@ -104,9 +104,11 @@ class _Worker:
         return request
 
 
-def serve_shared(control: socket.socket, store) -> None:
+def serve_shared(control: socket.socket, store, wake=None) -> None:
     """Serve the workers whose connections come over control until it ends
-    (the supervisor stopped) and every worker has gone."""
+    (the supervisor stopped) and every worker has gone. wake: the workers'
+    WakeCounters (store/wake_counters.py), counted after each frame of
+    others' changes sent."""
     runner = BatchRunner(store)
     workers: dict[int, _Worker] = {}       # fileno -> worker
     chunk = memoryview(bytearray(RECV_CHUNK))
@@ -133,7 +135,7 @@ def serve_shared(control: socket.socket, store) -> None:
                     batch.append((worker, request))
                     more = True
         if batch:
-            _run(runner, store, reads, batch, workers)
+            _run(runner, store, reads, batch, workers, wake)
         for key, worker in list(workers.items()):
             if worker.eof and not worker.buf:
                 del workers[key]
@@ -159,7 +161,7 @@ def _accept(control: socket.socket, workers: dict) -> bool:
     return True
 
 
-def _run(runner: BatchRunner, store, reads, batch: list, workers: dict) -> None:
+def _run(runner: BatchRunner, store, reads, batch: list, workers: dict, wake=None) -> None:
     calls = [(_noop if method == RELAY else _call(store, method, args))
              for _w, (_i, method, args, _d) in batch]
     results = runner.run(calls, any(d for _w, (_i, _m, _a, d) in batch))
@@ -190,6 +192,8 @@ def _run(runner: BatchRunner, store, reads, batch: list, workers: dict) -> None:
         try:
             worker.sock.settimeout(SEND_TIMEOUT)
             worker.sock.sendall(frame)
+            if wake is not None and any(i[0] < 0 for i in items):
+                wake.bump(worker.number)        # after the send: the frame is there to read
         except OSError as e:
             log.error("worker %d does not take its replies (%s): dropping it", worker.number, e)
             worker.eof = True

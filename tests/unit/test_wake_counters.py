@@ -1,0 +1,46 @@
+"""store/wake_counters.py: the store process's count of frames sent to each
+worker, read by the worker without a system call."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from posthouse.store.wake_counters import SLOTS, WakeCounters, WakeWatch
+
+
+@pytest.fixture
+def counters():
+    made = WakeCounters.create()
+    if made is None:
+        pytest.skip("no memfd_create here")
+    yield made
+    os.close(made.fd)
+
+
+def test_a_watch_sees_each_bump_once(counters):
+    watch = WakeWatch(counters, 3)
+    assert watch.changed() is True          # at first: nothing is known yet, so look
+    assert watch.changed() is False
+    counters.bump(3)
+    counters.bump(3)
+    assert watch.changed() is True and watch.changed() is False
+    counters.bump(4)                        # another worker's counter
+    assert watch.changed() is False
+    assert counters.value(4) == 1 and counters.value(3) == 2
+
+
+def test_worker_numbers_wrap_around_the_slots(counters):
+    counters.bump(SLOTS + 1)
+    assert counters.value(1) == 1
+
+
+def test_another_process_mapping_the_descriptor_shares_the_counters(counters):
+    """As the store process, started with exec and given the descriptor."""
+    code = ("import sys; from posthouse.store.wake_counters import WakeCounters; "
+            "c = WakeCounters(int(sys.argv[1])); c.bump(7); c.bump(7); print(c.value(2))")
+    counters.bump(2)
+    out = subprocess.run([sys.executable, "-c", code, str(counters.fd)], pass_fds=(counters.fd,),
+                         capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "1"
+    assert counters.value(7) == 2
