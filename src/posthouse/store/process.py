@@ -544,6 +544,11 @@ def _call(store, method: str, args: tuple):
         if method.startswith("_"):
             raise ValueError(f"{method} is not a store call")
         return getattr(store, method)(*args)
+    # The rows the call will lock, for a store that locks a batch's rows in
+    # one order before running it (the PostgreSQL store: see its run_batch).
+    locks_of = getattr(store, "rows_locked_by", None)
+    if locks_of is not None:
+        call.locks = locks_of(method, args)
     return call
 
 
