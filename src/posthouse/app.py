@@ -79,7 +79,7 @@ def build_context(config: Config, worker=None) -> ServerContext:
     wake_watch = None
     if worker is not None and worker.wake_counters is not None:
         from .store.wake_counters import WakeWatch
-        wake_watch = WakeWatch(worker.wake_counters, worker.number)
+        wake_watch = WakeWatch(worker.wake_counters, worker.number, worker.count)
     service = StoreService(open_store(config, worker.store_args if worker is not None else None),
                            config.parse_processes, config.store_process,
                            store_connection=worker.store_sock if worker is not None else None,

@@ -137,6 +137,27 @@ def test_next_command_hears_expunge_and_flags_from_the_other_worker(farm):
     b.close()
 
 
+def test_write_behind_stores_of_one_worker_are_in_the_next_command_of_another(farm):
+    """Worker 0 answers each STORE before the store has it (write-behind);
+    worker 1's very next command still tells of it, every time."""
+    user = farm.add_user()
+    a, b = on_workers(farm, user, [0, 1])
+    append(a, "INBOX", "x")
+    append(a, "INBOX", "y")
+    a.cmd("S", "SELECT INBOX")
+    b.cmd("S", "SELECT INBOX")
+    for i in range(40):
+        assert a.cmd("F", f"STORE {i % 2 + 1} FLAGS (k{i})")[-1].startswith(b"F OK")
+        lines = b.cmd("G", f"FETCH {i % 2 + 1} FLAGS")
+        assert any(b"FLAGS (k%d)" % i in x for x in lines), (i, lines)
+    # And a SELECT on worker 1 right after a STORE on worker 0.
+    assert a.cmd("F", "STORE 1 FLAGS (\\Seen)")[-1].startswith(b"F OK")
+    lines = b.cmd("S", "SELECT INBOX")
+    assert b"* OK [UNSEEN 2]" in b"".join(lines), lines
+    a.close()
+    b.close()
+
+
 def test_recent_goes_to_exactly_one_session_across_workers(farm):
     user = farm.add_user()
     sessions = on_workers(farm, user, [0, 1, 0, 1])

@@ -22,6 +22,10 @@ class FakeService:
         self.sent.append((method, args, future))
         return future
 
+    def send_behind(self, mailbox_id, uids, mode, flags, applied):
+        self.applied = applied      # (several workers: called as the reply comes)
+        return self.send("store_flags", mailbox_id, uids, mode, flags, None)
+
     async def call(self, method, *args):
         assert method == "load_index"
         return None, [IndexEntry(uid, flags, 50, 10, 0.0) for uid, flags in self.stored.items()]
@@ -129,4 +133,27 @@ def test_a_store_that_fails_in_the_store_is_read_back_and_told_to_everyone(caplo
         assert shared.unseen == {1}
         assert mine.view.flag_changes == {1, 2} and other.view.flag_changes == {1, 2}
         assert not shared.behind and not shared._ahead
+    asyncio.run(run())
+
+
+def test_several_workers_the_reply_is_applied_in_order_with_the_others_changes():
+    """With several workers the reply is applied as it comes (send_behind's
+    applied), before what the frame brings after it: another worker's later
+    change to the message is not undone by this STORE's older event, which
+    the future's settling (a loop turn later) must not publish again."""
+    async def run():
+        service, shared, (mine, other) = _setup()
+        store_behind(mine, [1], "add", frozenset({"\\Seen"}))
+        future = service.sent[0][2]
+        ours = ([FlagsChanged(1, 1, frozenset({"\\Seen"}), 2)], [])
+        service.applied(ours)                       # the reply, in frame order...
+        assert not shared.behind and not shared._ahead
+        assert other.view.flag_changes == {1} and not mine.view.flag_changes
+        # ...then another worker's later change, in the same frame.
+        service.hub.publish([FlagsChanged(1, 1, frozenset({"\\Seen", "\\Flagged"}), 3)])
+        future.set_result(ours)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert shared.entries[1].flags == {"\\Seen", "\\Flagged"} and shared.entries[1].modseq == 3
+        assert mine.view.flag_changes == {1}        # (told the \\Flagged)
     asyncio.run(run())

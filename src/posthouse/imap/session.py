@@ -155,8 +155,14 @@ class Session:
             self.tagged(cmd.tag, "BAD", f"{cmd.name} not allowed in the {self.state} state")
             return
         expunge_ok = spec.expunge_ok or cmd.uid
-        # Several workers: what the others committed before this command came is applied first.
-        self.ctx.service.take_remote()
+        # Several workers: what the others committed before this command came is applied first,
+        service = self.ctx.service
+        service.take_remote()
+        if self.view is not None and service.behind_watch is not None:
+            # and the STOREs of the selected mailbox they told their clients are done.
+            waiting = service.others_behind(self.view.shared.id)
+            if waiting:
+                await service.others_stored(self.view.shared.id, waiting)
         if self.arrivals is not None and self.arrivals.pending and self.user is not None:
             # Mail answered "250" to its sender is there for the command that comes after.
             await self.arrivals.settled(self.user.id)

@@ -27,6 +27,15 @@ Why this stays exact:
 
 Only for a session that owes its client no MODSEQ (CONDSTORE not enabled),
 with no UNCHANGEDSINCE and no search kept up to date: those wait as before.
+
+Several workers (store/shared_writer.py): the sessions of other workers
+can't see our index, so the worker counts each such STORE in shared memory
+before answering it (store/wake_counters.py), and a session of another
+worker waits, before its next command on that mailbox (and before SELECT),
+until the store process has committed it and sent its changes there. Its
+reply is applied as it comes, in order with the other workers' changes
+(a later change to the message from another worker must not be undone by
+this one's event arriving after it).
 """
 from __future__ import annotations
 
@@ -42,9 +51,10 @@ _rereads: set[asyncio.Task] = set()     # running tasks, kept from the garbage c
 
 
 def can_write_behind(session, unchanged_since) -> bool:
-    # Several workers (store/shared_writer.py): a session of another process
-    # could not wait for the change a client was told is done; the STORE waits.
-    if getattr(session.ctx.service, "shared", False):
+    service = session.ctx.service
+    if getattr(service, "shared", False) and service.behind_watch is None:
+        # Several workers without counters in shared memory: a session of
+        # another process could not wait for the change; the STORE waits.
         return False
     return unchanged_since is None and not session.condstore and not session.view.track_changes
 
@@ -61,28 +71,42 @@ def store_behind(session, uids: list[int], mode: str, flags: frozenset) -> None:
         new = merged_flags(entry.flags, mode, flags)
         told[uid] = shared.set_flags_ahead(uid, entry.flags if new is None else new)
     service = session.ctx.service
-    future = service.send("store_flags", shared.id, uids, mode, flags, None)
+    sent: list[asyncio.Future] = []      # (the future, once there is one)
+    future = service.send_behind(shared.id, uids, mode, flags,
+                                 lambda result: _applied(service, view, told, sent[0], result))
+    sent.append(future)
     shared.behind[future] = view
     future.add_done_callback(functools.partial(_stored, service, view, told))
 
 
-def _stored(service, view, told: dict, future: asyncio.Future) -> None:
+def _applied(service, view, told: dict, future: asyncio.Future, result) -> None:
+    """The STORE committed: its events, to every view but the one told already."""
     shared = view.shared
+    if future not in shared.behind:
+        return      # (applied already)
     shared.release_ahead(future, told)
-    error = future.exception() if not future.cancelled() else asyncio.CancelledError()
-    if error is not None:
-        if not shared.gone:
-            log.error("a STORE in mailbox %s failed in the store (%r): its flags are read again", shared.id, error)
-            task = asyncio.ensure_future(_reread(service, shared, set(told)))
-            _rereads.add(task)
-            task.add_done_callback(_rereads.discard)
-        return
-    events, _failed = future.result()
+    events, _failed = result
     shared.told = (view, told)
     try:
         service.hub.publish(events)
     finally:
         shared.told = None
+
+
+def _stored(service, view, told: dict, future: asyncio.Future) -> None:
+    shared = view.shared
+    if future not in shared.behind:
+        return      # applied as its reply came (several workers: see _applied)
+    error = future.exception() if not future.cancelled() else asyncio.CancelledError()
+    if error is None:
+        _applied(service, view, told, future, future.result())
+        return
+    shared.release_ahead(future, told)
+    if not shared.gone:
+        log.error("a STORE in mailbox %s failed in the store (%r): its flags are read again", shared.id, error)
+        task = asyncio.ensure_future(_reread(service, shared, set(told)))
+        _rereads.add(task)
+        task.add_done_callback(_rereads.discard)
 
 
 async def _reread(service, shared, uids: set[int]) -> None:

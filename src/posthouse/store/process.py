@@ -43,6 +43,10 @@ class StoreProcessDied(Exception):
     """The store process ended while a call was under way or waiting."""
 
 
+# A write-behind STORE from a worker (StoreService.send_behind): store_flags,
+# counted done in shared memory once its changes are sent to every worker.
+WRITE_BEHIND = "@store_flags_behind"
+
 def _frame(obj) -> bytes:
     data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     return _HEADER.pack(len(data)) + data

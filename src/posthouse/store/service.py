@@ -29,7 +29,7 @@ from ..mime.message import ParsedMessage
 from .api import DiskFull, Store
 from .batches import BatchRunner, settle
 from .parsing import PROCESS_FROM, ParsePool
-from .process import SharedStoreConnection, StoreProcess
+from .process import WRITE_BEHIND, SharedStoreConnection, StoreProcess
 from .space import FreeSpace, is_disk_full
 
 log = logging.getLogger("posthouse.store")
@@ -132,6 +132,10 @@ class StoreService:
         # One of several workers (app_workers.py): the store process is shared,
         # reached over store_connection, and tells us what the others commit.
         self.shared = store_connection is not None
+        # Several workers: write-behind STOREs are counted in shared memory
+        # (store/wake_counters.py); None: a STORE there waits for its commit.
+        self.behind_watch = wake_watch if self.shared and wake_watch is not None and wake_watch.write_behind \
+            else None
         self.relay_handlers: dict[str, Callable] = {}   # kind -> handler(*payload), for relay()
         self.relay_handlers["events"] = self.remote_events   # (mailbox list changes made by sessions)
         if self.shared:
@@ -261,6 +265,47 @@ class StoreService:
         if self._db_process is not None:
             return self._db_process.submit(method, args, False, soon=soon)
         return self._db_thread.submit(functools.partial(_call, self.store, method, args), False)
+
+    # How long a command waits at most for another worker's write-behind
+    # STOREs (one that died after counting one it never sent is not waited for longer).
+    BEHIND_WAIT_MAX = 2.0
+
+    def send_behind(self, mailbox_id: int, uids: list, mode: str, flags, applied: Callable) -> asyncio.Future:
+        """A write-behind STORE (imap/write_behind.py), not waited for. With
+        several workers it is counted first (the others' sessions wait for it
+        before their next command on the mailbox: see others_stored), and
+        applied(result) runs as its reply comes, in order with the other
+        workers' changes; the future settles after."""
+        watch = self.behind_watch
+        if watch is None:
+            return self.send("store_flags", mailbox_id, uids, mode, flags, None)
+        watch.counters.behind_sent(watch.worker, mailbox_id)
+        return self._db_process.submit(WRITE_BEHIND, (mailbox_id, uids, mode, flags, None), False,
+                                       publish=applied)
+
+    def others_behind(self, mailbox_id: int) -> list:
+        """The other workers' write-behind STOREs on the mailbox not yet here (see wake_counters)."""
+        watch = self.behind_watch
+        return watch.others_behind(mailbox_id) if watch is not None else []
+
+    async def others_stored(self, mailbox_id: int, waiting: list | None = None) -> None:
+        """Once the other workers' write-behind STOREs on the mailbox, sent
+        before now, are committed and their changes applied here."""
+        watch = self.behind_watch
+        if watch is None:
+            return
+        waiting = watch.others_behind(mailbox_id) if waiting is None else waiting
+        if not waiting:
+            return
+        counters = watch.counters
+        deadline = time.monotonic() + self.BEHIND_WAIT_MAX
+        while not all(counters.behind_reached(w, mailbox_id, target) for w, target in waiting):
+            if time.monotonic() > deadline:
+                log.warning("mailbox %s: another worker's STORE did not reach the store in %.0f s; going on",
+                            mailbox_id, self.BEHIND_WAIT_MAX)
+                break
+            await asyncio.sleep(0.0005)
+        self.take_remote()
 
     def post(self, method: str, *args) -> None:
         """A lazy change whose caller need not know the outcome (one that

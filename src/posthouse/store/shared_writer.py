@@ -28,7 +28,7 @@ import socket
 
 from .api import FlagsChanged, MailboxGone, MailboxListChanged, MessageAdded, MessagesExpunged
 from .batches import BatchRunner
-from .process import _HEADER, MAX_BATCH, RECV_CHUNK, _call, _frame, _portable
+from .process import _HEADER, MAX_BATCH, RECV_CHUNK, WRITE_BEHIND, _call, _frame, _portable
 
 log = logging.getLogger("posthouse.store")
 
@@ -140,6 +140,8 @@ def serve_shared(control: socket.socket, store, wake=None) -> None:
             if worker.eof and not worker.buf:
                 del workers[key]
                 worker.sock.close()
+                if wake is not None:
+                    wake.behind_forget(worker.number)
                 log.info("worker %d left the store", worker.number)
         if batch:
             runner.between_batches()
@@ -162,7 +164,8 @@ def _accept(control: socket.socket, workers: dict) -> bool:
 
 
 def _run(runner: BatchRunner, store, reads, batch: list, workers: dict, wake=None) -> None:
-    calls = [(_noop if method == RELAY else _call(store, method, args))
+    calls = [(_noop if method == RELAY else
+              _call(store, "store_flags" if method == WRITE_BEHIND else method, args))
              for _w, (_i, method, args, _d) in batch]
     results = runner.run(calls, any(d for _w, (_i, _m, _a, d) in batch))
     for (worker, (call_id, method, args, _d)), (ok, value) in zip(batch, results):
@@ -203,6 +206,15 @@ def _run(runner: BatchRunner, store, reads, batch: list, workers: dict, wake=Non
                 worker.sock.setblocking(False)
             except OSError:
                 pass
+    if wake is not None:
+        # Every worker has this batch's changes in its socket now: sessions
+        # waiting for these write-behind STOREs (failed ones too) may go on.
+        for worker, (_i, method, args, _d) in batch:
+            if method == WRITE_BEHIND:
+                try:
+                    wake.behind_done(worker.number, int(args[0]))
+                except (IndexError, TypeError, ValueError):
+                    pass
 
 
 def _noop():

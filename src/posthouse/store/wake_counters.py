@@ -9,6 +9,15 @@ changes it has written to that worker's socket, and the worker reads its
 socket only when the counter moved: the frame is in the socket's buffer by
 then, since the count follows the send.
 
+The same memory counts write-behind STOREs (imap/write_behind.py) across
+workers, per worker and mailbox (a mailbox's slot is its id modulo
+MAILBOX_SLOTS): the worker counts each it sends ("sent"), the store process
+each it has committed and sent to the other workers ("done"). A session of
+another worker about to run a command on that mailbox waits until "done"
+reaches the "sent" it read: the change a client was told is done is then in
+its socket, and its command tells of it, as in one process. Each counter
+has one writer, so no atomic operations are needed.
+
 A memfd: the workers inherit its mapping when forked, the store process
 (started with exec) gets the descriptor and maps it; a store process
 started again maps the same counters.
@@ -20,13 +29,18 @@ import os
 import struct
 
 SLOTS = 256         # worker numbers, modulo
+BEHIND_WORKERS = 64     # worker numbers with write-behind counters (more: no write-behind)
+MAILBOX_SLOTS = 1024    # mailbox ids, modulo (two mailboxes sharing a slot only wait for each other)
 _COUNTER = struct.Struct("=Q")
+_SENT = SLOTS * _COUNTER.size
+_DONE = _SENT + BEHIND_WORKERS * MAILBOX_SLOTS * _COUNTER.size
+_SIZE = _DONE + BEHIND_WORKERS * MAILBOX_SLOTS * _COUNTER.size
 
 
 class WakeCounters:
     def __init__(self, fd: int):
         self.fd = fd
-        self._map = mmap.mmap(fd, SLOTS * _COUNTER.size)
+        self._map = mmap.mmap(fd, _SIZE)
 
     @classmethod
     def create(cls) -> "WakeCounters | None":
@@ -34,7 +48,7 @@ class WakeCounters:
         command then asks the socket)."""
         try:
             fd = os.memfd_create("posthouse-wake-counters")
-            os.ftruncate(fd, SLOTS * _COUNTER.size)
+            os.ftruncate(fd, _SIZE)
         except (AttributeError, OSError):
             return None
         return cls(fd)
@@ -47,15 +61,66 @@ class WakeCounters:
     def value(self, worker: int) -> int:
         return _COUNTER.unpack_from(self._map, (worker % SLOTS) * _COUNTER.size)[0]
 
+    # -- write-behind STOREs ---------------------------------------------------------
+    @staticmethod
+    def _behind(base: int, worker: int, mailbox_id: int) -> int:
+        return base + (worker * MAILBOX_SLOTS + mailbox_id % MAILBOX_SLOTS) * _COUNTER.size
+
+    def _add(self, offset: int) -> None:
+        _COUNTER.pack_into(self._map, offset, _COUNTER.unpack_from(self._map, offset)[0] + 1)
+
+    def behind_sent(self, worker: int, mailbox_id: int) -> None:
+        """(Worker `worker`, before it answers the STORE.)"""
+        self._add(self._behind(_SENT, worker, mailbox_id))
+
+    def behind_done(self, worker: int, mailbox_id: int) -> None:
+        """(The store process, once the STORE's events are sent to every worker.)"""
+        if worker < BEHIND_WORKERS:
+            self._add(self._behind(_DONE, worker, mailbox_id))
+
+    def behind_waiting(self, worker: int, mailbox_id: int) -> int | None:
+        """The count "done" must reach for the STOREs worker has sent on the
+        mailbox so far, or None if they are all done."""
+        sent = _COUNTER.unpack_from(self._map, self._behind(_SENT, worker, mailbox_id))[0]
+        done = _COUNTER.unpack_from(self._map, self._behind(_DONE, worker, mailbox_id))[0]
+        return sent if done < sent else None
+
+    def behind_reached(self, worker: int, mailbox_id: int, target: int) -> bool:
+        return _COUNTER.unpack_from(self._map, self._behind(_DONE, worker, mailbox_id))[0] >= target
+
+    def behind_forget(self, worker: int) -> None:
+        """(The store process, when a worker's connection ended: what it sent
+        and did not reach us never will; nobody waits for it.)"""
+        if worker >= BEHIND_WORKERS:
+            return
+        for slot in range(MAILBOX_SLOTS):
+            sent = _COUNTER.unpack_from(self._map, self._behind(_SENT, worker, slot))[0]
+            _COUNTER.pack_into(self._map, self._behind(_DONE, worker, slot), sent)
+
 
 class WakeWatch:
     """One worker's view of its counter: changed() is True when frames came
     since it last said so (and at first)."""
 
-    def __init__(self, counters: WakeCounters, worker: int):
+    def __init__(self, counters: WakeCounters, worker: int, workers: int = 1):
         self.counters = counters
         self.worker = worker
+        self.workers = workers      # how many there are (their numbers: 0 .. workers - 1)
         self.seen = -1
+        # Write-behind STOREs across workers need a counter of our own, and of each other's.
+        self.write_behind = workers <= BEHIND_WORKERS
+
+    def others_behind(self, mailbox_id: int) -> list[tuple[int, int]]:
+        """(worker, target) of the other workers with write-behind STOREs on
+        the mailbox not yet done (see WakeCounters.behind_waiting)."""
+        counters, me = self.counters, self.worker
+        waiting = []
+        for worker in range(self.workers):
+            if worker != me:
+                target = counters.behind_waiting(worker, mailbox_id)
+                if target is not None:
+                    waiting.append((worker, target))
+        return waiting
 
     def changed(self) -> bool:
         value = self.counters.value(self.worker)

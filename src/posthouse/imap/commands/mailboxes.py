@@ -52,6 +52,8 @@ async def _open(session, cmd, readonly: bool):
         if shared is not None and shared.loaded.is_set() and shared.synced < params.qresync.modseq:
             shared.catch_up()
             await shared.caught_up()
+    # Other workers' write-behind STOREs there: in what we read and say below.
+    await session.ctx.service.others_stored(mailbox_id)
     view = await session.select(mailbox_id, name, readonly)
     if known is None:
         registry.remember_name(view.shared, user_id, name)
