@@ -11,8 +11,9 @@ process held in memory and must hold across them:
   untagged responses) from the store process's broadcast; a session applies
   what has come before each command (StoreService.take_remote);
 - \\Recent is claimed in the store (take_recent), so one session gets it;
-- STORE waits for its commit (no write-behind: another process's session
-  could not wait for it);
+- write-behind STORE: counted in shared memory (store/wake_counters.py)
+  before it is answered; another worker's session waits for the count to be
+  done before its next command on the mailbox;
 - the POP3 lock is a file lock (pop3/maildrop.py); failed logins are relayed
   to every worker's throttle; mailbox list changes (NOTIFY) are relayed;
 - each worker has its own arrivals journal (arrivals, arrivals.1, ...),

@@ -44,3 +44,28 @@ def test_another_process_mapping_the_descriptor_shares_the_counters(counters):
                          capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "1"
     assert counters.value(7) == 2
+
+
+def test_write_behind_stores_are_waited_for_by_the_other_workers_only(counters):
+    mine, other = WakeWatch(counters, 0, workers=2), WakeWatch(counters, 1, workers=2)
+    assert other.others_behind(5) == []
+    counters.behind_sent(0, 5)                       # worker 0 answered a STORE in mailbox 5
+    assert other.others_behind(5) == [(0, 1)]
+    assert other.others_behind(6) == []              # another mailbox
+    assert mine.others_behind(5) == []               # its own sessions wait in-process
+    counters.behind_done(0, 5)                       # the store process sent it everywhere
+    assert other.others_behind(5) == [] and counters.behind_reached(0, 5, 1)
+    counters.behind_sent(0, 5)
+    counters.behind_sent(0, 5)
+    assert other.others_behind(5) == [(0, 3)]
+    counters.behind_forget(0)                        # worker 0's connection ended
+    assert other.others_behind(5) == []
+
+
+def test_a_count_waited_for_in_vain_is_not_waited_for_again(counters):
+    other = WakeWatch(counters, 1, workers=2)
+    counters.behind_sent(0, 7)
+    other.give_up(7, [(0, 1)])
+    assert other.others_behind(7) == []
+    counters.behind_sent(0, 7)                       # a later one is waited for
+    assert other.others_behind(7) == [(0, 2)]

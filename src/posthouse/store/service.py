@@ -279,9 +279,11 @@ class StoreService:
         watch = self.behind_watch
         if watch is None:
             return self.send("store_flags", mailbox_id, uids, mode, flags, None)
-        watch.counters.behind_sent(watch.worker, mailbox_id)
-        return self._db_process.submit(WRITE_BEHIND, (mailbox_id, uids, mode, flags, None), False,
-                                       publish=applied)
+        future = self._db_process.submit(WRITE_BEHIND, (mailbox_id, uids, mode, flags, None), False,
+                                         publish=applied)
+        if not future.done():      # (failed at once: no store process now; nobody need wait)
+            watch.counters.behind_sent(watch.worker, mailbox_id)
+        return future
 
     def others_behind(self, mailbox_id: int) -> list:
         """The other workers' write-behind STOREs on the mailbox not yet here (see wake_counters)."""
@@ -303,6 +305,7 @@ class StoreService:
             if time.monotonic() > deadline:
                 log.warning("mailbox %s: another worker's STORE did not reach the store in %.0f s; going on",
                             mailbox_id, self.BEHIND_WAIT_MAX)
+                watch.give_up(mailbox_id, waiting)
                 break
             await asyncio.sleep(0.0005)
         self.take_remote()

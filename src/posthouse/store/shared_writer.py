@@ -28,6 +28,7 @@ import socket
 
 from .api import FlagsChanged, MailboxGone, MailboxListChanged, MessageAdded, MessagesExpunged
 from .batches import BatchRunner
+from .wake_counters import BEHIND_WORKERS
 from .process import _HEADER, MAX_BATCH, RECV_CHUNK, WRITE_BEHIND, _call, _frame, _portable
 
 log = logging.getLogger("posthouse.store")
@@ -111,6 +112,11 @@ def serve_shared(control: socket.socket, store, wake=None) -> None:
     others' changes sent."""
     runner = BatchRunner(store)
     workers: dict[int, _Worker] = {}       # fileno -> worker
+    if wake is not None:
+        # A store process before us may have died with write-behind STOREs
+        # counted and never done: they never will be; nobody waits for them.
+        for number in range(BEHIND_WORKERS):
+            wake.behind_forget(number)
     chunk = memoryview(bytearray(RECV_CHUNK))
     control_open = True
     reads = getattr(store, "READS", frozenset())

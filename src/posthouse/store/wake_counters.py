@@ -109,6 +109,12 @@ class WakeWatch:
         self.seen = -1
         # Write-behind STOREs across workers need a counter of our own, and of each other's.
         self.write_behind = workers <= BEHIND_WORKERS
+        # (worker, mailbox slot) -> a count waited for in vain: not waited for again.
+        self._gave_up: dict[tuple[int, int], int] = {}
+
+    def give_up(self, mailbox_id: int, waiting: list[tuple[int, int]]) -> None:
+        for worker, target in waiting:
+            self._gave_up[(worker, mailbox_id % MAILBOX_SLOTS)] = target
 
     def others_behind(self, mailbox_id: int) -> list[tuple[int, int]]:
         """(worker, target) of the other workers with write-behind STOREs on
@@ -118,7 +124,7 @@ class WakeWatch:
         for worker in range(self.workers):
             if worker != me:
                 target = counters.behind_waiting(worker, mailbox_id)
-                if target is not None:
+                if target is not None and target > self._gave_up.get((worker, mailbox_id % MAILBOX_SLOTS), 0):
                     waiting.append((worker, target))
         return waiting
 

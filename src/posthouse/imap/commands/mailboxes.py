@@ -369,6 +369,10 @@ def _status_item(tok) -> str:
 
 
 async def _send_status(session, mailbox_id, name, items):
+    # Other workers' write-behind STOREs there (\Seen for UNSEEN, a MODSEQ) count.
+    service = session.ctx.service
+    if service.behind_watch is not None and service.others_behind(mailbox_id):
+        await service.others_stored(mailbox_id)
     counts = session.ctx.registry.counts(mailbox_id, items)
     if counts is None:
         counts = await session.ctx.service.call("mailbox_counts", mailbox_id)
