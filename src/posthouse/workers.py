@@ -18,6 +18,8 @@ process held in memory and must hold across them:
   to every worker's throttle; mailbox list changes (NOTIFY) are relayed;
 - each worker has its own arrivals journal (arrivals, arrivals.1, ...),
   filed with its own sequence numbers; a worker started again files its own;
+  mail answered "250" and not filed yet is counted in shared memory per user,
+  and another worker's session waits for it before its next command;
 - the admin socket, metrics, the outbound queue, the LMTP unix socket, the
   tracker and the web app run in worker 0 only (admin status is worker 0's).
 The supervisor starts a worker that ends again (its connections are lost,

@@ -4,6 +4,7 @@ its sessions on different workers (the ID response says which serves one)."""
 from __future__ import annotations
 
 import os
+import poplib
 import re
 import select
 import signal
@@ -336,6 +337,32 @@ def test_lmtp_deliveries_through_both_workers_are_filed_once(farm):
         time.sleep(0.1)
     assert sorted(_message_ids(farm, user)) == sorted(s.encode() for s in subjects)
     assert os.path.isdir(os.path.join(farm.data_dir, "arrivals.1"))
+
+
+def test_mail_answered_250_by_one_worker_is_in_the_next_command_of_a_session_on_another(farm):
+    """In one process a session's next command waits for the mail answered
+    "250" to be filed; across workers too: each delivery (whichever worker
+    took its LMTP connection) is told by the very next command of a session
+    on either worker, and a POP3 login's maildrop has it."""
+    user = farm.add_user()
+    watchers = on_workers(farm, user, [0, 1])
+    for c in watchers:
+        c.cmd("S", "SELECT INBOX")
+    for i in range(12):
+        subject = f"now{i}"
+        _lmtp_deliver(farm, f"{user[0]}@example.com", [subject])
+        for c in watchers:
+            lines = c.cmd("N", "NOOP")
+            assert b"* %d EXISTS\r\n" % (i + 1) in lines, (i, lines)
+    pop = poplib.POP3(farm.host, farm.pop3_port, timeout=30)
+    try:
+        pop.user(user[0])
+        pop.pass_(user[1])
+        assert pop.stat()[0] == 12
+    finally:
+        pop.quit()
+    for c in watchers:
+        c.close()
 
 
 @pytest.fixture(scope="module")

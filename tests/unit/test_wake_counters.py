@@ -1,12 +1,13 @@
 """store/wake_counters.py: the store process's count of frames sent to each
 worker, read by the worker without a system call."""
+import asyncio
 import os
 import subprocess
 import sys
 
 import pytest
 
-from posthouse.store.wake_counters import SLOTS, WakeCounters, WakeWatch
+from posthouse.store.wake_counters import ARRIVALS, BEHIND, SLOTS, WakeCounters, WakeWatch
 
 
 @pytest.fixture
@@ -46,26 +47,35 @@ def test_another_process_mapping_the_descriptor_shares_the_counters(counters):
     assert counters.value(7) == 2
 
 
-def test_write_behind_stores_are_waited_for_by_the_other_workers_only(counters):
+def test_pending_counts_are_waited_for_by_the_other_workers_only(counters):
     mine, other = WakeWatch(counters, 0, workers=2), WakeWatch(counters, 1, workers=2)
-    assert other.others_behind(5) == []
-    counters.behind_sent(0, 5)                       # worker 0 answered a STORE in mailbox 5
-    assert other.others_behind(5) == [(0, 1)]
-    assert other.others_behind(6) == []              # another mailbox
-    assert mine.others_behind(5) == []               # its own sessions wait in-process
-    counters.behind_done(0, 5)                       # the store process sent it everywhere
-    assert other.others_behind(5) == [] and counters.behind_reached(0, 5, 1)
-    counters.behind_sent(0, 5)
-    counters.behind_sent(0, 5)
-    assert other.others_behind(5) == [(0, 3)]
-    counters.behind_forget(0)                        # worker 0's connection ended
-    assert other.others_behind(5) == []
+    assert other.others_waiting(BEHIND, 5) == []
+    mine.started(BEHIND, 5)                          # worker 0 answered a STORE in mailbox 5
+    assert other.others_waiting(BEHIND, 5) == [(0, 1)]
+    assert other.others_waiting(BEHIND, 6) == []     # another mailbox
+    assert other.others_waiting(ARRIVALS, 5) == []   # another kind
+    assert mine.others_waiting(BEHIND, 5) == []      # its own sessions wait in-process
+    counters.finished(BEHIND, 0, 5)                  # the store process sent it everywhere
+    assert other.others_waiting(BEHIND, 5) == [] and counters.reached(BEHIND, 0, 5, 1)
+    mine.started(BEHIND, 5)
+    mine.started(BEHIND, 5)
+    assert other.others_waiting(BEHIND, 5) == [(0, 3)]
+    counters.forget(BEHIND, 0)                       # worker 0's connection ended
+    assert other.others_waiting(BEHIND, 5) == []
 
 
-def test_a_count_waited_for_in_vain_is_not_waited_for_again(counters):
-    other = WakeWatch(counters, 1, workers=2)
-    counters.behind_sent(0, 7)
-    other.give_up(7, [(0, 1)])
-    assert other.others_behind(7) == []
-    counters.behind_sent(0, 7)                       # a later one is waited for
-    assert other.others_behind(7) == [(0, 2)]
+def test_waiting_ends_when_the_count_is_reached_or_given_up(counters):
+    mine, other = WakeWatch(counters, 0, workers=2), WakeWatch(counters, 1, workers=2)
+
+    async def run():
+        mine.started(ARRIVALS, 7)
+        waiting = other.others_waiting(ARRIVALS, 7)
+        asyncio.get_running_loop().call_later(0.05, mine.finished, ARRIVALS, 7)
+        await other.wait_for_others(ARRIVALS, 7, waiting, 5.0, "mail for user")
+        assert counters.reached(ARRIVALS, 0, 7, 1)
+        mine.started(ARRIVALS, 7)                    # never finished: its worker died
+        await other.wait_for_others(ARRIVALS, 7, other.others_waiting(ARRIVALS, 7), 0.05, "mail for user")
+        assert other.others_waiting(ARRIVALS, 7) == []     # not waited for again
+        mine.started(ARRIVALS, 7)                    # a later one is
+        assert other.others_waiting(ARRIVALS, 7) == [(0, 3)]
+    asyncio.run(run())

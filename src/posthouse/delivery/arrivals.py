@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from ..store.api import NoSuchMailbox, StoreError
 from ..store.parsing import PROCESS_FROM
 from ..store.process import StoreProcessDied
+from ..store.wake_counters import ARRIVALS
 from ..store.space import is_disk_full
 from .deliver import DeliveryResult, disk_full, mailbox_full
 from .journal import Journal
@@ -102,6 +103,10 @@ class Arrivals:
         self._retries: dict[int, asyncio.TimerHandle] = {}     # seq -> its retry, waiting
         self._waiting_for_store: dict[int, Arrival] = {}        # those waiting because the store failed
         self._segment_holds = 0     # backups under way (admin/backup.py): no segment is dropped
+        # Several workers: each accepted message counted in shared memory per
+        # user, started and finished (store/wake_counters.py), so another
+        # worker's session waits for it as ours wait in settled().
+        self.watch = None
 
     def takes(self, raw: bytes) -> bool:
         """Whether this message is answered from the journal (started, and small)."""
@@ -110,6 +115,10 @@ class Arrivals:
     # -- starting and stopping ------------------------------------------------------
     async def start(self) -> None:
         """Read the journal and queue whatever in it is not filed yet."""
+        if self.watch is not None:
+            # A worker of this number before us may have died with mail counted
+            # and not filed: it is replayed below and counted again.
+            self.watch.counters.forget(ARRIVALS, self.watch.worker)
         known = await self.service.call("last_filed_arrival", *self.journal_key)
         records = self.journal.recover(known)
         filed = await self.service.call("filed_arrivals", self.journal.oldest_seq, *self.journal_key) if records else set()
@@ -240,6 +249,8 @@ class Arrivals:
         return quota_exceeded(await self.service.call("get_quota", user_id), size)
 
     def _count(self, user_id: int, size: int) -> None:
+        if self.watch is not None:
+            self.watch.started(ARRIVALS, user_id)
         self.pending[user_id] = self.pending.get(user_id, 0) + 1
         self._pending_bytes[user_id] = self._pending_bytes.get(user_id, 0) + size
 
@@ -372,6 +383,8 @@ class Arrivals:
             self._room.set()
         for recipient in arrival.recipients:
             user_id = recipient.user.id
+            if self.watch is not None:
+                self.watch.finished(ARRIVALS, user_id)
             left = self.pending.get(user_id, 0) - 1
             if left > 0:
                 self.pending[user_id] = left

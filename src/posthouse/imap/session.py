@@ -8,6 +8,7 @@ from time import perf_counter
 
 from ..store.api import StoreError
 from ..store.process import StoreProcessDied
+from ..store.wake_counters import ARRIVALS, BEHIND
 from .args import ArgReader, encode_mailbox_name, format_uid_set
 from .capabilities import capabilities
 from . import search_updates
@@ -160,12 +161,17 @@ class Session:
         service.take_remote()
         if self.view is not None and service.behind_watch is not None:
             # and the STOREs of the selected mailbox they told their clients are done.
-            waiting = service.others_behind(self.view.shared.id)
+            waiting = service.others_pending(BEHIND, self.view.shared.id)
             if waiting:
-                await service.others_stored(self.view.shared.id, waiting)
+                await service.others_done(BEHIND, self.view.shared.id, waiting)
         if self.arrivals is not None and self.arrivals.pending and self.user is not None:
-            # Mail answered "250" to its sender is there for the command that comes after.
+            # Mail answered "250" to its sender is there for the command that comes after,
             await self.arrivals.settled(self.user.id)
+        if service.behind_watch is not None and self.user is not None:
+            # and so is mail another worker answered so.
+            waiting = service.others_pending(ARRIVALS, self.user.id)
+            if waiting:
+                await service.others_done(ARRIVALS, self.user.id, waiting)
         if self.view is not None and not self.view.shared.loaded.is_set():
             # The index is reading the store again (changes were lost): this command sees what it reads.
             await self.view.shared.caught_up()

@@ -8,6 +8,7 @@ import time
 from ..auth.sasl import SaslError, decode_response, parse_plain
 from ..logfmt import LoginLog
 from ..net import Clock, StreamServers, TimedOut, peer_of, tls_failed
+from ..store.wake_counters import ARRIVALS
 from .maildrop import InUse, Maildrop
 
 log = logging.getLogger("posthouse.pop3")
@@ -243,6 +244,7 @@ class Pop3Session:
         arrivals = getattr(self.ctx.deliverer, "arrivals", None)
         if arrivals is not None:
             await arrivals.settled(user.id)     # mail answered "250" is in the maildrop
+        await self.ctx.service.others_done(ARRIVALS, user.id)      # (by any worker)
         maildrop = Maildrop(self.ctx, user)
         try:
             await maildrop.open()

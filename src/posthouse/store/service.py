@@ -30,6 +30,7 @@ from .api import DiskFull, Store
 from .batches import BatchRunner, settle
 from .parsing import PROCESS_FROM, ParsePool
 from .process import WRITE_BEHIND, SharedStoreConnection, StoreProcess
+from .wake_counters import ARRIVALS, BEHIND
 from .space import FreeSpace, is_disk_full
 
 log = logging.getLogger("posthouse.store")
@@ -132,9 +133,10 @@ class StoreService:
         # One of several workers (app_workers.py): the store process is shared,
         # reached over store_connection, and tells us what the others commit.
         self.shared = store_connection is not None
-        # Several workers: write-behind STOREs are counted in shared memory
-        # (store/wake_counters.py); None: a STORE there waits for its commit.
-        self.behind_watch = wake_watch if self.shared and wake_watch is not None and wake_watch.write_behind \
+        # Several workers: write-behind STOREs and accepted mail are counted in
+        # shared memory (store/wake_counters.py); None: a STORE there waits
+        # for its commit, and mail accepted by another worker is not waited for.
+        self.behind_watch = wake_watch if self.shared and wake_watch is not None and wake_watch.pending_counts \
             else None
         self.relay_handlers: dict[str, Callable] = {}   # kind -> handler(*payload), for relay()
         self.relay_handlers["events"] = self.remote_events   # (mailbox list changes made by sessions)
@@ -267,13 +269,15 @@ class StoreService:
         return self._db_thread.submit(functools.partial(_call, self.store, method, args), False)
 
     # How long a command waits at most for another worker's write-behind
-    # STOREs (one that died after counting one it never sent is not waited for longer).
-    BEHIND_WAIT_MAX = 2.0
+    # STOREs, and mail it answered "250" (Arrivals.SETTLE_TIMEOUT): one that
+    # died after counting one it never finished is not waited for longer.
+    WAIT_MAX = {BEHIND: 2.0, ARRIVALS: 10.0}
+    _WAITING_FOR = {BEHIND: "write-behind STOREs in mailbox", ARRIVALS: "mail accepted for user"}
 
     def send_behind(self, mailbox_id: int, uids: list, mode: str, flags, applied: Callable) -> asyncio.Future:
         """A write-behind STORE (imap/write_behind.py), not waited for. With
         several workers it is counted first (the others' sessions wait for it
-        before their next command on the mailbox: see others_stored), and
+        before their next command on the mailbox: see others_done), and
         applied(result) runs as its reply comes, in order with the other
         workers' changes; the future settles after."""
         watch = self.behind_watch
@@ -282,33 +286,25 @@ class StoreService:
         future = self._db_process.submit(WRITE_BEHIND, (mailbox_id, uids, mode, flags, None), False,
                                          publish=applied)
         if not future.done():      # (failed at once: no store process now; nobody need wait)
-            watch.counters.behind_sent(watch.worker, mailbox_id)
+            watch.started(BEHIND, mailbox_id)
         return future
 
-    def others_behind(self, mailbox_id: int) -> list:
-        """The other workers' write-behind STOREs on the mailbox not yet here (see wake_counters)."""
+    def others_pending(self, kind: int, key: int) -> list:
+        """What the other workers told their clients is done and this one
+        has not heard of yet: kind BEHIND by mailbox, ARRIVALS by user (see
+        store/wake_counters.py)."""
         watch = self.behind_watch
-        return watch.others_behind(mailbox_id) if watch is not None else []
+        return watch.others_waiting(kind, key) if watch is not None else []
 
-    async def others_stored(self, mailbox_id: int, waiting: list | None = None) -> None:
-        """Once the other workers' write-behind STOREs on the mailbox, sent
-        before now, are committed and their changes applied here."""
+    async def others_done(self, kind: int, key: int, waiting: list | None = None) -> None:
+        """Once what others_pending() said (or says now) is done and applied here."""
         watch = self.behind_watch
         if watch is None:
             return
-        waiting = watch.others_behind(mailbox_id) if waiting is None else waiting
-        if not waiting:
-            return
-        counters = watch.counters
-        deadline = time.monotonic() + self.BEHIND_WAIT_MAX
-        while not all(counters.behind_reached(w, mailbox_id, target) for w, target in waiting):
-            if time.monotonic() > deadline:
-                log.warning("mailbox %s: another worker's STORE did not reach the store in %.0f s; going on",
-                            mailbox_id, self.BEHIND_WAIT_MAX)
-                watch.give_up(mailbox_id, waiting)
-                break
-            await asyncio.sleep(0.0005)
-        self.take_remote()
+        waiting = watch.others_waiting(kind, key) if waiting is None else waiting
+        if waiting:
+            await watch.wait_for_others(kind, key, waiting, self.WAIT_MAX[kind], self._WAITING_FOR[kind])
+            self.take_remote()
 
     def post(self, method: str, *args) -> None:
         """A lazy change whose caller need not know the outcome (one that

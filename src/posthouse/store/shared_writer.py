@@ -28,7 +28,7 @@ import socket
 
 from .api import FlagsChanged, MailboxGone, MailboxListChanged, MessageAdded, MessagesExpunged
 from .batches import BatchRunner
-from .wake_counters import BEHIND_WORKERS
+from .wake_counters import BEHIND, PENDING_WORKERS
 from .process import _HEADER, MAX_BATCH, RECV_CHUNK, WRITE_BEHIND, _call, _frame, _portable
 
 log = logging.getLogger("posthouse.store")
@@ -115,8 +115,8 @@ def serve_shared(control: socket.socket, store, wake=None) -> None:
     if wake is not None:
         # A store process before us may have died with write-behind STOREs
         # counted and never done: they never will be; nobody waits for them.
-        for number in range(BEHIND_WORKERS):
-            wake.behind_forget(number)
+        for number in range(PENDING_WORKERS):
+            wake.forget(BEHIND, number)
     chunk = memoryview(bytearray(RECV_CHUNK))
     control_open = True
     reads = getattr(store, "READS", frozenset())
@@ -147,7 +147,7 @@ def serve_shared(control: socket.socket, store, wake=None) -> None:
                 del workers[key]
                 worker.sock.close()
                 if wake is not None:
-                    wake.behind_forget(worker.number)
+                    wake.forget(BEHIND, worker.number)
                 log.info("worker %d left the store", worker.number)
         if batch:
             runner.between_batches()
@@ -218,7 +218,7 @@ def _run(runner: BatchRunner, store, reads, batch: list, workers: dict, wake=Non
         for worker, (_i, method, args, _d) in batch:
             if method == WRITE_BEHIND:
                 try:
-                    wake.behind_done(worker.number, int(args[0]))
+                    wake.finished(BEHIND, worker.number, int(args[0]))
                 except (IndexError, TypeError, ValueError):
                     pass
 

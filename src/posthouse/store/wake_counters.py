@@ -1,22 +1,28 @@
-"""Counters in shared memory that tell a worker, without a system call,
-whether the shared store process has sent it other workers' changes.
+"""Counters in shared memory between the workers and the shared store
+process (`workers = N`), read without a system call.
 
-Before each command a worker takes in what the others committed (so the
-command's untagged responses tell of it). Asking the socket costs a recv()
-that nearly always finds nothing, on every command. Instead the store
-process adds one to the worker's counter after each frame of others'
-changes it has written to that worker's socket, and the worker reads its
-socket only when the counter moved: the frame is in the socket's buffer by
-then, since the count follows the send.
+Wake counters. Before each command a worker takes in what the others
+committed (so the command's untagged responses tell of it). Asking the
+socket costs a recv() that nearly always finds nothing, on every command.
+Instead the store process adds one to the worker's counter after each frame
+of others' changes it has written to that worker's socket, and the worker
+reads its socket only when the counter moved: the frame is in the socket's
+buffer by then, since the count follows the send.
 
-The same memory counts write-behind STOREs (imap/write_behind.py) across
-workers, per worker and mailbox (a mailbox's slot is its id modulo
-MAILBOX_SLOTS): the worker counts each it sends ("sent"), the store process
-each it has committed and sent to the other workers ("done"). A session of
-another worker about to run a command on that mailbox waits until "done"
-reaches the "sent" it read: the change a client was told is done is then in
-its socket, and its command tells of it, as in one process. Each counter
-has one writer, so no atomic operations are needed.
+Pending counts: things a worker told a client are done before every worker
+can see them, counted per worker and key (a key's slot is the key modulo
+KEY_SLOTS) as "started" and "finished":
+- BEHIND: write-behind STOREs (imap/write_behind.py), by mailbox. The worker
+  counts one started before it answers the STORE; the store process counts
+  it finished once its changes are sent to every worker.
+- ARRIVALS: mail answered "250" from the arrivals journal
+  (delivery/arrivals.py), by user. The worker counts one started when it
+  accepts it, and finished once it is filed (the store process sent the
+  events to every worker before the worker hears that it is filed).
+A session of another worker about to run a command waits until "finished"
+reaches the "started" it read (WakeWatch.wait_for_others): what a client
+was told is done is then in its socket, and its command tells of it, as in
+one process. Each counter has one writer, so no atomic operations are needed.
 
 A memfd: the workers inherit its mapping when forked, the store process
 (started with exec) gets the descriptor and maps it; a store process
@@ -24,17 +30,24 @@ started again maps the same counters.
 """
 from __future__ import annotations
 
+import asyncio
+import logging
 import mmap
 import os
 import struct
+import time
 
-SLOTS = 256         # worker numbers, modulo
-BEHIND_WORKERS = 64     # worker numbers with write-behind counters (more: no write-behind)
-MAILBOX_SLOTS = 1024    # mailbox ids, modulo (two mailboxes sharing a slot only wait for each other)
+log = logging.getLogger("posthouse.store")
+
+SLOTS = 256         # worker numbers, modulo (wake counters)
+PENDING_WORKERS = 64    # worker numbers with pending counts (more workers: none)
+KEY_SLOTS = 1024    # keys (mailbox or user ids), modulo: two keys sharing a slot only wait for each other
+BEHIND, ARRIVALS = 0, 1
+_KINDS = 2
 _COUNTER = struct.Struct("=Q")
-_SENT = SLOTS * _COUNTER.size
-_DONE = _SENT + BEHIND_WORKERS * MAILBOX_SLOTS * _COUNTER.size
-_SIZE = _DONE + BEHIND_WORKERS * MAILBOX_SLOTS * _COUNTER.size
+_TABLE = PENDING_WORKERS * KEY_SLOTS * _COUNTER.size      # one table of started (or finished) counts
+_PENDING = SLOTS * _COUNTER.size
+_SIZE = _PENDING + _KINDS * 2 * _TABLE
 
 
 class WakeCounters:
@@ -45,7 +58,7 @@ class WakeCounters:
     @classmethod
     def create(cls) -> "WakeCounters | None":
         """New zeroed counters; None where memfds are not to be had (each
-        command then asks the socket)."""
+        command then asks the socket, and STOREs wait for their commit)."""
         try:
             fd = os.memfd_create("posthouse-wake-counters")
             os.ftruncate(fd, _SIZE)
@@ -53,80 +66,67 @@ class WakeCounters:
             return None
         return cls(fd)
 
-    def bump(self, worker: int) -> None:
-        """(The store process, the counters' only writer.)"""
-        offset = (worker % SLOTS) * _COUNTER.size
-        _COUNTER.pack_into(self._map, offset, _COUNTER.unpack_from(self._map, offset)[0] + 1)
-
-    def value(self, worker: int) -> int:
-        return _COUNTER.unpack_from(self._map, (worker % SLOTS) * _COUNTER.size)[0]
-
-    # -- write-behind STOREs ---------------------------------------------------------
-    @staticmethod
-    def _behind(base: int, worker: int, mailbox_id: int) -> int:
-        return base + (worker * MAILBOX_SLOTS + mailbox_id % MAILBOX_SLOTS) * _COUNTER.size
+    def _get(self, offset: int) -> int:
+        return _COUNTER.unpack_from(self._map, offset)[0]
 
     def _add(self, offset: int) -> None:
         _COUNTER.pack_into(self._map, offset, _COUNTER.unpack_from(self._map, offset)[0] + 1)
 
-    def behind_sent(self, worker: int, mailbox_id: int) -> None:
-        """(Worker `worker`, before it answers the STORE.)"""
-        self._add(self._behind(_SENT, worker, mailbox_id))
+    # -- wake counters ----------------------------------------------------------------
+    def bump(self, worker: int) -> None:
+        """(The store process, the counters' only writer.)"""
+        self._add((worker % SLOTS) * _COUNTER.size)
 
-    def behind_done(self, worker: int, mailbox_id: int) -> None:
-        """(The store process, once the STORE's events are sent to every worker.)"""
-        if worker < BEHIND_WORKERS:
-            self._add(self._behind(_DONE, worker, mailbox_id))
+    def value(self, worker: int) -> int:
+        return self._get((worker % SLOTS) * _COUNTER.size)
 
-    def behind_waiting(self, worker: int, mailbox_id: int) -> int | None:
-        """The count "done" must reach for the STOREs worker has sent on the
-        mailbox so far, or None if they are all done."""
-        sent = _COUNTER.unpack_from(self._map, self._behind(_SENT, worker, mailbox_id))[0]
-        done = _COUNTER.unpack_from(self._map, self._behind(_DONE, worker, mailbox_id))[0]
-        return sent if done < sent else None
+    # -- pending counts ---------------------------------------------------------------
+    @staticmethod
+    def _slot(kind: int, finished: bool, worker: int, key: int) -> int:
+        return (_PENDING + (2 * kind + finished) * _TABLE
+                + (worker * KEY_SLOTS + key % KEY_SLOTS) * _COUNTER.size)
 
-    def behind_reached(self, worker: int, mailbox_id: int, target: int) -> bool:
-        return _COUNTER.unpack_from(self._map, self._behind(_DONE, worker, mailbox_id))[0] >= target
+    def started(self, kind: int, worker: int, key: int) -> None:
+        if worker < PENDING_WORKERS:
+            self._add(self._slot(kind, False, worker, key))
 
-    def behind_forget(self, worker: int) -> None:
-        """(The store process, when a worker's connection ended: what it sent
-        and did not reach us never will; nobody waits for it.)"""
-        if worker >= BEHIND_WORKERS:
+    def finished(self, kind: int, worker: int, key: int) -> None:
+        if worker < PENDING_WORKERS:
+            self._add(self._slot(kind, True, worker, key))
+
+    def waiting(self, kind: int, worker: int, key: int) -> int | None:
+        """The count "finished" must reach for what worker has started for
+        the key so far, or None if it is all finished."""
+        started = self._get(self._slot(kind, False, worker, key))
+        return started if self._get(self._slot(kind, True, worker, key)) < started else None
+
+    def reached(self, kind: int, worker: int, key: int, target: int) -> bool:
+        return self._get(self._slot(kind, True, worker, key)) >= target
+
+    def forget(self, kind: int, worker: int) -> None:
+        """What the worker started and has not finished never will be (its
+        connection ended, or it was started again): nobody waits for it.
+        (By the writer of its "finished" counts only.)"""
+        if worker >= PENDING_WORKERS:
             return
-        for slot in range(MAILBOX_SLOTS):
-            sent = _COUNTER.unpack_from(self._map, self._behind(_SENT, worker, slot))[0]
-            _COUNTER.pack_into(self._map, self._behind(_DONE, worker, slot), sent)
+        for slot in range(KEY_SLOTS):
+            _COUNTER.pack_into(self._map, self._slot(kind, True, worker, slot),
+                               self._get(self._slot(kind, False, worker, slot)))
 
 
 class WakeWatch:
-    """One worker's view of its counter: changed() is True when frames came
-    since it last said so (and at first)."""
+    """One worker's view of the counters: changed() is True when frames came
+    since it last said so (and at first); the pending counts of the others."""
 
     def __init__(self, counters: WakeCounters, worker: int, workers: int = 1):
         self.counters = counters
         self.worker = worker
         self.workers = workers      # how many there are (their numbers: 0 .. workers - 1)
         self.seen = -1
-        # Write-behind STOREs across workers need a counter of our own, and of each other's.
-        self.write_behind = workers <= BEHIND_WORKERS
-        # (worker, mailbox slot) -> a count waited for in vain: not waited for again.
-        self._gave_up: dict[tuple[int, int], int] = {}
-
-    def give_up(self, mailbox_id: int, waiting: list[tuple[int, int]]) -> None:
-        for worker, target in waiting:
-            self._gave_up[(worker, mailbox_id % MAILBOX_SLOTS)] = target
-
-    def others_behind(self, mailbox_id: int) -> list[tuple[int, int]]:
-        """(worker, target) of the other workers with write-behind STOREs on
-        the mailbox not yet done (see WakeCounters.behind_waiting)."""
-        counters, me = self.counters, self.worker
-        waiting = []
-        for worker in range(self.workers):
-            if worker != me:
-                target = counters.behind_waiting(worker, mailbox_id)
-                if target is not None and target > self._gave_up.get((worker, mailbox_id % MAILBOX_SLOTS), 0):
-                    waiting.append((worker, target))
-        return waiting
+        # Pending counts need a counter of our own, and of each other's.
+        self.pending_counts = workers <= PENDING_WORKERS
+        # (kind, worker, key slot) -> a count waited for in vain: not waited for again.
+        self._gave_up: dict[tuple[int, int, int], int] = {}
 
     def changed(self) -> bool:
         value = self.counters.value(self.worker)
@@ -134,3 +134,40 @@ class WakeWatch:
             return False
         self.seen = value
         return True
+
+    def started(self, kind: int, key: int) -> None:
+        self.counters.started(kind, self.worker, key)
+
+    def finished(self, kind: int, key: int) -> None:
+        self.counters.finished(kind, self.worker, key)
+
+    def others_waiting(self, kind: int, key: int) -> list[tuple[int, int]]:
+        """(worker, target) of the other workers with something of this kind
+        for the key not finished yet."""
+        if not self.pending_counts:
+            return []
+        counters, me, slot = self.counters, self.worker, key % KEY_SLOTS
+        waiting = []
+        for worker in range(self.workers):
+            if worker != me:
+                target = counters.waiting(kind, worker, key)
+                if target is not None and target > self._gave_up.get((kind, worker, slot), 0):
+                    waiting.append((worker, target))
+        return waiting
+
+    async def wait_for_others(self, kind: int, key: int, waiting: list[tuple[int, int]],
+                              timeout: float, what: str) -> None:
+        """Until each (worker, target) of waiting is finished, or timeout (then
+        those counts are not waited for again, and the caller goes on)."""
+        counters = self.counters
+        deadline = time.monotonic() + timeout
+        while not all(counters.reached(kind, worker, key, target) for worker, target in waiting):
+            if time.monotonic() > deadline:
+                log.warning("%s %s: another worker's was not done in %.0f s; going on", what, key, timeout)
+                self.give_up(kind, key, waiting)
+                return
+            await asyncio.sleep(0.0005)
+
+    def give_up(self, kind: int, key: int, waiting: list[tuple[int, int]]) -> None:
+        for worker, target in waiting:
+            self._gave_up[(kind, worker, key % KEY_SLOTS)] = target

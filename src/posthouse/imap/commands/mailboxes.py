@@ -6,6 +6,7 @@ import dataclasses
 import re
 
 from ...store.api import MailboxListChanged
+from ...store.wake_counters import BEHIND
 from ..args import check_mailbox_name
 from ..errors import bad, no
 from ..protocol.tokens import Atom, ParenList, ParseError, String
@@ -53,7 +54,7 @@ async def _open(session, cmd, readonly: bool):
             shared.catch_up()
             await shared.caught_up()
     # Other workers' write-behind STOREs there: in what we read and say below.
-    await session.ctx.service.others_stored(mailbox_id)
+    await session.ctx.service.others_done(BEHIND, mailbox_id)
     view = await session.select(mailbox_id, name, readonly)
     if known is None:
         registry.remember_name(view.shared, user_id, name)
@@ -371,8 +372,8 @@ def _status_item(tok) -> str:
 async def _send_status(session, mailbox_id, name, items):
     # Other workers' write-behind STOREs there (\Seen for UNSEEN, a MODSEQ) count.
     service = session.ctx.service
-    if service.behind_watch is not None and service.others_behind(mailbox_id):
-        await service.others_stored(mailbox_id)
+    if service.behind_watch is not None and service.others_pending(BEHIND, mailbox_id):
+        await service.others_done(BEHIND, mailbox_id)
     counts = session.ctx.registry.counts(mailbox_id, items)
     if counts is None:
         counts = await session.ctx.service.call("mailbox_counts", mailbox_id)
