@@ -172,7 +172,18 @@ class Supervisor:
             ensure_self_signed(self.config.path("tls/cert.pem"), self.config.path("tls/key.pem"),
                                server_name(self.config.hostname))
 
+    def _forget_pending(self, numbers) -> None:
+        """What these workers counted started in shared memory and was not
+        finished never will be (the store process that would finish it, or
+        the worker that started it, is gone): nobody waits for it."""
+        if self.wake_counters is not None:
+            from .store.wake_counters import ARRIVALS, BEHIND
+            for number in numbers:
+                for kind in (BEHIND, ARRIVALS):
+                    self.wake_counters.forget(kind, number)
+
     def _start_store(self) -> None:
+        self._forget_pending(range(self.count))
         from .app import open_store
         # Makes or upgrades the schema, once, before anyone uses it. A store
         # process started again keeps the first one's identity (PostgreSQL's
@@ -199,6 +210,7 @@ class Supervisor:
             child.close()
 
     def _start_worker(self, number: int) -> None:
+        self._forget_pending([number])
         mine, theirs = socket.socketpair()
         try:
             socket.send_fds(self.control, [str(number).encode()], [theirs.fileno()])

@@ -157,6 +157,7 @@ def test_write_behind_stores_of_one_worker_are_in_the_next_command_of_another(fa
     assert b"* OK [UNSEEN 2]" in b"".join(lines), lines
     a.close()
     b.close()
+    assert "was not done in" not in farm.log()      # (no wait ran out: every count was finished)
 
 
 def test_recent_goes_to_exactly_one_session_across_workers(farm):
@@ -363,6 +364,7 @@ def test_mail_answered_250_by_one_worker_is_in_the_next_command_of_a_session_on_
         pop.quit()
     for c in watchers:
         c.close()
+    assert "was not done in" not in farm.log()      # (no wait ran out: every count was finished)
 
 
 @pytest.fixture(scope="module")

@@ -78,4 +78,7 @@ def test_waiting_ends_when_the_count_is_reached_or_given_up(counters):
         assert other.others_waiting(ARRIVALS, 7) == []     # not waited for again
         mine.started(ARRIVALS, 7)                    # a later one is
         assert other.others_waiting(ARRIVALS, 7) == [(0, 3)]
+        mine.finished(ARRIVALS, 7)                   # and once it is finished, nothing waits
+        assert other.others_waiting(ARRIVALS, 7) == []
+        await other.wait_for_others(ARRIVALS, 7, [(0, 3)], 5.0, "mail for user")   # at once
     asyncio.run(run())

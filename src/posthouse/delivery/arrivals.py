@@ -115,10 +115,6 @@ class Arrivals:
     # -- starting and stopping ------------------------------------------------------
     async def start(self) -> None:
         """Read the journal and queue whatever in it is not filed yet."""
-        if self.watch is not None:
-            # A worker of this number before us may have died with mail counted
-            # and not filed: it is replayed below and counted again.
-            self.watch.counters.forget(ARRIVALS, self.watch.worker)
         known = await self.service.call("last_filed_arrival", *self.journal_key)
         records = self.journal.recover(known)
         filed = await self.service.call("filed_arrivals", self.journal.oldest_seq, *self.journal_key) if records else set()
@@ -217,7 +213,7 @@ class Arrivals:
             self._enqueue(arrival)
             return
         log.error("arrivals journal: a message could not be written (%r)", written.exception())
-        self._filed(arrival)        # counted off: never answered 250, nothing to file
+        self._filed(arrival, finished=True)     # counted off: never answered 250, nothing to file
 
     async def _has_inbox(self, recipient: Recipient) -> bool:
         if recipient.facts is not None and recipient.facts.inbox is not None:
@@ -307,8 +303,9 @@ class Arrivals:
         if not routed:
             return
         try:
-            filed = await self.service.call("file_arrivals", [
-                (a.seq, r.raw, r.parsed, r.targets, a.time) for a, r in routed], *self.journal_key)
+            filed = await self.service.file_arrivals(
+                [(a.seq, r.raw, r.parsed, r.targets, a.time) for a, r in routed],
+                [recipient.user.id for a, _r in routed for recipient in a.recipients], self.journal_key)
         except Exception as e:
             if len(routed) == 1:
                 routed[0][0].failed = True
@@ -375,7 +372,9 @@ class Arrivals:
                 handle.cancel()
             self._retry(arrival)
 
-    def _filed(self, arrival: Arrival) -> None:
+    def _filed(self, arrival: Arrival, finished: bool = False) -> None:
+        """finished: count it finished in shared memory here (a filing is
+        counted by the store process: see StoreService.file_arrivals)."""
         if arrival.seq not in self._unfiled:
             return      # counted off already
         self._unfiled.discard(arrival.seq)
@@ -383,7 +382,7 @@ class Arrivals:
             self._room.set()
         for recipient in arrival.recipients:
             user_id = recipient.user.id
-            if self.watch is not None:
+            if finished and self.watch is not None:
                 self.watch.finished(ARRIVALS, user_id)
             left = self.pending.get(user_id, 0) - 1
             if left > 0:

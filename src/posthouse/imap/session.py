@@ -156,22 +156,26 @@ class Session:
             self.tagged(cmd.tag, "BAD", f"{cmd.name} not allowed in the {self.state} state")
             return
         expunge_ok = spec.expunge_ok or cmd.uid
-        # Several workers: what the others committed before this command came is applied first,
+        # Several workers: what the others committed before this command came
+        # is applied first, and what they told their clients is done: STOREs
+        # of the selected mailbox, mail for this user (counted before reading
+        # the socket: what was finished then was sent then).
         service = self.ctx.service
+        behind = arriving = None
+        if service.behind_watch is not None:
+            if self.view is not None:
+                behind = service.others_pending(BEHIND, self.view.shared.id)
+            if self.user is not None:
+                arriving = service.others_pending(ARRIVALS, self.user.id)
         service.take_remote()
-        if self.view is not None and service.behind_watch is not None:
-            # and the STOREs of the selected mailbox they told their clients are done.
-            waiting = service.others_pending(BEHIND, self.view.shared.id)
-            if waiting:
-                await service.others_done(BEHIND, self.view.shared.id, waiting)
+        if behind:
+            await service.others_done(BEHIND, self.view.shared.id, behind)
         if self.arrivals is not None and self.arrivals.pending and self.user is not None:
             # Mail answered "250" to its sender is there for the command that comes after,
             await self.arrivals.settled(self.user.id)
-        if service.behind_watch is not None and self.user is not None:
+        if arriving:
             # and so is mail another worker answered so.
-            waiting = service.others_pending(ARRIVALS, self.user.id)
-            if waiting:
-                await service.others_done(ARRIVALS, self.user.id, waiting)
+            await service.others_done(ARRIVALS, self.user.id, arriving)
         if self.view is not None and not self.view.shared.loaded.is_set():
             # The index is reading the store again (changes were lost): this command sees what it reads.
             await self.view.shared.caught_up()

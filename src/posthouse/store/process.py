@@ -46,6 +46,10 @@ class StoreProcessDied(Exception):
 # A write-behind STORE from a worker (StoreService.send_behind): store_flags,
 # counted done in shared memory once its changes are sent to every worker.
 WRITE_BEHIND = "@store_flags_behind"
+# Filing from a worker's arrivals journal (StoreService.file_arrivals): args
+# (user ids, *file_arrivals' args); the users' ARRIVALS counted finished in
+# shared memory once the changes are sent to every worker, if it worked.
+FILE_ARRIVALS = "@file_arrivals"
 
 def _frame(obj) -> bytes:
     data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)

@@ -29,7 +29,7 @@ from ..mime.message import ParsedMessage
 from .api import DiskFull, Store
 from .batches import BatchRunner, settle
 from .parsing import PROCESS_FROM, ParsePool
-from .process import WRITE_BEHIND, SharedStoreConnection, StoreProcess
+from .process import FILE_ARRIVALS, WRITE_BEHIND, SharedStoreConnection, StoreProcess
 from .wake_counters import ARRIVALS, BEHIND
 from .space import FreeSpace, is_disk_full
 
@@ -289,6 +289,16 @@ class StoreService:
             watch.started(BEHIND, mailbox_id)
         return future
 
+    async def file_arrivals(self, items: list, users: list[int], journal_key: tuple = ()):
+        """The store's file_arrivals(items, *journal_key). users: a user id for
+        each recipient of these arrivals (delivery/arrivals.py counted them
+        started): with several workers, the store process counts them
+        finished once every worker has the changes."""
+        if self.behind_watch is None:
+            return await self.call("file_arrivals", items, *journal_key)
+        durable = "file_arrivals" not in getattr(self.store, "LAZY", ())
+        return await self._outcome(self._db_process.submit(FILE_ARRIVALS, (users, items, *journal_key), durable))
+
     def others_pending(self, kind: int, key: int) -> list:
         """What the other workers told their clients is done and this one
         has not heard of yet: kind BEHIND by mailbox, ARRIVALS by user (see
@@ -304,7 +314,9 @@ class StoreService:
         waiting = watch.others_waiting(kind, key) if waiting is None else waiting
         if waiting:
             await watch.wait_for_others(kind, key, waiting, self.WAIT_MAX[kind], self._WAITING_FOR[kind])
-            self.take_remote()
+        # (Also when nothing was waited for: what was finished before we looked
+        # was sent before it was counted, and may not be read yet.)
+        self.take_remote()
 
     def post(self, method: str, *args) -> None:
         """A lazy change whose caller need not know the outcome (one that

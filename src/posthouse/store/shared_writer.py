@@ -28,8 +28,8 @@ import socket
 
 from .api import FlagsChanged, MailboxGone, MailboxListChanged, MessageAdded, MessagesExpunged
 from .batches import BatchRunner
-from .wake_counters import BEHIND, PENDING_WORKERS
-from .process import _HEADER, MAX_BATCH, RECV_CHUNK, WRITE_BEHIND, _call, _frame, _portable
+from .wake_counters import ARRIVALS, BEHIND
+from .process import _HEADER, FILE_ARRIVALS, MAX_BATCH, RECV_CHUNK, WRITE_BEHIND, _call, _frame, _portable
 
 log = logging.getLogger("posthouse.store")
 
@@ -83,6 +83,10 @@ class _Worker:
         else:
             self.eof = True
 
+    def has_whole_request(self) -> bool:
+        buf = self.buf
+        return len(buf) >= _HEADER.size and len(buf) >= _HEADER.size + _HEADER.unpack_from(buf)[0]
+
     def take(self):
         """The next whole request, or None."""
         buf = self.buf
@@ -112,11 +116,6 @@ def serve_shared(control: socket.socket, store, wake=None) -> None:
     others' changes sent."""
     runner = BatchRunner(store)
     workers: dict[int, _Worker] = {}       # fileno -> worker
-    if wake is not None:
-        # A store process before us may have died with write-behind STOREs
-        # counted and never done: they never will be; nobody waits for them.
-        for number in range(PENDING_WORKERS):
-            wake.forget(BEHIND, number)
     chunk = memoryview(bytearray(RECV_CHUNK))
     control_open = True
     reads = getattr(store, "READS", frozenset())
@@ -143,11 +142,11 @@ def serve_shared(control: socket.socket, store, wake=None) -> None:
         if batch:
             _run(runner, store, reads, batch, workers, wake)
         for key, worker in list(workers.items()):
-            if worker.eof and not worker.buf:
+            # (The part of a request a worker sent before it ended is dropped.)
+            if worker.eof and not worker.has_whole_request():
                 del workers[key]
                 worker.sock.close()
-                if wake is not None:
-                    wake.forget(BEHIND, worker.number)
+
                 log.info("worker %d left the store", worker.number)
         if batch:
             runner.between_batches()
@@ -170,8 +169,7 @@ def _accept(control: socket.socket, workers: dict) -> bool:
 
 
 def _run(runner: BatchRunner, store, reads, batch: list, workers: dict, wake=None) -> None:
-    calls = [(_noop if method == RELAY else
-              _call(store, "store_flags" if method == WRITE_BEHIND else method, args))
+    calls = [(_noop if method == RELAY else _call(store, *_store_call(method, args)))
              for _w, (_i, method, args, _d) in batch]
     results = runner.run(calls, any(d for _w, (_i, _m, _a, d) in batch))
     for (worker, (call_id, method, args, _d)), (ok, value) in zip(batch, results):
@@ -214,14 +212,27 @@ def _run(runner: BatchRunner, store, reads, batch: list, workers: dict, wake=Non
                 pass
     if wake is not None:
         # Every worker has this batch's changes in its socket now: sessions
-        # waiting for these write-behind STOREs (failed ones too) may go on.
-        for worker, (_i, method, args, _d) in batch:
-            if method == WRITE_BEHIND:
-                try:
+        # waiting for these write-behind STOREs (failed ones too) and this
+        # mail (filed; a failed filing is tried again, and counted then) may go on.
+        for (worker, (_i, method, args, _d)), (ok, _value) in zip(batch, results):
+            try:
+                if method == WRITE_BEHIND:
                     wake.finished(BEHIND, worker.number, int(args[0]))
-                except (IndexError, TypeError, ValueError):
-                    pass
+                elif method == FILE_ARRIVALS and ok:
+                    for user_id in args[0]:
+                        wake.finished(ARRIVALS, worker.number, int(user_id))
+            except (IndexError, TypeError, ValueError):
+                pass
 
 
 def _noop():
     return None
+
+
+def _store_call(method: str, args: tuple) -> tuple[str, tuple]:
+    """The store call a request names (the counted kinds are plain calls to the store)."""
+    if method == WRITE_BEHIND:
+        return "store_flags", args
+    if method == FILE_ARRIVALS:
+        return "file_arrivals", tuple(args[1:])
+    return method, args

@@ -103,10 +103,13 @@ class WakeCounters:
     def reached(self, kind: int, worker: int, key: int, target: int) -> bool:
         return self._get(self._slot(kind, True, worker, key)) >= target
 
+    def finished_count(self, kind: int, worker: int, key: int) -> int:
+        return self._get(self._slot(kind, True, worker, key))
+
     def forget(self, kind: int, worker: int) -> None:
-        """What the worker started and has not finished never will be (its
-        connection ended, or it was started again): nobody waits for it.
-        (By the writer of its "finished" counts only.)"""
+        """What the worker started and has not finished never will be: nobody
+        waits for it. (The supervisor, before it starts the worker again, or
+        a new store process: nobody counts "finished" of those then.)"""
         if worker >= PENDING_WORKERS:
             return
         for slot in range(KEY_SLOTS):
@@ -125,8 +128,10 @@ class WakeWatch:
         self.seen = -1
         # Pending counts need a counter of our own, and of each other's.
         self.pending_counts = workers <= PENDING_WORKERS
-        # (kind, worker, key slot) -> a count waited for in vain: not waited for again.
-        self._gave_up: dict[tuple[int, int, int], int] = {}
+        # (kind, worker, key slot) -> how far "finished" fell short when a wait
+        # was given up (what never will be finished): counted as finished
+        # from then on, so later ones are waited for as long as they take, and no more.
+        self._short: dict[tuple[int, int, int], int] = {}
 
     def changed(self) -> bool:
         value = self.counters.value(self.worker)
@@ -146,28 +151,36 @@ class WakeWatch:
         for the key not finished yet."""
         if not self.pending_counts:
             return []
-        counters, me, slot = self.counters, self.worker, key % KEY_SLOTS
+        counters, me = self.counters, self.worker
         waiting = []
         for worker in range(self.workers):
             if worker != me:
                 target = counters.waiting(kind, worker, key)
-                if target is not None and target > self._gave_up.get((kind, worker, slot), 0):
+                if target is not None and not self._reached(kind, worker, key, target):
                     waiting.append((worker, target))
         return waiting
+
+    def _reached(self, kind: int, worker: int, key: int, target: int) -> bool:
+        short = self._short.get((kind, worker, key % KEY_SLOTS), 0)
+        return self.counters.reached(kind, worker, key, target - short)
 
     async def wait_for_others(self, kind: int, key: int, waiting: list[tuple[int, int]],
                               timeout: float, what: str) -> None:
         """Until each (worker, target) of waiting is finished, or timeout (then
-        those counts are not waited for again, and the caller goes on)."""
-        counters = self.counters
+        what is missing is counted as finished from now on, and the caller goes on)."""
         deadline = time.monotonic() + timeout
-        while not all(counters.reached(kind, worker, key, target) for worker, target in waiting):
+        pause = 0.0005      # doubling to 20 ms: most waits are a commit's few milliseconds
+        while not all(self._reached(kind, worker, key, target) for worker, target in waiting):
             if time.monotonic() > deadline:
                 log.warning("%s %s: another worker's was not done in %.0f s; going on", what, key, timeout)
                 self.give_up(kind, key, waiting)
                 return
-            await asyncio.sleep(0.0005)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.02)
 
     def give_up(self, kind: int, key: int, waiting: list[tuple[int, int]]) -> None:
+        slot = key % KEY_SLOTS
         for worker, target in waiting:
-            self._gave_up[(kind, worker, key % KEY_SLOTS)] = target
+            finished = self.counters.finished_count(kind, worker, key)
+            if finished < target:
+                self._short[(kind, worker, slot)] = target - finished

@@ -185,14 +185,19 @@ class PostgresStore(Store):
     # The calls that lock mailbox rows, by the positions of the arguments
     # naming the mailboxes; and those of them that also lock the owner's quota row.
     _MAILBOX_ARGS = {"append": (0,), "append_many": (0,), "append_raw": (0,), "store_flags": (0,),
-                     "expunge": (0,), "copy": (0, 2), "take_recent": (0,), "claim_recent": (0,)}
-    _CHARGING = frozenset({"append", "append_many", "append_raw", "expunge", "copy"})
+                     "expunge": (0,), "copy": (0, 2), "take_recent": (0,), "claim_recent": (0,),
+                     "import_messages": (1,)}
+    _CHARGING = frozenset({"append", "append_many", "append_raw", "expunge", "copy", "import_messages",
+                           "file_arrivals"})
 
     def rows_locked_by(self, method: str, args: tuple) -> tuple[tuple, tuple]:
         """(mailbox ids whose rows the call locks, mailbox ids whose owners'
         quota rows it locks too); unknown calls: none known."""
         try:
-            ids = tuple(int(args[i]) for i in self._MAILBOX_ARGS.get(method, ()))
+            if method == "file_arrivals":       # [(seq, raw, parsed, [(user, mailbox, flags)...], time)...]
+                ids = tuple({int(target[1]) for arrival in args[0] for target in arrival[3]})
+            else:
+                ids = tuple(int(args[i]) for i in self._MAILBOX_ARGS.get(method, ()))
         except (IndexError, TypeError, ValueError):
             return (), ()
         return ids, (ids if method in self._CHARGING else ())
