@@ -16,9 +16,10 @@ KEY_SLOTS) as "started" and "finished":
   counts one started before it answers the STORE; the store process counts
   it finished once its changes are sent to every worker.
 - ARRIVALS: mail answered "250" from the arrivals journal
-  (delivery/arrivals.py), by user. The worker counts one started when it
-  accepts it, and finished once it is filed (the store process sent the
-  events to every worker before the worker hears that it is filed).
+  (delivery/arrivals.py), by user (one per recipient). The worker counts one
+  started when it accepts it; the store process counts it finished once the
+  filing is committed and its changes are sent to every worker (the worker
+  itself, for a message it never got to write to its journal).
 A session of another worker about to run a command waits until "finished"
 reaches the "started" it read (WakeWatch.wait_for_others): what a client
 was told is done is then in its socket, and its command tells of it, as in
