@@ -162,6 +162,13 @@ def _accept(control: socket.socket, workers: dict) -> bool:
         return False
     for fd in fds:
         sock = socket.socket(fileno=fd)
+        # A worker busy for a moment (a long SORT on its loop) must not stop
+        # every worker: its frames wait in this buffer (on a unix socket the
+        # sender's is the one that counts; 4 MB, as far as wmem_max allows).
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        except OSError:
+            pass
         sock.setblocking(False)
         number = int(msg.decode() or 0) if msg.decode().isdigit() else 0
         workers[sock.fileno()] = _Worker(sock, number)
