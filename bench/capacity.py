@@ -40,7 +40,7 @@ sys.path.insert(0, HERE)
 from loadgen import Conn, Generators, connect, cpu_seconds, own_cpu, sleep_until, worker_main  # noqa: E402
 from servers import HOST, PASSWORD  # noqa: E402
 
-ALL_SERVERS = ("posthouse", "posthouse-workers", "dovecot", "posthouse-pg", "posthouse-pg3")
+ALL_SERVERS = ("posthouse", "posthouse-workers", "dovecot", "posthouse-pg", "posthouse-pg-workers", "posthouse-pg3")
 
 # The commands, by kind (the index is the kind's number in the counters).
 KINDS = ("SELECT", "EXAMINE", "FETCH FLAGS", "FETCH BODY", "STORE +FLAGS", "STORE -FLAGS",
@@ -278,20 +278,22 @@ def start_servers(names: list[str], workdir: str, users: list[str], cores: int, 
                                                          subdir=name)], note=f"workers = {cores}"))
         elif name == "dovecot":
             targets.append(Target(name, [DovecotServer(workdir, users, dovecot_sessions)], note="Debian's, sdbox"))
-        elif name in ("posthouse-pg", "posthouse-pg3"):
+        elif name in ("posthouse-pg", "posthouse-pg-workers", "posthouse-pg3"):
             pg = pg_holder[0] if pg_holder else start_postgres(notes)
             if pg is None:
                 continue
             if not pg_holder:
                 pg_holder.append(pg)
             url = pg.new_database(prefix="bench")
-            top = one + f'database_url = "{url}"\n'
+            node_workers = f"workers = {cores}\n" if name == "posthouse-pg-workers" and has_workers else one
+            top = node_workers + f'database_url = "{url}"\n'
             count = 3 if name == "posthouse-pg3" else 1
             nodes = [PosthouseServer(workdir, users if k == 0 else [], top_level=top, subdir=f"{name}-{k}")
                      for k in range(count)]
             targets.append(Target(name, nodes, postgres_pid(pg),
-                                  note=f"{count} node{'s' if count > 1 else ''}, PostgreSQL "
-                                       f"(synchronous_commit on)"))
+                                  note=f"{count} node{'s' if count > 1 else ''}"
+                                       f"{f' of {cores} workers' if name == 'posthouse-pg-workers' else ''}, "
+                                       f"PostgreSQL (synchronous_commit on)"))
     return targets
 
 

@@ -47,9 +47,9 @@ def test_crossed_batches_of_two_nodes_do_not_deadlock(two_nodes, caplog):
             pass
 
     def batch(store, order, results):
-        calls = [_call(store, "store_flags", (order[0], [1], "+", frozenset({"\\Seen"}))),
+        calls = [_call(store, "store_flags", (order[0], [1], "add", frozenset({"\\Seen"}))),
                  meet,
-                 _call(store, "store_flags", (order[1], [1], "+", frozenset({"\\Flagged"})))]
+                 _call(store, "store_flags", (order[1], [1], "add", frozenset({"\\Flagged"})))]
         results.extend(store.run_batch(calls, durable=False))
 
     results_a, results_b = [], []
@@ -68,7 +68,27 @@ def test_crossed_batches_of_two_nodes_do_not_deadlock(two_nodes, caplog):
 def test_calls_name_the_rows_they_lock(two_nodes):
     a, _b = two_nodes
     assert a.rows_locked_by("copy", (3, [1], 2, True)) == ((3, 2), (3, 2))
-    assert a.rows_locked_by("store_flags", (5, [1], "+", frozenset())) == ((5,), ())
+    assert a.rows_locked_by("store_flags", (5, [1], "add", frozenset())) == ((5,), ())
     assert a.rows_locked_by("get_user", ("x",)) == ((), ())
     assert a.rows_locked_by("expunge", ("garbage",)) == ((), ())
     assert _call(a, "expunge", (4, [1])).locks == ((4,), (4,))
+
+
+def test_a_batch_runs_without_savepoints_and_one_failure_undoes_only_its_call(two_nodes, monkeypatch):
+    a, _b = two_nodes
+    first, second = _mailboxes(a)
+    flat_runs = []
+    run_flat = a._run_flat
+    monkeypatch.setattr(a, "_run_flat", lambda calls: flat_runs.append(len(calls)) or run_flat(calls))
+    ok = a.run_batch([_call(a, "store_flags", (first, [1], "add", frozenset({"\\Seen"}))),
+                      _call(a, "store_flags", (second, [1], "add", frozenset({"\\Seen"})))])
+    assert [r[0] for r in ok] == [True, True] and flat_runs == [2]
+    # One call fails (no such mailbox): tried flat, then again each in its own savepoint.
+    results = a.run_batch([_call(a, "store_flags", (first, [1], "add", frozenset({"\\Flagged"}))),
+                           _call(a, "append_raw", (987654, [(b"Subject: x\r\n\r\nx\r\n", [], 0, False)])),
+                           _call(a, "store_flags", (second, [1], "add", frozenset({"\\Flagged"})))])
+    assert [r[0] for r in results] == [True, False, True], results
+    assert flat_runs == [2, 3]
+    for mailbox_id in (first, second):
+        _info, entries = a.load_index(mailbox_id)
+        assert entries[0].flags == {"\\Seen", "\\Flagged"}      # each committed once, nothing twice

@@ -557,6 +557,7 @@ def _call(store, method: str, args: tuple):
     locks_of = getattr(store, "rows_locked_by", None)
     if locks_of is not None:
         call.locks = locks_of(method, args)
+    call.method = method
     return call
 
 
