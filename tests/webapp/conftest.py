@@ -49,6 +49,23 @@ def _cli(config: str, *args: str, stdin: str | None = None) -> str:
 
 def start_server(tmp: str, *, tracker: bool | str = False, extra_config: str = "",
                  web: str = "") -> tuple[WebServer, subprocess.Popen, object]:
+    """As _start_server, again on other ports if a port it picked was taken
+    meanwhile (another test process picks free ports too)."""
+    for attempt in range(3):
+        try:
+            return _start_server(tmp, tracker=tracker, extra_config=extra_config, web=web)
+        except _PortTaken:
+            if attempt == 2:
+                raise
+            shutil.rmtree(os.path.join(tmp, "data"), ignore_errors=True)     # (its users are made again)
+
+
+class _PortTaken(AssertionError):
+    pass
+
+
+def _start_server(tmp: str, *, tracker: bool | str = False, extra_config: str = "",
+                  web: str = "") -> tuple[WebServer, subprocess.Popen, object]:
     """tracker: True: the activity tracker on (following the accounts every
     second); a string: the [tracker] section's body; extra_config: more TOML
     sections, appended; web: more keys for the [web] section."""
@@ -73,6 +90,8 @@ def start_server(tmp: str, *, tracker: bool | str = False, extra_config: str = "
     try:
         deadline = time.monotonic() + 60
         while "web listening" not in open(log.name).read():
+            if proc.poll() is not None and "already in use" in open(log.name).read():
+                raise _PortTaken(open(log.name).read())
             assert proc.poll() is None and time.monotonic() < deadline, open(log.name).read()
             time.sleep(0.1)
         for name in PASSWORDS:
