@@ -104,7 +104,7 @@ def build_context(config: Config, worker=None) -> ServerContext:
         # that keeps one journal's filings only: worker 0's, the others file at once.
         path = config.path("arrivals" if number == 0 else f"arrivals.{number}")
         deliverer.arrivals = Arrivals(deliverer, Journal(path, fsync=config.fsync))
-        deliverer.arrivals.watch = service.behind_watch
+        deliverer.arrivals.watch = service.pending_watch
         if number:
             deliverer.arrivals.journal_key = (number,)
     queue = OutboundQueue(service, config, deliverer)

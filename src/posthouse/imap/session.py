@@ -162,7 +162,7 @@ class Session:
         # the socket: what was finished then was sent then).
         service = self.ctx.service
         behind = arriving = None
-        if service.behind_watch is not None:
+        if service.pending_watch is not None:
             if self.view is not None:
                 behind = service.others_pending(BEHIND, self.view.shared.id)
             if self.user is not None:

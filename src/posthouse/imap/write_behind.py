@@ -52,7 +52,7 @@ _rereads: set[asyncio.Task] = set()     # running tasks, kept from the garbage c
 
 def can_write_behind(session, unchanged_since) -> bool:
     service = session.ctx.service
-    if getattr(service, "shared", False) and service.behind_watch is None:
+    if getattr(service, "shared", False) and service.pending_watch is None:
         # Several workers without counters in shared memory: a session of
         # another process could not wait for the change; the STORE waits.
         return False

@@ -136,7 +136,7 @@ class StoreService:
         # Several workers: write-behind STOREs and accepted mail are counted in
         # shared memory (store/wake_counters.py); None: a STORE there waits
         # for its commit, and mail accepted by another worker is not waited for.
-        self.behind_watch = wake_watch if self.shared and wake_watch is not None and wake_watch.pending_counts \
+        self.pending_watch = wake_watch if self.shared and wake_watch is not None and wake_watch.pending_counts \
             else None
         self.relay_handlers: dict[str, Callable] = {}   # kind -> handler(*payload), for relay()
         self.relay_handlers["events"] = self.remote_events   # (mailbox list changes made by sessions)
@@ -280,11 +280,11 @@ class StoreService:
         before their next command on the mailbox: see others_done), and
         applied(result) runs as its reply comes, in order with the other
         workers' changes; the future settles after."""
-        watch = self.behind_watch
+        watch = self.pending_watch
         if watch is None:
             return self.send("store_flags", mailbox_id, uids, mode, flags, None)
-        future = self._db_process.submit(WRITE_BEHIND, (mailbox_id, uids, mode, flags, None), False,
-                                         publish=applied)
+        future = self._submit("store_flags", (mailbox_id, uids, mode, flags, None), applied,
+                              wire=(WRITE_BEHIND, (mailbox_id, uids, mode, flags, None)))
         if not future.done():      # (failed at once: no store process now; nobody need wait)
             watch.started(BEHIND, mailbox_id)
         return future
@@ -294,21 +294,21 @@ class StoreService:
         each recipient of these arrivals (delivery/arrivals.py counted them
         started): with several workers, the store process counts them
         finished once every worker has the changes."""
-        if self.behind_watch is None:
+        if self.pending_watch is None:
             return await self.call("file_arrivals", items, *journal_key)
-        durable = "file_arrivals" not in getattr(self.store, "LAZY", ())
-        return await self._outcome(self._db_process.submit(FILE_ARRIVALS, (users, items, *journal_key), durable))
+        return await self._outcome(self._submit("file_arrivals", (items, *journal_key),
+                                                wire=(FILE_ARRIVALS, (users, items, *journal_key))))
 
     def others_pending(self, kind: int, key: int) -> list:
         """What the other workers told their clients is done and this one
         has not heard of yet: kind BEHIND by mailbox, ARRIVALS by user (see
         store/wake_counters.py)."""
-        watch = self.behind_watch
+        watch = self.pending_watch
         return watch.others_waiting(kind, key) if watch is not None else []
 
     async def others_done(self, kind: int, key: int, waiting: list | None = None) -> None:
         """Once what others_pending() said (or says now) is done and applied here."""
-        watch = self.behind_watch
+        watch = self.pending_watch
         if watch is None:
             return
         waiting = watch.others_waiting(kind, key) if waiting is None else waiting
@@ -328,13 +328,17 @@ class StoreService:
         """Call a method that returns events (or an object with .events); publish them."""
         return await self._publishing(self._submit(method, args, self._publish_result), self._publish_result)
 
-    def _submit(self, method: str, args: tuple, publish: Callable | None = None) -> asyncio.Future:
+    def _submit(self, method: str, args: tuple, publish: Callable | None = None,
+                wire: tuple[str, tuple] | None = None) -> asyncio.Future:
         """A call sent to the store in order; its future settles after its commit.
         publish: with several workers, called with the result the moment it
-        comes, in order with the other workers' changes (see _publishing)."""
+        comes, in order with the other workers' changes (see _publishing).
+        wire: (request, its args) sent to the shared store process instead,
+        for the store call method(*args) it stands for (process.WRITE_BEHIND...)."""
         durable = method not in getattr(self.store, "LAZY", ()) and method not in getattr(self.store, "READS", ())
         if self._db_process is not None:
-            return self._db_process.submit(method, args, durable, publish=publish if self.shared else None)
+            request, request_args = wire if wire is not None and self.shared else (method, args)
+            return self._db_process.submit(request, request_args, durable, publish=publish if self.shared else None)
         return self._db_thread.submit(functools.partial(_call, self.store, method, args), durable)
 
     async def _publishing(self, future: asyncio.Future, publish: Callable):

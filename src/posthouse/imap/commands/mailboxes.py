@@ -372,7 +372,7 @@ def _status_item(tok) -> str:
 async def _send_status(session, mailbox_id, name, items):
     # Other workers' write-behind STOREs there (\Seen for UNSEEN, a MODSEQ) count.
     service = session.ctx.service
-    if service.behind_watch is not None:
+    if service.pending_watch is not None:
         await service.others_done(BEHIND, mailbox_id)
     counts = session.ctx.registry.counts(mailbox_id, items)
     if counts is None:
